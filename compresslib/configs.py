@@ -1,0 +1,223 @@
+"""Configuration dataclasses for every compression verb, validated on creation.
+
+A config says *what* to do; the verbs (``quantize``, ``prune``,
+``decompose``) do it for either framework. Bad values raise ``ValueError``
+naming the field and the allowed values.
+
+Example:
+    >>> from compresslib.configs import Magnitude
+    >>> Magnitude(sparsity=0.9, scope="global")
+    Magnitude(sparsity=0.9, scope='global', schedule=None)
+    >>> Magnitude(sparsity=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Magnitude.sparsity must be in [0, 1), got 1.0
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+def _choice(cls: str, field: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{cls}.{field} must be one of {allowed}, got {value!r}")
+
+
+def _int_in(cls: str, field: str, value: Any, lo: int, hi: Optional[int] = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        upper = f", {hi}]" if hi is not None else ", inf)"
+        raise ValueError(f"{cls}.{field} must be an integer in [{lo}{upper}, got {value!r}")
+
+
+def _fraction(cls: str, field: str, value: Any, *, low_open: bool, high_open: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
+    if not ok:
+        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+        raise ValueError(f"{cls}.{field} must be in {interval}, got {value!r}")
+
+
+class Config:
+    """Base class of all configs (used for type checks in the verbs)."""
+
+
+# --------------------------------------------------------------------------- quantization
+OBSERVERS = ("minmax", "moving_average", "percentile", "mse")
+
+
+class QuantConfig(Config):
+    """Base class of quantization configs."""
+
+
+@dataclass(frozen=True)
+class Int8Dynamic(QuantConfig):
+    """Int8 weights, activations quantized on the fly per batch (Linear/Dense layers)."""
+
+    per_channel: bool = True
+
+
+@dataclass(frozen=True)
+class Int8Static(QuantConfig):
+    """Int8 weights and activations with scales calibrated on ``calibration_data``."""
+
+    per_channel: bool = True
+    observer: str = "minmax"
+    percentile: float = 99.99
+
+    def __post_init__(self) -> None:
+        _choice("Int8Static", "observer", self.observer, OBSERVERS)
+        if not 50.0 < float(self.percentile) <= 100.0:
+            raise ValueError(f"Int8Static.percentile must be in (50, 100], got {self.percentile!r}")
+
+
+@dataclass(frozen=True)
+class WeightOnly(QuantConfig):
+    """Weights stored in ``bits`` (8 or 4) per group of ``group_size`` input channels; activations float."""
+
+    bits: int = 8
+    group_size: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        _choice("WeightOnly", "bits", self.bits, (4, 8))
+        if self.group_size is not None:
+            _int_in("WeightOnly", "group_size", self.group_size, 1)
+
+
+@dataclass(frozen=True)
+class Float16(QuantConfig):
+    """Half precision (IEEE float16) weights."""
+
+
+@dataclass(frozen=True)
+class BFloat16(QuantConfig):
+    """bfloat16 weights (float32 range, 8-bit mantissa)."""
+
+
+@dataclass(frozen=True)
+class QAT(QuantConfig):
+    """Quantization-aware training: fake-quantize weights (and activations) while training."""
+
+    weight_bits: int = 8
+    activation_bits: Optional[int] = 8
+    per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        _int_in("QAT", "weight_bits", self.weight_bits, 2, 8)
+        if self.activation_bits is not None:
+            _int_in("QAT", "activation_bits", self.activation_bits, 2, 8)
+
+
+# --------------------------------------------------------------------------- pruning
+class PruneConfig(Config):
+    """Base class of pruning configs."""
+
+
+@dataclass(frozen=True)
+class Magnitude(PruneConfig):
+    """Unstructured magnitude pruning to ``sparsity``, per layer or globally, optionally gradual."""
+
+    sparsity: float = 0.5
+    scope: str = "layer"
+    schedule: Any = None
+
+    def __post_init__(self) -> None:
+        _fraction("Magnitude", "sparsity", self.sparsity, low_open=False, high_open=True)
+        _choice("Magnitude", "scope", self.scope, ("layer", "global"))
+
+
+@dataclass(frozen=True)
+class Structured(PruneConfig):
+    """Remove a ``ratio`` of channels/neurons physically, keeping residual adds consistent."""
+
+    ratio: float = 0.5
+    importance: str = "l1"
+
+    def __post_init__(self) -> None:
+        _fraction("Structured", "ratio", self.ratio, low_open=False, high_open=True)
+        _choice("Structured", "importance", self.importance, ("l1", "l2", "random"))
+
+
+@dataclass(frozen=True)
+class NM(PruneConfig):
+    """N:M semi-structured sparsity: at most ``n`` non-zeros in every ``m`` consecutive weights."""
+
+    n: int = 2
+    m: int = 4
+
+    def __post_init__(self) -> None:
+        _int_in("NM", "m", self.m, 1)
+        _int_in("NM", "n", self.n, 1, self.m - 1 if self.m > 1 else 1)
+
+
+# --------------------------------------------------------------------------- low rank
+class LowRankConfig(Config):
+    """Base class of low-rank decomposition configs."""
+
+
+def _exactly_one(cls: str, **fields: Any) -> None:
+    given = [k for k, v in fields.items() if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"{cls} needs exactly one of {tuple(fields)}, got {given or 'none'}")
+
+
+@dataclass(frozen=True)
+class SVD(LowRankConfig):
+    """Factor a Linear/Dense layer W (m×n) into two layers of rank r: cost r(m+n) instead of mn."""
+
+    rank: Optional[int] = None
+    energy: Optional[float] = None
+    ratio: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _exactly_one("SVD", rank=self.rank, energy=self.energy, ratio=self.ratio)
+        if self.rank is not None:
+            _int_in("SVD", "rank", self.rank, 1)
+        if self.energy is not None:
+            _fraction("SVD", "energy", self.energy, low_open=True, high_open=False)
+        if self.ratio is not None:
+            _fraction("SVD", "ratio", self.ratio, low_open=True, high_open=False)
+
+
+@dataclass(frozen=True)
+class Tucker(LowRankConfig):
+    """Tucker-2 of a conv kernel: 1×1 (C_in→R1), k×k (R1→R2), 1×1 (R2→C_out)."""
+
+    ranks: Optional[tuple] = None
+    energy: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _exactly_one("Tucker", ranks=self.ranks, energy=self.energy)
+        if self.ranks is not None:
+            if len(tuple(self.ranks)) != 2:
+                raise ValueError(f"Tucker.ranks must be a pair (R1, R2), got {self.ranks!r}")
+            for r in self.ranks:
+                _int_in("Tucker", "ranks", r, 1)
+        if self.energy is not None:
+            _fraction("Tucker", "energy", self.energy, low_open=True, high_open=False)
+
+
+@dataclass(frozen=True)
+class CP(LowRankConfig):
+    """CP decomposition of a conv kernel into rank-``rank`` factor convolutions."""
+
+    rank: int = 8
+
+    def __post_init__(self) -> None:
+        _int_in("CP", "rank", self.rank, 1)
+
+
+def check_config(config: Any, base: type, argument: str = "config") -> Any:
+    """Raise ``TypeError`` unless ``config`` is an instance of ``base``."""
+    if not isinstance(config, base):
+        allowed = ", ".join(sorted(c.__name__ for c in _leaf_subclasses(base)))
+        raise TypeError(f"{argument} must be one of {allowed}; got {type(config).__name__}")
+    return config
+
+
+def _leaf_subclasses(base: type) -> list[type]:
+    out = []
+    for sub in base.__subclasses__():
+        out.extend(_leaf_subclasses(sub) or [sub])
+    return out

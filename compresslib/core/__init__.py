@@ -1,0 +1,1 @@
+"""Framework-free math (NumPy only), shared by the torch and keras backends."""

@@ -1,0 +1,1 @@
+"""Keras 3 backend of compresslib (imported only when a Keras model is used)."""

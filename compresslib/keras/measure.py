@@ -1,0 +1,189 @@
+"""Measure a Keras 3 model: parameters, non-zeros, file bytes, MACs, latency, accuracy.
+
+Also accepts compresslib's model-like wrappers (e.g. a LiteRT int8 model)
+that provide ``__compresslib_framework__ = "keras"``, ``save_native(path)``,
+``__call__`` and, optionally, ``layer_stats()``.
+
+Example:
+    >>> import keras
+    >>> from compresslib.keras.measure import measure
+    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> r = measure(m, latency=False)
+    >>> r.params, r.macs
+    (15, 12)
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from compresslib.core.measure import conv_macs, dense_macs, file_sizes, latency_stats
+from compresslib.keras.train import evaluate
+from compresslib.report import LayerStats, Report
+
+_NOT_PARAMETERS = ("moving_mean", "moving_variance", "seed_generator")
+
+
+def is_parameter(variable) -> bool:
+    """True for weights that count as parameters (BatchNorm running statistics and RNG state do not)."""
+    path = getattr(variable, "path", getattr(variable, "name", ""))
+    return not any(s in path for s in _NOT_PARAMETERS)
+
+
+def _own_variables(layer) -> list:
+    if isinstance(layer, keras.Model):
+        return []
+    return [v for v in layer.weights if is_parameter(v)]
+
+
+def _shape(t) -> tuple:
+    return tuple(1 if d is None else int(d) for d in t.shape)
+
+
+def _layer_macs(layer) -> int:
+    try:
+        out_shape = _shape(layer.output)
+        in_shape = _shape(layer.input)
+    except (AttributeError, ValueError):
+        return 0
+    per_sample = int(np.prod(out_shape[1:]))
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return conv_macs(per_sample, 1, int(np.prod(layer.kernel_size)))
+    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
+        channels = in_shape[-1] if layer.data_format == "channels_last" else in_shape[1]
+        return conv_macs(per_sample, channels // layer.groups, int(np.prod(layer.kernel_size)))
+    if isinstance(layer, keras.layers.Dense):
+        return dense_macs(per_sample, in_shape[-1])
+    return 0
+
+
+def _flat_layers(model) -> list:
+    out = []
+    for layer in model.layers:
+        out.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
+def layer_stats(model) -> list[LayerStats]:
+    """Per-layer parameters, non-zeros and MACs of a built Keras model."""
+    if hasattr(model, "layer_stats"):
+        return model.layer_stats()
+    stats = []
+    for layer in _flat_layers(model):
+        variables = _own_variables(layer)
+        arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
+        macs = _layer_macs(layer)
+        if arrays or macs:
+            stats.append(LayerStats(layer.name, type(layer).__name__, sum(a.size for a in arrays),
+                                    sum(int(np.count_nonzero(a)) for a in arrays), macs))
+    return stats
+
+
+def native_file_bytes(model) -> tuple[int, int, str]:
+    """Bytes of the model's native file (``.keras``, or the wrapper's own format) and of it gzipped."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if hasattr(model, "save_native"):
+            path, fmt = model.save_native(tmp)
+        else:
+            path, fmt = os.path.join(tmp, "model.keras"), ".keras"
+            model.save(path)
+        size, gz = file_sizes(path)
+    return size, gz, fmt
+
+
+def _call_fn(model):
+    """A fast inference callable: a traced tf.function on the TensorFlow backend, else ``__call__``."""
+    if not isinstance(model, keras.Model) or keras.backend.backend() != "tensorflow":
+        return lambda x: np.asarray(model(x))
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda x: fn(x).numpy()
+
+
+def time_model(model, example: np.ndarray, runs: int = 50, warmup: int = 10, max_seconds: float = 10.0) -> list[float]:
+    """Wall-clock milliseconds of ``runs`` inference calls after ``warmup`` (result copied to host)."""
+    call = _call_fn(model)
+    if isinstance(model, keras.Model) and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        example = tf.constant(example)
+    for _ in range(warmup):
+        call(example)
+    times: list[float] = []
+    budget_end = time.perf_counter() + max_seconds
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        call(example)
+        times.append(1000 * (time.perf_counter() - t0))
+        if time.perf_counter() > budget_end and len(times) >= 5:
+            break
+    return times
+
+
+def _threads() -> int:
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.config.threading.get_intra_op_parallelism_threads() or (os.cpu_count() or 1)
+    return os.cpu_count() or 1
+
+
+def _device(model) -> str:
+    variables = getattr(model, "weights", None) or []
+    for v in variables:
+        dev = getattr(getattr(v, "value", v), "device", "") or ""
+        return "cuda" if "GPU" in dev.upper() else "cpu"
+    return getattr(model, "device", "cpu")
+
+
+def _example_from(model, data, example_input, batch_size: int) -> np.ndarray:
+    if example_input is not None:
+        ex = np.asarray(example_input)
+        arg = "example_input"
+    elif data is not None:
+        ex = np.asarray(data[0][:batch_size])
+        arg = "data"
+    else:
+        shape = getattr(model, "input_shape", None)
+        if shape is None or not isinstance(shape, tuple) or any(d is None for d in shape[1:]):
+            raise ValueError("measure needs data=(x, y) or example_input= for a model without a fixed input shape")
+        ex = np.zeros((batch_size,) + tuple(shape[1:]), dtype=np.float32)
+        arg = "model"
+    expected = getattr(model, "input_shape", None)
+    if isinstance(expected, tuple) and ex.ndim >= 1:
+        if len(expected) != ex.ndim or any(e is not None and e != g for e, g in zip(expected[1:], ex.shape[1:])):
+            raise ValueError(f"{arg}: the model expects inputs of shape {expected}, got {ex.shape}")
+    return ex.astype(np.float32) if ex.dtype.kind == "f" else ex
+
+
+def measure(model, data: Any = None, example_input: Any = None, *, name: Optional[str] = None,
+            batch_size: int = 32, runs: int = 50, warmup: int = 10, latency: bool = True) -> Report:
+    """Measure ``model`` (see :func:`compresslib.measure`)."""
+    if not (isinstance(model, keras.Model) or getattr(model, "__compresslib_framework__", None) == "keras"):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
+    if data is not None and (not isinstance(data, (tuple, list)) or len(data) != 2):
+        raise ValueError(f"data must be a pair (x, y) of arrays, got {type(data).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    example = _example_from(model, data, example_input, batch_size)
+    layers = layer_stats(model)
+    size, gz, fmt = native_file_bytes(model)
+    report = Report(
+        name=name or getattr(model, "name", type(model).__name__), framework="keras",
+        params=sum(l.params for l in layers), nonzero_params=sum(l.nonzero_params for l in layers),
+        file_bytes=size, gzip_bytes=gz, file_format=fmt, macs=sum(l.macs for l in layers), layers=layers,
+        device=_device(model), threads=_threads(),
+    )
+    if latency:
+        times = time_model(model, example, runs=runs, warmup=warmup)
+        report.latency_ms, report.latency_spread_ms = latency_stats(times)
+        report.latency_runs, report.batch_size = len(times), int(example.shape[0])
+    if data is not None:
+        report.accuracy = evaluate(model, data)
+    return report

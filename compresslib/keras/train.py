@@ -1,0 +1,83 @@
+"""Training and evaluation helpers for Keras 3 models (same names as ``compresslib.torch.train``).
+
+Example:
+    >>> import compresslib as cl
+    >>> from compresslib.keras import models, train
+    >>> x, y = cl.datasets.load_mnist("test", layout="keras")
+    >>> m = models.build("lenet300_100")
+    >>> _ = train.fit(m, (x[:256], y[:256]), epochs=1)
+    >>> 0.0 <= train.evaluate(m, (x, y)) <= 1.0
+    True
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+
+from compresslib.core.training import step_lr
+from compresslib.progress import interactive
+
+
+def _check_data(data, argument: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"{argument} must be a pair (x, y) of arrays, got {type(data).__name__}")
+    x, y = (np.asarray(a) for a in data)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"{argument}: x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
+    return x, y
+
+
+def fit(
+    model: keras.Model,
+    data: Sequence[np.ndarray],
+    epochs: int = 3,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress_bar: Optional[bool] = None,
+    callbacks: Optional[list] = None,
+    lr_schedule: str = "constant",
+    jit_compile: bool | str = "auto",
+) -> list[float]:
+    """Train ``model`` in place with Adam and sparse cross-entropy on logits; return per-epoch loss.
+
+    ``callbacks`` are Keras callbacks (gradual pruning passes one that keeps
+    masks applied). Same seed, same data → same weights.
+    """
+    x, y = _check_data(data)
+    if lr_schedule not in ("constant", "step"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'step', got {lr_schedule!r}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    keras.utils.set_random_seed(seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    cbs = list(callbacks or [])
+    if lr_schedule == "step":
+        cbs.append(keras.callbacks.LearningRateScheduler(lambda e: step_lr(lr, e, epochs)))
+    verbose = 1 if (progress_bar if progress_bar is not None else interactive()) else 0
+    hist = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose, callbacks=cbs)
+    return [float(v) for v in hist.history["loss"]]
+
+
+def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Logits of ``model`` on ``x`` as a NumPy array (works for Keras models and compresslib wrappers)."""
+    outs = []
+    for start in range(0, len(x), batch_size):
+        xb = np.asarray(x[start:start + batch_size], dtype=np.float32)
+        if hasattr(model, "predict_on_batch"):
+            outs.append(np.asarray(model.predict_on_batch(xb)))
+        else:
+            outs.append(np.asarray(model(xb)))
+    return np.concatenate(outs)
+
+
+def evaluate(model, data: Sequence[np.ndarray], batch_size: int = 500) -> float:
+    """Top-1 accuracy (0..1) of ``model`` on ``data = (x, y)``."""
+    x, y = _check_data(data)
+    return float((predict(model, x, batch_size).argmax(1) == y).mean())

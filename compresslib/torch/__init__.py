@@ -1,0 +1,1 @@
+"""PyTorch backend of compresslib (imported only when a torch model is used)."""

@@ -1,0 +1,112 @@
+"""Training and evaluation helpers for PyTorch models.
+
+Example:
+    >>> import compresslib as cl
+    >>> from compresslib.torch import models, train
+    >>> x, y = cl.datasets.load_mnist("test", layout="torch")
+    >>> m = models.build("lenet300_100")
+    >>> _ = train.fit(m, (x[:256], y[:256]), epochs=1)
+    >>> 0.0 <= train.evaluate(m, (x, y)) <= 1.0
+    True
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from compresslib.core.training import step_lr
+from compresslib.progress import progress
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU if it has none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _check_data(data, argument: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"{argument} must be a pair (x, y) of arrays, got {type(data).__name__}")
+    x, y = (np.asarray(a) if not isinstance(a, torch.Tensor) else a.cpu().numpy() for a in data)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"{argument}: x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
+    return x, y
+
+
+def fit(
+    model: nn.Module,
+    data: Sequence[np.ndarray],
+    epochs: int = 3,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    weight_decay: float = 0.0,
+    progress_bar: Optional[bool] = None,
+    on_step: Optional[Callable[[nn.Module, int], None]] = None,
+    lr_schedule: str = "constant",
+) -> list[float]:
+    """Train ``model`` in place with Adam and cross-entropy; return the mean loss of each epoch.
+
+    ``lr_schedule``: "constant" or "step" (see :func:`compresslib.core.training.step_lr`).
+
+    ``on_step(model, step)`` runs after every optimiser step (used by gradual
+    pruning to re-apply masks). Same seed, same data → same weights.
+    """
+    x, y = _check_data(data)
+    if lr_schedule not in ("constant", "step"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'step', got {lr_schedule!r}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    device = model_device(model)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.long)
+    history, step = [], 0
+    model.train()
+    for epoch in range(epochs):
+        if lr_schedule == "step":
+            for group in opt.param_groups:
+                group["lr"] = step_lr(lr, epoch, epochs)
+        order = torch.as_tensor(rng.permutation(len(x)))
+        total, count = 0.0, 0
+        batches = range(0, len(x), batch_size)
+        for start in progress(batches, progress_bar, desc=f"epoch {epoch + 1}/{epochs}", leave=False):
+            idx = order[start:start + batch_size]
+            xb, yb = xt[idx].to(device), yt[idx].to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            step += 1
+            if on_step is not None:
+                on_step(model, step)
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        history.append(total / count)
+    model.eval()
+    return history
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode)."""
+    model.eval()
+    device = model_device(model)
+    outs = []
+    for start in range(0, len(x), batch_size):
+        xb = torch.as_tensor(np.asarray(x[start:start + batch_size]), dtype=torch.float32).to(device)
+        outs.append(model(xb).float().cpu().numpy())
+    return np.concatenate(outs)
+
+
+def evaluate(model: nn.Module, data: Sequence[np.ndarray], batch_size: int = 500) -> float:
+    """Top-1 accuracy (0..1) of ``model`` on ``data = (x, y)``."""
+    x, y = _check_data(data)
+    return float((predict(model, x, batch_size).argmax(1) == y).mean())

@@ -1,0 +1,124 @@
+"""Reference models, trained once, deterministically, and cached.
+
+``pretrained(name, framework)`` looks for weights in this order:
+
+1. the cache folder (``$COMPRESSLIB_CACHE``, default ``~/.cache/compresslib``);
+2. weights shipped in the package (``compresslib/data/weights``, made by
+   ``scripts/train_zoo.py``);
+3. otherwise it trains the model (seeded, a minute or so on 2 CPU cores) and
+   writes the weights to the cache.
+
+Weights are stored as ``.npz`` with ``allow_pickle=False``: loading never
+unpickles anything. Each call returns a fresh model; changing it changes
+neither the cache nor the next call's model.
+
+Example:
+    >>> from compresslib import zoo
+    >>> zoo.RECIPES["lenet5"].epochs
+    15
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compresslib._dispatch import backend, check_framework
+from compresslib.datasets import load_mnist
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a reference model is trained (identical in both frameworks)."""
+
+    epochs: int
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    lr_schedule: str = "step"
+
+
+RECIPES = {
+    "lenet300_100": Recipe(epochs=15),
+    "lenet5": Recipe(epochs=15),
+    "resnet8": Recipe(epochs=10, batch_size=128, lr=2e-3),
+    "mlp_wide": Recipe(epochs=8),
+}
+MODEL_NAMES = tuple(RECIPES)
+SHIPPED = ("lenet300_100", "lenet5", "resnet8")  # small enough to ship; mlp_wide (7 MB) trains on first use
+
+
+def cache_dir() -> Path:
+    """Where trained weights are cached: ``$COMPRESSLIB_CACHE`` or ``~/.cache/compresslib``."""
+    return Path(os.environ.get("COMPRESSLIB_CACHE", Path.home() / ".cache" / "compresslib"))
+
+
+def _filename(name: str, framework: str) -> str:
+    return f"{framework}_{name}.npz"
+
+
+def _check(name: str, framework: str) -> None:
+    check_framework(framework)
+    if name not in RECIPES:
+        raise ValueError(f"name must be one of {MODEL_NAMES}, got {name!r}")
+
+
+def _shipped_path(name: str, framework: str):
+    ref = resources.files("compresslib.data").joinpath("weights", _filename(name, framework))
+    return ref if ref.is_file() else None
+
+
+def pretrained(name: str, framework: str = "torch", *, train_if_missing: bool = True) -> Any:
+    """A trained reference model ``name`` for ``framework`` ("torch" or "keras"), fresh each call.
+
+    Example:
+        >>> m = pretrained("lenet5", framework="keras")   # doctest: +SKIP
+    """
+    _check(name, framework)
+    io = backend(framework, "zoo_io")
+    cached = cache_dir() / _filename(name, framework)
+    if cached.is_file():
+        return io.from_npz(name, cached)
+    shipped = _shipped_path(name, framework)
+    if shipped is not None:
+        with resources.as_file(shipped) as path:
+            return io.from_npz(name, path)
+    if not train_if_missing:
+        raise FileNotFoundError(f"no trained weights for {name!r} ({framework}) in {cache_dir()} or the package")
+    model, _ = train(name, framework)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    io.to_npz(model, cached)
+    return io.from_npz(name, cached)
+
+
+def train(name: str, framework: str, recipe: Recipe | None = None) -> tuple[Any, dict]:
+    """Train reference model ``name`` from scratch with its recipe; return it and a record
+    (seconds, test accuracy, the recipe)."""
+    _check(name, framework)
+    recipe = recipe or RECIPES[name]
+    models = backend(framework, "models")
+    trainer = backend(framework, "train")
+    layout = framework
+    data = load_mnist("train", layout=layout)
+    test = load_mnist("test", layout=layout)
+    backend(framework, "zoo_io").seed_everything(recipe.seed)
+    model = models.build(name)
+    t0 = time.perf_counter()
+    trainer.fit(model, data, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                seed=recipe.seed, lr_schedule=recipe.lr_schedule)
+    seconds = time.perf_counter() - t0
+    record = {"name": name, "framework": framework, "train_seconds": round(seconds, 1),
+              "test_accuracy": trainer.evaluate(model, test), "recipe": asdict(recipe)}
+    return model, record
+
+
+def manifest() -> dict:
+    """Training records of the shipped weights (written by ``scripts/train_zoo.py``)."""
+    ref = resources.files("compresslib.data").joinpath("weights", "manifest.json")
+    return json.loads(ref.read_text()) if ref.is_file() else {}
