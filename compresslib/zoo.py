@@ -93,7 +93,9 @@ def pretrained(name: str, framework: str = "torch", *, train_if_missing: bool = 
         raise FileNotFoundError(f"no trained weights for {name!r} ({framework}) in {cache_dir()} or the package")
     model, _ = train(name, framework)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    io.to_npz(model, cached)
+    tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
+    io.to_npz(model, tmp)
+    os.replace(tmp, cached)  # atomic: a parallel reader never sees half a file
     return io.from_npz(name, cached)
 
 
