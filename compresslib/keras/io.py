@@ -1,0 +1,67 @@
+"""Keras side of ``.clz`` files: the model's JSON config plus its weights.
+
+The config is Keras's own ``model.to_json()``; loading goes through
+``keras.models.model_from_json`` in Keras's safe mode (no lambdas, no
+pickled code). Custom compresslib layers are registered with
+``keras.saving.register_keras_serializable(package="compresslib")``.
+
+Example:
+    >>> import keras
+    >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    >>> spec, tensors = export(m)
+    >>> sorted(tensors)
+    ['w000', 'w001']
+"""
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+
+
+def export(model) -> tuple[dict, dict[str, np.ndarray]]:
+    """Describe ``model`` as ``(spec, tensors)`` for :func:`compresslib.io.save`."""
+    if hasattr(model, "clz_export"):  # compresslib model-like wrappers describe themselves
+        return model.clz_export()
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
+    weights = model.get_weights()
+    tensors = {f"w{i:03d}": np.asarray(w) for i, w in enumerate(weights)}
+    return {"kind": "keras_model", "config": json.loads(model.to_json())}, tensors
+
+
+def rebuild(spec: dict, tensors: dict[str, np.ndarray]):
+    """Inverse of :func:`export`: a new Keras model with the saved weights."""
+    kind = spec.get("kind", "keras_model")
+    if kind != "keras_model":
+        return _wrapper_rebuild(kind, spec, tensors)
+    import compresslib.keras  # noqa: F401  (registers compresslib's serializable layers)
+
+    _import_custom_layers()
+    model = keras.models.model_from_json(json.dumps(spec["config"]))
+    model.set_weights([tensors[k] for k in sorted(tensors)])
+    return model
+
+
+# kind -> callable(spec, tensors) for compresslib's model-like wrappers (e.g. LiteRT int8 models)
+WRAPPER_LOADERS: dict = {}
+
+
+def _wrapper_rebuild(kind: str, spec: dict, tensors: dict[str, np.ndarray]):
+    _import_custom_layers()
+    if kind not in WRAPPER_LOADERS:
+        raise ValueError(f"unknown Keras model kind {kind!r} in file; known: {('keras_model',) + tuple(WRAPPER_LOADERS)}")
+    return WRAPPER_LOADERS[kind](spec, tensors)
+
+
+def _import_custom_layers() -> None:
+    """Import compresslib's Keras modules that register custom layers or wrapper loaders."""
+    import importlib
+
+    for name in ("quantization", "pruning", "lowrank", "fold", "layers"):
+        try:
+            importlib.import_module(f"compresslib.keras.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"compresslib.keras.{name}":
+                raise
