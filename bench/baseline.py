@@ -1,0 +1,32 @@
+"""The reference models, fp32, both frameworks: the baseline every other bench compares to.
+
+    python bench/baseline.py [--json PATH] [--frameworks torch,keras] [--runs N]
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import emit, parse_args, row  # noqa: E402
+
+import compresslib as cl  # noqa: E402
+
+MODELS = ("lenet300_100", "lenet5", "resnet8")
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(__doc__, argv)
+    rows = []
+    for framework in args.frameworks:
+        test = cl.datasets.load_mnist("test", layout=framework)
+        for name in MODELS:
+            model = cl.zoo.pretrained(name, framework=framework)
+            report = cl.measure(model, data=test, runs=args.runs, name=name)
+            rows.append(row(report, name, "fp32"))
+    emit(rows, args.json)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

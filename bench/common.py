@@ -1,0 +1,93 @@
+"""Shared pieces of the bench scripts: argument parsing, rows of the common schema, output.
+
+Every bench script prints a markdown table and, with ``--json PATH``, writes
+``{"machine": {...}, "rows": [...]}`` where each row has ``framework, model,
+method, device, params, bytes, accuracy, latency_ms`` and, against the fp32
+baseline measured in the same run, ``size_ratio, accuracy_drop_pt, speedup``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from typing import Any, Iterable, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CI", "1")  # no progress bars
+import torch  # noqa: E402,F401  (torch before tensorflow)
+
+from compresslib.report import Report  # noqa: E402
+
+BASE_KEYS = ("framework", "model", "method", "device", "params", "bytes", "accuracy", "latency_ms")
+
+
+def parse_args(description: str, argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    parser.add_argument("--frameworks", default="torch,keras", help="comma-separated: torch,keras")
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per latency measurement")
+    args = parser.parse_args(argv)
+    args.frameworks = [f for f in args.frameworks.split(",") if f]
+    for f in args.frameworks:
+        if f not in ("torch", "keras"):
+            parser.error(f"--frameworks: unknown framework {f!r}")
+    return args
+
+
+def row(report: Report, model: str, method: str, baseline: Optional[Report] = None, **extra: Any) -> dict:
+    """One row of the shared schema from a Report (ratios against ``baseline`` when given).
+
+    ``bytes`` is the packed size when the report has one, else the native file.
+    """
+    size = report.packed_bytes if report.packed_bytes is not None else report.file_bytes
+    out = {
+        "framework": report.framework, "model": model, "method": method, "device": report.device,
+        "params": report.params, "nonzero_params": report.nonzero_params, "bytes": size,
+        "file_format": report.file_format, "accuracy": report.accuracy, "latency_ms": report.latency_ms,
+        "latency_spread_ms": report.latency_spread_ms, "batch_size": report.batch_size, "threads": report.threads,
+        "macs": report.macs,
+    }
+    if baseline is not None:
+        base_size = baseline.packed_bytes if baseline.packed_bytes is not None else baseline.file_bytes
+        out["size_ratio"] = base_size / size
+        out["speedup"] = baseline.latency_ms / report.latency_ms if baseline.latency_ms and report.latency_ms else None
+        out["accuracy_drop_pt"] = (100 * (baseline.accuracy - report.accuracy)
+                                   if baseline.accuracy is not None and report.accuracy is not None else None)
+    out.update(extra)
+    return out
+
+
+def machine() -> dict:
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown(rows: Iterable[dict], keys: Optional[list[str]] = None) -> str:
+    rows = list(rows)
+    keys = keys or [k for k in list(BASE_KEYS) + ["size_ratio", "speedup", "accuracy_drop_pt", "sparsity"]
+                    if any(k in r for r in rows)]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def emit(rows: list[dict], json_path: Optional[str], keys: Optional[list[str]] = None) -> None:
+    """Print the table; write JSON when asked."""
+    print(markdown(rows, keys))
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump({"machine": machine(), "rows": rows}, fh, indent=2)
+        print(f"wrote {json_path}", file=sys.stderr)
