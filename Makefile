@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 REQS := requirements/torch.txt requirements/constraints.txt requirements/dev.txt pyproject.toml
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) | sha256sum | cut -c1-12)
 export TF_CPP_MIN_LOG_LEVEL := 3
+# Models that are not shipped (mlp_wide) train once into this cache; inside the checkout keeps runs hermetic.
+export COMPRESSLIB_CACHE ?= $(CURDIR)/.cache/compresslib
 
 .PHONY: install test book bench clean
 

@@ -2,9 +2,9 @@
 
 ``pretrained(name, framework)`` looks for weights in this order:
 
-1. the cache folder (``$COMPRESSLIB_CACHE``, default ``~/.cache/compresslib``);
-2. weights shipped in the package (``compresslib/data/weights``, made by
-   ``scripts/train_zoo.py``);
+1. weights shipped in the package (``compresslib/data/weights``, made by
+   ``scripts/train_zoo.py``): the reference, so an old cache never shadows them;
+2. the cache folder (``$COMPRESSLIB_CACHE``, default ``~/.cache/compresslib``);
 3. otherwise it trains the model (seeded, a minute or so on 2 CPU cores) and
    writes the weights to the cache.
 
@@ -82,13 +82,13 @@ def pretrained(name: str, framework: str = "torch", *, train_if_missing: bool = 
     """
     _check(name, framework)
     io = backend(framework, "zoo_io")
-    cached = cache_dir() / _filename(name, framework)
-    if cached.is_file():
-        return io.from_npz(name, cached)
     shipped = _shipped_path(name, framework)
     if shipped is not None:
         with resources.as_file(shipped) as path:
             return io.from_npz(name, path)
+    cached = cache_dir() / _filename(name, framework)
+    if cached.is_file():
+        return io.from_npz(name, cached)
     if not train_if_missing:
         raise FileNotFoundError(f"no trained weights for {name!r} ({framework}) in {cache_dir()} or the package")
     model, _ = train(name, framework)
