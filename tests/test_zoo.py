@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+import compresslib as cl
+from compresslib import zoo
+
+THRESHOLDS = {"lenet300_100": 0.95, "lenet5": 0.97, "resnet8": 0.975}
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("name", sorted(THRESHOLDS))
+def test_shipped_weights_reach_their_accuracy(name, framework):
+    model = zoo.pretrained(name, framework=framework, train_if_missing=False)
+    test = cl.datasets.load_mnist("test", layout=framework)
+    trainer = cl._dispatch.backend(framework, "train")
+    acc = trainer.evaluate(model, test)
+    assert acc >= THRESHOLDS[name]
+    record = zoo.manifest()[f"{framework}_{name}"]
+    assert record["test_accuracy"] == pytest.approx(acc, abs=1e-9)  # the manifest tells the truth
+
+
+def test_fresh_copy_each_call():
+    a = zoo.pretrained("lenet5", "torch")
+    with torch.no_grad():
+        a[0].weight.zero_()
+    b = zoo.pretrained("lenet5", "torch")
+    assert b is not a and float(b[0].weight.abs().sum()) > 0
+
+
+def test_cache_folder_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESSLIB_CACHE", str(tmp_path))
+    assert zoo.cache_dir() == tmp_path
+    with pytest.raises(FileNotFoundError, match="mlp_wide"):
+        zoo.pretrained("mlp_wide", "torch", train_if_missing=False)
+
+
+def test_train_is_deterministic_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESSLIB_CACHE", str(tmp_path))
+    monkeypatch.setitem(zoo.RECIPES, "mlp_wide", zoo.Recipe(epochs=1, batch_size=256))
+    first = zoo.pretrained("mlp_wide", "torch")
+    assert (tmp_path / "torch_mlp_wide.npz").is_file()
+    second, _ = zoo.train("mlp_wide", "torch")
+    for p, q in zip(first.parameters(), second.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_bad_names():
+    with pytest.raises(ValueError, match="name must be one of"):
+        zoo.pretrained("vgg16", "torch")
+    with pytest.raises(ValueError, match="framework"):
+        zoo.pretrained("lenet5", "jax")
