@@ -48,7 +48,7 @@ def _flat_nonzero(array: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
         return None
     flat = np.ascontiguousarray(array).reshape(-1)
     # a -0.0 is stored as a value so the round trip is bit-exact
-    nonzero = (flat != 0) | np.signbit(flat)
+    nonzero = (flat != 0) | np.signbit(flat)  # non-zeros, and the negative zeros (signbit of a zero)
     return flat, nonzero
 
 

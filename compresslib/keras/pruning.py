@@ -1,0 +1,300 @@
+"""Pruning for Keras 3 models: unstructured magnitude, N:M, gradual, and structured.
+
+* ``prune(model, Magnitude(...))`` / ``prune(model, NM(...))`` return a copy
+  whose Dense/Conv kernels hold exact zeros (plain weights, no wrapper
+  layers), so :func:`compresslib.save` can pack them. Masks come from
+  :mod:`compresslib.core.masks`, computed in PyTorch's output-major layout, so
+  both backends prune the same weights.
+* ``prune(model, Structured(ratio))`` removes channels and neurons
+  physically. No library does this for Keras 3 (tfmot rejects Keras 3
+  models), so compresslib walks the model's graph itself
+  (:mod:`compresslib.keras.graph`), keeps residual ``Add`` inputs matching,
+  and rebuilds a smaller model from the edited config with sliced weights.
+* :class:`GradualPruning` is a Keras callback for
+  :func:`compresslib.keras.train.fit` that follows a sparsity schedule and
+  keeps masks applied; :meth:`GradualPruning.finalize` returns a plain model.
+
+Example:
+    >>> import keras, compresslib as cl
+    >>> m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> p = cl.prune(m, cl.Magnitude(0.5))
+    >>> int((p.layers[0].get_weights()[0] == 0).sum()), int((m.layers[0].get_weights()[0] == 0).sum())
+    (16, 0)
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Iterable, Optional
+
+import keras
+import numpy as np
+
+from compresslib.configs import NM, Magnitude, PruneConfig, Structured, check_config
+from compresslib.core import masks as core_masks
+from compresslib.core.schedules import Schedule, resolve
+from compresslib.keras import graph as kgraph
+
+PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D")
+_QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
+
+
+# --------------------------------------------------------------------------- layout
+def to_output_major(kernel: np.ndarray) -> np.ndarray:
+    """Keras kernel → PyTorch layout: Dense ``(in, out)`` → ``(out, in)``; Conv ``(k…, in, out)`` → ``(out, in, k…)``."""
+    nd = kernel.ndim
+    return np.transpose(kernel, (nd - 1, nd - 2) + tuple(range(nd - 2)))
+
+
+def from_output_major(array: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_output_major`."""
+    nd = array.ndim
+    return np.transpose(array, tuple(range(2, nd)) + (1, 0))
+
+
+def _all_layers(model) -> list:
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_all_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+def prunable_layers(model, warn: bool = True) -> list:
+    """Layers whose kernels unstructured pruning touches, in model order; others with weights are named in one warning."""
+    out, skipped = [], []
+    for layer in _all_layers(model):
+        kind = type(layer).__name__
+        if kind in PRUNABLE and getattr(layer, "data_format", "channels_last") == "channels_last":
+            out.append(layer)
+        elif kind not in _QUIET and layer.weights:
+            skipped.append(f"{layer.name} ({kind})")
+    if skipped and warn:
+        warnings.warn(f"pruning skipped layers of unsupported kinds: {', '.join(skipped)}", stacklevel=3)
+    return out
+
+
+def compute_masks(model, config: PruneConfig, sparsity: Optional[float] = None, warn: bool = True) -> dict[str, np.ndarray]:
+    """Boolean masks ``{layer_name: mask}`` in each kernel's Keras layout (``sparsity`` overrides the config's)."""
+    layers = prunable_layers(model, warn=warn)
+    kernels = {l.name: to_output_major(np.asarray(l.kernel.numpy())) for l in layers}
+    if isinstance(config, Magnitude):
+        s = config.sparsity if sparsity is None else sparsity
+        if config.scope == "global":
+            found = core_masks.global_magnitude_masks(list(kernels.values()), s)
+        else:
+            found = [core_masks.magnitude_mask(k, s) for k in kernels.values()]
+        return {n: from_output_major(m) for n, m in zip(kernels, found)}
+    if isinstance(config, NM):
+        out, skipped = {}, []
+        for n, k in kernels.items():
+            fan_in = int(np.prod(k.shape[1:]))
+            if fan_in % config.m:
+                skipped.append(f"{n} (fan-in {fan_in})")
+                continue
+            out[n] = from_output_major(core_masks.nm_mask(k, config.n, config.m))
+        if skipped and warn:
+            warnings.warn(f"NM({config.n}:{config.m}) skipped layers whose fan-in is not a multiple of "
+                          f"{config.m}: {', '.join(skipped)}", stacklevel=3)
+        return out
+    raise TypeError(f"config must be Magnitude or NM for masks, got {type(config).__name__}")
+
+
+def apply_masks(model, masks: dict[str, np.ndarray]) -> None:
+    """Zero the masked-out kernel weights of ``model`` in place."""
+    by_name = {l.name: l for l in _all_layers(model)}
+    for name, mask in masks.items():
+        kernel = by_name[name].kernel
+        values = np.asarray(kernel.numpy())
+        kernel.assign(np.where(mask, values, np.zeros((), values.dtype)))  # +0.0 (a product would leave -0.0)
+
+
+def _copy(model):
+    """A new model with the same architecture and weights (the input is never changed)."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
+    try:
+        new = keras.models.clone_model(model)
+    except Exception as exc:  # subclassed models without get_config
+        raise TypeError(f"model: cannot copy {type(model).__name__} (clone_model failed: {exc})") from exc
+    new.set_weights(model.get_weights())
+    return new
+
+
+def prune(model, config: PruneConfig, *, ignored_layers: Iterable[str] = (), seed: int = 0,
+          example_input: Any = None) -> keras.Model:
+    """A pruned copy of ``model`` (see the module docstring).
+
+    Args:
+        model: a Keras 3 model; it is not changed.
+        config: ``Magnitude``, ``NM`` or ``Structured``.
+        ignored_layers: layer names ``Structured`` must not shrink (output layers are always kept).
+        seed: for ``Structured(importance="random")``.
+        example_input: accepted for symmetry with the PyTorch backend; not needed.
+
+    Example:
+        >>> import keras, compresslib as cl
+        >>> i = keras.Input((8,)); h = keras.layers.Dense(6, activation="relu", name="h")(i)
+        >>> m = keras.Model(i, keras.layers.Dense(2, name="out")(h))
+        >>> s = cl.prune(m, cl.Structured(0.5))
+        >>> s.get_layer("h").units, tuple(s.get_layer("out").kernel.shape)
+        (3, (3, 2))
+    """
+    check_config(config, PruneConfig)
+    if isinstance(config, Structured):
+        return _structured(model, config, tuple(ignored_layers), seed)
+    new = _copy(model)
+    if isinstance(config, Magnitude) and config.schedule is not None:
+        apply_masks(new, compute_masks(new, config, sparsity=resolve(config.schedule, config.sparsity)(0)))
+        return new
+    apply_masks(new, compute_masks(new, config))
+    return new
+
+
+# --------------------------------------------------------------------------- gradual
+class GradualPruning(keras.callbacks.Callback):
+    """Gradual magnitude pruning during fine-tuning: a callback for ``compresslib.keras.train.fit``.
+
+    At the steps its schedule says (``config.schedule``, or constant at
+    ``config.sparsity``), masks are recomputed from the current kernels;
+    after every batch they are re-applied, so pruned weights stay zero.
+    ``finalize(model)`` returns a plain copy.
+
+    Example:
+        >>> import compresslib as cl
+        >>> from compresslib.core.schedules import PolynomialDecay
+        >>> from compresslib.keras import models, train
+        >>> x, y = cl.datasets.load_mnist("test", layout="keras")
+        >>> m = models.build("lenet300_100")
+        >>> cb = GradualPruning(cl.Magnitude(0.8, schedule=PolynomialDecay(0.0, 0.8, 0, 8, 2)), m)
+        >>> _ = train.fit(m, (x[:512], y[:512]), epochs=1, callbacks=[cb])
+        >>> round(cb.sparsity, 2)
+        0.8
+    """
+
+    def __init__(self, config: PruneConfig, model=None) -> None:
+        super().__init__()
+        if not isinstance(config, (Magnitude, NM)):
+            raise TypeError(f"config must be Magnitude or NM, got {type(config).__name__}")
+        self.config = config
+        self.schedule: Schedule = resolve(getattr(config, "schedule", None), getattr(config, "sparsity", 0.0))
+        self.masks: dict[str, np.ndarray] = {}
+        self.sparsity = 0.0
+        self.step = 0
+        if model is not None:
+            self.update(model, 0)
+
+    def update(self, model, step: int) -> None:
+        """Recompute the masks for ``step`` from the current kernels and apply them."""
+        self.sparsity = self.schedule(step)
+        self.masks = compute_masks(model, self.config, sparsity=self.sparsity, warn=step == 0)
+        apply_masks(model, self.masks)
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        self.step += 1
+        if self.schedule.should_update(self.step) or not self.masks:
+            self.update(self.model, self.step)
+        else:
+            apply_masks(self.model, self.masks)
+
+    def finalize(self, model) -> keras.Model:
+        """A plain copy of ``model`` with the current masks applied."""
+        out = _copy(model)
+        if self.masks:
+            apply_masks(out, self.masks)
+        return out
+
+
+def finalize(model) -> keras.Model:
+    """A plain copy of ``model`` (compresslib's Keras pruning never leaves wrappers; kept for symmetry)."""
+    return _copy(model)
+
+
+# --------------------------------------------------------------------------- structured
+def _layer_entries(config: dict) -> dict[str, dict]:
+    out = {}
+    for entry in config["layers"]:
+        cfg = entry.get("config", {})
+        entry.pop("build_config", None)  # shapes are re-inferred from the (smaller) inputs
+        out[cfg.get("name", entry.get("name"))] = entry
+    return out
+
+
+def structured_plan(model, config: Structured, ignored_layers: Iterable[str] = (), seed: int = 0):
+    """The graph and ``{group root: kept channel indices}`` that :func:`prune` would apply."""
+    g = kgraph.analyse(model)
+    if g.skipped:
+        warnings.warn(f"structured pruning kept whole the channels that reach unsupported layers: "
+                      f"{', '.join(g.skipped)}", stacklevel=3)
+    ignored = set(ignored_layers)
+    unknown = ignored - set(g.nodes)
+    if unknown:
+        raise ValueError(f"ignored_layers: no layers named {sorted(unknown)}")
+    rng = np.random.default_rng(seed)
+    keep: dict[int, np.ndarray] = {}
+    for root, producers in g.groups().items():
+        if g.is_frozen(root) or ignored & set(producers):
+            continue
+        kernels = [to_output_major(np.asarray(g.nodes[p].layer.kernel.numpy())) for p in producers]
+        n = kernels[0].shape[0]
+        if config.importance == "random":
+            scores = rng.random(n)
+        elif config.importance == "l2":
+            scores = np.sqrt(sum(core_masks.channel_scores(k, "l2") ** 2 for k in kernels))
+        else:
+            scores = sum(core_masks.channel_scores(k, "l1") for k in kernels)
+        keep[root] = core_masks.channels_to_keep(scores, config.ratio, name=f"{producers[0]} (group {producers})")
+    return g, keep
+
+
+def _structured(model, config: Structured, ignored: tuple, seed: int) -> keras.Model:
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
+    g, keep = structured_plan(model, config, ignored, seed)
+
+    def kept(desc: Optional[kgraph.Desc]) -> Optional[np.ndarray]:
+        if desc is None:
+            return None
+        return keep.get(g.find(desc.gid))
+
+    config_dict = model.get_config()
+    entries = _layer_entries(config_dict)
+    for name, node in g.nodes.items():
+        if node.kind in kgraph.PRODUCERS:
+            k = kept(node.out_desc)
+            if k is not None:
+                entries[name]["config"]["filters" if node.kind == "Conv2D" else "units"] = int(len(k))
+    new = type(model).from_config(config_dict)
+    for name, node in g.nodes.items():
+        if node.layer is None or not node.layer.weights:
+            continue
+        weights = [np.asarray(w) for w in node.layer.get_weights()]
+        src = node.in_desc[0] if node.in_desc else None
+        k_in = kept(src)
+        if node.kind in kgraph.PRODUCERS:
+            k_out = kept(node.out_desc)
+            kernel = weights[0]
+            if k_in is not None:
+                in_axis = kernel.ndim - 2
+                full = _channels_of(g, src)
+                kernel = np.take(kernel, kgraph.rows_for(src, k_in, full), axis=in_axis)
+            if k_out is not None:
+                kernel = np.take(kernel, k_out, axis=-1)
+                weights = [kernel] + [np.take(w, k_out, axis=-1) for w in weights[1:]]
+            else:
+                weights = [kernel] + weights[1:]
+        elif node.kind in kgraph.PER_CHANNEL and k_in is not None:
+            weights = [np.take(w, k_in, axis=-1) for w in weights]
+        new.get_layer(name).set_weights(weights)
+    return new
+
+
+def _channels_of(g: kgraph.Graph, desc: kgraph.Desc) -> int:
+    """Channel count of the group ``desc`` belongs to (before pruning)."""
+    layer = g.nodes[g.producer_of[desc.gid]].layer
+    return int(layer.kernel.shape[-1])
+
+
+__all__ = ["prune", "GradualPruning", "finalize", "compute_masks", "apply_masks", "prunable_layers",
+           "structured_plan", "to_output_major", "from_output_major"]
