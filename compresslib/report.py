@@ -127,7 +127,7 @@ _COLUMNS = [  # (key, header, formatter)
 ]
 
 
-@dataclass
+@dataclass(repr=False)
 class Comparison:
     """Several reports against a baseline: ratios > 1 mean smaller / faster than the baseline."""
 
@@ -153,6 +153,8 @@ class Comparison:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+    __repr__ = __str__
 
 
 def compare(reports: Sequence[Report], baseline: int | Report = 0) -> Comparison:

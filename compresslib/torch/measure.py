@@ -115,8 +115,9 @@ def _example_from(model: nn.Module, data, example_input, batch_size: int) -> tor
         raise ValueError("measure needs data=(x, y) or example_input= to run a torch model")
     if ex.ndim < 2:
         raise ValueError(f"example_input must have a batch dimension, got shape {tuple(ex.shape)}")
-    if ex.is_floating_point():
-        ex = ex.float()
+    if ex.is_floating_point():  # feed the model's own float type (float16/bfloat16 models)
+        dtypes = [p.dtype for p in model.parameters() if p.is_floating_point()]
+        ex = ex.to(dtypes[0] if dtypes else torch.float32)
     return ex.to(device)
 
 

@@ -99,9 +99,11 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarra
     """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode)."""
     model.eval()
     device = model_device(model)
+    dtypes = [p.dtype for p in model.parameters() if p.is_floating_point()]
+    dtype = dtypes[0] if dtypes else torch.float32
     outs = []
     for start in range(0, len(x), batch_size):
-        xb = torch.as_tensor(np.asarray(x[start:start + batch_size]), dtype=torch.float32).to(device)
+        xb = torch.as_tensor(np.asarray(x[start:start + batch_size])).to(device=device, dtype=dtype)
         outs.append(model(xb).float().cpu().numpy())
     return np.concatenate(outs)
 
