@@ -19,7 +19,7 @@ $(STAMP): $(REQS)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/torch.txt
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -r requirements/dev.txt
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	rm -f $(VENV)/.installed-* && touch $@
 
