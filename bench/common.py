@@ -47,7 +47,7 @@ def row(report: Report, model: str, method: str, baseline: Optional[Report] = No
         "params": report.params, "nonzero_params": report.nonzero_params, "bytes": size,
         "file_format": report.file_format, "accuracy": report.accuracy, "latency_ms": report.latency_ms,
         "latency_spread_ms": report.latency_spread_ms, "batch_size": report.batch_size, "threads": report.threads,
-        "macs": report.macs,
+        "macs": report.macs, "load_average": report.load_average,
     }
     if baseline is not None:
         base_size = baseline.packed_bytes if baseline.packed_bytes is not None else baseline.file_bytes
@@ -85,8 +85,13 @@ def markdown(rows: Iterable[dict], keys: Optional[list[str]] = None) -> str:
 
 
 def emit(rows: list[dict], json_path: Optional[str], keys: Optional[list[str]] = None) -> None:
-    """Print the table; write JSON when asked."""
+    """Print the table; write JSON when asked. Warns when the machine was busy while timing."""
     print(markdown(rows, keys))
+    loads = [r["load_average"] for r in rows if r.get("load_average") is not None]
+    cpus = os.cpu_count() or 1
+    if loads and max(loads) > 0.75 * cpus + 1:
+        print(f"warning: load average reached {max(loads):.1f} on {cpus} CPUs while timing: "
+              "other processes competed for the cores, so latencies are not trustworthy", file=sys.stderr)
     if json_path:
         with open(json_path, "w") as fh:
             json.dump({"machine": machine(), "rows": rows}, fh, indent=2)

@@ -46,6 +46,7 @@ class Report:
     batch_size: Optional[int] = None
     threads: Optional[int] = None
     device: str = "cpu"
+    load_average: Optional[float] = None  # 1-minute load average when latency was measured (os.getloadavg)
     accuracy: Optional[float] = None
     file_format: str = ""
     packed_bytes: Optional[int] = None
@@ -87,7 +88,8 @@ class Report:
             rows.append((
                 "latency (median ± IQR/2)",
                 f"{self.latency_ms:.3f} ± {self.latency_spread_ms or 0:.3f} ms, batch {self.batch_size}, "
-                f"{self.threads} threads, {self.device}, {self.latency_runs} runs",
+                f"{self.threads} threads, {self.device}, {self.latency_runs} runs"
+                + (f", load average {self.load_average:.2f}" if self.load_average is not None else ""),
             ))
         if self.accuracy is not None:
             rows.append(("accuracy", f"{100 * self.accuracy:.2f} %"))

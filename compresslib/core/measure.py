@@ -28,6 +28,19 @@ def latency_stats(times_ms: Sequence[float]) -> tuple[float, float]:
     return float(med), float((q3 - q1) / 2)
 
 
+def load_average() -> float | None:
+    """The 1-minute system load average (None where the OS has none).
+
+    Latency measured while other processes keep the cores busy is not
+    trustworthy (OpenMP threads wait for a core); reports carry this number so
+    a reader can tell.
+    """
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
 def conv_macs(out_elements_per_sample: int, in_channels_per_group: int, kernel_elements: int) -> int:
     """MACs of a convolution: every output element sums ``in/groups × k_h × k_w`` products."""
     return int(out_elements_per_sample) * int(in_channels_per_group) * int(kernel_elements)

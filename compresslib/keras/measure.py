@@ -22,7 +22,7 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from compresslib.core.measure import conv_macs, dense_macs, file_sizes, latency_stats
+from compresslib.core.measure import conv_macs, dense_macs, file_sizes, latency_stats, load_average
 from compresslib.keras.train import evaluate
 from compresslib.report import LayerStats, Report
 
@@ -184,6 +184,7 @@ def measure(model, data: Any = None, example_input: Any = None, *, name: Optiona
         times = time_model(model, example, runs=runs, warmup=warmup)
         report.latency_ms, report.latency_spread_ms = latency_stats(times)
         report.latency_runs, report.batch_size = len(times), int(example.shape[0])
+        report.load_average = load_average()
     if data is not None:
         report.accuracy = evaluate(model, data)
     return report

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.core.measure import conv_macs, dense_macs, file_sizes, latency_stats
+from compresslib.core.measure import conv_macs, dense_macs, file_sizes, latency_stats, load_average
 from compresslib.report import LayerStats, Report
 from compresslib.torch.train import evaluate, model_device
 
@@ -153,6 +153,7 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
         times = time_model(model, example, runs=runs, warmup=warmup)
         report.latency_ms, report.latency_spread_ms = latency_stats(times)
         report.latency_runs, report.batch_size = len(times), int(example.shape[0])
+        report.load_average = load_average()
     if data is not None:
         report.accuracy = evaluate(model, data)
     return report
