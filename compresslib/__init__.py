@@ -31,6 +31,7 @@ _LAZY = {
     "Report": "compresslib.report",
     "framework_of": "compresslib._dispatch",
     "quantize": "compresslib.api",
+    "compress": "compresslib.api",
     "prepare_qat": "compresslib.api",
     "convert": "compresslib.api",
     "prune": "compresslib.api",

@@ -13,11 +13,11 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from compresslib._dispatch import dispatch, framework_of
 from compresslib.configs import LowRankConfig, PruneConfig, QAT, QuantConfig, check_config
-from compresslib.report import Report
+from compresslib.report import Comparison, Report, compare
 
 
 def measure(model: Any, data: Any = None, example_input: Any = None, **kwargs: Any) -> Report:
@@ -78,6 +78,85 @@ def fold_batchnorm(model: Any, **kwargs: Any) -> Any:
     return dispatch(model, "fold").fold_batchnorm(model, **kwargs)
 
 
+def compress(model: Any, steps: Sequence[Any], *, finetune: Optional[Callable[[Any], Any]] = None,
+             calibration_data: Any = None, data: Any = None, measure_kwargs: Optional[dict] = None
+             ) -> tuple[Any, Comparison]:
+    """Apply several compression steps in order; measure each stage against the input.
+
+    Args:
+        model: a PyTorch or Keras model (never changed).
+        steps: configs, applied in order: pruning configs go to :func:`prune`,
+            low-rank configs to :func:`decompose`, quantization configs to :func:`quantize`.
+        finetune: optional ``finetune(model)`` called (in place, on the new model) after each
+            pruning or low-rank step, e.g. ``lambda m: fit(m, train, epochs=1)``.
+        calibration_data: passed to static quantization.
+        data: optional ``(x, y)`` for :func:`measure` (accuracy and latency batch).
+
+    Returns:
+        ``(compressed_model, comparison)`` where ``comparison`` has one row per stage.
+
+    Example:
+        >>> out, table = compress(model, [Magnitude(0.9), Int8Static()],            # doctest: +SKIP
+        ...                       finetune=lambda m: fit(m, train, epochs=1), calibration_data=x[:256])
+    """
+    if not isinstance(steps, (list, tuple)) or not steps:
+        raise ValueError("steps must be a non-empty list of configs")
+    measure_kwargs = dict(measure_kwargs or {})
+    reports = [measure(model, data=data, name="input", **measure_kwargs)]
+    current = model
+    for i, step in enumerate(steps):
+        if isinstance(step, PruneConfig):
+            current = prune(current, step)
+        elif isinstance(step, LowRankConfig):
+            current = decompose(current, step)
+        elif isinstance(step, QAT):
+            raise TypeError(f"steps[{i}]: QAT needs training between prepare_qat and convert; run it yourself")
+        elif isinstance(step, QuantConfig):
+            current = quantize(current, step, calibration_data=calibration_data)
+        else:
+            raise TypeError(f"steps[{i}] must be a compresslib config, got {type(step).__name__}")
+        if finetune is not None and isinstance(step, (PruneConfig, LowRankConfig)):
+            zeros = _zero_positions(current) if isinstance(step, PruneConfig) else None
+            finetune(current)
+            if zeros is not None:  # fine-tuning must not regrow pruned weights
+                _restore_zeros(current, zeros)
+        reports.append(measure(current, data=data, name=f"+ {type(step).__name__}", **measure_kwargs))
+    return current, compare(reports)
+
+
+def _weights(model: Any) -> list:
+    """The model's float weight variables (torch Parameters or Keras Variables), in a fixed order."""
+    if framework_of(model) == "torch":
+        return [p for p in model.parameters() if p.is_floating_point()]
+    return [w for w in model.weights if "float" in str(w.dtype)]
+
+
+def _zero_positions(model: Any) -> list:
+    import numpy as np
+
+    return [np.asarray(_to_numpy(w)) == 0 for w in _weights(model)]
+
+
+def _to_numpy(w: Any) -> Any:
+    return w.detach().cpu().numpy() if hasattr(w, "detach") else w.numpy()
+
+
+def _restore_zeros(model: Any, zeros: list) -> None:
+    import numpy as np
+
+    for w, z in zip(_weights(model), zeros):
+        if not z.any():
+            continue
+        value = np.where(z, 0, _to_numpy(w)).astype(_to_numpy(w).dtype)
+        if hasattr(w, "detach"):
+            import torch
+
+            with torch.no_grad():
+                w.copy_(torch.from_numpy(value))
+        else:
+            w.assign(value)
+
+
 def save(model: Any, path: str) -> int:
     """Write ``model`` to a packed ``.clz`` file (no pickle); return the bytes written."""
     from compresslib import io
@@ -92,5 +171,5 @@ def load(path: str) -> Any:
     return io.load(path)
 
 
-__all__ = ["measure", "quantize", "prepare_qat", "convert", "prune", "decompose", "fold_batchnorm",
+__all__ = ["measure", "compress", "quantize", "prepare_qat", "convert", "prune", "decompose", "fold_batchnorm",
            "save", "load", "framework_of"]
