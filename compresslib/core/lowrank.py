@@ -293,6 +293,8 @@ def cp(kernel: np.ndarray, rank: int, n_iter_max: int = 300, seed: int = 0) -> t
         warnings.filterwarnings("ignore", message="Trying to compute SVD with n_eigenvecs")
         weights, (a_out, a_in, a_h, a_w) = parafac(kernel, rank=int(rank), init="svd", n_iter_max=n_iter_max,
                                                    random_state=seed, tol=1e-10)
+    if not all(np.all(np.isfinite(f)) for f in (weights, a_out, a_in, a_h, a_w)):
+        raise ValueError(f"rank={rank}: CP (ALS) diverged for this kernel; choose a smaller rank")
     return (np.asarray(a_in).T, np.asarray(a_h).T, np.asarray(a_w).T,
             np.asarray(a_out) * np.asarray(weights)[None, :])
 

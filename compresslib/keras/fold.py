@@ -1,0 +1,101 @@
+"""Fold BatchNormalization into the Conv2D or Dense layer before it (Keras 3).
+
+The same arithmetic as PyTorch (``compresslib.core.lowrank.fold_bn``): in
+inference a BN is ``s·(z − μ) + β`` per channel with ``s = γ/√(σ² + ε)``, so the
+layer before it becomes ``W' = s·W``, ``b' = s·(b − μ) + β``. The functional
+graph is rebuilt without the folded BN layers (``compresslib.keras.rebuild``);
+residual models are handled because the pairs are read from the graph. A BN is
+left in place, and named in one warning, when its input is not a Conv2D/Dense
+output, that output is also used elsewhere, the layer has a non-linear
+activation built in, or the BN does not normalise the last axis. Keras has no
+public folding tool (the LiteRT converter folds BN internally when it converts).
+
+Example:
+    >>> import numpy as np
+    >>> from compresslib.keras.models import build
+    >>> m = build("resnet8")
+    >>> f = fold_batchnorm(m)
+    >>> sum(type(l).__name__ == "BatchNormalization" for l in f.layers)
+    0
+    >>> x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype("float32")
+    >>> bool(np.allclose(f(x), m(x), atol=1e-5))
+    True
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+
+from compresslib.core.lowrank import fold_bn
+from compresslib.keras.rebuild import consumers, functional_of, identity, producer, rebuild
+
+_PRODUCERS = ("Conv2D", "Dense")
+
+
+def batchnorm_pairs(model) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """``[(layer_name, bn_name), ...]`` that can be folded, and ``{bn_name: reason}`` for those that cannot."""
+    graph = functional_of(model)
+    uses = consumers(model)
+    pairs, skipped = [], {}
+    for layer in graph.layers:
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        src = producer(model, layer)
+        rank = len(layer.input.shape) if hasattr(layer, "input") else None
+        axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+        if src is None or type(src).__name__ not in _PRODUCERS:
+            skipped[layer.name] = "its input is not a Conv2D/Dense output"
+        elif uses.get(src.name, 0) != 1:
+            skipped[layer.name] = f"{src.name}'s output is also used elsewhere"
+        elif getattr(src.activation, "__name__", "") != "linear":
+            skipped[layer.name] = f"{src.name} has a built-in activation before the BatchNorm"
+        elif axis is None or (axis != -1 and (rank is None or axis != rank - 1)):
+            skipped[layer.name] = f"axis={layer.axis} is not the channel (last) axis"
+        elif type(src).__name__ == "Conv2D" and src.data_format != "channels_last":
+            skipped[layer.name] = f"{src.name} is channels_first"
+        else:
+            pairs.append((src.name, layer.name))
+    return pairs, skipped
+
+
+def _folded(layer, bn) -> Any:
+    """A callable that applies a fresh copy of ``layer`` with ``bn`` folded in (and a bias)."""
+    kernel = np.asarray(layer.kernel, dtype=np.float64)
+    bias = np.asarray(layer.bias, dtype=np.float64) if layer.use_bias else None
+    gamma = np.asarray(bn.gamma) if bn.scale else np.ones(kernel.shape[-1])
+    beta = np.asarray(bn.beta) if bn.center else np.zeros(kernel.shape[-1])
+    new_k, new_b = fold_bn(kernel, bias, gamma, beta, np.asarray(bn.moving_mean), np.asarray(bn.moving_variance),
+                           bn.epsilon, out_axis=kernel.ndim - 1)
+    config = layer.get_config()
+    config["use_bias"] = True
+    new = layer.__class__.from_config(config)
+
+    def apply(*args, **kwargs):
+        out = new(*args, **kwargs)
+        new.set_weights([new_k.astype(new.kernel.dtype), new_b.astype(new.bias.dtype)])
+        return out
+
+    return apply
+
+
+def fold_batchnorm(model, **kwargs: Any) -> keras.Model:
+    """A rebuilt copy of ``model`` without the BatchNorm layers that follow a Conv2D/Dense.
+
+    Outputs equal the original's in inference (``training=False``) to float tolerance.
+    """
+    if kwargs:
+        raise TypeError(f"fold_batchnorm got unexpected arguments {sorted(kwargs)}")
+    graph = functional_of(model)
+    pairs, skipped = batchnorm_pairs(model)
+    replacements = {}
+    for layer_name, bn_name in pairs:
+        layer, bn = graph.get_layer(layer_name), graph.get_layer(bn_name)
+        replacements[layer_name] = (lambda l, b: (lambda _: _folded(l, b)))(layer, bn)
+        replacements[bn_name] = lambda _: identity
+    if skipped:
+        warnings.warn(f"fold_batchnorm: left {len(skipped)} BatchNorm layer(s) unfolded: "
+                      + "; ".join(f"{n}: {why}" for n, why in skipped.items()), UserWarning, stacklevel=2)
+    return rebuild(model, replacements)

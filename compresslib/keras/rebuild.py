@@ -1,0 +1,101 @@
+"""Rebuild a Keras 3 Sequential or functional model layer by layer, replacing or dropping some layers.
+
+Used by low-rank decomposition (one Dense/Conv2D becomes two to four layers)
+and BatchNorm folding (the BN layer disappears). Every layer that is kept is
+re-created from its config and given a copy of its weights, so the new model
+shares nothing with the original. Keras has no public "graph surgery" API;
+this walks the graph with the functional model's own executor
+(``Functional._run_through_graph``, which ``keras.models.clone_model`` uses too).
+
+Example:
+    >>> import keras
+    >>> i = keras.Input((4,)); h = keras.layers.Dense(3, name="a")(i)
+    >>> m = keras.Model(i, keras.layers.Dense(2, name="b")(h))
+    >>> r = rebuild(m, {"a": lambda layer: (lambda x: keras.layers.Dense(3, name="a2")(x))})
+    >>> [l.name for l in r.layers]
+    ['input_layer', 'a2', 'b']
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import keras
+import numpy as np
+
+# layer name -> factory(layer) returning a callable(tensor, **kwargs) -> tensor
+Replacements = dict[str, Callable[[Any], Callable[..., Any]]]
+
+
+def copy_layer(layer) -> Callable[..., Any]:
+    """A callable that applies a fresh copy of ``layer`` (same config, copied weights)."""
+    new = layer.__class__.from_config(layer.get_config())
+    weights = [np.array(w) for w in layer.get_weights()]
+
+    def apply(*args, **kwargs):
+        out = new(*args, **kwargs)
+        if weights:
+            new.set_weights(weights)
+        return out
+
+    return apply
+
+
+def identity(*args, **kwargs):
+    """Drop a layer: pass its (single) input through."""
+    return args[0]
+
+
+def functional_of(model) -> Any:
+    """The functional graph of a Sequential model (or the model itself if already functional)."""
+    if isinstance(model, keras.Sequential):
+        graph = getattr(model, "_functional", None)
+        if graph is None:
+            raise ValueError("model: a Sequential model must be built with an Input to be rebuilt")
+        return graph
+    if type(model).__name__ != "Functional" and not hasattr(model, "_run_through_graph"):
+        raise TypeError(f"model must be a Keras Sequential or functional model, got subclassed "
+                        f"{type(model).__name__} (its graph is not known)")
+    return model
+
+
+def rebuild(model, replacements: Optional[Replacements] = None, name: Optional[str] = None) -> keras.Model:
+    """A new functional model: layers named in ``replacements`` go through their factory, others are copied."""
+    replacements = replacements or {}
+    graph = functional_of(model)
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t._keras_history.operation.name)
+              for t in graph.inputs]
+
+    def operation_fn(op):
+        if op.name in replacements:
+            return replacements[op.name](op)
+        return copy_layer(op)
+
+    outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
+    single_in = not isinstance(model.inputs, (list, tuple)) or len(graph.inputs) == 1
+    return keras.Model(inputs[0] if single_in else inputs, outputs, name=name or model.name)
+
+
+def consumers(model) -> dict[str, int]:
+    """How many times each layer's output is consumed (by other layers or as a model output)."""
+    graph = functional_of(model)
+    count: dict[str, int] = {}
+    for nodes in graph._nodes_by_depth.values():
+        for node in nodes:
+            for t in node.input_tensors:
+                producer = t._keras_history.operation.name
+                count[producer] = count.get(producer, 0) + 1
+    for t in graph.outputs:
+        producer = t._keras_history.operation.name
+        count[producer] = count.get(producer, 0) + 1
+    return count
+
+
+def producer(model, layer) -> Optional[Any]:
+    """The layer whose output is ``layer``'s single input in ``model``'s graph (None if not exactly one)."""
+    graph = functional_of(model)
+    for nodes in graph._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is layer:
+                tensors = node.input_tensors
+                return tensors[0]._keras_history.operation if len(tensors) == 1 else None
+    return None
