@@ -29,6 +29,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
+import torch.nn.utils.prune  # noqa: F401  (masks-only pruning, for comparison)
 from torch import nn
 
 from compresslib.configs import NM, Magnitude, PruneConfig, Structured, check_config

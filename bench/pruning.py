@@ -1,0 +1,155 @@
+"""Pruning, both frameworks: do masks, packing and structured pruning change bytes and latency?
+
+    python bench/pruning.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N] [--ratios 0.5,0.75]
+
+Rows (each against the fp32 model measured in the same run):
+
+* LeNet-300-100: the framework's own masks (``torch.nn.utils.prune``; for Keras,
+  zeros written into the kernels, since tfmot rejects Keras 3 models), then
+  compresslib's gradual global magnitude pruning to 90 % with fine-tuning,
+  stored packed (``.clz``, bitmask/CSR chosen per tensor), and 2:4 N:M.
+* ResNet8: compresslib's structured pruning (channels physically removed,
+  residual adds kept consistent) at each ``--ratios``, fine-tuned.
+
+``bytes`` is the packed ``.clz`` file where the row says ``packed``, else the
+framework's native file (state_dict / ``.keras``).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import emit, parse_args, row  # noqa: E402
+
+import argparse  # noqa: E402
+
+import compresslib as cl  # noqa: E402
+from compresslib._dispatch import backend  # noqa: E402
+from compresslib.core.schedules import PolynomialDecay  # noqa: E402
+
+KEYS = ["framework", "model", "method", "sparsity", "params", "bytes", "accuracy", "latency_ms",
+        "size_ratio", "accuracy_drop_pt", "speedup", "speedup_b256", "macs_ratio", "finetune_s"]
+
+
+def _extra_args(argv):
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs after structured pruning")
+    p.add_argument("--ratios", default="0.5,0.75", help="structured pruning ratios for ResNet8")
+    known, rest = p.parse_known_args(argv)
+    return known, rest
+
+
+def _packed(model, report, tmp):
+    report.packed_bytes = cl.save(model, os.path.join(tmp, f"m{time.perf_counter_ns()}.clz"))
+    return report
+
+
+def _sparsity(report):
+    return round(1 - report.nonzero_params / report.params, 4)
+
+
+def lenet_rows(framework, args, tmp):
+    fw_train = backend(framework, "train")
+    fw_prune = backend(framework, "pruning")
+    train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+    base = cl.zoo.pretrained("lenet300_100", framework)
+    b = cl.measure(base, data=test, runs=args.runs, name="fp32")
+    rows = [row(b, "lenet300_100", "fp32", b, sparsity=_sparsity(b))]
+
+    # the framework's own tool: masks only
+    if framework == "torch":
+        import torch
+        import torch.nn.utils.prune  # noqa: F401
+        own = copy.deepcopy(base)
+        params = [(m, "weight") for m in own.modules() if isinstance(m, torch.nn.Linear)]
+        torch.nn.utils.prune.global_unstructured(params, pruning_method=torch.nn.utils.prune.L1Unstructured, amount=0.9)
+        method = "torch.nn.utils.prune 0.9 (masks)"
+    else:
+        own = cl.prune(base, cl.Magnitude(0.9, scope="global"))  # zeros in the kernels, native .keras file
+        method = "zeros in kernels 0.9 (.keras)"
+    r = cl.measure(own, data=test, runs=args.runs, name=method)
+    rows.append(row(r, "lenet300_100", method, b, sparsity=_sparsity(r)))
+
+    # compresslib: gradual global magnitude pruning while fine-tuning, packed
+    steps_per_epoch = -(-len(train[0]) // 64)
+    epochs = 6
+    sched = PolynomialDecay(0.0, 0.9, begin_step=0, end_step=int(0.6 * epochs * steps_per_epoch), frequency=25)
+    cfg = cl.Magnitude(0.9, scope="global", schedule=sched)
+    model = fw_prune.finalize(base)
+    hook = fw_prune.GradualPruning(cfg, model)
+    t0 = time.perf_counter()
+    if framework == "torch":
+        fw_train.fit(model, train, epochs=epochs, batch_size=64, lr=1e-3, on_step=hook, lr_schedule="step")
+    else:
+        fw_train.fit(model, train, epochs=epochs, batch_size=64, lr=1e-3, callbacks=[hook], lr_schedule="step")
+    ft = time.perf_counter() - t0
+    final = hook.finalize(model)  # plain copy, no optimizer state
+    r = _packed(final, cl.measure(final, data=test, runs=args.runs, name="gradual 0.9"), tmp)
+    rows.append(row(r, "lenet300_100", "gradual magnitude 0.9 global, packed", b, sparsity=_sparsity(r),
+                    native_bytes=r.file_bytes, finetune_s=round(ft, 1)))
+
+    # N:M 2:4, one-shot then a short fine-tune with the masks kept
+    nm = cl.prune(base, cl.NM(2, 4))
+    hook = fw_prune.GradualPruning(cl.NM(2, 4), nm)
+    t0 = time.perf_counter()
+    if framework == "torch":
+        fw_train.fit(nm, train, epochs=2, batch_size=64, lr=5e-4, on_step=hook)
+    else:
+        fw_train.fit(nm, train, epochs=2, batch_size=64, lr=5e-4, callbacks=[hook])
+    ft = time.perf_counter() - t0
+    nm = hook.finalize(nm)
+    r = _packed(nm, cl.measure(nm, data=test, runs=args.runs, name="2:4"), tmp)
+    rows.append(row(r, "lenet300_100", "N:M 2:4, packed", b, sparsity=_sparsity(r), finetune_s=round(ft, 1)))
+    return rows
+
+
+def _big_batch_speedup(model, base_ms, test, args):
+    """Speedup at batch 256, where the framework's fixed per-call cost weighs less than at 32."""
+    r = cl.measure(model, data=None, example_input=test[0][:256], runs=max(10, args.runs // 5), latency=True)
+    return base_ms / r.latency_ms
+
+
+def resnet_rows(framework, args, ratios, tmp):
+    fw_train = backend(framework, "train")
+    fw_prune = backend(framework, "pruning")
+    train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+    base = cl.zoo.pretrained("resnet8", framework)
+    b = cl.measure(base, data=test, runs=args.runs, name="fp32")
+    b256 = cl.measure(base, example_input=test[0][:256], runs=max(10, args.runs // 5)).latency_ms
+    rows = [row(b, "resnet8", "fp32", b, speedup_b256=1.0)]
+    for ratio in ratios:
+        s = cl.prune(base, cl.Structured(ratio), example_input=test[0][:1])
+        r = cl.measure(s, data=test, runs=args.runs, name=f"structured {ratio}")
+        rows.append(row(r, "resnet8", f"structured {ratio}, no fine-tune", b, macs_ratio=b.macs / r.macs))
+        t0 = time.perf_counter()
+        fw_train.fit(s, train, epochs=args.epochs, batch_size=128, lr=2e-3, lr_schedule="step")
+        ft = time.perf_counter() - t0
+        s = fw_prune.finalize(s)  # a plain copy: a compiled Keras model would also save its optimizer state
+        r = cl.measure(s, data=test, runs=args.runs, name=f"structured {ratio} ft")
+        rows.append(row(r, "resnet8", f"structured {ratio}, fine-tuned {args.epochs} ep", b,
+                        macs_ratio=b.macs / r.macs, finetune_s=round(ft, 1),
+                        speedup_b256=_big_batch_speedup(s, b256, test, args)))
+    return rows
+
+
+def main(argv=None) -> list[dict]:
+    extra, rest = _extra_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(__doc__, rest)
+    args.epochs = extra.epochs
+    ratios = [float(r) for r in extra.ratios.split(",") if r]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for framework in args.frameworks:
+            rows += lenet_rows(framework, args, tmp)
+            rows += resnet_rows(framework, args, ratios, tmp)
+            print(f"{framework}: done", file=sys.stderr)
+    emit(rows, args.json, KEYS)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
