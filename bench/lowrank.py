@@ -1,0 +1,129 @@
+"""Low-rank decomposition, both frameworks: fewer weights, and is it faster?
+
+    python bench/lowrank.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N]
+
+Rows (each against the fp32 model measured in the same run):
+
+* MLP-wide (784-1024-1024-10): SVD of the two hidden Dense/Linear layers with
+  ``SVD(ratio=0.3)`` (the factors may use 30 % of each layer's weights), before
+  and after a short fine-tune. ``factored_ratio`` = weights of the factored
+  layers before / after (target ≥ 3× at ≤ 1 pt accuracy drop).
+* LeNet-5: Tucker-2 of the second conv (6→16, 5×5), fine-tuned.
+* ResNet8: BatchNorm folding alone; then Tucker-2 of the 3×3 convs (not the
+  1-channel stem) with ``ranks=(R, R)``, fine-tuned, then folded; CP the same way.
+  Target: ≥ 2× measured CPU speedup at ≤ 1 pt drop.
+
+Latency is ``compresslib.measure``'s median (batch 32, the framework's default
+threads). Speedups come from measured time only; ``macs_ratio`` is shown beside
+them so a reader can see when fewer MACs did not make a model faster.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import emit, parse_args, row  # noqa: E402
+
+import compresslib as cl  # noqa: E402
+from compresslib._dispatch import backend  # noqa: E402
+
+KEYS = ["framework", "model", "method", "params", "bytes", "accuracy", "latency_ms", "size_ratio",
+        "accuracy_drop_pt", "speedup", "macs_ratio", "factored_ratio", "finetune_s"]
+
+HIDDEN = {"torch": ["1", "3"], "keras": ["fc1", "fc2"]}
+LENET_CONV2 = {"torch": "3", "keras": "conv2"}
+
+
+def _extra_args(argv):
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (ResNet8; 1 for the others)")
+    p.add_argument("--rank", type=int, default=8, help="Tucker ranks (R, R) and CP rank for ResNet8")
+    return p.parse_known_args(argv)
+
+
+def _is_3x3(framework):
+    if framework == "torch":
+        return lambda name, m: tuple(m.kernel_size) == (3, 3) and m.in_channels > 1
+    return lambda name, layer: tuple(layer.kernel_size) == (3, 3) and layer.kernel.shape[2] > 1
+
+
+def _factored_ratio(lowrank, model, config, layers):
+    plans = lowrank.plan(model, config, layers)
+    used = [p for p in plans.values() if p.accepted]
+    return sum(p.params_before for p in used) / sum(p.params_after for p in used)
+
+
+def _row(model, name, method, base, test, args, **extra):
+    r = cl.measure(model, data=test, runs=args.runs, name=method)
+    out = row(r, name, method, base, **extra)
+    out["macs_ratio"] = base.macs / r.macs if base.macs and r.macs else None
+    return out
+
+
+def framework_rows(framework, args):
+    lowrank = backend(framework, "lowrank")
+    train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+    rows = []
+
+    def finetune(model, epochs):
+        t0 = time.perf_counter()
+        out = lowrank.finetune(model, train, epochs=epochs, lr=1e-3 if epochs > 1 else 5e-4)
+        return out, round(time.perf_counter() - t0, 1)
+
+    # MLP-wide: SVD of the two hidden layers
+    mlp = cl.zoo.pretrained("mlp_wide", framework)
+    base = cl.measure(mlp, data=test, runs=args.runs, name="fp32")
+    rows.append(row(base, "mlp_wide", "fp32", base))
+    svd = cl.SVD(ratio=0.3)
+    ratio = _factored_ratio(lowrank, mlp, svd, HIDDEN[framework])
+    d = cl.decompose(mlp, svd, layers=HIDDEN[framework])
+    rows.append(_row(d, "mlp_wide", "svd ratio=0.3", base, test, args, factored_ratio=ratio))
+    f, secs = finetune(d, 1)
+    rows.append(_row(f, "mlp_wide", "svd ratio=0.3 + ft", base, test, args, factored_ratio=ratio, finetune_s=secs))
+
+    # LeNet-5: Tucker-2 of conv2
+    lenet = cl.zoo.pretrained("lenet5", framework)
+    base = cl.measure(lenet, data=test, runs=args.runs, name="fp32")
+    rows.append(row(base, "lenet5", "fp32", base))
+    tucker = cl.Tucker(ranks=(3, 6))
+    layers = [LENET_CONV2[framework]]
+    ratio = _factored_ratio(lowrank, lenet, tucker, layers)
+    f, secs = finetune(cl.decompose(lenet, tucker, layers=layers), 1)
+    rows.append(_row(f, "lenet5", "tucker conv2 (3,6) + ft", base, test, args, factored_ratio=ratio,
+                     finetune_s=secs))
+
+    # ResNet8: fold, Tucker-2 and CP of the 3×3 convs
+    resnet = cl.zoo.pretrained("resnet8", framework)
+    base = cl.measure(resnet, data=test, runs=args.runs, name="fp32")
+    rows.append(row(base, "resnet8", "fp32", base))
+    rows.append(_row(cl.fold_batchnorm(resnet), "resnet8", "fold BN", base, test, args))
+    for config, label in ((cl.Tucker(ranks=(args.rank, args.rank)), f"tucker ({args.rank},{args.rank})"),
+                          (cl.CP(rank=args.rank), f"cp {args.rank}")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # layers whose factors would be larger are kept (and named)
+            ratio = _factored_ratio(lowrank, resnet, config, _is_3x3(framework))
+            d = cl.decompose(resnet, config, layers=_is_3x3(framework))
+        rows.append(_row(cl.fold_batchnorm(d), "resnet8", f"{label} + fold", base, test, args,
+                         factored_ratio=ratio))
+        f, secs = finetune(d, args.epochs)
+        rows.append(_row(cl.fold_batchnorm(f), "resnet8", f"{label} + ft + fold", base, test, args,
+                         factored_ratio=ratio, finetune_s=secs))
+    return rows
+
+
+def main(argv=None):
+    extra, rest = _extra_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(__doc__.splitlines()[0], rest)
+    args.epochs, args.rank = extra.epochs, extra.rank
+    rows = []
+    for framework in args.frameworks:
+        rows += framework_rows(framework, args)
+    emit(rows, args.json, KEYS)
+
+
+if __name__ == "__main__":
+    main()
