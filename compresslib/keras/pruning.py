@@ -115,9 +115,12 @@ def _copy(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
     try:
-        new = keras.models.clone_model(model)
+        if kgraph.is_walkable(model):  # from the config: no optimizer state comes along (clone_model keeps it)
+            new = type(model).from_config(model.get_config())
+        else:
+            new = keras.models.clone_model(model)
     except Exception as exc:  # subclassed models without get_config
-        raise TypeError(f"model: cannot copy {type(model).__name__} (clone_model failed: {exc})") from exc
+        raise TypeError(f"model: cannot copy {type(model).__name__} ({exc})") from exc
     new.set_weights(model.get_weights())
     return new
 

@@ -66,6 +66,8 @@ def test_gradual_callback(lenet300, xk, tmp_path):
     total = sum(k.size for k in ks.values())
     assert sum(int((k == 0).sum()) for k in ks.values()) == round(0.9 * total)
     assert train.evaluate(final, (x, y)) > 0.85
+    from compresslib.keras.measure import native_file_bytes
+    assert native_file_bytes(final)[0] < 0.5 * native_file_bytes(m)[0]  # no optimizer state in the copy
 
 
 def test_packed_file_shrinks_and_round_trip_is_exact(lenet300, xk, tmp_path):
