@@ -1,6 +1,6 @@
 """Low-rank decomposition, both frameworks: fewer weights, and is it faster?
 
-    python bench/lowrank.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N]
+    python bench/lowrank.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N] [--ranks 8,16] [--threads N]
 
 Rows (each against the fp32 model measured in the same run):
 
@@ -8,13 +8,14 @@ Rows (each against the fp32 model measured in the same run):
   ``SVD(ratio=0.3)`` (the factors may use 30 % of each layer's weights), before
   and after a short fine-tune. ``factored_ratio`` = weights of the factored
   layers before / after (target ≥ 3× at ≤ 1 pt accuracy drop).
-* LeNet-5: Tucker-2 of the second conv (6→16, 5×5), fine-tuned.
+* LeNet-5: Tucker-2 of the second conv (6→16, 5×5), fine-tuned for 2 epochs.
 * ResNet8: BatchNorm folding alone; then Tucker-2 of the 3×3 convs (not the
-  1-channel stem) with ``ranks=(R, R)``, fine-tuned, then folded; CP the same way.
+  1-channel stem) with ``ranks=(R, R)`` for each ``--ranks``, fine-tuned for ``--epochs``
+  on the 8,000 training digits, then folded; CP (rank = the first of ``--ranks``) the same way.
   Target: ≥ 2× measured CPU speedup at ≤ 1 pt drop.
 
-Latency is ``compresslib.measure``'s median (batch 32, the framework's default
-threads). Speedups come from measured time only; ``macs_ratio`` is shown beside
+Latency is ``compresslib.measure``'s median (batch 32, ``--threads`` CPU threads
+per framework, 1 by default). Speedups come from measured time only; ``macs_ratio`` is shown beside
 them so a reader can see when fewer MACs did not make a model faster.
 """
 from __future__ import annotations
@@ -40,8 +41,11 @@ LENET_CONV2 = {"torch": "3", "keras": "conv2"}
 
 def _extra_args(argv):
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (ResNet8; 1 for the others)")
-    p.add_argument("--rank", type=int, default=8, help="Tucker ranks (R, R) and CP rank for ResNet8")
+    p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (ResNet8; 1 for the others)")
+    p.add_argument("--ranks", default="8,16", help="Tucker ranks (R, R) for ResNet8; CP uses the first")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per framework (default 1: on a shared 2-core machine 2-thread timings "
+                        "swung 10x between runs); 0 keeps the frameworks' defaults")
     return p.parse_known_args(argv)
 
 
@@ -69,9 +73,9 @@ def framework_rows(framework, args):
     train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
     rows = []
 
-    def finetune(model, epochs):
+    def finetune(model, epochs, lr=1e-3):
         t0 = time.perf_counter()
-        out = lowrank.finetune(model, train, epochs=epochs, lr=1e-3 if epochs > 1 else 5e-4)
+        out = lowrank.finetune(model, train, epochs=epochs, lr=lr, lr_schedule="step")
         return out, round(time.perf_counter() - t0, 1)
 
     # MLP-wide: SVD of the two hidden layers
@@ -82,7 +86,7 @@ def framework_rows(framework, args):
     ratio = _factored_ratio(lowrank, mlp, svd, HIDDEN[framework])
     d = cl.decompose(mlp, svd, layers=HIDDEN[framework])
     rows.append(_row(d, "mlp_wide", "svd ratio=0.3", base, test, args, factored_ratio=ratio))
-    f, secs = finetune(d, 1)
+    f, secs = finetune(d, 1, lr=1e-4)
     rows.append(_row(f, "mlp_wide", "svd ratio=0.3 + ft", base, test, args, factored_ratio=ratio, finetune_s=secs))
 
     # LeNet-5: Tucker-2 of conv2
@@ -92,7 +96,7 @@ def framework_rows(framework, args):
     tucker = cl.Tucker(ranks=(3, 6))
     layers = [LENET_CONV2[framework]]
     ratio = _factored_ratio(lowrank, lenet, tucker, layers)
-    f, secs = finetune(cl.decompose(lenet, tucker, layers=layers), 1)
+    f, secs = finetune(cl.decompose(lenet, tucker, layers=layers), 2)
     rows.append(_row(f, "lenet5", "tucker conv2 (3,6) + ft", base, test, args, factored_ratio=ratio,
                      finetune_s=secs))
 
@@ -101,8 +105,9 @@ def framework_rows(framework, args):
     base = cl.measure(resnet, data=test, runs=args.runs, name="fp32")
     rows.append(row(base, "resnet8", "fp32", base))
     rows.append(_row(cl.fold_batchnorm(resnet), "resnet8", "fold BN", base, test, args))
-    for config, label in ((cl.Tucker(ranks=(args.rank, args.rank)), f"tucker ({args.rank},{args.rank})"),
-                          (cl.CP(rank=args.rank), f"cp {args.rank}")):
+    configs = [(cl.Tucker(ranks=(r, r)), f"tucker ({r},{r})") for r in args.ranks]
+    configs.append((cl.CP(rank=args.ranks[0]), f"cp {args.ranks[0]}"))
+    for config, label in configs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # layers whose factors would be larger are kept (and named)
             ratio = _factored_ratio(lowrank, resnet, config, _is_3x3(framework))
@@ -118,7 +123,16 @@ def framework_rows(framework, args):
 def main(argv=None):
     extra, rest = _extra_args(sys.argv[1:] if argv is None else argv)
     args = parse_args(__doc__.splitlines()[0], rest)
-    args.epochs, args.rank = extra.epochs, extra.rank
+    args.epochs, args.ranks = extra.epochs, [int(r) for r in extra.ranks.split(",") if r]
+    if extra.threads > 0:
+        import torch
+
+        torch.set_num_threads(extra.threads)
+        if "keras" in args.frameworks:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(extra.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(extra.threads)
     rows = []
     for framework in args.frameworks:
         rows += framework_rows(framework, args)

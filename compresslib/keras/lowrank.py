@@ -220,4 +220,4 @@ def finetune(model, data: Any, epochs: int = 1, lr: float = 1e-4, **kwargs: Any)
 
     out = rebuild(model)
     fit(out, data, epochs=epochs, lr=lr, **kwargs)
-    return out
+    return rebuild(out)  # a fresh copy: no optimizer state left in the saved file

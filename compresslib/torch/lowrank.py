@@ -51,7 +51,7 @@ def _unsupported(module: nn.Module, config: LowRankConfig) -> str:
     """Why ``module`` cannot be factored by ``config`` ('' if it can)."""
     want = _target_type(config)
     if type(module) is not want:
-        return f"{type(module).__name__} is not an {want.__name__} ({type(config).__name__} factors {want.__name__} layers)"
+        return f"{type(module).__name__} is not a {want.__name__} ({type(config).__name__} factors {want.__name__} layers)"
     if isinstance(module, nn.Conv2d):
         if module.groups != 1:
             return f"grouped convolution (groups={module.groups})"

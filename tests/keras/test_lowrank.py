@@ -121,3 +121,14 @@ def test_finetune_recovers_accuracy(resnet):
     assert f is not d and evaluate(d, digits) == low
     assert low < 0.5 < base
     assert evaluate(f, digits) > low + 0.3
+
+
+def test_sequential_model_rebuilt_as_functional():
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu", name="a"),
+                          keras.layers.Dense(16, name="b")])
+    d = cl.decompose(m, cl.SVD(rank=4), layers=["a"])
+    assert [l.name for l in d.layers][1:] == ["a_svd0", "a_svd1", "b"]
+    a, b = L.svd_factors(np.asarray(m.get_layer("a").kernel, dtype=np.float64).T, 4)
+    x = np.random.default_rng(0).normal(size=(3, 8)).astype("float32")
+    np.testing.assert_allclose(d(x), _with_kernel(m, "a", a @ b)(x), atol=1e-5, rtol=1e-5)

@@ -113,7 +113,7 @@ def test_errors_and_filters():
         cl.SVD(energy=1.5)
     with pytest.raises(TypeError, match="config must be one of"):
         cl.decompose(m, cl.Magnitude(0.5))
-    with pytest.warns(UserWarning, match="Linear is not an Conv2d"):
+    with pytest.warns(UserWarning, match="Linear is not a Conv2d"):
         d = cl.decompose(m, cl.Tucker(ranks=(4, 8)), layers=["3", "7"])
     assert isinstance(d[3], nn.Sequential) and isinstance(d[7], nn.Linear)
     d = cl.decompose(m, cl.SVD(rank=8), layers=lambda name, mod: mod.in_features == 400)
