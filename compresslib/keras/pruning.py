@@ -214,6 +214,39 @@ def finalize(model) -> keras.Model:
     return _copy(model)
 
 
+# --------------------------------------------------------------------------- sensitivity
+def sensitivity(model, data, sparsities: Iterable[float] = (0.5, 0.7, 0.8, 0.9, 0.95),
+                batch_size: int = 500) -> dict[str, list[float]]:
+    """Accuracy against sparsity, one layer pruned at a time (one-shot magnitude, no fine-tuning).
+
+    Returns ``{layer_name: [accuracy at each sparsity]}``; the model is not changed.
+
+    Example:
+        >>> import compresslib as cl
+        >>> from compresslib.keras import models
+        >>> x, y = cl.datasets.load_mnist("test", layout="keras")
+        >>> curves = sensitivity(models.build("lenet300_100"), (x[:200], y[:200]), sparsities=(0.5, 0.9))
+        >>> sorted(curves), len(curves["fc1"])
+        (['fc1', 'fc2', 'fc3'], 2)
+    """
+    from compresslib.keras.train import evaluate
+
+    sparsities = [float(s) for s in sparsities]
+    for s in sparsities:
+        core_masks._check_sparsity(s, "sparsities")
+    work = _copy(model)
+    curves: dict[str, list[float]] = {}
+    for layer in prunable_layers(work):
+        original = np.asarray(layer.kernel.numpy()).copy()
+        curves[layer.name] = []
+        for s in sparsities:
+            mask = from_output_major(core_masks.magnitude_mask(to_output_major(original), s))
+            layer.kernel.assign(np.where(mask, original, np.zeros((), original.dtype)))
+            curves[layer.name].append(evaluate(work, data, batch_size))
+        layer.kernel.assign(original)
+    return curves
+
+
 # --------------------------------------------------------------------------- structured
 def _layer_entries(config: dict) -> dict[str, dict]:
     out = {}
@@ -299,5 +332,5 @@ def _channels_of(g: kgraph.Graph, desc: kgraph.Desc) -> int:
     return int(layer.kernel.shape[-1])
 
 
-__all__ = ["prune", "GradualPruning", "finalize", "compute_masks", "apply_masks", "prunable_layers",
+__all__ = ["prune", "GradualPruning", "finalize", "sensitivity", "compute_masks", "apply_masks", "prunable_layers",
            "structured_plan", "to_output_major", "from_output_major"]

@@ -191,6 +191,38 @@ def finalize(model: nn.Module) -> nn.Module:
     return out
 
 
+# --------------------------------------------------------------------------- sensitivity
+def sensitivity(model: nn.Module, data, sparsities: Iterable[float] = (0.5, 0.7, 0.8, 0.9, 0.95),
+                batch_size: int = 500) -> dict[str, list[float]]:
+    """Accuracy against sparsity, one layer pruned at a time (one-shot magnitude, no fine-tuning).
+
+    Returns ``{layer_name: [accuracy at each sparsity]}``; the model is not changed.
+
+    Example:
+        >>> import compresslib as cl
+        >>> from compresslib.torch import models
+        >>> x, y = cl.datasets.load_mnist("test", layout="torch")
+        >>> curves = sensitivity(models.build("lenet300_100"), (x[:200], y[:200]), sparsities=(0.5, 0.9))
+        >>> sorted(curves), len(curves["1"])
+        (['1', '3', '5'], 2)
+    """
+    from compresslib.torch.train import evaluate
+
+    sparsities = [float(s) for s in sparsities]
+    for s in sparsities:
+        core_masks._check_sparsity(s, "sparsities")
+    names = list(prunable_weights(model))
+    curves: dict[str, list[float]] = {}
+    for name in names:
+        curves[name] = []
+        for s in sparsities:
+            m = copy.deepcopy(model)
+            w = dict(m.named_modules())[name].weight
+            apply_masks(m, {name: torch.from_numpy(core_masks.magnitude_mask(_np(w), s)).to(w.device)})
+            curves[name].append(evaluate(m, data, batch_size))
+    return curves
+
+
 # --------------------------------------------------------------------------- structured
 class _GroupScores:
     """compresslib's channel importance for a Torch-Pruning group: per coupled channel, the sum over the
@@ -274,4 +306,4 @@ def _structured(model: nn.Module, config: Structured, example_input: Any, ignore
     return model
 
 
-__all__ = ["prune", "GradualPruning", "finalize", "compute_masks", "apply_masks", "prunable_weights"]
+__all__ = ["prune", "GradualPruning", "finalize", "sensitivity", "compute_masks", "apply_masks", "prunable_weights"]

@@ -84,3 +84,17 @@ def test_structured_same_channels_same_function(resnets):
     with torch.no_grad():
         expected = ts.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
     np.testing.assert_allclose(np.asarray(ks(x, training=False)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_sensitivity_curves_agree():
+    from compresslib.keras import pruning as kp
+    from compresslib.torch import pruning as tp_
+
+    t = cl.zoo.pretrained("lenet300_100", "torch")
+    k = km.build("lenet300_100")
+    _copy_mlp(t, k)
+    x, y = cl.datasets.load_mnist("test")
+    tc = tp_.sensitivity(t, (x[:400, None], y[:400]), sparsities=(0.5, 0.95))
+    kc = kp.sensitivity(k, (x[:400, ..., None], y[:400]), sparsities=(0.5, 0.95))
+    for (tn, a), (kn, b) in zip(tc.items(), kc.items(), strict=True):
+        np.testing.assert_allclose(a, b, atol=0.0051)  # at most 2 of 400 digits differ (float order)

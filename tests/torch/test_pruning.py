@@ -149,3 +149,17 @@ def test_structured_ignored_layers_kept():
     m = models.build("lenet5")
     s = cl.prune(m, cl.Structured(0.5), example_input=torch.zeros(1, 1, 28, 28), ignored_layers=["0"])
     assert s[0].out_channels == 6 and s[3].out_channels == 8 and s[7].out_features == 60
+
+
+def test_sensitivity_scan(lenet300, mnist_test):
+    x, y = mnist_test
+    data = (x[:500, None], y[:500])
+    before = _weights(lenet300)
+    curves = pruning.sensitivity(lenet300, data, sparsities=(0.0, 0.99))
+    assert sorted(curves) == ["1", "3", "5"]
+    base = train.evaluate(lenet300, data)
+    assert all(c[0] == base for c in curves.values())
+    assert curves["5"][1] < curves["1"][1]  # the small last layer is the sensitive one
+    assert all(torch.equal(before[k], v) for k, v in _weights(lenet300).items())
+    with pytest.raises(ValueError, match="sparsities must be in"):
+        pruning.sensitivity(lenet300, data, sparsities=(1.0,))
