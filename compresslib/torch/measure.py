@@ -25,7 +25,9 @@ from compresslib.torch.train import evaluate, model_device
 
 def _weight_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     """The module's own (not its children's) weight tensors, float or packed-integer."""
-    out = {n: p.detach() for n, p in module.named_parameters(recurse=False)}
+    out = {n: _plain_tensor(p.detach()) for n, p in module.named_parameters(recurse=False)}
+    if hasattr(module, "dequantized_weight"):  # compresslib's packed weight-only layers
+        out["weight"] = module.dequantized_weight().detach()
     # quantized modules keep weights in packed params, not in parameters()
     if not out and hasattr(module, "weight") and callable(getattr(module, "weight")):
         try:
@@ -37,6 +39,13 @@ def _weight_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
         except Exception:  # pragma: no cover - foreign module with a weight() method
             pass
     return out
+
+
+def _plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor for counting: torchao's quantized tensor subclasses are dequantized."""
+    if type(t) not in (torch.Tensor, nn.Parameter) and hasattr(t, "dequantize"):
+        return t.dequantize()
+    return t
 
 
 def _layer_counts(model: nn.Module) -> dict[str, tuple[str, int, int]]:

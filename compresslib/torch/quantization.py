@@ -1,0 +1,426 @@
+"""Quantization of PyTorch models: dynamic and static int8, weight-only, half precision, QAT.
+
+Paths, each chosen because it measured fastest (or is the only one) on this CPU:
+
+* ``Int8Dynamic``: ``torch.ao.quantization.quantize_dynamic`` on Linear layers
+  (int8 weights, activations quantized per batch at run time).
+* ``Int8Static``: FX graph mode (``prepare_fx``/``convert_fx``, x86 backend):
+  it fuses Conv-BN-ReLU and converts the residual ``+`` into a quantized add on
+  its own, which eager mode only does through ``FloatFunctional``.
+* ``WeightOnly(bits=8)``: torchao ``Int8WeightOnlyConfig`` on Linear layers;
+  ``WeightOnly(bits=4)``: compresslib's own :class:`WeightOnlyLinear` /
+  :class:`WeightOnlyConv2d` (torchao's int4 kernels need a GPU or ``mslk``), which
+  store packed 4-bit integers and per-group scales and dequantize on the fly.
+* ``Float16`` / ``BFloat16``: a converted copy.
+* ``QAT``: ``prepare_qat_fx`` with fake-quantizers at ``weight_bits``/``activation_bits``
+  (straight-through gradients), then :func:`convert` to a true int8 model.
+
+Every use of the deprecated ``torch.ao.quantization`` API stays in this module,
+with its deprecation warning silenced narrowly around each call.
+
+Example:
+    >>> import torch, compresslib as cl
+    >>> m = torch.nn.Sequential(torch.nn.Linear(8, 4))
+    >>> q = quantize(m, cl.Int8Dynamic())
+    >>> type(q[0]).__name__
+    'Linear'
+    >>> type(q[0]).__module__
+    'torch.ao.nn.quantized.dynamic.modules.linear'
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly, check_config
+from compresslib.core import quant as cq
+
+# --------------------------------------------------------------------------- torch.ao, fenced
+
+
+@contextlib.contextmanager
+def _quiet_ao():
+    """Silence only torch.ao.quantization's deprecation warnings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")
+        warnings.filterwarnings("ignore", message=".*deprecated.*")
+        yield
+
+
+def _ao():
+    with _quiet_ao():
+        import torch.ao.quantization as ao
+        import torch.ao.quantization.quantize_fx as qfx
+    return ao, qfx
+
+
+def _check_model(model: Any) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _device(model: nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _leaves_skipped(model: nn.Module, handled: tuple) -> None:
+    """Warn once, naming the weighted layers that stay float."""
+    skipped = [f"{n} ({type(m).__name__})" for n, m in model.named_modules()
+               if not list(m.children()) and any(p.is_floating_point() for p in m.parameters(recurse=False))
+               and not isinstance(m, handled) and not isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    if skipped:
+        warnings.warn(f"quantize: layers left in float (not supported by this mode): {', '.join(skipped)}",
+                      UserWarning, stacklevel=3)
+
+
+def _weight_observer(per_channel: bool, bits: int = 8, fake: bool = False):
+    ao, _ = _ao()
+    qmin, qmax = cq.qrange(bits)
+    if per_channel:
+        obs = ao.MovingAveragePerChannelMinMaxObserver if fake else ao.PerChannelMinMaxObserver
+        kw = dict(dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=qmin, quant_max=qmax)
+    else:
+        obs = ao.MovingAverageMinMaxObserver if fake else ao.MinMaxObserver
+        kw = dict(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=qmin, quant_max=qmax)
+    if fake:
+        return ao.FakeQuantize.with_args(observer=obs, **kw)
+    return obs.with_args(**kw)
+
+
+def _activation_observer(observer: str, percentile: float = 99.99, bits: int = 8, fake: bool = False):
+    ao, _ = _ao()
+    qmin, qmax = cq.qrange(bits, signed=False, reduce_range=(bits == 8))
+    kw = dict(dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=qmin, quant_max=qmax)
+    if fake:
+        return ao.FakeQuantize.with_args(observer=ao.MovingAverageMinMaxObserver, **kw)
+    if observer == "minmax":
+        return ao.MinMaxObserver.with_args(**kw)
+    if observer == "moving_average":
+        return ao.MovingAverageMinMaxObserver.with_args(**kw)
+    if observer == "mse":  # torch's histogram observer minimises the L2 quantization error
+        return ao.HistogramObserver.with_args(**kw)
+    return _percentile_observer_class().with_args(percentile=percentile, **kw)
+
+
+_PERCENTILE_CLS = None
+
+
+def _percentile_observer_class():
+    """A MinMaxObserver whose range is the calibration data's percentiles (core math)."""
+    global _PERCENTILE_CLS
+    if _PERCENTILE_CLS is None:
+        ao, _ = _ao()
+
+        class PercentileObserver(ao.MinMaxObserver):
+            def __init__(self, percentile: float = 99.99, **kw):
+                super().__init__(**kw)
+                self.percentile = float(percentile)
+
+            def forward(self, x_orig):
+                if x_orig.numel() == 0:
+                    return x_orig
+                lo, hi = cq.percentile_range(x_orig.detach().float().cpu().numpy(), self.percentile)
+                lo_t = torch.tensor(float(lo), device=self.min_val.device)
+                hi_t = torch.tensor(float(hi), device=self.max_val.device)
+                self.min_val.copy_(torch.minimum(self.min_val, lo_t) if self.min_val.numel() and torch.isfinite(self.min_val) else lo_t)
+                self.max_val.copy_(torch.maximum(self.max_val, hi_t) if self.max_val.numel() and torch.isfinite(self.max_val) else hi_t)
+                return x_orig
+
+        _PERCENTILE_CLS = PercentileObserver
+    return _PERCENTILE_CLS
+
+
+def _qconfig_mapping(weight, activation):
+    ao, _ = _ao()
+    with _quiet_ao():
+        return ao.QConfigMapping().set_global(ao.QConfig(activation=activation, weight=weight))
+
+
+def _calibration_tensor(model: nn.Module, calibration_data: Any) -> torch.Tensor:
+    x = cq.check_calibration(calibration_data)
+    return torch.as_tensor(x).to(_device(model))
+
+
+# --------------------------------------------------------------------------- own weight-only layers
+
+
+class WeightOnlyLinear(nn.Module):
+    """A Linear layer whose weight is stored as packed ``bits``-bit integers with per-group scales.
+
+    compresslib's own (torchao's int4 kernels need a GPU here): the weight is
+    dequantized on each call, so it saves memory and file size, not time.
+
+    Example:
+        >>> lin = torch.nn.Linear(8, 2)
+        >>> q = WeightOnlyLinear.from_float(lin, bits=4, group_size=4)
+        >>> tuple(q.packed.shape), tuple(q.scale.shape)
+        ((8,), (4,))
+    """
+
+    def __init__(self, in_features: int, out_features: int, bits: int = 4, group_size: int = 0,
+                 has_bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.bits, self.group_size, self.has_bias = int(bits), int(group_size), bool(has_bias)
+        n = self.out_features * self.in_features
+        groups = n // (self.group_size or self.in_features)
+        self.register_buffer("packed", torch.zeros((n + 1) // 2 if bits == 4 else n,
+                                                   dtype=torch.uint8 if bits == 4 else torch.int8))
+        self.register_buffer("scale", torch.ones(groups))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if has_bias else None
+
+    @classmethod
+    def from_float(cls, layer: nn.Linear, bits: int = 4, group_size: Optional[int] = None) -> "WeightOnlyLinear":
+        w = layer.weight.detach().float().cpu().numpy()
+        new = cls(layer.in_features, layer.out_features, bits, group_size or 0, layer.bias is not None)
+        _pack_into(new, w, bits, group_size)
+        if layer.bias is not None:
+            new.bias.data.copy_(layer.bias.detach())
+        return new.to(layer.weight.device)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return _unpack(self, (self.out_features, self.in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.dequantized_weight().to(x.dtype), self.bias)
+
+
+class WeightOnlyConv2d(nn.Module):
+    """A Conv2d whose weight is stored as packed ``bits``-bit integers with per-group scales (see :class:`WeightOnlyLinear`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple = (1, 1), stride: tuple = (1, 1),
+                 padding: tuple = (0, 0), dilation: tuple = (1, 1), groups: int = 1, bits: int = 4,
+                 group_size: int = 0, has_bias: bool = True) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
+        self.padding, self.dilation = tuple(padding), tuple(dilation)
+        self.bits, self.group_size, self.has_bias = int(bits), int(group_size), bool(has_bias)
+        fan_in = self.in_channels // self.groups * int(np.prod(self.kernel_size))
+        n = self.out_channels * fan_in
+        self.register_buffer("packed", torch.zeros((n + 1) // 2 if bits == 4 else n,
+                                                   dtype=torch.uint8 if bits == 4 else torch.int8))
+        self.register_buffer("scale", torch.ones(n // (self.group_size or fan_in)))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if has_bias else None
+
+    @classmethod
+    def from_float(cls, layer: nn.Conv2d, bits: int = 4, group_size: Optional[int] = None) -> "WeightOnlyConv2d":
+        new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                  layer.dilation, layer.groups, bits, group_size or 0, layer.bias is not None)
+        w = layer.weight.detach().float().cpu().numpy()
+        _pack_into(new, w.reshape(w.shape[0], -1), bits, group_size)
+        if layer.bias is not None:
+            new.bias.data.copy_(layer.bias.detach())
+        return new.to(layer.weight.device)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        fan_in = self.in_channels // self.groups * int(np.prod(self.kernel_size))
+        w = _unpack(self, (self.out_channels, fan_in))
+        return w.reshape(self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.dequantized_weight().to(x.dtype), self.bias, self.stride,
+                                    self.padding, self.dilation, self.groups)
+
+
+def _pack_into(module: nn.Module, w2d: np.ndarray, bits: int, group_size: Optional[int]) -> None:
+    """Quantize a (out, fan_in) weight per group along fan_in (per row if no group size); store it."""
+    gs = group_size or w2d.shape[1]
+    if w2d.shape[1] % gs:
+        raise ValueError(f"WeightOnly.group_size must divide the layer's fan-in {w2d.shape[1]}, got {gs}")
+    qt = cq.quantize_tensor(w2d, bits=bits, symmetric=True, axis=1, group_size=gs)
+    q = qt.q.reshape(-1)
+    packed = cq.pack_int4(q) if bits == 4 else q.astype(np.int8)
+    module.packed.copy_(torch.from_numpy(packed))
+    module.scale.copy_(torch.from_numpy(qt.scale.astype(np.float32)))
+
+
+def _unpack(module: nn.Module, shape: tuple) -> torch.Tensor:
+    n = int(np.prod(shape))
+    if module.bits == 4:
+        p = module.packed
+        q = torch.stack([(p & 0x0F).to(torch.int8) - 8, (p >> 4).to(torch.int8) - 8], dim=1).reshape(-1)[:n]
+    else:
+        q = module.packed
+    gs = module.group_size or shape[1]
+    return (q.reshape(-1, gs).float() * module.scale.reshape(-1, 1)).reshape(shape)
+
+
+def _replace_weight_only(model: nn.Module, bits: int, group_size: Optional[int], prefix: str = "",
+                         skipped: Optional[list] = None) -> list:
+    """Swap Linear/Conv2d children for weight-only layers; return the names left float (group size misfit)."""
+    skipped = [] if skipped is None else skipped
+    for name, child in list(model.named_children()):
+        full = f"{prefix}{name}"
+        if isinstance(child, (nn.Linear, nn.Conv2d)):
+            fan_in = child.weight[0].numel()
+            if group_size and fan_in % group_size:
+                skipped.append(f"{full} (fan-in {fan_in})")
+                continue
+            cls = WeightOnlyLinear if isinstance(child, nn.Linear) else WeightOnlyConv2d
+            setattr(model, name, cls.from_float(child, bits, group_size))
+        else:
+            _replace_weight_only(child, bits, group_size, f"{full}.", skipped)
+    return skipped
+
+
+# --------------------------------------------------------------------------- the verbs
+
+
+def quantize(model: nn.Module, config: QuantConfig, calibration_data: Any = None) -> nn.Module:
+    """A quantized copy of ``model`` (``model`` itself is not changed).
+
+    Args:
+        model: a float ``nn.Module``.
+        config: ``Int8Dynamic``, ``Int8Static``, ``WeightOnly``, ``Float16`` or ``BFloat16``.
+        calibration_data: inputs (N, ...) for ``Int8Static`` (a few hundred examples suffice).
+
+    Example:
+        >>> import compresslib as cl
+        >>> m = cl.zoo.pretrained("resnet8", framework="torch")                       # doctest: +SKIP
+        >>> q = quantize(m, cl.Int8Static(), calibration_data=x[:256])               # doctest: +SKIP
+    """
+    _check_model(model)
+    check_config(config, QuantConfig)
+    if isinstance(config, QAT):
+        raise TypeError("config: QAT is not a post-training config; use prepare_qat then convert")
+    if isinstance(config, Int8Static):
+        x = _calibration_tensor(model, calibration_data)
+        return _static(model, config, x)
+    model = copy.deepcopy(model).eval()
+    if isinstance(config, Int8Dynamic):
+        ao, _ = _ao()
+        _leaves_skipped(model, (nn.Linear,))
+        if _device(model).type != "cpu":
+            raise ValueError("model: Int8Dynamic runs on CPU only (torch's dynamic int8 kernels); move it with .cpu()")
+        weight = _weight_observer(config.per_channel)
+        qconfig = ao.QConfig(activation=ao.PlaceholderObserver.with_args(dtype=torch.quint8, is_dynamic=True),
+                             weight=weight)
+        with _quiet_ao():
+            return ao.quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8)
+    if isinstance(config, WeightOnly):
+        if config.bits == 8 and config.group_size is None:
+            from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+            _leaves_skipped(model, (nn.Linear,))
+            quantize_(model, Int8WeightOnlyConfig())
+            return model
+        _leaves_skipped(model, (nn.Linear, nn.Conv2d))
+        skipped = _replace_weight_only(model, config.bits, config.group_size)
+        if skipped:
+            warnings.warn(f"quantize: layers left in float (group_size {config.group_size} does not divide "
+                          f"their fan-in): {', '.join(skipped)}", UserWarning, stacklevel=2)
+        return model
+    if isinstance(config, Float16):
+        return model.half()
+    if isinstance(config, BFloat16):
+        return model.to(torch.bfloat16)
+    raise TypeError(f"config: unsupported quantization config {type(config).__name__}")  # pragma: no cover
+
+
+def _static(model: nn.Module, config: Int8Static, x: torch.Tensor) -> nn.Module:
+    ao, qfx = _ao()
+    if _device(model).type != "cpu":
+        raise ValueError("model: Int8Static runs on CPU only (torch's x86 int8 kernels); move it with .cpu()")
+    model = copy.deepcopy(model).eval()
+    _leaves_skipped(model, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+    mapping = _qconfig_mapping(_weight_observer(config.per_channel),
+                               _activation_observer(config.observer, config.percentile))
+    torch.backends.quantized.engine = "x86"
+    with _quiet_ao():
+        prepared = qfx.prepare_fx(model, mapping, example_inputs=(x[:1],))
+        with torch.inference_mode():
+            for start in range(0, len(x), 256):
+                prepared(x[start:start + 256])
+        return qfx.convert_fx(prepared)
+
+
+def prepare_qat(model: nn.Module, config: QAT = QAT()) -> nn.Module:
+    """A copy of ``model`` with fake-quantizers on weights and activations, ready to train.
+
+    Train it with :func:`compresslib.torch.train.fit` (gradients pass straight through
+    the rounding), then call :func:`convert`.
+    """
+    _check_model(model)
+    check_config(config, QAT)
+    if config.activation_bits is None:
+        raise ValueError("config.activation_bits: the torch backend fake-quantizes activations too; "
+                         "give an integer in [2, 8] (8 is the usual choice)")
+    ao, qfx = _ao()
+    model = copy.deepcopy(model).train()
+    _leaves_skipped(model, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+    mapping = _qconfig_mapping(_weight_observer(config.per_channel, config.weight_bits, fake=True),
+                               _activation_observer("moving_average", bits=config.activation_bits, fake=True))
+    example = _example_input(model)
+    with _quiet_ao():
+        return qfx.prepare_qat_fx(model, mapping, example_inputs=(example,))
+
+
+def _example_input(model: nn.Module) -> torch.Tensor:
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if isinstance(first, nn.Conv2d):
+        return torch.zeros(1, first.in_channels, 28, 28, device=_device(model))
+    if isinstance(first, nn.Linear):
+        return torch.zeros(1, first.in_features, device=_device(model))
+    raise ValueError("model: no Conv2d or Linear layer to quantize")
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """The int8 model of a QAT-trained ``model`` from :func:`prepare_qat` (the input is not changed)."""
+    ao, qfx = _ao()
+    if not isinstance(model, torch.fx.GraphModule) or not any(
+            isinstance(m, ao.FakeQuantizeBase) for m in model.modules()):
+        raise TypeError("model must come from prepare_qat(model, QAT(...)) (no fake-quantizers found)")
+    model = copy.deepcopy(model).cpu().eval()
+    torch.backends.quantized.engine = "x86"
+    with _quiet_ao():
+        return qfx.convert_fx(model)
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+
+def fake_quantize_weights(model: nn.Module, bits: int, layers: Optional[list[str]] = None,
+                          per_channel: bool = True) -> nn.Module:
+    """A float copy of ``model`` whose Conv/Linear weights (all, or only ``layers``) are rounded to ``bits``.
+
+    The same core math as every other path; used by :func:`sensitivity` and for 4-bit PTQ baselines.
+    """
+    cq.check_bits(bits)
+    model = copy.deepcopy(_check_model(model))
+    names = {n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    if layers is not None:
+        unknown = set(layers) - names
+        if unknown:
+            raise ValueError(f"layers: unknown layer names {sorted(unknown)}; quantizable: {sorted(names)}")
+        names = set(layers)
+    with torch.no_grad():
+        for n, m in model.named_modules():
+            if n in names:
+                w = m.weight.detach().float().cpu().numpy()
+                qt = cq.quantize_tensor(w, bits, symmetric=True, axis=0 if per_channel else None)
+                m.weight.copy_(torch.from_numpy(qt.dequantize()).to(m.weight))
+    return model
+
+
+def sensitivity(model: nn.Module, data: Any, bits: int = 4) -> dict[str, float]:
+    """Accuracy of ``model`` when only one layer at a time has its weights quantized to ``bits``.
+
+    Example:
+        >>> accs = sensitivity(cl.zoo.pretrained("lenet5", "torch"), test, bits=2)   # doctest: +SKIP
+    """
+    from compresslib.torch.train import evaluate
+
+    names = [n for n, m in _check_model(model).named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return {n: evaluate(fake_quantize_weights(model, bits, [n]), data) for n in names}
