@@ -105,7 +105,8 @@ def prune(model: nn.Module, config: PruneConfig, *, example_input: Any = None, i
     Args:
         model: a ``torch.nn.Module``; it is not changed unless ``inplace=True``.
         config: ``Magnitude``, ``NM`` or ``Structured``.
-        example_input: an input batch (tensor or array); needed by ``Structured`` to trace the graph.
+        example_input: an input batch (tensor or array) that ``Structured`` traces the graph with;
+            when None, a zero batch shaped from the first Linear/Conv2d is tried.
         ignored_layers: module names ``Structured`` must not shrink (the layers producing the
             model's outputs are always kept).
         seed: for ``Structured(importance="random")``.
@@ -269,15 +270,43 @@ def _output_layers(model: nn.Module, example: torch.Tensor) -> set[str]:
     return {produced[id(o)] for o in outs if id(o) in produced}
 
 
+def _guess_example(model: nn.Module, device: torch.device) -> torch.Tensor:
+    """A zero batch the model accepts, shaped from its first Linear/Conv2d (tries 28, 32, 64, 224 pixels).
+
+    Torch-Pruning needs an input to trace the graph; pass ``example_input`` when this guess fails.
+    """
+    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
+    if isinstance(first, nn.Linear):
+        candidates = [torch.zeros(1, first.in_features)]
+    elif isinstance(first, nn.Conv2d):
+        candidates = [torch.zeros(1, first.in_channels, s, s) for s in (28, 32, 64, 224)]
+    else:
+        candidates = []
+    was_training = model.training
+    model.eval()
+    try:
+        for ex in candidates:
+            try:
+                with torch.no_grad():
+                    model(ex.to(device))
+                return ex.to(device)
+            except (RuntimeError, ValueError):
+                continue
+    finally:
+        model.train(was_training)
+    raise ValueError("example_input: could not guess an input this model accepts; pass an input batch "
+                     "(e.g. example_input=x[:1]) so Torch-Pruning can trace the graph")
+
+
 def _structured(model: nn.Module, config: Structured, example_input: Any, ignored: tuple, seed: int) -> nn.Module:
     import torch_pruning as tp
 
-    if example_input is None:
-        raise ValueError("example_input is required for Structured pruning of a torch model "
-                         "(an input batch, e.g. x[:1]); Torch-Pruning traces the graph with it")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    example = torch.as_tensor(np.asarray(example_input) if not isinstance(example_input, torch.Tensor)
-                              else example_input).float().to(device)
+    if example_input is None:
+        example = _guess_example(model, device)
+    else:
+        example = torch.as_tensor(np.asarray(example_input) if not isinstance(example_input, torch.Tensor)
+                                  else example_input).float().to(device)
     modules = dict(model.named_modules())
     unknown = [n for n in ignored if n not in modules]
     if unknown:

@@ -135,8 +135,8 @@ def test_structured_resnet_removes_half_the_channels(resnet, mnist_test, torch_d
 
 def test_structured_errors():
     m = models.build("lenet5")
-    with pytest.raises(ValueError, match="example_input is required"):
-        cl.prune(m, cl.Structured(0.5))
+    with pytest.raises(ValueError, match="example_input: could not guess an input"):
+        cl.prune(nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU()), cl.Structured(0.5))
     with pytest.raises(ValueError, match="remove every one of the 6 channels"):
         cl.prune(m, cl.Structured(0.9), example_input=torch.zeros(1, 1, 28, 28))
     with pytest.raises(ValueError, match="Structured.ratio must be in"):
@@ -163,3 +163,12 @@ def test_sensitivity_scan(lenet300, mnist_test):
     assert all(torch.equal(before[k], v) for k, v in _weights(lenet300).items())
     with pytest.raises(ValueError, match="sparsities must be in"):
         pruning.sensitivity(lenet300, data, sparsities=(1.0,))
+
+
+@pytest.mark.parametrize("name", ["lenet300_100", "resnet8"])
+def test_structured_without_example_input_guesses_one(name):
+    m = models.build(name)
+    a = cl.prune(m, cl.Structured(0.5))
+    b = cl.prune(m, cl.Structured(0.5), example_input=torch.zeros(1, 1, 28, 28))
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
