@@ -1,0 +1,354 @@
+"""Quantization of Keras 3 models: LiteRT int8 (dynamic-range, full-integer), Keras-native, QAT.
+
+* ``Int8Dynamic`` / ``Int8Static``: the LiteRT (TFLite) converter, returned as a
+  :class:`LiteRTModel` (``__call__``, ``predict``, ``predict_on_batch``) that
+  :func:`compresslib.measure`, :func:`compresslib.keras.train.evaluate` and
+  :func:`compresslib.save` accept. Static = full integer, calibrated on
+  ``calibration_data`` (float input and output, int8 inside).
+* ``WeightOnly(bits=8|4)`` without a group size: Keras's own ``model.quantize("int8"|"int4")``
+  (Dense/EinsumDense/Embedding only; Conv2D stays float, with one warning).
+* ``Float16`` / ``BFloat16``: the model rebuilt with that dtype policy.
+* ``QAT``: compresslib's own :class:`FakeQuantDense` / :class:`FakeQuantConv2D` layers
+  (Keras 3 has no QAT): weights (per channel) and outputs are fake-quantized in the
+  forward pass, gradients pass straight through the rounding. :func:`convert` returns
+  a plain Keras model whose weights lie exactly on the ``weight_bits`` grid.
+
+Example:
+    >>> import keras, numpy as np, compresslib as cl
+    >>> m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> q = quantize(m, cl.Int8Dynamic())
+    >>> q(np.zeros((2, 8), np.float32)).shape
+    (2, 4)
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Optional
+
+import keras
+import numpy as np
+from keras import ops
+
+from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly, check_config
+from compresslib.core import quant as cq
+from compresslib.keras import io as kio
+from compresslib.keras.rebuild import rebuild
+from compresslib.report import LayerStats
+
+
+def _check_model(model: Any):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
+    return model
+
+
+# --------------------------------------------------------------------------- LiteRT
+
+
+class LiteRTModel:
+    """A LiteRT (TFLite) flatbuffer behind a Keras-like interface.
+
+    Example:
+        >>> q = quantize(keras_model, cl.Int8Static(), calibration_data=x[:256])   # doctest: +SKIP
+        >>> q.predict(x[:10]).shape                                                # doctest: +SKIP
+        (10, 10)
+    """
+
+    __compresslib_framework__ = "keras"
+
+    def __init__(self, flatbuffer: bytes, name: str = "litert", stats: Optional[list] = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.flatbuffer = bytes(flatbuffer)
+        self.name = name
+        self._stats = stats or []
+        self._interp = Interpreter(model_content=self.flatbuffer, num_threads=os.cpu_count() or 1)
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        self._batch = None
+        self.input_shape = (None,) + tuple(int(d) for d in self._in["shape"][1:])
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if self._batch != x.shape[0]:
+            self._interp.resize_tensor_input(self._in["index"], list(x.shape))
+            self._interp.allocate_tensors()
+            self._batch = x.shape[0]
+        self._interp.set_tensor(self._in["index"], x)
+        self._interp.invoke()
+        return np.array(self._interp.get_tensor(self._out["index"]))
+
+    __call__ = predict_on_batch
+
+    def predict(self, x, batch_size: int = 500, verbose: int = 0) -> np.ndarray:
+        x = np.asarray(x)
+        return np.concatenate([self.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def save_native(self, dirpath: str) -> tuple[str, str]:
+        path = os.path.join(dirpath, "model.tflite")
+        with open(path, "wb") as fh:
+            fh.write(self.flatbuffer)
+        return path, ".tflite"
+
+    def layer_stats(self) -> list[LayerStats]:
+        return list(self._stats)
+
+    def clz_export(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return ({"kind": "litert", "name": self.name},
+                {"flatbuffer": np.frombuffer(self.flatbuffer, dtype=np.uint8).copy()})
+
+
+def _load_litert(spec: dict, tensors: dict[str, np.ndarray]) -> LiteRTModel:
+    return LiteRTModel(tensors["flatbuffer"].tobytes(), name=spec.get("name", "litert"))
+
+
+kio.WRAPPER_LOADERS["litert"] = _load_litert
+
+
+def _to_litert(model, calibration: Optional[np.ndarray]) -> LiteRTModel:
+    import tensorflow as tf
+
+    from compresslib.keras.measure import layer_stats
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # Keras 3 variables must be frozen via a SavedModel
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.export(tmp, format="tf_saved_model", verbose=False)
+        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        return _convert(conv, model, calibration, tf, layer_stats)
+
+
+def _convert(conv, model, calibration, tf, layer_stats) -> "LiteRTModel":
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if calibration is not None:
+        def representative():
+            for i in range(0, len(calibration), 32):
+                for x in calibration[i:i + 32]:
+                    yield [x[None].astype(np.float32)]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flat = conv.convert()
+    return LiteRTModel(flat, name=f"{model.name}_litert", stats=layer_stats(model))
+
+
+# --------------------------------------------------------------------------- fake quantization (QAT)
+
+
+def _fake_quant(x, bits: int, signed: bool, axis: Optional[int]):
+    """Symmetric fake-quantization with a straight-through gradient; scale as in :mod:`compresslib.core.quant`."""
+    qmin, qmax = cq.qrange(bits, signed)
+    if axis is None:
+        amax = ops.max(ops.abs(x))
+    else:
+        reduce = tuple(i for i in range(len(x.shape)) if i != axis % len(x.shape))
+        amax = ops.max(ops.abs(x), axis=reduce, keepdims=True)
+    half = (qmax - qmin) / 2.0 if signed else float(qmax)
+    scale = ops.maximum(amax / half, cq.EPS)
+    q = ops.clip(ops.round(x / scale), qmin, qmax) * scale
+    return x + ops.stop_gradient(q - x)
+
+
+class _FakeQuantMixin:
+    def _fq_init(self, weight_bits: int, activation_bits: Optional[int], per_channel: bool) -> None:
+        self.weight_bits = cq.check_bits(weight_bits, "weight_bits")
+        self.activation_bits = None if activation_bits is None else cq.check_bits(activation_bits, "activation_bits")
+        self.per_channel = bool(per_channel)
+
+    def _fq_kernel(self):
+        return _fake_quant(self.kernel, self.weight_bits, True, -1 if self.per_channel else None)
+
+    def _fq_output(self, y):
+        return y if self.activation_bits is None else _fake_quant(y, self.activation_bits, True, None)
+
+    def _fq_config(self, config: dict) -> dict:
+        config.update(weight_bits=self.weight_bits, activation_bits=self.activation_bits,
+                      per_channel=self.per_channel)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="compresslib")
+class FakeQuantDense(_FakeQuantMixin, keras.layers.Dense):
+    """Dense whose kernel and output are fake-quantized (straight-through gradients). compresslib's own."""
+
+    def __init__(self, *args, weight_bits: int = 8, activation_bits: Optional[int] = 8, per_channel: bool = True,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._fq_init(weight_bits, activation_bits, per_channel)
+
+    def call(self, inputs, training=None):
+        y = ops.matmul(inputs, self._fq_kernel())
+        if self.use_bias:
+            y = ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return self._fq_output(y)
+
+    def get_config(self) -> dict:
+        return self._fq_config(super().get_config())
+
+
+@keras.saving.register_keras_serializable(package="compresslib")
+class FakeQuantConv2D(_FakeQuantMixin, keras.layers.Conv2D):
+    """Conv2D whose kernel (per output channel) and output are fake-quantized. compresslib's own."""
+
+    def __init__(self, *args, weight_bits: int = 8, activation_bits: Optional[int] = 8, per_channel: bool = True,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._fq_init(weight_bits, activation_bits, per_channel)
+
+    def call(self, inputs, training=None):
+        y = self.convolution_op(inputs, self._fq_kernel())
+        if self.use_bias:
+            shape = (1,) * (len(y.shape) - 1) + (self.filters,) if self.data_format == "channels_last" \
+                else (1, self.filters) + (1,) * (len(y.shape) - 2)
+            y = ops.add(y, ops.reshape(self.bias, shape))
+        if self.activation is not None:
+            y = self.activation(y)
+        return self._fq_output(y)
+
+    def get_config(self) -> dict:
+        return self._fq_config(super().get_config())
+
+
+def _swap(model, factory) -> keras.Model:
+    """Rebuild ``model`` with each plain Dense/Conv2D replaced by ``factory(layer)`` (weights copied)."""
+    reps = {}
+    for layer in model.layers:
+        new_cls = factory(layer)
+        if new_cls is None:
+            continue
+
+        def make(layer, new_cls=new_cls):
+            cfg = layer.get_config()
+            extra = new_cls[1]
+            for k in ("weight_bits", "activation_bits", "per_channel"):
+                cfg.pop(k, None)
+            new = new_cls[0].from_config({**cfg, **extra})
+            weights = new_cls[2](layer)
+
+            def apply(*args, **kwargs):
+                out = new(*args, **kwargs)
+                new.set_weights(weights)
+                return out
+            return apply
+        reps[layer.name] = make
+    return rebuild(model, reps)
+
+
+def prepare_qat(model, config: QAT = QAT()) -> keras.Model:
+    """A copy of ``model`` with Dense/Conv2D replaced by fake-quant layers, ready to ``fit``.
+
+    Example:
+        >>> q = prepare_qat(model, cl.QAT(weight_bits=4))            # doctest: +SKIP
+        >>> fit(q, train, epochs=1); m4 = convert(q)                  # doctest: +SKIP
+    """
+    _check_model(model)
+    check_config(config, QAT)
+    extra = dict(weight_bits=config.weight_bits, activation_bits=config.activation_bits,
+                 per_channel=config.per_channel)
+
+    def factory(layer):
+        if type(layer) is keras.layers.Dense:
+            return FakeQuantDense, extra, lambda l: [np.array(w) for w in l.get_weights()]
+        if type(layer) is keras.layers.Conv2D:
+            return FakeQuantConv2D, extra, lambda l: [np.array(w) for w in l.get_weights()]
+        return None
+
+    _warn_skipped(model, (keras.layers.Dense, keras.layers.Conv2D), "prepare_qat")
+    return _swap(model, factory)
+
+
+def convert(model) -> keras.Model:
+    """A plain Keras model from a QAT model: each kernel snapped to its ``weight_bits`` grid (core math)."""
+    _check_model(model)
+    if not any(isinstance(l, _FakeQuantMixin) for l in model.layers):
+        raise TypeError("model must come from prepare_qat(model, QAT(...)) (no fake-quant layers found)")
+
+    def snapped(layer):
+        ws = [np.array(w) for w in layer.get_weights()]
+        qt = cq.quantize_tensor(ws[0], layer.weight_bits, symmetric=True, axis=-1 if layer.per_channel else None)
+        return [qt.dequantize()] + ws[1:]
+
+    def factory(layer):
+        if isinstance(layer, FakeQuantDense):
+            return keras.layers.Dense, {}, snapped
+        if isinstance(layer, FakeQuantConv2D):
+            return keras.layers.Conv2D, {}, snapped
+        return None
+
+    return _swap(model, factory)
+
+
+def _warn_skipped(model, handled: tuple, verb: str) -> None:
+    skipped = [f"{l.name} ({type(l).__name__})" for l in model.layers
+               if l.weights and not isinstance(l, handled) and not isinstance(l, keras.layers.BatchNormalization)]
+    if skipped:
+        warnings.warn(f"{verb}: layers left in float (not supported by this mode): {', '.join(skipped)}",
+                      UserWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------- the verb
+
+
+def quantize(model, config: QuantConfig, calibration_data: Any = None):
+    """A quantized copy of ``model`` (``model`` itself is not changed); see the module docstring."""
+    _check_model(model)
+    check_config(config, QuantConfig)
+    if isinstance(config, QAT):
+        raise TypeError("config: QAT is not a post-training config; use prepare_qat then convert")
+    if isinstance(config, Int8Dynamic):
+        return _to_litert(model, None)
+    if isinstance(config, Int8Static):
+        x = cq.check_calibration(calibration_data, feature_shape=tuple(model.input_shape[1:]))
+        return _to_litert(model, x)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    if isinstance(config, WeightOnly):
+        if config.group_size is not None:
+            raise ValueError("config.group_size: Keras's model.quantize has no groups; use group_size=None")
+        _warn_skipped(copy, (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding), "quantize")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            copy.quantize("int8" if config.bits == 8 else "int4")
+        return copy
+    policy = "float16" if isinstance(config, Float16) else "bfloat16"
+    half = keras.models.clone_model(model, clone_function=lambda l: l.__class__.from_config(
+        {**l.get_config(), "dtype": policy}))
+    half.set_weights(model.get_weights())
+    return half
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+
+def fake_quantize_weights(model, bits: int, layers: Optional[list[str]] = None, per_channel: bool = True):
+    """A float copy with Conv2D/Dense kernels (all, or only ``layers``) rounded to ``bits`` (core math)."""
+    cq.check_bits(bits)
+    _check_model(model)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    names = [l.name for l in copy.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))]
+    if layers is not None:
+        unknown = set(layers) - set(names)
+        if unknown:
+            raise ValueError(f"layers: unknown layer names {sorted(unknown)}; quantizable: {names}")
+        names = list(layers)
+    for l in copy.layers:
+        if l.name in names:
+            ws = l.get_weights()
+            qt = cq.quantize_tensor(ws[0], bits, symmetric=True, axis=-1 if per_channel else None)
+            l.set_weights([qt.dequantize()] + ws[1:])
+    return copy
+
+
+def sensitivity(model, data: Any, bits: int = 4) -> dict[str, float]:
+    """Accuracy of ``model`` when only one layer at a time has its kernel quantized to ``bits``."""
+    from compresslib.keras.train import evaluate
+
+    names = [l.name for l in _check_model(model).layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))]
+    return {n: evaluate(fake_quantize_weights(model, bits, [n]), data) for n in names}
