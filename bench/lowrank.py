@@ -12,6 +12,8 @@ Rows (each against the fp32 model measured in the same run):
 * ResNet8: BatchNorm folding alone; then Tucker-2 of the 3×3 convs (not the
   1-channel stem) with ``ranks=(R, R)`` for each ``--ranks``, fine-tuned for ``--epochs``
   on the 8,000 training digits, then folded; CP (rank = the first of ``--ranks``) the same way.
+  PyTorch rows marked ``channels_last`` run the same model in NHWC memory format (oneDNN then
+  skips a layout reorder around every convolution); the fp32 baseline stays NCHW.
   Target: ≥ 2× measured CPU speedup at ≤ 1 pt drop.
 
 Latency is ``compresslib.measure``'s median (batch 32, ``--threads`` CPU threads
@@ -115,8 +117,19 @@ def framework_rows(framework, args):
         rows.append(_row(cl.fold_batchnorm(d), "resnet8", f"{label} + fold", base, test, args,
                          factored_ratio=ratio))
         f, secs = finetune(d, args.epochs)
-        rows.append(_row(cl.fold_batchnorm(f), "resnet8", f"{label} + ft + fold", base, test, args,
+        folded = cl.fold_batchnorm(f)
+        rows.append(_row(folded, "resnet8", f"{label} + ft + fold", base, test, args,
                          factored_ratio=ratio, finetune_s=secs))
+        if framework == "torch":  # oneDNN reorders NCHW tensors around every conv; NHWC avoids it
+            import torch
+
+            rows.append(_row(folded.to(memory_format=torch.channels_last), "resnet8",
+                             f"{label} + ft + fold, channels_last", base, test, args, factored_ratio=ratio))
+    if framework == "torch":
+        import torch
+
+        rows.append(_row(cl.fold_batchnorm(resnet).to(memory_format=torch.channels_last), "resnet8",
+                         "fold BN, channels_last", base, test, args))
     return rows
 
 
