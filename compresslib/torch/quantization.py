@@ -364,7 +364,8 @@ def prepare_qat(model: nn.Module, config: QAT = QAT()) -> nn.Module:
                                _activation_observer("moving_average", bits=config.activation_bits, fake=True))
     example = _example_input(model)
     with _quiet_ao():
-        return qfx.prepare_qat_fx(model, mapping, example_inputs=(example,))
+        prepared = qfx.prepare_qat_fx(model, mapping, example_inputs=(example,))
+    return prepared
 
 
 def _example_input(model: nn.Module) -> torch.Tensor:
@@ -382,10 +383,34 @@ def convert(model: nn.Module) -> nn.Module:
     if not isinstance(model, torch.fx.GraphModule) or not any(
             isinstance(m, ao.FakeQuantizeBase) for m in model.modules()):
         raise TypeError("model must come from prepare_qat(model, QAT(...)) (no fake-quantizers found)")
+    weight_fq = next(m.weight_fake_quant for m in model.modules() if hasattr(m, "weight_fake_quant"))
+    qrange = (int(weight_fq.quant_min), int(weight_fq.quant_max))
     model = copy.deepcopy(model).cpu().eval()
     torch.backends.quantized.engine = "x86"
     with _quiet_ao():
-        return qfx.convert_fx(model)
+        converted = qfx.convert_fx(model)
+    _clamp_weights(converted, qrange)
+    return converted
+
+
+def _clamp_weights(model: nn.Module, qrange: tuple[int, int]) -> None:
+    """Clamp converted integer weights to the fake-quantizer's range, as the fake-quantizer did in training.
+
+    ``convert_fx`` re-rounds the weights with the observer's last scale and clamps only
+    to int8, so an edge value can land one step outside a 4-bit range.
+    """
+    qmin, qmax = qrange
+    for m in model.modules():
+        if not (hasattr(m, "set_weight_bias") and callable(getattr(m, "weight", None))):
+            continue
+        w = m.weight()
+        q = w.int_repr().clamp(qmin, qmax)
+        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            new = torch._make_per_channel_quantized_tensor(q, w.q_per_channel_scales(),
+                                                           w.q_per_channel_zero_points(), w.q_per_channel_axis())
+        else:
+            new = torch._make_per_tensor_quantized_tensor(q, w.q_scale(), w.q_zero_point())
+        m.set_weight_bias(new, m.bias())
 
 
 # --------------------------------------------------------------------------- sensitivity

@@ -1,0 +1,142 @@
+"""Torch quantization: every mode, its accuracy and size, errors, QAT, save/load."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import compresslib as cl
+from compresslib.core import quant as cq
+from compresslib.torch import quantization as tq
+from compresslib.torch.train import evaluate, fit, predict
+
+
+@pytest.fixture(scope="module")
+def data():
+    test = cl.datasets.load_mnist("test", layout="torch")
+    train = cl.datasets.load_mnist("train", layout="torch")
+    return (test[0][:1000], test[1][:1000]), train
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return cl.zoo.pretrained("resnet8", framework="torch")
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return cl.zoo.pretrained("lenet5", framework="torch")
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_static_resnet_quantizes_residual_add(resnet, data):
+    test, train = data
+    before = _state(resnet)
+    q = cl.quantize(resnet, cl.Int8Static(per_channel=True), calibration_data=train[0][:256])
+    assert all(torch.equal(before[k], v) for k, v in resnet.state_dict().items())  # input untouched
+    assert "quantized.add_relu" in q.code  # the residual + runs in int8
+    kinds = {type(m).__module__ for m in q.modules()}
+    assert "torch.ao.nn.intrinsic.quantized.modules.conv_relu" in kinds  # Conv-BN-ReLU fused
+    drop = evaluate(resnet, test) - evaluate(q, test)
+    assert drop <= 0.01
+    w = q.layer1.conv1.weight()
+    assert w.qscheme() == torch.per_channel_affine and w.int_repr().dtype == torch.int8
+    assert (w.q_per_channel_zero_points() == 0).all()  # symmetric: zero point 0 in every channel
+
+
+@pytest.mark.parametrize("observer", ["minmax", "moving_average", "percentile", "mse"])
+def test_static_observers(lenet, data, observer):
+    test, train = data
+    q = cl.quantize(lenet, cl.Int8Static(observer=observer), calibration_data=train[0][:128])
+    assert evaluate(lenet, test) - evaluate(q, test) <= 0.01
+
+
+def test_dynamic_linear_only_with_one_warning(lenet, data):
+    test, _ = data
+    with pytest.warns(UserWarning, match=r"left in float.*0 \(Conv2d\)") as rec:
+        q = cl.quantize(lenet, cl.Int8Dynamic())
+    assert len([r for r in rec if "left in float" in str(r.message)]) == 1
+    assert sum(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in q.modules()) == 3
+    assert abs(evaluate(lenet, test) - evaluate(q, test)) <= 0.005
+
+
+@pytest.mark.parametrize("bits,group", [(8, None), (8, 16), (4, 16), (4, None)])
+def test_weight_only(torch_device, bits, group):
+    if torch_device == "cuda" and bits == 8 and group is None:
+        pytest.skip("torchao path covered on CPU")
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).to(torch_device)
+    x = torch.randn(16, 64, device=torch_device)
+    q = cl.quantize(m, cl.WeightOnly(bits=bits, group_size=group))
+    ref, out = m(x).detach().cpu().numpy(), q(x).detach().cpu().numpy()
+    assert cq.sqnr_db(ref, out) > (30 if bits == 8 else 12)
+    if bits == 4:
+        assert q[0].packed.dtype == torch.uint8 and q[0].packed.numel() == 64 * 32 // 2
+
+
+def test_weight_only_conv_group_misfit_warns(lenet):
+    with pytest.warns(UserWarning, match="group_size 16 does not divide"):
+        q = cl.quantize(lenet, cl.WeightOnly(bits=4, group_size=16))
+    assert isinstance(q[0], nn.Conv2d)  # fan-in 25: left in float
+
+
+@pytest.mark.parametrize("config,dtype", [(cl.Float16(), torch.float16), (cl.BFloat16(), torch.bfloat16)])
+def test_half(lenet, data, config, dtype):
+    test, _ = data
+    q = cl.quantize(lenet, config)
+    assert {p.dtype for p in q.parameters()} == {dtype}
+    assert abs(evaluate(lenet, test) - evaluate(q, test)) <= 0.005
+
+
+def test_errors(lenet):
+    with pytest.raises(TypeError, match="config"):
+        cl.quantize(lenet, cl.Magnitude(0.5))
+    with pytest.raises(TypeError, match="prepare_qat"):
+        cl.quantize(lenet, cl.QAT())
+    with pytest.raises(ValueError, match="calibration_data"):
+        cl.quantize(lenet, cl.Int8Static())
+    with pytest.raises(ValueError, match="calibration_data"):
+        cl.quantize(lenet, cl.Int8Static(), calibration_data=np.zeros((0, 1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match="bits"):
+        cl.WeightOnly(bits=3)
+    with pytest.raises(ValueError, match="weight_bits"):
+        cl.QAT(weight_bits=9)
+    with pytest.raises(TypeError, match="model"):
+        cl.quantize(object(), cl.Int8Dynamic())
+    with pytest.raises(TypeError, match="prepare_qat"):
+        tq.convert(lenet)
+
+
+def test_qat_4bit_trains_and_converts(lenet, data):
+    test, train = data
+    small = (train[0][:2000], train[1][:2000])
+    p = cl.prepare_qat(lenet, cl.QAT(weight_bits=4, activation_bits=8))
+    fit(p, small, epochs=1, lr=5e-4)
+    q = cl.convert(p)
+    ints = q.get_submodule("0").weight().int_repr()
+    assert ints.min() >= -8 and ints.max() <= 7
+    np.testing.assert_allclose(predict(q, test[0][:64]).argmax(1), predict(p, test[0][:64]).argmax(1))
+    assert evaluate(q, test) >= 0.95
+
+
+def test_sensitivity_one_layer_at_a_time(lenet, data):
+    test, _ = data
+    s = tq.sensitivity(lenet, test, bits=2)
+    assert list(s) == ["0", "3", "7", "9", "11"]
+    assert all(0 <= a <= 1 for a in s.values())
+    assert min(s.values()) < evaluate(lenet, test)  # 2 bits hurts at least one layer
+
+
+def test_weight_only_save_load_round_trip(tmp_path, lenet, data):
+    test, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = cl.quantize(lenet, cl.WeightOnly(bits=4, group_size=4))
+    path = tmp_path / "q.clz"
+    cl.save(q, path)
+    r = cl.load(path)
+    np.testing.assert_array_equal(predict(q, test[0][:64]), predict(r, test[0][:64]))
