@@ -14,7 +14,8 @@ the same integers and scales through the torch and the Keras path:
 * affine: ``scale = (max - min) / (qmax - qmin)``, ``zp = qmin - round(min / scale)``;
 
 with the range always stretched to include 0, so that 0.0 is exactly representable,
-and ``scale >= float32 eps``. Rounding is round-half-to-even (``np.rint``).
+and ``scale >= float32 eps``. Rounding is round-half-to-even (``np.rint``) of
+``x * (1 / scale)`` in float32, which is what PyTorch's kernels compute.
 
 Example:
     >>> import numpy as np
@@ -133,7 +134,8 @@ def quantize(x, scale, zero_point, bits: int = 8, signed: bool = True, axis: Opt
     x = np.asarray(x, dtype=np.float32)
     qmin, qmax = qrange(bits, signed, reduce_range)
     s, z = _expand(np.asarray(scale, np.float32), x, axis), _expand(zero_point, x, axis)
-    return np.clip(np.rint(x / s) + z, qmin, qmax).astype(np.int32)
+    inv = (np.float32(1.0) / s).astype(np.float32)  # multiply by 1/scale in float32, as PyTorch's kernels do
+    return np.clip(np.rint(x * inv) + z, qmin, qmax).astype(np.int32)
 
 
 def dequantize(q, scale, zero_point, axis: Optional[int] = None) -> np.ndarray:

@@ -149,7 +149,7 @@ def _fake_quant(x, bits: int, signed: bool, axis: Optional[int]):
         amax = ops.max(ops.abs(x), axis=reduce, keepdims=True)
     half = (qmax - qmin) / 2.0 if signed else float(qmax)
     scale = ops.maximum(amax / half, cq.EPS)
-    q = ops.clip(ops.round(x / scale), qmin, qmax) * scale
+    q = ops.clip(ops.round(x * (1.0 / scale)), qmin, qmax) * scale
     return x + ops.stop_gradient(q - x)
 
 

@@ -1,0 +1,136 @@
+"""Keras quantization: LiteRT int8, Keras-native int8, half precision, QAT layers, errors, save/load."""
+import os
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+import pytest
+import torch  # noqa: F401  (before tensorflow)
+import keras
+
+import compresslib as cl
+from compresslib.core import quant as cq
+from compresslib.keras import quantization as kq
+from compresslib.keras.train import evaluate, fit, predict
+
+
+@pytest.fixture(scope="module")
+def data():
+    test = cl.datasets.load_mnist("test", layout="keras")
+    train = cl.datasets.load_mnist("train", layout="keras")
+    return (test[0][:1000], test[1][:1000]), train
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return cl.zoo.pretrained("lenet5", framework="keras")
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return cl.zoo.pretrained("resnet8", framework="keras")
+
+
+@pytest.fixture(scope="module")
+def static_resnet(resnet, data):
+    return cl.quantize(resnet, cl.Int8Static(), calibration_data=data[1][0][:128])
+
+
+def test_litert_static_resnet(resnet, static_resnet, data, tmp_path):
+    test, _ = data
+    before = [w.copy() for w in resnet.get_weights()]
+    assert all((a == b).all() for a, b in zip(before, resnet.get_weights()))  # input untouched
+    assert evaluate(resnet, test) - evaluate(static_resnet, test) <= 0.01
+    r = cl.measure(static_resnet, data=test, latency=False)
+    base = cl.measure(resnet, data=test, latency=False)
+    assert r.file_format == ".tflite" and r.params == base.params
+    assert base.file_bytes / r.file_bytes >= 3.8
+    path = tmp_path / "q.clz"
+    cl.save(static_resnet, path)
+    loaded = cl.load(path)
+    np.testing.assert_array_equal(loaded(test[0][:32]), static_resnet(test[0][:32]))
+
+
+def test_litert_static_is_integer_inside(static_resnet):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=static_resnet.flatbuffer)
+    dtypes = {d["dtype"] for d in interp.get_tensor_details()}
+    assert np.int8 in dtypes and np.float32 in dtypes  # int8 inside, float interface
+
+
+def test_litert_dynamic(lenet, data):
+    test, _ = data
+    q = cl.quantize(lenet, cl.Int8Dynamic())
+    assert abs(evaluate(lenet, test) - evaluate(q, test)) <= 0.005
+    assert q.predict(test[0][:7]).shape == (7, 10)
+
+
+def test_keras_native_int8_dense_only(data):
+    test, _ = data
+    m = cl.zoo.pretrained("lenet5", framework="keras")
+    with pytest.warns(UserWarning, match=r"left in float.*Conv2D") as rec:
+        q = cl.quantize(m, cl.WeightOnly(bits=8))
+    assert len([r for r in rec if "left in float" in str(r.message)]) == 1
+    dense = [l for l in q.layers if isinstance(l, keras.layers.Dense)]
+    assert all(l.quantization_mode == "int8" for l in dense)
+    assert abs(evaluate(m, test) - evaluate(q, test)) <= 0.005
+
+
+def test_float16(lenet, data):
+    test, _ = data
+    q = cl.quantize(lenet, cl.Float16())
+    assert {str(w.dtype) for w in q.weights if "moving" not in w.path} == {"float16"}
+    assert abs(evaluate(lenet, test) - evaluate(q, test)) <= 0.005
+
+
+def test_errors(lenet):
+    with pytest.raises(TypeError, match="config"):
+        cl.quantize(lenet, cl.SVD(rank=2))
+    with pytest.raises(ValueError, match="calibration_data"):
+        cl.quantize(lenet, cl.Int8Static())
+    with pytest.raises(ValueError, match="calibration_data"):
+        cl.quantize(lenet, cl.Int8Static(), calibration_data=np.zeros((4, 1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match="group_size"):
+        cl.quantize(lenet, cl.WeightOnly(bits=8, group_size=32))
+    with pytest.raises(TypeError, match="prepare_qat"):
+        kq.convert(lenet)
+
+
+def test_fake_quant_straight_through_gradient():
+    import tensorflow as tf
+
+    x = tf.Variable(np.linspace(-1, 1, 11, dtype=np.float32))
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(kq._fake_quant(x, 4, True, None) * 3.0)
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), 3.0)  # rounding passes the gradient straight
+    qt = cq.quantize_tensor(x.numpy(), 4)
+    np.testing.assert_allclose(kq._fake_quant(x, 4, True, None).numpy(), qt.dequantize(), atol=1e-7)
+
+
+def test_qat_4bit_train_convert_save(lenet, data, tmp_path):
+    test, train = data
+    p = cl.prepare_qat(lenet, cl.QAT(weight_bits=4, activation_bits=8))
+    kinds = {type(l).__name__ for l in p.layers}
+    assert {"FakeQuantConv2D", "FakeQuantDense"} <= kinds
+    fit(p, (train[0][:2000], train[1][:2000]), epochs=1, lr=5e-4)
+    c = cl.convert(p)
+    for layer in c.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            k = layer.get_weights()[0]
+            flat = k.reshape(-1, k.shape[-1])
+            assert max(len(np.unique(flat[:, j])) for j in range(flat.shape[1])) <= 16  # 4 bits per channel
+            for col in flat.T:  # each channel is (integer in [-8, 7]) x (one step)
+                amax = np.abs(col).max()
+                ok = [np.allclose(col / (amax / n), np.rint(col / (amax / n)), atol=1e-3) for n in (7, 8)]
+                assert amax == 0 or any(ok)
+    assert evaluate(c, test) >= 0.95
+    path = tmp_path / "qat.clz"
+    cl.save(p, path)
+    np.testing.assert_allclose(predict(cl.load(path), test[0][:32]), predict(p, test[0][:32]), atol=1e-5)
+
+
+def test_sensitivity(lenet, data):
+    test, _ = data
+    s = kq.sensitivity(lenet, test, bits=2)
+    assert len(s) == 5 and min(s.values()) < evaluate(lenet, test)
