@@ -33,7 +33,7 @@ import numpy as np
 PRODUCERS = ("Conv2D", "Dense")
 PASS_THROUGH = ("ReLU", "Activation", "Dropout", "SpatialDropout2D", "ZeroPadding2D", "MaxPooling2D",
                 "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "LeakyReLU", "ELU",
-                "PReLU_", "Identity", "Cropping2D", "UpSampling2D", "GaussianNoise", "GaussianDropout")
+                "Identity", "Cropping2D", "UpSampling2D", "GaussianNoise", "GaussianDropout")
 PER_CHANNEL = ("BatchNormalization", "LayerNormalization")  # own weights sliced with their input's channels
 MERGES = ("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average")
 
@@ -204,8 +204,6 @@ def analyse(model) -> Graph:
             for d in ins:
                 g.freeze(d)
             node.out_desc = None
-            if layer is not None and layer.weights and all(d is None for d in ins):
-                pass  # a layer untouched by pruning keeps its weights
     for out in g.outputs:
         g.freeze(g.nodes[out].out_desc)
     return g
