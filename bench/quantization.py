@@ -1,0 +1,99 @@
+"""Quantization, both frameworks: fp32 against every mode on LeNet-5, ResNet8 and the Dense-heavy MLP.
+
+    python bench/quantization.py [--json PATH] [--frameworks torch,keras] [--runs N] [--models a,b]
+
+Rows per model (each against the fp32 model measured in the same run, batch 32, CPU):
+
+* torch: ``int8_dynamic`` (quantize_dynamic, Linear only), ``int8_static`` (FX x86, fused
+  Conv-BN-ReLU, quantized residual add), ``weight_only_int8`` (torchao), ``weight_only_int4_g16``
+  (compresslib's packed 4-bit layers), ``float16``, ``bfloat16``, ``ptq_w4`` (weights rounded to
+  4 bits, no training) and ``qat_w4a8`` (prepare_qat, one short epoch, convert).
+* keras: ``litert_dynamic``, ``litert_static`` (full int8, calibrated), ``keras_int8`` (Keras's own
+  ``model.quantize("int8")``, Dense only), ``float16``, ``ptq_w4`` and ``qat_w4a8`` (compresslib's
+  fake-quant layers, one short epoch).
+
+``bytes`` is the framework's native file (state_dict .pt / .keras / .tflite).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import emit, parse_args, row  # noqa: E402
+
+import compresslib as cl  # noqa: E402
+from compresslib._dispatch import backend  # noqa: E402
+
+MODELS = ("lenet5", "resnet8", "mlp_wide")
+KEYS = ["framework", "model", "method", "params", "bytes", "accuracy", "latency_ms", "size_ratio",
+        "accuracy_drop_pt", "speedup", "seconds"]
+QAT_SAMPLES, CAL_SAMPLES = 4000, 256
+
+
+def _extra(argv):
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--models", default=",".join(MODELS))
+    known, rest = p.parse_known_args(argv)
+    return [m for m in known.models.split(",") if m], rest
+
+
+def _modes(framework):
+    fw_q = backend(framework, "quantization")
+    fw_train = backend(framework, "train")
+
+    def qat(m, train):
+        p = cl.prepare_qat(m, cl.QAT(weight_bits=4, activation_bits=8))
+        fw_train.fit(p, (train[0][:QAT_SAMPLES], train[1][:QAT_SAMPLES]), epochs=1, lr=5e-4)
+        return cl.convert(p)
+
+    ptq4 = ("ptq_w4", lambda m, train: fw_q.fake_quantize_weights(m, 4))
+    if framework == "torch":
+        return [
+            ("int8_dynamic", lambda m, train: cl.quantize(m, cl.Int8Dynamic())),
+            ("int8_static", lambda m, train: cl.quantize(m, cl.Int8Static(), calibration_data=train[0][:CAL_SAMPLES])),
+            ("weight_only_int8", lambda m, train: cl.quantize(m, cl.WeightOnly(bits=8))),
+            ("weight_only_int4_g16", lambda m, train: cl.quantize(m, cl.WeightOnly(bits=4, group_size=16))),
+            ("float16", lambda m, train: cl.quantize(m, cl.Float16())),
+            ("bfloat16", lambda m, train: cl.quantize(m, cl.BFloat16())),
+            ptq4, ("qat_w4a8", qat),
+        ]
+    return [
+        ("litert_dynamic", lambda m, train: cl.quantize(m, cl.Int8Dynamic())),
+        ("litert_static", lambda m, train: cl.quantize(m, cl.Int8Static(), calibration_data=train[0][:CAL_SAMPLES])),
+        ("keras_int8", lambda m, train: cl.quantize(m, cl.WeightOnly(bits=8))),
+        ("float16", lambda m, train: cl.quantize(m, cl.Float16())),
+        ptq4, ("qat_w4a8", qat),
+    ]
+
+
+def main(argv=None) -> list[dict]:
+    models, rest = _extra(argv if argv is not None else sys.argv[1:])
+    args = parse_args(__doc__, rest)
+    rows = []
+    for framework in args.frameworks:
+        train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+        for name in models:
+            model = cl.zoo.pretrained(name, framework=framework)
+            base = cl.measure(model, data=test, runs=args.runs, name="fp32")
+            rows.append(row(base, name, "fp32", base, seconds=0.0))
+            for method, make in _modes(framework):
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    q = make(model, train)
+                seconds = time.perf_counter() - t0
+                runs = args.runs if not (framework == "keras" and method == "float16") else 5  # fp16 on CPU is slow
+                r = cl.measure(q, data=test, runs=runs, name=method)
+                rows.append(row(r, name, method, base, seconds=round(seconds, 1)))
+                print(f"{framework} {name} {method}: acc {r.accuracy:.4f} bytes {r.file_bytes} "
+                      f"x{rows[-1]['speedup']:.2f}", file=sys.stderr, flush=True)
+    emit(rows, args.json, KEYS)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
