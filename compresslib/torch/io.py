@@ -105,6 +105,10 @@ def export(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
     """Describe ``model`` as ``(spec, tensors)`` for :func:`compresslib.io.save`."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if hasattr(model, "compresslib_recipe"):  # int8 models from compresslib.torch.quantization
+        from compresslib.torch.quantization import export_quantized
+
+        return export_quantized(model)
     tensors: dict[str, np.ndarray] = {}
     root = _node(model, "", tensors)
     dtypes = {k: "bfloat16" for k, v in _bf16_names(model).items()}
@@ -165,4 +169,8 @@ def _build(node: dict, prefix: str, tensors: dict[str, np.ndarray], dtypes: dict
 
 def rebuild(spec: dict, tensors: dict[str, np.ndarray]) -> nn.Module:
     """Inverse of :func:`export`: a new module (on CPU, in eval mode unless saved in train mode)."""
+    if spec.get("kind") == "torch_quantized":
+        from compresslib.torch.quantization import rebuild_quantized
+
+        return rebuild_quantized(spec, tensors)
     return _build(spec["root"], "", tensors, spec.get("torch_dtypes", {}))

@@ -308,7 +308,8 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Any = None
         qconfig = ao.QConfig(activation=ao.PlaceholderObserver.with_args(dtype=torch.quint8, is_dynamic=True),
                              weight=weight)
         with _quiet_ao():
-            return ao.quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8)
+            q = ao.quantize_dynamic(copy.deepcopy(model), {nn.Linear: qconfig}, dtype=torch.qint8)
+        return _attach_recipe(q, model, "dynamic", {"per_channel": config.per_channel}, None)
     if isinstance(config, WeightOnly):
         if config.bits == 8 and config.group_size is None:
             from torchao.quantization import Int8WeightOnlyConfig, quantize_
@@ -338,12 +339,15 @@ def _static(model: nn.Module, config: Int8Static, x: torch.Tensor) -> nn.Module:
     mapping = _qconfig_mapping(_weight_observer(config.per_channel),
                                _activation_observer(config.observer, config.percentile))
     torch.backends.quantized.engine = "x86"
+    float_model = copy.deepcopy(model)
     with _quiet_ao():
         prepared = qfx.prepare_fx(model, mapping, example_inputs=(x[:1],))
         with torch.inference_mode():
             for start in range(0, len(x), 256):
                 prepared(x[start:start + 256])
-        return qfx.convert_fx(prepared)
+        q = qfx.convert_fx(prepared)
+    cfg = {"per_channel": config.per_channel, "observer": config.observer, "percentile": config.percentile}
+    return _attach_recipe(q, float_model, "static", cfg, tuple(x[:1].shape))
 
 
 def prepare_qat(model: nn.Module, config: QAT = QAT()) -> nn.Module:
@@ -363,9 +367,12 @@ def prepare_qat(model: nn.Module, config: QAT = QAT()) -> nn.Module:
     mapping = _qconfig_mapping(_weight_observer(config.per_channel, config.weight_bits, fake=True),
                                _activation_observer("moving_average", bits=config.activation_bits, fake=True))
     example = _example_input(model)
+    float_model = copy.deepcopy(model)
     with _quiet_ao():
         prepared = qfx.prepare_qat_fx(model, mapping, example_inputs=(example,))
-    return prepared
+    cfg = {"weight_bits": config.weight_bits, "activation_bits": config.activation_bits,
+           "per_channel": config.per_channel}
+    return _attach_recipe(prepared, float_model, "qat", cfg, tuple(example.shape))
 
 
 def _example_input(model: nn.Module) -> torch.Tensor:
@@ -385,11 +392,14 @@ def convert(model: nn.Module) -> nn.Module:
         raise TypeError("model must come from prepare_qat(model, QAT(...)) (no fake-quantizers found)")
     weight_fq = next(m.weight_fake_quant for m in model.modules() if hasattr(m, "weight_fake_quant"))
     qrange = (int(weight_fq.quant_min), int(weight_fq.quant_max))
+    recipe = getattr(model, "compresslib_recipe", None)
     model = copy.deepcopy(model).cpu().eval()
     torch.backends.quantized.engine = "x86"
     with _quiet_ao():
         converted = qfx.convert_fx(model)
     _clamp_weights(converted, qrange)
+    if recipe is not None:
+        converted.compresslib_recipe = recipe
     return converted
 
 
@@ -449,3 +459,99 @@ def sensitivity(model: nn.Module, data: Any, bits: int = 4) -> dict[str, float]:
 
     names = [n for n, m in _check_model(model).named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     return {n: evaluate(fake_quantize_weights(model, bits, [n]), data) for n in names}
+
+
+# --------------------------------------------------------------------------- .clz save/load of int8 models
+# An int8 model from torch.ao holds packed C++ objects that compresslib.io cannot describe
+# generically. Instead the file stores a *recipe*: the float architecture (no float weights),
+# the quantization mode and config, and the quantized state (int8 arrays, scales, zero points).
+# Loading rebuilds the float skeleton, re-runs the same recipe on it, and loads the state.
+
+
+def _attach_recipe(q: nn.Module, float_model: nn.Module, mode: str, config: dict,
+                   example_shape: Optional[tuple]) -> nn.Module:
+    from compresslib.torch import io as tio
+
+    spec, tensors = tio.export(float_model)
+    shapes = {k: [list(v.shape), str(v.dtype)] for k, v in tensors.items()}
+    q.compresslib_recipe = {"mode": mode, "config": config, "shapes": shapes, "float_spec": spec,
+                            "example_shape": None if example_shape is None else list(example_shape)}
+    return q
+
+
+def export_quantized(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(spec, tensors)`` of an int8 model made by :func:`quantize` or :func:`convert`."""
+    tensors: dict[str, np.ndarray] = {}
+    state: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> Any:
+        if isinstance(value, torch.dtype):
+            return {"type": "dtype"}
+        if value is None:
+            return {"type": "none"}
+        if isinstance(value, (tuple, list)):
+            return {"type": "tuple", "items": [put(f"{key}.{i}", v) for i, v in enumerate(value)]}
+        if isinstance(value, torch.Tensor) and value.is_quantized:
+            tensors[key + "#q"] = value.int_repr().cpu().numpy()
+            if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                tensors[key + "#scale"] = value.q_per_channel_scales().cpu().numpy()
+                tensors[key + "#zp"] = value.q_per_channel_zero_points().cpu().numpy()
+                return {"type": "qchannel", "axis": int(value.q_per_channel_axis()), "dtype": str(value.dtype)}
+            return {"type": "qtensor", "scale": float(value.q_scale()), "zp": int(value.q_zero_point()),
+                    "dtype": str(value.dtype)}
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().cpu().numpy()
+            return {"type": "tensor"}
+        raise TypeError(f"cannot save state entry {key!r} of type {type(value).__name__}")
+
+    for key, value in model.state_dict().items():
+        state[key] = put(key, value)
+    return {"kind": "torch_quantized", "recipe": model.compresslib_recipe, "state": state}, tensors
+
+
+def rebuild_quantized(spec: dict, tensors: dict[str, np.ndarray]) -> nn.Module:
+    """Inverse of :func:`export_quantized`: rebuild the float skeleton, re-run the recipe, load the state."""
+    from compresslib.torch import io as tio
+
+    recipe = spec["recipe"]
+    zeros = {k: np.zeros(shape, dtype=np.dtype(dt)) for k, (shape, dt) in recipe["shapes"].items()}
+    skeleton = tio.rebuild(recipe["float_spec"], zeros).eval()
+    mode, cfg = recipe["mode"], recipe["config"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if mode == "dynamic":
+            q = quantize(skeleton, Int8Dynamic(**cfg))
+        elif mode == "static":
+            q = quantize(skeleton, Int8Static(**cfg), calibration_data=np.zeros(recipe["example_shape"], np.float32))
+        elif mode == "qat":
+            p = prepare_qat(skeleton, QAT(**cfg))
+            with torch.no_grad():
+                p(torch.zeros(recipe["example_shape"]))
+            q = convert(p)
+        else:
+            raise ValueError(f"unknown quantized model mode {mode!r} in file")
+    fresh = q.state_dict()
+
+    def get(key: str, meta: dict) -> Any:
+        kind = meta["type"]
+        if kind == "dtype":
+            return fresh[key] if key in fresh else torch.qint8
+        if kind == "none":
+            return None
+        if kind == "tuple":
+            return tuple(get(f"{key}.{i}", m) for i, m in enumerate(meta["items"]))
+        if kind == "qchannel":
+            return torch._make_per_channel_quantized_tensor(
+                torch.from_numpy(tensors[key + "#q"]), torch.from_numpy(tensors[key + "#scale"]),
+                torch.from_numpy(tensors[key + "#zp"]), meta["axis"])
+        if kind == "qtensor":
+            return torch._make_per_tensor_quantized_tensor(torch.from_numpy(tensors[key + "#q"]), meta["scale"], meta["zp"])
+        return torch.from_numpy(np.array(tensors[key], copy=True))
+
+    from collections import OrderedDict
+
+    state = OrderedDict((k, get(k, m)) for k, m in spec["state"].items())
+    state._metadata = getattr(fresh, "_metadata", None)  # module versions decide the state layout
+    q.load_state_dict(state)
+    q.compresslib_recipe = recipe
+    return q

@@ -140,3 +140,26 @@ def test_weight_only_save_load_round_trip(tmp_path, lenet, data):
     cl.save(q, path)
     r = cl.load(path)
     np.testing.assert_array_equal(predict(q, test[0][:64]), predict(r, test[0][:64]))
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "static", "static_percentile_per_tensor", "qat"])
+def test_int8_save_load_round_trip(tmp_path, lenet, data, kind):
+    test, train = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "dynamic":
+            q = cl.quantize(lenet, cl.Int8Dynamic())
+        elif kind == "static":
+            q = cl.quantize(lenet, cl.Int8Static(), calibration_data=train[0][:64])
+        elif kind == "static_percentile_per_tensor":
+            q = cl.quantize(lenet, cl.Int8Static(per_channel=False, observer="percentile"),
+                            calibration_data=train[0][:64])
+        else:
+            p = cl.prepare_qat(lenet, cl.QAT(weight_bits=4))
+            fit(p, (train[0][:128], train[1][:128]), epochs=1)
+            q = cl.convert(p)
+    path = tmp_path / "q.clz"
+    cl.save(q, path)
+    r = cl.load(path)
+    np.testing.assert_array_equal(predict(q, test[0][:64]), predict(r, test[0][:64]))
+    assert len(cl.io.read_manifest(path)["tensors"]) > 0
