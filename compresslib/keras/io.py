@@ -28,7 +28,26 @@ def export(model) -> tuple[dict, dict[str, np.ndarray]]:
         raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
     weights = model.get_weights()
     tensors = {f"w{i:03d}": np.asarray(w) for i, w in enumerate(weights)}
-    return {"kind": "keras_model", "config": json.loads(model.to_json())}, tensors
+    spec = {"kind": "keras_model", "config": json.loads(model.to_json())}
+    bf16 = _bfloat16_to_bits(tensors)
+    if bf16:
+        spec["bfloat16"] = bf16
+    return spec, tensors
+
+
+def _bfloat16_to_bits(tensors: dict[str, np.ndarray]) -> list[str]:
+    """bfloat16 arrays (ml_dtypes) stored as their uint16 bits; returns their names (for quantized models)."""
+    names = [k for k, v in tensors.items() if v.dtype.name == "bfloat16"]
+    for k in names:
+        tensors[k] = tensors[k].view(np.uint16)
+    return names
+
+
+def _bits_to_bfloat16(tensors: dict[str, np.ndarray], names: list[str]) -> None:
+    import ml_dtypes
+
+    for k in names:
+        tensors[k] = np.asarray(tensors[k]).view(ml_dtypes.bfloat16)
 
 
 def rebuild(spec: dict, tensors: dict[str, np.ndarray]):
@@ -40,6 +59,7 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray]):
 
     _import_custom_layers()
     model = keras.models.model_from_json(json.dumps(spec["config"]))
+    _bits_to_bfloat16(tensors, spec.get("bfloat16", []))
     model.set_weights([tensors[k] for k in sorted(tensors)])
     return model
 

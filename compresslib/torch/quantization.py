@@ -315,8 +315,9 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Any = None
             from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
             _leaves_skipped(model, (nn.Linear,))
+            float_model = copy.deepcopy(model)
             quantize_(model, Int8WeightOnlyConfig())
-            return model
+            return _attach_recipe(model, float_model, "torchao_int8_weight_only", {}, None)
         _leaves_skipped(model, (nn.Linear, nn.Conv2d))
         skipped = _replace_weight_only(model, config.bits, config.group_size)
         if skipped:
@@ -491,6 +492,12 @@ def export_quantized(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
             return {"type": "none"}
         if isinstance(value, (tuple, list)):
             return {"type": "tuple", "items": [put(f"{key}.{i}", v) for i, v in enumerate(value)]}
+        if isinstance(value, torch.Tensor) and type(value) not in (torch.Tensor, nn.Parameter) \
+                and hasattr(value, "__tensor_flatten__"):  # torchao tensor subclass: its inner tensors
+            names, _ = value.__tensor_flatten__()
+            for n in names:
+                tensors[f"{key}#{n}"] = getattr(value, n).detach().cpu().numpy()
+            return {"type": "subclass", "names": list(names)}
         if isinstance(value, torch.Tensor) and value.is_quantized:
             tensors[key + "#q"] = value.int_repr().cpu().numpy()
             if value.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
@@ -523,6 +530,8 @@ def rebuild_quantized(spec: dict, tensors: dict[str, np.ndarray]) -> nn.Module:
             q = quantize(skeleton, Int8Dynamic(**cfg))
         elif mode == "static":
             q = quantize(skeleton, Int8Static(**cfg), calibration_data=np.zeros(recipe["example_shape"], np.float32))
+        elif mode == "torchao_int8_weight_only":
+            q = quantize(skeleton, WeightOnly(bits=8))
         elif mode == "qat":
             p = prepare_qat(skeleton, QAT(**cfg))
             with torch.no_grad():
@@ -550,8 +559,16 @@ def rebuild_quantized(spec: dict, tensors: dict[str, np.ndarray]) -> nn.Module:
 
     from collections import OrderedDict
 
-    state = OrderedDict((k, get(k, m)) for k, m in spec["state"].items())
+    subclass = {k: m for k, m in spec["state"].items() if m["type"] == "subclass"}
+    with torch.no_grad():
+        for key, meta in subclass.items():  # torchao tensors: fill their inner tensors in place
+            target = fresh[key]
+            for n in meta["names"]:
+                getattr(target, n).copy_(torch.from_numpy(np.array(tensors[f"{key}#{n}"], copy=True)))
+    state = OrderedDict((k, get(k, m)) for k, m in spec["state"].items() if k not in subclass)
     state._metadata = getattr(fresh, "_metadata", None)  # module versions decide the state layout
-    q.load_state_dict(state)
+    missing, unexpected = q.load_state_dict(state, strict=False)
+    if set(missing) != set(subclass) or unexpected:
+        raise ValueError(f"file does not match the rebuilt model: missing {missing}, unexpected {unexpected}")
     q.compresslib_recipe = recipe
     return q

@@ -134,3 +134,15 @@ def test_sensitivity(lenet, data):
     test, _ = data
     s = kq.sensitivity(lenet, test, bits=2)
     assert len(s) == 5 and min(s.values()) < evaluate(lenet, test)
+
+
+@pytest.mark.parametrize("config", [cl.WeightOnly(bits=8), cl.WeightOnly(bits=4), cl.Float16(), cl.BFloat16(),
+                                    cl.Int8Dynamic()])
+def test_save_load_round_trip(lenet, data, tmp_path, config):
+    test, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = cl.quantize(lenet, config)
+    path = tmp_path / "q.clz"
+    cl.save(q, path)
+    np.testing.assert_array_equal(predict(cl.load(path), test[0][:32]), predict(q, test[0][:32]))

@@ -142,7 +142,7 @@ def test_weight_only_save_load_round_trip(tmp_path, lenet, data):
     np.testing.assert_array_equal(predict(q, test[0][:64]), predict(r, test[0][:64]))
 
 
-@pytest.mark.parametrize("kind", ["dynamic", "static", "static_percentile_per_tensor", "qat"])
+@pytest.mark.parametrize("kind", ["dynamic", "static", "static_percentile_per_tensor", "qat", "torchao_weight_only"])
 def test_int8_save_load_round_trip(tmp_path, lenet, data, kind):
     test, train = data
     with warnings.catch_warnings():
@@ -151,6 +151,8 @@ def test_int8_save_load_round_trip(tmp_path, lenet, data, kind):
             q = cl.quantize(lenet, cl.Int8Dynamic())
         elif kind == "static":
             q = cl.quantize(lenet, cl.Int8Static(), calibration_data=train[0][:64])
+        elif kind == "torchao_weight_only":
+            q = cl.quantize(lenet, cl.WeightOnly(bits=8))
         elif kind == "static_percentile_per_tensor":
             q = cl.quantize(lenet, cl.Int8Static(per_channel=False, observer="percentile"),
                             calibration_data=train[0][:64])
