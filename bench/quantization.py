@@ -31,7 +31,7 @@ from compresslib._dispatch import backend  # noqa: E402
 MODELS = ("lenet5", "resnet8", "mlp_wide")
 KEYS = ["framework", "model", "method", "params", "bytes", "accuracy", "latency_ms", "size_ratio",
         "accuracy_drop_pt", "speedup", "seconds"]
-QAT_SAMPLES, CAL_SAMPLES = 4000, 256
+QAT_SAMPLES, CAL_SAMPLES, QAT_LR = 4000, 256, 1e-4  # a small learning rate: QAT nudges trained weights
 
 
 def _extra(argv):
@@ -47,7 +47,7 @@ def _modes(framework):
 
     def qat(m, train):
         p = cl.prepare_qat(m, cl.QAT(weight_bits=4, activation_bits=8))
-        fw_train.fit(p, (train[0][:QAT_SAMPLES], train[1][:QAT_SAMPLES]), epochs=1, lr=5e-4)
+        fw_train.fit(p, (train[0][:QAT_SAMPLES], train[1][:QAT_SAMPLES]), epochs=1, lr=QAT_LR)
         return cl.convert(p)
 
     ptq4 = ("ptq_w4", lambda m, train: fw_q.fake_quantize_weights(m, 4))
