@@ -16,17 +16,8 @@ from typing import Optional, Sequence
 import keras
 import numpy as np
 
-from compresslib.core.training import step_lr
+from compresslib.core.training import check_data as _check_data, step_lr
 from compresslib.progress import interactive
-
-
-def _check_data(data, argument: str = "data") -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise ValueError(f"{argument} must be a pair (x, y) of arrays, got {type(data).__name__}")
-    x, y = (np.asarray(a) for a in data)
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"{argument}: x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
-    return x, y
 
 
 def fit(

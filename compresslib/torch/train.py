@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.core.training import step_lr
+from compresslib.core.training import check_data, step_lr
 from compresslib.progress import progress
 
 
@@ -28,13 +28,12 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _to_numpy(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
 def _check_data(data, argument: str = "data") -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise ValueError(f"{argument} must be a pair (x, y) of arrays, got {type(data).__name__}")
-    x, y = (np.asarray(a) if not isinstance(a, torch.Tensor) else a.cpu().numpy() for a in data)
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"{argument}: x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
-    return x, y
+    return check_data(data, argument, to_numpy=_to_numpy)
 
 
 def fit(
