@@ -2,9 +2,23 @@
 
 ``encode(array)`` returns ``(meta, arrays)``: a JSON-able dict that says how to
 decode, and the named arrays to store. ``decode(meta, arrays)`` inverts it
-exactly. ``encode`` picks the encoding that stores the fewest bytes:
+exactly: same values bit for bit, same dtype, same shape. ``encode`` first
+narrows the array losslessly, then picks the encoding that stores the fewest
+bytes.
+
+Narrowing (any encoding; ``meta["dtype"]`` keeps the original dtype and
+``decode`` casts back):
+
+* integers are stored in the narrowest integer dtype that holds their minimum
+  and maximum (an int64 zero point of 0 becomes one int8 byte);
+* floats are stored as float16 or float32 when every value survives the round
+  trip through the narrower type bit for bit (NaN payloads, infinities and
+  ``-0.0`` included); otherwise they keep their dtype.
+
+Encodings:
 
 * ``dense``: the array as it is;
+* ``constant``: all elements equal (bit for bit): one value, the shape is in ``meta``;
 * ``bitmask``: one bit per element (``np.packbits``) plus the non-zero values;
   pays for fp32 from about 3 % zeros (``n/8 + 4·nnz < 4n``);
 * ``bitmask_z``: the same bitmask, deflated with zlib (an entropy-coding
@@ -14,16 +28,23 @@ exactly. ``encode`` picks the encoding that stores the fewest bytes:
   (``4·nnz + 4·nnz + 4(rows+1) < 4n``).
 
 Only floating-point arrays get sparse encodings. Every encoding is exact.
+``decode`` checks what it is given (a corrupt file gives a ``ValueError``).
 
 Example:
     >>> import numpy as np
-    >>> meta, arrays = encode(np.arange(1, 7, dtype=np.float32).reshape(2, 3))
+    >>> meta, arrays = encode(np.linspace(0.1, 0.6, 6, dtype=np.float32).reshape(2, 3))
     >>> meta["encoding"], decode(meta, arrays).shape
     ('dense', (2, 3))
     >>> w = np.zeros((100, 100), dtype=np.float32); w[::10, ::2] = 1.0   # 95 % zeros
     >>> meta, arrays = encode(w)
     >>> meta["encoding"], bool((decode(meta, arrays) == w).all())
     ('bitmask_z', True)
+    >>> meta, arrays = encode(np.array([0, 3, -7, 100], dtype=np.int64))  # narrowed to int8
+    >>> arrays["values"].dtype, decode(meta, arrays).dtype
+    (dtype('int8'), dtype('int64'))
+    >>> meta, arrays = encode(np.zeros(16, dtype=np.int64))
+    >>> meta["encoding"], arrays["value"].tolist()
+    ('constant', [0])
 """
 from __future__ import annotations
 
@@ -34,13 +55,121 @@ import numpy as np
 
 Encoded = tuple[dict, dict[str, np.ndarray]]
 
+# The numeric dtypes a tensor (and any stored part of one) may have; nothing else is read back.
+DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+          "float16", "float32", "float64", "complex64", "complex128")
+
+# Encodings whose decoded size is not bounded by the stored data (constant, compressed mask,
+# CSR zeros) refuse more elements than this, so a corrupt file cannot ask for terabytes.
+MAX_EXPANDED_ELEMENTS = 2 ** 34
+
+
+def check_dtype(name: object, what: str = "dtype") -> np.dtype:
+    """``np.dtype(name)`` when ``name`` is one of :data:`DTYPES`; ``ValueError`` otherwise."""
+    if not isinstance(name, str) or name not in DTYPES:
+        raise ValueError(f"{what} {name!r} is not an allowed numeric dtype; allowed: {DTYPES}")
+    return np.dtype(name)
+
+
+def check_shape(shape: object, what: str = "shape") -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative ints; ``ValueError`` otherwise."""
+    if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ValueError(f"{what} must be a list of non-negative integers, got {shape!r}")
+    return tuple(shape)
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+# --------------------------------------------------------------------------- narrowing
+_INT_CANDIDATES = (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64)
+_UINT_CANDIDATES = (np.uint8, np.uint16, np.uint32)
+_FLOAT_CANDIDATES = (np.float16, np.float32)
+_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype.kind == "c":
+        return _same_bits(a.real, b.real) and _same_bits(a.imag, b.imag)
+    bits = _BITS[a.dtype.itemsize]
+    return bool(np.array_equal(np.ascontiguousarray(a).view(bits), np.ascontiguousarray(b).view(bits)))
+
+
+def narrow(array: np.ndarray) -> np.ndarray:
+    """The array in the narrowest dtype that holds it exactly (itself when none is narrower).
+
+    Integers: the narrowest integer dtype holding their min and max. Floats: float16 or
+    float32 when casting there and back gives the same bits. Other dtypes are left alone.
+
+    Example:
+        >>> narrow(np.array([1, 200], dtype=np.int64)).dtype, narrow(np.array([0.1])).dtype
+        (dtype('uint8'), dtype('float64'))
+        >>> narrow(np.array([0.5, -0.0, np.inf])).dtype
+        dtype('float16')
+    """
+    array = np.asarray(array)
+    if array.size == 0:
+        return array
+    kind = array.dtype.kind
+    if kind in "iu":
+        lo, hi = int(array.min()), int(array.max())
+        for cand in (_INT_CANDIDATES if kind == "i" else _UINT_CANDIDATES):
+            info = np.iinfo(cand)
+            if np.dtype(cand).itemsize >= array.dtype.itemsize:
+                break
+            if info.min <= lo and hi <= info.max:
+                return array.astype(cand)
+        return array
+    if kind == "f":
+        for cand in _FLOAT_CANDIDATES:
+            if np.dtype(cand).itemsize >= array.dtype.itemsize:
+                break
+            with np.errstate(over="ignore", invalid="ignore"):
+                small = array.astype(cand)
+                back = small.astype(array.dtype)
+            if _same_bits(back, array):
+                return small
+        return array
+    return array
+
+
+# --------------------------------------------------------------------------- encodings
+def _part(arrays: dict, name: str, meta: dict) -> np.ndarray:
+    if name not in arrays:
+        raise ValueError(f"encoding {meta.get('encoding')!r} needs a stored array {name!r}; got {sorted(arrays)}")
+    return np.asarray(arrays[name])
+
 
 def _encode_dense(array: np.ndarray) -> Encoded:
     return {"encoding": "dense"}, {"values": np.ascontiguousarray(array)}
 
 
-def _decode_dense(meta: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    return arrays["values"]
+def _decode_dense(meta: dict, arrays: dict[str, np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndarray:
+    values = _part(arrays, "values", meta)
+    if values.size != _size(shape):
+        raise ValueError(f"dense tensor of shape {list(shape)} needs {_size(shape)} values, the file has {values.size}")
+    return values
+
+
+def _encode_constant(array: np.ndarray) -> Optional[Encoded]:
+    if array.size < 2:
+        return None
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if not _same_bits(flat, np.broadcast_to(flat[:1], flat.shape)):
+        return None
+    return {"encoding": "constant"}, {"value": flat[:1].copy()}
+
+
+def _decode_constant(meta: dict, arrays: dict[str, np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndarray:
+    value = _part(arrays, "value", meta)
+    if value.size != 1:
+        raise ValueError(f"constant tensor needs exactly one stored value, the file has {value.size}")
+    return np.full(shape, value.reshape(-1)[0].astype(dtype), dtype=dtype)
 
 
 def _flat_nonzero(array: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -60,26 +189,41 @@ def _encode_bitmask(array: np.ndarray) -> Optional[Encoded]:
     return {"encoding": "bitmask"}, {"mask": np.packbits(nonzero), "values": flat[nonzero]}
 
 
-def _decode_bitmask(meta: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    size = int(np.prod(meta["shape"], dtype=np.int64))
-    nonzero = np.unpackbits(arrays["mask"], count=size).astype(bool)
-    out = np.zeros(size, dtype=np.dtype(meta["dtype"]))
-    out[nonzero] = arrays["values"]
+def _fill_from_mask(mask: np.ndarray, values: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    size = _size(shape)
+    if mask.dtype != np.uint8 or mask.size != (size + 7) // 8:
+        raise ValueError(f"bitmask of a tensor with {size} elements needs {(size + 7) // 8} uint8 bytes, "
+                         f"the file has {mask.size} of {mask.dtype}")
+    nonzero = np.unpackbits(mask, count=size).astype(bool)
+    if int(nonzero.sum()) != values.size:
+        raise ValueError(f"bitmask marks {int(nonzero.sum())} non-zeros, the file has {values.size} values")
+    out = np.zeros(size, dtype=dtype)
+    out[nonzero] = values
     return out
+
+
+def _decode_bitmask(meta: dict, arrays: dict[str, np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndarray:
+    return _fill_from_mask(_part(arrays, "mask", meta), _part(arrays, "values", meta).reshape(-1), shape, dtype)
 
 
 def _encode_bitmask_z(array: np.ndarray) -> Optional[Encoded]:
     got = _flat_nonzero(array)
-    if got is None:
+    if got is None or array.size > MAX_EXPANDED_ELEMENTS:
         return None
     flat, nonzero = got
     packed = np.frombuffer(zlib.compress(np.packbits(nonzero).tobytes(), 9), dtype=np.uint8)
     return {"encoding": "bitmask_z"}, {"zmask": packed, "values": flat[nonzero]}
 
 
-def _decode_bitmask_z(meta: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    mask = np.frombuffer(zlib.decompress(arrays["zmask"].tobytes()), dtype=np.uint8)
-    return _decode_bitmask(meta, {"mask": mask, "values": arrays["values"]})
+def _decode_bitmask_z(meta: dict, arrays: dict[str, np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndarray:
+    need = (_size(shape) + 7) // 8
+    try:  # never inflate more than the mask can need (a corrupt stream cannot blow up)
+        d = zlib.decompressobj()
+        raw = d.decompress(_part(arrays, "zmask", meta).tobytes(), need + 1)
+    except zlib.error as exc:
+        raise ValueError(f"compressed bitmask is corrupt: {exc}") from None
+    mask = np.frombuffer(raw, dtype=np.uint8)
+    return _fill_from_mask(mask, _part(arrays, "values", meta).reshape(-1), shape, dtype)
 
 
 def _encode_csr(array: np.ndarray) -> Optional[Encoded]:
@@ -98,14 +242,25 @@ def _encode_csr(array: np.ndarray) -> Optional[Encoded]:
     return {"encoding": "csr"}, {"indptr": indptr, "indices": indices, "values": flat[nonzero]}
 
 
-def _decode_csr(meta: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    shape = meta["shape"]
+def _decode_csr(meta: dict, arrays: dict[str, np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndarray:
+    if not shape:
+        raise ValueError("csr needs a tensor with at least one dimension")
     rows = shape[0]
-    cols = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-    out = np.zeros((rows, cols), dtype=np.dtype(meta["dtype"]))
-    indptr = arrays["indptr"].astype(np.int64)
+    cols = _size(shape[1:])
+    indptr, indices = _part(arrays, "indptr", meta).reshape(-1), _part(arrays, "indices", meta).reshape(-1)
+    values = _part(arrays, "values", meta).reshape(-1)
+    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        raise ValueError("csr row pointers and column indices must be integers")
+    indptr = indptr.astype(np.int64)
+    if (indptr.size != rows + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0)
+            or indptr[-1] != indices.size or indices.size != values.size):
+        raise ValueError(f"csr arrays do not fit a ({rows}, {cols}) matrix: {indptr.size} row pointers, "
+                         f"{indices.size} indices, {values.size} values")
+    if indices.size and (indices.min() < 0 or indices.max() >= cols):
+        raise ValueError(f"csr column index outside 0..{cols - 1}")
+    out = np.zeros((rows, cols), dtype=dtype)
     row_of = np.repeat(np.arange(rows), np.diff(indptr))
-    out[row_of, arrays["indices"]] = arrays["values"]
+    out[row_of, indices.astype(np.int64)] = values
     return out
 
 
@@ -128,6 +283,8 @@ def csr_bytes(rows: int, nnz: int, itemsize: int = 4, index_bytes: int = 4) -> i
 def break_even_sparsity(encoding: str, itemsize: int = 4, index_bytes: int = 4) -> float:
     """Sparsity above which ``encoding`` ("bitmask" or "csr") stores fewer bytes than dense (large arrays).
 
+    ``itemsize`` is the bytes per stored value (after narrowing: 4 for fp32 weights).
+
     Example:
         >>> round(break_even_sparsity("bitmask"), 4), break_even_sparsity("csr")
         (0.0312, 0.5)
@@ -139,13 +296,17 @@ def break_even_sparsity(encoding: str, itemsize: int = 4, index_bytes: int = 4) 
     raise ValueError(f"encoding must be 'bitmask' or 'csr', got {encoding!r}")
 
 
-# name -> (encoder returning None when it does not apply, decoder)
-ENCODERS: dict[str, tuple[Callable[[np.ndarray], Optional[Encoded]], Callable[[dict, dict], np.ndarray]]] = {
+Decoder = Callable[[dict, dict, tuple, np.dtype], np.ndarray]
+
+# name -> (encoder returning None when it does not apply, decoder(meta, arrays, shape, dtype))
+ENCODERS: dict[str, tuple[Callable[[np.ndarray], Optional[Encoded]], Decoder]] = {
     "dense": (_encode_dense, _decode_dense),
+    "constant": (_encode_constant, _decode_constant),
     "bitmask": (_encode_bitmask, _decode_bitmask),
     "bitmask_z": (_encode_bitmask_z, _decode_bitmask_z),
     "csr": (_encode_csr, _decode_csr),
 }
+_EXPANDING = ("constant", "bitmask_z", "csr")
 
 
 def stored_bytes(arrays: dict[str, np.ndarray]) -> int:
@@ -153,9 +314,9 @@ def stored_bytes(arrays: dict[str, np.ndarray]) -> int:
     return int(sum(a.nbytes for a in arrays.values()))
 
 
-# What one more stored array costs in a .clz file besides its data: a .npy header
-# (128 bytes) and the zip local + central directory entries (about 100 bytes).
-ARRAY_OVERHEAD = 228
+# What one more stored array costs in a .clz file besides its data: its entry in the
+# (deflated) manifest and up to 7 bytes of padding to the next 8-byte boundary.
+ARRAY_OVERHEAD = 24
 
 
 def encoded_cost(arrays: dict[str, np.ndarray]) -> int:
@@ -164,26 +325,43 @@ def encoded_cost(arrays: dict[str, np.ndarray]) -> int:
 
 
 def encode(array: np.ndarray, encoding: Optional[str] = None) -> Encoded:
-    """Encode ``array`` with ``encoding``, or with whichever encoding is smallest when None."""
+    """Encode ``array`` with ``encoding``, or with whichever encoding is smallest when None.
+
+    The array is narrowed first (:func:`narrow`); ``meta["dtype"]`` is its original dtype.
+    """
     array = np.asarray(array)
+    check_dtype(array.dtype.name, "array dtype")
+    stored = narrow(array)
     if encoding is not None:
         if encoding not in ENCODERS:
             raise ValueError(f"encoding must be one of {tuple(ENCODERS)}, got {encoding!r}")
-        out = ENCODERS[encoding][0](array)
+        out = ENCODERS[encoding][0](stored)
         if out is None:
-            raise ValueError(f"encoding {encoding!r} does not apply to an array of dtype {array.dtype}")
+            raise ValueError(f"encoding {encoding!r} does not apply to an array of dtype {array.dtype}"
+                             f" and shape {array.shape}")
         candidates = [out]
     else:
-        candidates = [c for c in (enc(array) for enc, _ in ENCODERS.values()) if c is not None]
+        candidates = [c for c in (enc(stored) for enc, _ in ENCODERS.values()) if c is not None]
     meta, arrays = min(candidates, key=lambda c: encoded_cost(c[1]))
     meta = dict(meta, shape=list(array.shape), dtype=str(array.dtype))
     return meta, arrays
 
 
 def decode(meta: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Invert :func:`encode`."""
+    """Invert :func:`encode`; a ``meta`` or ``arrays`` that does not fit gives a ``ValueError``."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"tensor description must be a dict, got {type(meta).__name__}")
     name = meta.get("encoding")
     if name not in ENCODERS:
         raise ValueError(f"unknown encoding {name!r} in file; known: {tuple(ENCODERS)}")
-    out = ENCODERS[name][1](meta, arrays)
-    return np.asarray(out, dtype=np.dtype(meta["dtype"])).reshape(meta["shape"])
+    dtype = check_dtype(meta.get("dtype"), "tensor dtype")
+    shape = check_shape(meta.get("shape"), "tensor shape")
+    if name in _EXPANDING and _size(shape) > MAX_EXPANDED_ELEMENTS:
+        raise ValueError(f"tensor shape {list(shape)} is too large for encoding {name!r}")
+    for part, values in arrays.items():
+        values = np.asarray(values)
+        check_dtype(values.dtype.name, f"stored array {part!r} dtype")
+        if part in ("values", "value") and not np.can_cast(values.dtype, dtype, "safe"):
+            raise ValueError(f"stored {values.dtype} values cannot be {dtype} without loss")
+    out = ENCODERS[name][1](meta, arrays, shape, dtype)
+    return np.asarray(out, dtype=dtype).reshape(shape)
