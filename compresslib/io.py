@@ -1,11 +1,19 @@
 """``.clz`` files: a model of either framework, packed, without pickle.
 
-A ``.clz`` file is a ZIP archive (entries stored, not deflated, so its size
-is what the encodings achieve) holding:
+A ``.clz`` file (format version 2) is a ZIP archive of two entries:
 
-* ``manifest.json``: format version, framework, the backend's description of
-  the architecture, and for every tensor its encoding (``core/packing.py``);
-* ``<tensor>.<part>.npy``: the arrays, read back with ``allow_pickle=False``.
+* ``manifest.json`` (compact JSON, the only deflated entry): format version,
+  framework, the backend's description of the architecture, and for every
+  tensor its encoding (``core/packing.py``) with the ``dtype``, ``shape`` and
+  byte ``offset`` of each stored part;
+* ``tensors.bin`` (stored, not deflated, so its size is what the encodings
+  achieve): the parts' raw little-endian bytes one after another, each
+  starting on an 8-byte boundary.
+
+Version 1 files (one ``<tensor>.<part>.npy`` entry per part, read with
+``allow_pickle=False``) are still read. Loading checks every offset, length,
+dtype (numeric only) and shape against the file, so a corrupt file gives a
+``ValueError``.
 
 The backends (``compresslib/torch/io.py``, ``compresslib/keras/io.py``)
 provide ``export(model) -> (spec, tensors)`` and ``rebuild(spec, tensors)``.
@@ -28,13 +36,14 @@ from compresslib._dispatch import backend, check_framework, framework_of
 from compresslib.core import packing
 
 FORMAT = "compresslib.clz"
-VERSION = 1
+VERSION = 2
+BLOB = "tensors.bin"
+ALIGN = 8
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = _io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
+def _little(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    return array.astype(array.dtype.newbyteorder("<"), copy=False)
 
 
 def save(model: Any, path: str | os.PathLike, encoding: str | None = None) -> int:
@@ -46,19 +55,22 @@ def save(model: Any, path: str | os.PathLike, encoding: str | None = None) -> in
     framework = framework_of(model)
     spec, tensors = backend(framework, "io").export(model)
     manifest = {"format": FORMAT, "version": VERSION, "framework": framework, "spec": spec, "tensors": {}}
+    blob = bytearray()
+    for name, array in tensors.items():
+        array = np.asarray(array)
+        if array.dtype == object:
+            raise TypeError(f"tensor {name!r} has dtype object; only numeric arrays can be saved")
+        meta, parts = packing.encode(array, encoding if array.dtype.kind == "f" else None)
+        stored = {}
+        for part, values in parts.items():
+            blob.extend(b"\0" * (-len(blob) % ALIGN))
+            stored[part] = {"dtype": values.dtype.name, "shape": list(values.shape), "offset": len(blob)}
+            blob.extend(_little(values).tobytes())
+        manifest["tensors"][name] = dict(meta, parts=stored)
+    text = json.dumps(manifest, separators=(",", ":"))  # no sort_keys: child order matters
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for i, (name, array) in enumerate(tensors.items()):
-            array = np.asarray(array)
-            if array.dtype == object:
-                raise TypeError(f"tensor {name!r} has dtype object; only numeric arrays can be saved")
-            meta, parts = packing.encode(array, encoding if array.dtype.kind == "f" else None)
-            files = {}
-            for part, values in parts.items():
-                entry = f"t{i:04d}.{part}.npy"
-                zf.writestr(entry, _npy_bytes(values))
-                files[part] = entry
-            manifest["tensors"][name] = dict(meta, files=files)
-        zf.writestr("manifest.json", json.dumps(manifest, indent=1))  # no sort_keys: child order matters
+        zf.writestr(BLOB, bytes(blob))
+        zf.writestr("manifest.json", text, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
     return os.path.getsize(path)
 
 
@@ -73,21 +85,73 @@ def _manifest(zf: zipfile.ZipFile, path) -> dict:
         manifest = json.loads(zf.read("manifest.json"))
     except KeyError as exc:
         raise ValueError(f"{path}: not a compresslib .clz file (no manifest.json)") from exc
-    if manifest.get("format") != FORMAT or manifest.get("version", 0) > VERSION:
-        raise ValueError(f"{path}: unsupported format {manifest.get('format')!r} version {manifest.get('version')!r}")
+    except (ValueError, zipfile.BadZipFile) as exc:  # JSONDecodeError, bad deflate stream or CRC
+        raise ValueError(f"{path}: corrupt manifest.json: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: corrupt manifest.json: not a JSON object")
+    version = manifest.get("version")
+    if manifest.get("format") != FORMAT or version not in (1, VERSION):
+        raise ValueError(f"{path}: unsupported format {manifest.get('format')!r} version {version!r}")
     check_framework(manifest.get("framework"))
+    if not isinstance(manifest.get("tensors"), dict) or not isinstance(manifest.get("spec"), dict):
+        raise ValueError(f"{path}: corrupt manifest.json: 'tensors' and 'spec' must be objects")
     return manifest
 
 
+def _parts_v2(meta: dict, blob: memoryview) -> dict[str, np.ndarray]:
+    """The stored parts of one tensor: views into ``blob``, after checking each against it."""
+    parts = meta.get("parts")
+    if not isinstance(parts, dict):
+        raise ValueError("no 'parts' object")
+    out = {}
+    for part, where in parts.items():
+        if not isinstance(where, dict):
+            raise ValueError(f"part {part!r}: not an object")
+        dtype = packing.check_dtype(where.get("dtype"), f"part {part!r} dtype").newbyteorder("<")
+        shape = packing.check_shape(where.get("shape"), f"part {part!r} shape")
+        offset = where.get("offset")
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError(f"part {part!r}: offset must be a non-negative integer, got {offset!r}")
+        count = int(np.prod(shape, dtype=object)) if shape else 1
+        nbytes = count * dtype.itemsize
+        if offset + nbytes > len(blob):
+            raise ValueError(f"part {part!r}: bytes {offset}..{offset + nbytes} lie outside "
+                             f"{BLOB} ({len(blob)} bytes)")
+        out[part] = np.frombuffer(blob, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return out
+
+
+def _parts_v1(meta: dict, zf: zipfile.ZipFile) -> dict[str, np.ndarray]:
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        raise ValueError("no 'files' object")
+    return {part: np.load(_io.BytesIO(zf.read(entry)), allow_pickle=False) for part, entry in files.items()}
+
+
 def load(path: str | os.PathLike) -> Any:
-    """Read a ``.clz`` file into a new model of the framework it was saved from."""
+    """Read a ``.clz`` file (version 1 or 2) into a new model of the framework it was saved from."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no such file {path!r}")
-    with zipfile.ZipFile(path) as zf:
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path}: not a compresslib .clz file ({exc})") from exc
+    with zf:
         manifest = _manifest(zf, path)
+        if manifest["version"] >= 2:
+            try:  # a bytearray: the arrays viewing it are writable (torch.from_numpy wants that)
+                blob = memoryview(bytearray(zf.read(BLOB)))
+            except KeyError as exc:
+                raise ValueError(f"{path}: corrupt .clz file (no {BLOB})") from exc
+            except zipfile.BadZipFile as exc:
+                raise ValueError(f"{path}: corrupt {BLOB}: {exc}") from exc
         tensors = {}
         for name, meta in manifest["tensors"].items():
-            parts = {part: np.load(_io.BytesIO(zf.read(entry)), allow_pickle=False)
-                     for part, entry in meta["files"].items()}
-            tensors[name] = packing.decode(meta, parts)
+            try:
+                if not isinstance(meta, dict):
+                    raise ValueError("not an object")
+                parts = _parts_v2(meta, blob) if manifest["version"] >= 2 else _parts_v1(meta, zf)
+                tensors[name] = packing.decode(meta, parts)
+            except (ValueError, KeyError, zipfile.BadZipFile) as exc:
+                raise ValueError(f"{path}: tensor {name!r} is corrupt: {exc}") from exc
     return backend(manifest["framework"], "io").rebuild(manifest["spec"], tensors)
