@@ -20,26 +20,40 @@ from compresslib.configs import LowRankConfig, PruneConfig, QAT, QuantConfig, ch
 from compresslib.report import Comparison, Report, compare
 
 
-def measure(model: Any, data: Any = None, example_input: Any = None, **kwargs: Any) -> Report:
+def measure(model: Any, data: Any = None, example_input: Any = None, packed: bool = False, **kwargs: Any) -> Report:
     """Measure a model of either framework.
 
     Args:
         model: a ``torch.nn.Module`` or a Keras 3 model (or a compresslib model-like wrapper).
         data: optional ``(x, y)`` arrays; gives accuracy, and the latency batch is ``x[:batch_size]``.
         example_input: optional input batch used for MACs and latency when ``data`` is not given.
+        packed: also write the model with :func:`save` to a temporary ``.clz`` file and set
+            ``report.packed_bytes`` to its size (the file is deleted afterwards).
         **kwargs: ``name``, ``batch_size`` (32), ``runs`` (50), ``warmup`` (10), ``latency`` (True).
 
     Returns:
         A :class:`~compresslib.report.Report`: parameters, non-zeros, bytes of the native
-        file and of it gzipped, MACs per layer and in total, latency (median and spread,
-        batch size, threads, device) and accuracy.
+        file and of it gzipped (and of the packed ``.clz`` file with ``packed=True``), MACs
+        per layer and in total, latency (median and spread, batch size, threads, device) and
+        accuracy.
 
     Example:
         >>> import compresslib as cl
         >>> m = cl.zoo.pretrained("lenet5", framework="torch")            # doctest: +SKIP
         >>> cl.measure(m, data=cl.datasets.load_mnist("test", layout="torch"))   # doctest: +SKIP
+        >>> r = cl.measure(m, example_input=x[:1], latency=False, packed=True)  # doctest: +SKIP
+        >>> r.file_bytes, r.packed_bytes         # state_dict .pt and .clz   # doctest: +SKIP
     """
-    return dispatch(model, "measure").measure(model, data=data, example_input=example_input, **kwargs)
+    if not isinstance(packed, bool):
+        raise TypeError(f"packed must be True or False, got {packed!r}")
+    report = dispatch(model, "measure").measure(model, data=data, example_input=example_input, **kwargs)
+    if packed:
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report.packed_bytes = save(model, os.path.join(tmp, "model.clz"))
+    return report
 
 
 def quantize(model: Any, config: QuantConfig, calibration_data: Any = None, **kwargs: Any) -> Any:

@@ -199,3 +199,14 @@ def test_packing_dense_round_trip():
     with pytest.raises(ValueError, match="encoding"):
         packing.encode(a, "zip")
 
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_measure_packed_sets_packed_bytes(tmp_path, framework):
+    model = (tm if framework == "torch" else km).build("lenet300_100")
+    x = cl.datasets.load_mnist("test", layout=framework).x[:4]
+    plain = cl.measure(model, example_input=x, latency=False)
+    assert plain.packed_bytes is None
+    r = cl.measure(model, example_input=x, latency=False, packed=True)
+    assert r.packed_bytes == cl.save(model, tmp_path / "m.clz") > 3.9 * r.params  # fp32 weights, zero biases constant
+    with pytest.raises(TypeError, match="packed"):
+        cl.measure(model, example_input=x, latency=False, packed="yes")
