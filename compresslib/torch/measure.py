@@ -95,7 +95,7 @@ def native_file_bytes(model: nn.Module) -> tuple[int, int, str]:
 def time_model(model: nn.Module, example: torch.Tensor, runs: int = 50, warmup: int = 10,
                max_seconds: float = 10.0) -> list[float]:
     """Wall-clock milliseconds of ``runs`` forward passes after ``warmup`` (CUDA synchronised)."""
-    sync = torch.cuda.synchronize if example.is_cuda else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(example.device)) if example.is_cuda else (lambda: None)
     times: list[float] = []
     with torch.inference_mode():
         for _ in range(warmup):

@@ -15,6 +15,12 @@ Paths, each chosen because it measured fastest (or is the only one) on this CPU:
 * ``QAT``: ``prepare_qat_fx`` with fake-quantizers at ``weight_bits``/``activation_bits``
   (straight-through gradients), then :func:`convert` to a true int8 model.
 
+Devices: ``WeightOnly``, ``Float16``/``BFloat16`` and QAT training run wherever the
+model is (CPU or CUDA) and keep it there. ``Int8Dynamic`` and ``Int8Static`` are
+CPU-only (torch's int8 kernels) and raise a ``ValueError`` naming ``model`` for a
+model on another device; :func:`convert` always returns a CPU int8 model, and a
+quantized model loaded with :func:`compresslib.load` is on CPU.
+
 Every use of the deprecated ``torch.ao.quantization`` API stays in this module,
 with its deprecation warning silenced narrowly around each call.
 
@@ -184,10 +190,11 @@ class WeightOnlyLinear(nn.Module):
     def from_float(cls, layer: nn.Linear, bits: int = 4, group_size: Optional[int] = None) -> "WeightOnlyLinear":
         w = layer.weight.detach().float().cpu().numpy()
         new = cls(layer.in_features, layer.out_features, bits, group_size or 0, layer.bias is not None)
+        new = new.to(layer.weight.device)  # packed weight, scales and bias on the layer's device
         _pack_into(new, w, bits, group_size)
         if layer.bias is not None:
             new.bias.data.copy_(layer.bias.detach())
-        return new.to(layer.weight.device)
+        return new
 
     def dequantized_weight(self) -> torch.Tensor:
         return _unpack(self, (self.out_features, self.in_features))
@@ -218,11 +225,12 @@ class WeightOnlyConv2d(nn.Module):
     def from_float(cls, layer: nn.Conv2d, bits: int = 4, group_size: Optional[int] = None) -> "WeightOnlyConv2d":
         new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
                   layer.dilation, layer.groups, bits, group_size or 0, layer.bias is not None)
+        new = new.to(layer.weight.device)
         w = layer.weight.detach().float().cpu().numpy()
         _pack_into(new, w.reshape(w.shape[0], -1), bits, group_size)
         if layer.bias is not None:
             new.bias.data.copy_(layer.bias.detach())
-        return new.to(layer.weight.device)
+        return new
 
     def dequantized_weight(self) -> torch.Tensor:
         fan_in = self.in_channels // self.groups * int(np.prod(self.kernel_size))
@@ -242,8 +250,8 @@ def _pack_into(module: nn.Module, w2d: np.ndarray, bits: int, group_size: Option
     qt = cq.quantize_tensor(w2d, bits=bits, symmetric=True, axis=1, group_size=gs)
     q = qt.q.reshape(-1)
     packed = cq.pack_int4(q) if bits == 4 else q.astype(np.int8)
-    module.packed.copy_(torch.from_numpy(packed))
-    module.scale.copy_(torch.from_numpy(qt.scale.astype(np.float32)))
+    module.packed.copy_(torch.from_numpy(packed).to(module.packed.device))
+    module.scale.copy_(torch.from_numpy(qt.scale.astype(np.float32)).to(module.scale.device))
 
 
 def _unpack(module: nn.Module, shape: tuple) -> torch.Tensor:
@@ -295,6 +303,8 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Any = None
     check_config(config, QuantConfig)
     if isinstance(config, QAT):
         raise TypeError("config: QAT is not a post-training config; use prepare_qat then convert")
+    if isinstance(config, (Int8Static, Int8Dynamic)):
+        _require_cpu(model, config)
     if isinstance(config, Int8Static):
         x = _calibration_tensor(model, calibration_data)
         return _static(model, config, x)
@@ -302,8 +312,6 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Any = None
     if isinstance(config, Int8Dynamic):
         ao, _ = _ao()
         _leaves_skipped(model, (nn.Linear,))
-        if _device(model).type != "cpu":
-            raise ValueError("model: Int8Dynamic runs on CPU only (torch's dynamic int8 kernels); move it with .cpu()")
         weight = _weight_observer(config.per_channel)
         qconfig = ao.QConfig(activation=ao.PlaceholderObserver.with_args(dtype=torch.quint8, is_dynamic=True),
                              weight=weight)
@@ -331,10 +339,17 @@ def quantize(model: nn.Module, config: QuantConfig, calibration_data: Any = None
     raise TypeError(f"config: unsupported quantization config {type(config).__name__}")  # pragma: no cover
 
 
+def _require_cpu(model: nn.Module, config: QuantConfig) -> None:
+    """Int8Dynamic and Int8Static produce torch.ao int8 modules, whose kernels exist on CPU only."""
+    device = _device(model)
+    if device.type != "cpu":
+        raise ValueError(f"model: {type(config).__name__} runs on CPU only (torch's x86 int8 kernels), but the "
+                         f"model is on {device}; quantize model.cpu() (WeightOnly, Float16 and BFloat16 "
+                         "work on any device; QAT trains on any device and convert() returns a CPU model)")
+
+
 def _static(model: nn.Module, config: Int8Static, x: torch.Tensor) -> nn.Module:
     ao, qfx = _ao()
-    if _device(model).type != "cpu":
-        raise ValueError("model: Int8Static runs on CPU only (torch's x86 int8 kernels); move it with .cpu()")
     model = copy.deepcopy(model).eval()
     _leaves_skipped(model, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
     mapping = _qconfig_mapping(_weight_observer(config.per_channel),
@@ -386,7 +401,13 @@ def _example_input(model: nn.Module) -> torch.Tensor:
 
 
 def convert(model: nn.Module) -> nn.Module:
-    """The int8 model of a QAT-trained ``model`` from :func:`prepare_qat` (the input is not changed)."""
+    """The int8 model of a QAT-trained ``model`` from :func:`prepare_qat` (the input is not changed).
+
+    The result is always a **CPU** model, wherever ``model`` lives: torch's int8
+    kernels exist on CPU only. Training the QAT model on a GPU and converting it
+    to a CPU int8 model for inference is the intended workflow; ``model`` itself
+    stays on its device (it is copied before the move).
+    """
     ao, qfx = _ao()
     if not isinstance(model, torch.fx.GraphModule) or not any(
             isinstance(m, ao.FakeQuantizeBase) for m in model.modules()):
@@ -517,7 +538,11 @@ def export_quantized(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def rebuild_quantized(spec: dict, tensors: dict[str, np.ndarray]) -> nn.Module:
-    """Inverse of :func:`export_quantized`: rebuild the float skeleton, re-run the recipe, load the state."""
+    """Inverse of :func:`export_quantized`: rebuild the float skeleton, re-run the recipe, load the state.
+
+    Like every model :func:`compresslib.load` returns, the result is on CPU, whatever
+    device the saved model was on; move a torchao weight-only model back with ``.to("cuda")``.
+    """
     from compresslib.torch import io as tio
 
     recipe = spec["recipe"]
