@@ -75,13 +75,15 @@ def test_bad_input():
         cl.fold_batchnorm([1, 2])
 
 
-def test_save_load_and_measure(resnet, tmp_path):
-    f = cl.fold_batchnorm(resnet)
+def test_save_load_and_measure(resnet, tmp_path, torch_device):
+    f = cl.fold_batchnorm(copy.deepcopy(resnet).to(torch_device))
+    assert {p.device.type for p in f.parameters()} == {torch_device}  # folded weights and new biases
     cl.save(f, tmp_path / "f.clz")
     back = cl.load(tmp_path / "f.clz").eval()
-    x = torch.randn(2, 1, 28, 28)
+    assert {p.device.type for p in back.parameters()} == {"cpu"}  # load gives a CPU model
+    x = torch.randn(2, 1, 28, 28, device=torch_device)
     with torch.no_grad():
-        assert torch.equal(back(x), f(x))
+        assert torch.equal(back.to(torch_device)(x), f(x))
     r0 = cl.measure(resnet, example_input=x, latency=False)
     r1 = cl.measure(f, example_input=x, latency=False)
-    assert r1.params < r0.params and r1.macs <= r0.macs
+    assert r1.params < r0.params and r1.macs <= r0.macs and r1.device.startswith(torch_device)

@@ -122,15 +122,17 @@ def test_errors_and_filters():
     assert set(plans) == {"7", "9", "11"} and all(1 <= p.rank <= 84 for p in plans.values())
 
 
-def test_save_load_exact(resnet, tmp_path):
-    d = cl.decompose(resnet, cl.Tucker(energy=0.8), layers=lambda n, m: m.kernel_size == (3, 3)
-                     and m.in_channels > 1)
+def test_save_load_exact(resnet, tmp_path, torch_device):
+    d = cl.decompose(copy.deepcopy(resnet).to(torch_device), cl.Tucker(energy=0.8),
+                     layers=lambda n, m: m.kernel_size == (3, 3) and m.in_channels > 1)
+    assert {p.device.type for p in d.parameters()} == {torch_device}  # the factors follow the model
     path = tmp_path / "d.clz"
     cl.save(d, path)
     back = cl.load(path).eval()
-    x = torch.randn(3, 1, 28, 28)
+    assert {p.device.type for p in back.parameters()} == {"cpu"}  # load gives a CPU model
+    x = torch.randn(3, 1, 28, 28, device=torch_device)
     with torch.no_grad():
-        assert torch.equal(back(x), d.eval()(x))
+        assert torch.equal(back.to(torch_device)(x), d.eval()(x))
 
 
 def test_finetune_recovers_accuracy(resnet, digits):

@@ -78,10 +78,10 @@ def test_unsupported_layer_warned_once_by_name():
     assert _zeros(p[2]) == 16 and int((p[0].weight == 0).sum()) == 0
 
 
-def test_gradual_hook_follows_schedule_and_finalize_is_plain(lenet300, mnist_test, tmp_path):
+def test_gradual_hook_follows_schedule_and_finalize_is_plain(lenet300, mnist_test, tmp_path, torch_device):
     x, y = mnist_test
     xt = x[:, None]
-    m = copy.deepcopy(lenet300)
+    m = copy.deepcopy(lenet300).to(torch_device)
     schedule = PolynomialDecay(0.0, 0.9, begin_step=0, end_step=12, frequency=4)
     hook = pruning.GradualPruning(cl.Magnitude(0.9, scope="global", schedule=schedule), m)
     seen = []
@@ -92,6 +92,7 @@ def test_gradual_hook_follows_schedule_and_finalize_is_plain(lenet300, mnist_tes
     total = sum(mod.weight.numel() for mod in linears)
     assert sum(_zeros(mod) for mod in linears) == round(0.9 * total)
     assert train.evaluate(final, (xt, y)) > 0.85
+    assert {mask.device.type for mask in hook.masks.values()} == {torch_device}
     path = tmp_path / "g.clz"
     cl.save(final, path)  # no hooks, so it saves
 
