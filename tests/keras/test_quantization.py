@@ -1,4 +1,9 @@
-"""Keras quantization: LiteRT int8, Keras-native int8, half precision, QAT layers, errors, save/load."""
+"""Keras quantization: LiteRT int8, Keras-native int8, half precision, QAT layers, errors, save/load.
+
+Keras-native modes, half precision and QAT run under ``keras_device`` (CPU always, GPU where
+TensorFlow sees one). The LiteRT modes (Int8Dynamic, Int8Static) convert and run on CPU
+whatever the device (the LiteRT interpreter is CPU-only), so their tests have no device axis.
+"""
 import os
 import warnings
 
@@ -29,6 +34,13 @@ def lenet():
 @pytest.fixture(scope="module")
 def resnet():
     return cl.zoo.pretrained("resnet8", framework="keras")
+
+
+def _variables_on(model, keras_device):
+    """Every variable of ``model`` lives on the device the test runs under."""
+    want = f"{keras_device.upper()}:"
+    where = {v.name: v.value.device for v in model.weights}
+    assert all(want in d for d in where.values()), where
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +78,7 @@ def test_litert_dynamic(lenet, data):
     assert q.predict(test[0][:7]).shape == (7, 10)
 
 
-def test_keras_native_int8_dense_only(data):
+def test_keras_native_int8_dense_only(data, keras_device):
     test, _ = data
     m = cl.zoo.pretrained("lenet5", framework="keras")
     with pytest.warns(UserWarning, match=r"left in float.*Conv2D") as rec:
@@ -74,13 +86,17 @@ def test_keras_native_int8_dense_only(data):
     assert len([r for r in rec if "left in float" in str(r.message)]) == 1
     dense = [l for l in q.layers if isinstance(l, keras.layers.Dense)]
     assert all(l.quantization_mode == "int8" for l in dense)
+    assert all(str(l._kernel.dtype) == "int8" for l in dense)
+    _variables_on(q, keras_device)
     assert abs(evaluate(m, test) - evaluate(q, test)) <= 0.005
 
 
-def test_float16(lenet, data):
+@pytest.mark.parametrize("config,dtype", [(cl.Float16(), "float16"), (cl.BFloat16(), "bfloat16")])
+def test_half(lenet, data, keras_device, config, dtype):
     test, _ = data
-    q = cl.quantize(lenet, cl.Float16())
-    assert {str(w.dtype) for w in q.weights if "moving" not in w.path} == {"float16"}
+    q = cl.quantize(lenet, config)
+    assert {str(w.dtype) for w in q.weights if "moving" not in w.path} == {dtype}
+    _variables_on(q, keras_device)
     assert abs(evaluate(lenet, test) - evaluate(q, test)) <= 0.005
 
 
@@ -97,7 +113,7 @@ def test_errors(lenet):
         kq.convert(lenet)
 
 
-def test_fake_quant_straight_through_gradient():
+def test_fake_quant_straight_through_gradient(keras_device):
     import tensorflow as tf
 
     x = tf.Variable(np.linspace(-1, 1, 11, dtype=np.float32))
@@ -108,12 +124,13 @@ def test_fake_quant_straight_through_gradient():
     np.testing.assert_allclose(kq._fake_quant(x, 4, True, None).numpy(), qt.dequantize(), atol=1e-7)
 
 
-def test_qat_4bit_train_convert_save(lenet, data, tmp_path):
+def test_qat_4bit_train_convert_save(lenet, data, tmp_path, keras_device):
     test, train = data
     p = cl.prepare_qat(lenet, cl.QAT(weight_bits=4, activation_bits=8))
     kinds = {type(l).__name__ for l in p.layers}
     assert {"FakeQuantConv2D", "FakeQuantDense"} <= kinds
     fit(p, (train[0][:2000], train[1][:2000]), epochs=1, lr=5e-4)
+    _variables_on(p, keras_device)  # trained where the test runs
     c = cl.convert(p)
     for layer in c.layers:
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
