@@ -1,6 +1,6 @@
 """The reference models, fp32, both frameworks: the baseline every other bench compares to.
 
-    python bench/baseline.py [--json PATH] [--frameworks torch,keras] [--runs N]
+    python bench/baseline.py [--json PATH] [--frameworks torch,keras] [--runs N] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, parse_args, row  # noqa: E402
+from common import emit, parse_args, row, to_device  # noqa: E402
 
 import compresslib as cl  # noqa: E402
 
@@ -21,7 +21,7 @@ def main(argv=None) -> list[dict]:
     for framework in args.frameworks:
         test = cl.datasets.load_mnist("test", layout=framework)
         for name in MODELS:
-            model = cl.zoo.pretrained(name, framework=framework)
+            model = to_device(cl.zoo.pretrained(name, framework=framework), args.device)
             report = cl.measure(model, data=test, runs=args.runs, name=name)
             rows.append(row(report, name, "fp32"))
     emit(rows, args.json)

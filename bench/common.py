@@ -28,12 +28,29 @@ def parse_args(description: str, argv: Optional[list[str]] = None) -> argparse.N
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     parser.add_argument("--frameworks", default="torch,keras", help="comma-separated: torch,keras")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per latency measurement")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where torch models run (cuda: torch only, needs a GPU)")
     args = parser.parse_args(argv)
     args.frameworks = [f for f in args.frameworks.split(",") if f]
     for f in args.frameworks:
         if f not in ("torch", "keras"):
             parser.error(f"--frameworks: unknown framework {f!r}")
+    if args.device == "cuda":
+        if args.frameworks != ["torch"]:
+            parser.error("--device cuda: torch only; add --frameworks torch")
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device here")
     return args
+
+
+def to_device(model: Any, device: str) -> Any:
+    """``model`` on ``device`` for a torch model (a Keras model is returned as it is: it runs on CPU here).
+
+    Data needs no moving: ``measure``/``evaluate`` feed each batch to the model's own device.
+    """
+    if device != "cpu" and isinstance(model, torch.nn.Module):
+        return model.to(device)
+    return model
 
 
 def row(report: Report, model: str, method: str, baseline: Optional[Report] = None, **extra: Any) -> dict:
