@@ -12,13 +12,17 @@ Rows per model (each against the fp32 model measured in the same run, batch 32, 
   ``model.quantize("int8")``, Dense only), ``float16``, ``ptq_w4`` and ``qat_w4a8`` (compresslib's
   fake-quant layers, one short epoch).
 
-``bytes`` is the framework's native file (state_dict .pt / .keras / .tflite).
+``bytes`` is the framework's native file (state_dict .pt / .keras / .tflite) and ``size_ratio``
+the fp32 native file over it. ``clz_bytes`` is compresslib's packed ``.clz`` file of the same model
+(``cl.save``: int8 values one byte each, zero points and exact float64 scales narrowed) and
+``clz_size_ratio`` the fp32 ``.clz`` over the quantized ``.clz``.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 import warnings
 
@@ -29,8 +33,8 @@ import compresslib as cl  # noqa: E402
 from compresslib._dispatch import backend  # noqa: E402
 
 MODELS = ("lenet5", "resnet8", "mlp_wide")
-KEYS = ["framework", "model", "method", "params", "bytes", "accuracy", "latency_ms", "size_ratio",
-        "accuracy_drop_pt", "speedup", "seconds"]
+KEYS = ["framework", "model", "method", "params", "bytes", "clz_bytes", "accuracy", "latency_ms", "size_ratio",
+        "clz_size_ratio", "accuracy_drop_pt", "speedup", "seconds"]
 QAT_SAMPLES, CAL_SAMPLES, QAT_LR = 4000, 256, 1e-4  # a small learning rate: QAT nudges trained weights
 
 
@@ -70,6 +74,12 @@ def _modes(framework):
     ]
 
 
+def _clz_bytes(model) -> int:
+    """Bytes of ``model`` saved as a packed ``.clz`` file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return cl.save(model, os.path.join(tmp, "model.clz"))
+
+
 def main(argv=None) -> list[dict]:
     models, rest = _extra(argv if argv is not None else sys.argv[1:])
     args = parse_args(__doc__, rest)
@@ -79,7 +89,8 @@ def main(argv=None) -> list[dict]:
         for name in models:
             model = cl.zoo.pretrained(name, framework=framework)
             base = cl.measure(model, data=test, runs=args.runs, name="fp32")
-            rows.append(row(base, name, "fp32", base, seconds=0.0))
+            base_clz = _clz_bytes(model)
+            rows.append(row(base, name, "fp32", base, seconds=0.0, clz_bytes=base_clz, clz_size_ratio=1.0))
             for method, make in _modes(framework):
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
@@ -88,8 +99,10 @@ def main(argv=None) -> list[dict]:
                 seconds = time.perf_counter() - t0
                 runs = args.runs if not (framework == "keras" and method == "float16") else 5  # fp16 on CPU is slow
                 r = cl.measure(q, data=test, runs=runs, name=method)
-                rows.append(row(r, name, method, base, seconds=round(seconds, 1)))
-                print(f"{framework} {name} {method}: acc {r.accuracy:.4f} bytes {r.file_bytes} "
+                clz = _clz_bytes(q)
+                rows.append(row(r, name, method, base, seconds=round(seconds, 1), clz_bytes=clz,
+                                clz_size_ratio=base_clz / clz))
+                print(f"{framework} {name} {method}: acc {r.accuracy:.4f} bytes {r.file_bytes} clz {clz} "
                       f"x{rows[-1]['speedup']:.2f}", file=sys.stderr, flush=True)
     emit(rows, args.json, KEYS)
     return rows
