@@ -47,22 +47,28 @@ def test_automatic_choice_is_the_smallest(rng, sparsity, expected):
     w = _sparse(rng, (300, 200), sparsity)
     meta, arrays = packing.encode(w)
     assert meta["encoding"] == expected
-    costs = {e: packing.encoded_cost(packing.encode(w, e)[1]) for e in packing.ENCODERS if e != "constant"}
+    costs = {e: packing.encoded_cost(packing.encode(w, e)[1]) for e in packing.ENCODERS if e not in ("constant", "zlib")}
     assert packing.encoded_cost(arrays) == min(costs.values())
 
 
 def test_csr_beats_plain_bitmask_when_almost_empty(rng):
     w = np.zeros((300, 1000), dtype=np.float32)
     w[rng.integers(0, 300, 30), rng.integers(0, 1000, 30)] = 1.5
-    cost = {e: packing.encoded_cost(packing.encode(w, e)[1]) for e in packing.ENCODERS if e != "constant"}
+    cost = {e: packing.encoded_cost(packing.encode(w, e)[1]) for e in packing.ENCODERS if e not in ("constant", "zlib")}
     assert cost["csr"] < cost["bitmask"] < cost["dense"]
     # the deflated bitmask (a run of zero bytes compresses ~1000:1) is smaller still, and is chosen
     assert cost["bitmask_z"] < cost["csr"] and packing.encode(w)[0]["encoding"] == "bitmask_z"
 
 
-def test_integer_arrays_stay_dense(rng):
-    meta, _ = packing.encode(rng.integers(-128, 128, (100, 100)).astype(np.int8))
+def test_integer_arrays_stay_dense_or_deflated(rng):
+    meta, _ = packing.encode(rng.integers(-128, 128, (100, 100)).astype(np.int8))  # uniform bytes: no gain
     assert meta["encoding"] == "dense"
+    w = np.clip(np.round(rng.normal(0, 20, (100, 100))), -127, 127).astype(np.int8)  # like int8 weights
+    meta, arrays = packing.encode(w)
+    assert meta["encoding"] == "zlib" and packing.stored_bytes(arrays) < 0.9 * w.nbytes
+    assert packing.decode(meta, arrays).tobytes() == w.tobytes()
+    with pytest.raises(ValueError, match="does not apply"):
+        packing.encode(np.ones(10, np.float32), "zlib")
     with pytest.raises(ValueError, match="does not apply"):
         packing.encode(np.zeros(10, dtype=np.int32), "csr")
 
@@ -161,6 +167,12 @@ def test_constant_encoding():
      {"indptr": np.array([0, 2, 1], np.int32), "indices": np.array([0, 1], np.int32),
       "values": np.ones(2, np.float32)}, "do not fit"),
     ({"encoding": "zip", "shape": [2], "dtype": "float32"}, {}, "unknown encoding"),
+    ({"encoding": "zlib", "shape": [64], "dtype": "int8", "stored": "int8"},
+     {"zbytes": np.frombuffer(__import__("zlib").compress(bytes(65)), np.uint8)}, "needs 64"),
+    ({"encoding": "zlib", "shape": [4], "dtype": "int8", "stored": "int64"},
+     {"zbytes": np.zeros(3, np.uint8)}, "without loss"),
+    ({"encoding": "zlib", "shape": [4], "dtype": "int8", "stored": "int8"},
+     {"zbytes": np.zeros(3, np.uint8)}, "corrupt"),
 ])
 def test_decode_rejects_what_does_not_fit(meta, arrays, match):
     with pytest.raises(ValueError, match=match):
