@@ -19,7 +19,10 @@ def _torch_devices() -> list:
 
 @pytest.fixture(params=_torch_devices())
 def torch_device(request) -> str:
-    """Each torch test runs on CPU, and on CUDA where present."""
+    """Each torch test runs on CPU, and on CUDA where present (TF32 off: tests compare float32 math)."""
+    if request.param == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     return request.param
 
 
