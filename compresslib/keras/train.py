@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import keras
 import numpy as np
 
-from compresslib.core.training import check_data as _check_data, step_lr
+from compresslib.core.training import check_data as _check_data, check_distill, check_teacher_logits, step_lr
 from compresslib.progress import interactive
 
 
@@ -31,8 +31,17 @@ def fit(
     callbacks: Optional[list] = None,
     lr_schedule: str = "constant",
     jit_compile: bool | str = "auto",
+    teacher=None,
+    distill_alpha: float = 0.7,
+    temperature: float = 4.0,
 ) -> list[float]:
     """Train ``model`` in place with Adam and sparse cross-entropy on logits; return per-epoch loss.
+
+    ``teacher``: knowledge distillation, as in ``compresslib.torch.train.fit`` — a
+    Keras model (typically the uncompressed original) or its ``(N, classes)``
+    logits on ``x``, computed once; the loss is
+    :func:`compresslib.core.training.distillation_loss`. Each label travels with
+    its teacher row through Keras's shuffling (they are packed into one target array).
 
     ``callbacks`` are Keras callbacks (gradual pruning passes one that keeps
     masks applied). Same seed, same data → same weights.
@@ -42,18 +51,44 @@ def fit(
         raise ValueError(f"lr_schedule must be 'constant' or 'step', got {lr_schedule!r}")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if teacher is not None:
+        check_distill(distill_alpha, temperature)
+        if isinstance(teacher, keras.Model) or hasattr(teacher, "predict_on_batch"):
+            if teacher is model:
+                raise ValueError("teacher: must be another model (the uncompressed original), not the model trained")
+            t_logits = predict(teacher, x)
+        elif isinstance(teacher, np.ndarray):
+            t_logits = teacher
+        else:
+            raise TypeError(f"teacher must be a Keras model or an array of logits, got {type(teacher).__name__}")
+        classes = t_logits.shape[1] if np.ndim(t_logits) == 2 else -1
+        t_logits = check_teacher_logits(t_logits, len(x), classes)
+        y = np.concatenate([np.asarray(y, np.float32)[:, None], t_logits], axis=1)
+        loss = _distill_loss(distill_alpha, temperature)
     keras.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=jit_compile,
-    )
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, jit_compile=jit_compile)
     cbs = list(callbacks or [])
     if lr_schedule == "step":
         cbs.append(keras.callbacks.LearningRateScheduler(lambda e: step_lr(lr, e, epochs)))
     verbose = 1 if (progress_bar if progress_bar is not None else interactive()) else 0
     hist = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose, callbacks=cbs)
     return [float(v) for v in hist.history["loss"]]
+
+
+def _distill_loss(alpha: float, t: float):
+    """A Keras loss on targets ``[label, teacher logits...]``: (1 - alpha)·CE + alpha·T²·KL(teacher ‖ student)."""
+    ops = keras.ops
+
+    def loss(y_true, y_pred):
+        labels = ops.cast(y_true[:, 0], "int32")
+        teacher = y_true[:, 1:]
+        hard = keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
+        log_p_t = ops.log_softmax(teacher / t, axis=-1)
+        kl = ops.sum(ops.exp(log_p_t) * (log_p_t - ops.log_softmax(y_pred / t, axis=-1)), axis=-1)
+        return (1 - alpha) * hard + alpha * t * t * kl
+
+    return loss
 
 
 def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:

@@ -28,3 +28,30 @@ def test_bad_arguments():
         train.fit(m, (np.zeros((4, 1, 28, 28)), np.zeros(4)), lr_schedule="cosine")
     with pytest.raises(ValueError, match="name must be one of"):
         models.build("alexnet")
+
+
+def test_distill_from_an_identical_teacher_starts_at_zero_soft_loss(torch_device):
+    x, y = cl.datasets.load_mnist("train", layout="torch")
+    data = (x[:512], y[:512])
+    teacher = cl.zoo.pretrained("lenet300_100", framework="torch").to(torch_device)
+    student = cl.zoo.pretrained("lenet300_100", framework="torch").to(torch_device)
+    soft = train.fit(student, data, epochs=1, lr=1e-5, teacher=teacher, distill_alpha=1.0)
+    hard = train.fit(cl.zoo.pretrained("lenet300_100", framework="torch").to(torch_device), data, epochs=1, lr=1e-5)
+    assert soft[0] < 1e-3 < hard[0]          # KL(teacher ‖ itself) = 0; cross-entropy of a 96 % model is not
+    logits = train.predict(teacher, x[:512])
+    again = train.fit(cl.zoo.pretrained("lenet300_100", framework="torch").to(torch_device), data, epochs=1,
+                      lr=1e-5, teacher=logits, distill_alpha=1.0)
+    assert again == pytest.approx(soft, rel=1e-4, abs=1e-7)   # a model and its logits are the same teacher
+
+
+def test_distill_bad_arguments():
+    m = models.build("lenet300_100")
+    data = (np.zeros((4, 1, 28, 28), np.float32), np.zeros(4))
+    with pytest.raises(ValueError, match="teacher: expected logits of shape"):
+        train.fit(m, data, teacher=np.zeros((3, 10)))
+    with pytest.raises(ValueError, match="teacher: must be another model"):
+        train.fit(m, data, teacher=m)
+    with pytest.raises(TypeError, match="teacher must be"):
+        train.fit(m, data, teacher="big")
+    with pytest.raises(ValueError, match="distill_alpha"):
+        train.fit(m, data, teacher=np.zeros((4, 10)), distill_alpha=2.0)
