@@ -1,6 +1,6 @@
 """Pruning, both frameworks: do masks, packing and structured pruning change bytes and latency?
 
-    python bench/pruning.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N] [--ratios 0.5,0.75]
+    python bench/pruning.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N] [--ratios 0.5,0.6] [--no-distill]
 
 Rows (each against the fp32 model measured in the same run):
 
@@ -9,7 +9,10 @@ Rows (each against the fp32 model measured in the same run):
   compresslib's gradual global magnitude pruning to 90 % with fine-tuning,
   stored packed (``.clz``, bitmask/CSR chosen per tensor), and 2:4 N:M.
 * ResNet8: compresslib's structured pruning (channels physically removed,
-  residual adds kept consistent) at each ``--ratios``, fine-tuned.
+  residual adds kept consistent) at each ``--ratios``, fine-tuned for ``--epochs``
+  with the unpruned model as teacher (knowledge distillation; ``--no-distill``
+  for labels only); then the same model with BatchNorm folded, timed against
+  the fp32 model as given (``speedup``) and folded too (``speedup_vs_folded_fp32``).
 
 ``bytes`` is the packed ``.clz`` file where the row says ``packed``, else the
 framework's native file (state_dict / ``.keras``).
@@ -32,13 +35,16 @@ from compresslib._dispatch import backend  # noqa: E402
 from compresslib.core.schedules import PolynomialDecay  # noqa: E402
 
 KEYS = ["framework", "model", "method", "sparsity", "params", "bytes", "accuracy", "latency_ms",
-        "size_ratio", "accuracy_drop_pt", "speedup", "speedup_b256", "macs_ratio", "finetune_s"]
+        "size_ratio", "accuracy_drop_pt", "speedup", "speedup_vs_folded_fp32", "speedup_b256", "macs_ratio",
+        "finetune_s"]
 
 
 def _extra_args(argv):
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs after structured pruning")
-    p.add_argument("--ratios", default="0.5,0.75", help="structured pruning ratios for ResNet8")
+    p.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs after structured pruning")
+    p.add_argument("--ratios", default="0.5,0.6", help="structured pruning ratios for ResNet8")
+    p.add_argument("--no-distill", dest="distill", action="store_false",
+                   help="fine-tune on labels only (default: distil from the unpruned model, Hinton et al. 2015)")
     known, rest = p.parse_known_args(argv)
     return known, rest
 
@@ -121,25 +127,34 @@ def resnet_rows(framework, args, ratios, tmp):
     b = cl.measure(base, data=test, runs=args.runs, name="fp32")
     b256 = cl.measure(base, example_input=test[0][:256], runs=max(10, args.runs // 5)).latency_ms
     rows = [row(b, "resnet8", "fp32", b, speedup_b256=1.0)]
+    bf = cl.measure(cl.fold_batchnorm(base), data=test, runs=args.runs, name="fp32 + fold")
+    rows.append(row(bf, "resnet8", "fp32 + fold BN", b))
     for ratio in ratios:
         s = cl.prune(base, cl.Structured(ratio), example_input=test[0][:1])
         r = cl.measure(s, data=test, runs=args.runs, name=f"structured {ratio}")
         rows.append(row(r, "resnet8", f"structured {ratio}, no fine-tune", b, macs_ratio=b.macs / r.macs))
         t0 = time.perf_counter()
-        fw_train.fit(s, train, epochs=args.epochs, batch_size=128, lr=2e-3, lr_schedule="step")
+        fw_train.fit(s, train, epochs=args.epochs, batch_size=128, lr=2e-3, lr_schedule="step",
+                     teacher=base if args.distill else None)
         ft = time.perf_counter() - t0
         s = fw_prune.finalize(s)  # a plain copy: a compiled Keras model would also save its optimizer state
         r = cl.measure(s, data=test, runs=args.runs, name=f"structured {ratio} ft")
-        rows.append(row(r, "resnet8", f"structured {ratio}, fine-tuned {args.epochs} ep", b,
+        how = f"{'distilled' if args.distill else 'fine-tuned'} {args.epochs} ep"
+        rows.append(row(r, "resnet8", f"structured {ratio}, {how}", b,
                         macs_ratio=b.macs / r.macs, finetune_s=round(ft, 1),
                         speedup_b256=_big_batch_speedup(s, b256, test, args)))
+        # deployment: BatchNorm folded into the convs (exact); against the fp32 model as given
+        # and against the fp32 model folded too, so the pruning's own share is visible
+        r = cl.measure(cl.fold_batchnorm(s), data=test, runs=args.runs, name=f"structured {ratio} + fold")
+        rows.append(row(r, "resnet8", f"structured {ratio}, {how} + fold BN", b, macs_ratio=b.macs / r.macs,
+                        speedup_vs_folded_fp32=bf.latency_ms / r.latency_ms))
     return rows
 
 
 def main(argv=None) -> list[dict]:
     extra, rest = _extra_args(sys.argv[1:] if argv is None else argv)
     args = parse_args(__doc__, rest)
-    args.epochs = extra.epochs
+    args.epochs, args.distill = extra.epochs, extra.distill
     ratios = [float(r) for r in extra.ratios.split(",") if r]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

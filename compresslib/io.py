@@ -151,7 +151,8 @@ def load(path: str | os.PathLike) -> Any:
                 if not isinstance(meta, dict):
                     raise ValueError("not an object")
                 parts = _parts_v2(meta, blob) if manifest["version"] >= 2 else _parts_v1(meta, zf)
-                tensors[name] = packing.decode(meta, parts)
+                array = packing.decode(meta, parts)  # may view the read-only blob: own a writable copy
+                tensors[name] = array if array.flags.writeable else array.copy()
             except (ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise ValueError(f"{path}: tensor {name!r} is corrupt: {exc}") from exc
     return backend(manifest["framework"], "io").rebuild(manifest["spec"], tensors)
