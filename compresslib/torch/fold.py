@@ -43,7 +43,13 @@ _PRODUCERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 def _pairs_fx(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     import torch.fx
 
-    graph = torch.fx.symbolic_trace(model).graph
+    from compresslib.torch.layers import PointwiseConv2d
+
+    class _Tracer(torch.fx.Tracer):  # compresslib's own conv subclasses are layers, not code to trace into
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            return isinstance(m, PointwiseConv2d) or super().is_leaf_module(m, qualname)
+
+    graph = _Tracer().trace(model)
     modules = dict(model.named_modules())
     calls: dict[str, int] = {}
     for node in graph.nodes:

@@ -12,7 +12,11 @@ The factors come from ``compresslib.core.lowrank`` (NumPy SVD; TensorLy's
 rank that would not make the layer smaller. Refused or unsupported layers are
 left as they are and named in one warning. TensorLy-Torch (``tltorch``) offers
 ``FactorizedConv``/``FactorizedLinear`` modules instead; compresslib keeps plain
-``nn`` layers so the rest of the toolchain sees nothing new.
+``nn`` layers so the rest of the toolchain sees nothing new. The one exception:
+the 1×1 factors are ``compresslib.torch.layers.PointwiseConv2d``, an
+``nn.Conv2d`` subclass that runs as ``torch.bmm`` at CPU inference, because
+oneDNN's NCHW 1×1 convolutions with few channels cost more in layout reorders
+than in arithmetic (measured there).
 
 Example:
     >>> import torch, compresslib as cl
@@ -39,6 +43,7 @@ from torch import nn
 
 from compresslib.configs import CP, SVD, LowRankConfig, Tucker, check_config
 from compresslib.core import lowrank as core
+from compresslib.torch.layers import PointwiseConv2d
 
 LayerFilter = Union[None, str, Sequence[str], Callable[[str, nn.Module], bool]]
 
@@ -154,10 +159,10 @@ def factor_conv_tucker(layer: nn.Conv2d, ranks: tuple[int, int]) -> nn.Sequentia
     w = layer.weight.detach()
     first_w, core_w, last_w = core.tucker2(w.cpu().double().numpy(), ranks)
     r1, r2 = ranks
-    first = _to(nn.Conv2d(layer.in_channels, r1, 1, bias=False), w)
+    first = _to(PointwiseConv2d(layer.in_channels, r1, bias=False), w)
     middle = _to(nn.Conv2d(r1, r2, layer.kernel_size, stride=layer.stride, padding=layer.padding,
                            dilation=layer.dilation, bias=False, padding_mode=layer.padding_mode), w)
-    last = _to(nn.Conv2d(r2, layer.out_channels, 1, bias=layer.bias is not None), w)
+    last = _to(PointwiseConv2d(r2, layer.out_channels, bias=layer.bias is not None), w)
     with torch.no_grad():
         first.weight.copy_(_tensor(first_w[:, :, None, None], w))
         middle.weight.copy_(_tensor(core_w, w))
@@ -174,12 +179,12 @@ def factor_conv_cp(layer: nn.Conv2d, rank: int) -> nn.Sequential:
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
     pad = layer.padding
     pad_v, pad_h = (pad, pad) if isinstance(pad, str) else ((pad[0], 0), (0, pad[1]))
-    first = _to(nn.Conv2d(layer.in_channels, rank, 1, bias=False), w)
+    first = _to(PointwiseConv2d(layer.in_channels, rank, bias=False), w)
     vertical = _to(nn.Conv2d(rank, rank, (kh, 1), stride=(sh, 1), padding=pad_v, dilation=(dh, 1),
                              groups=rank, bias=False), w)
     horizontal = _to(nn.Conv2d(rank, rank, (1, kw), stride=(1, sw), padding=pad_h, dilation=(1, dw),
                                groups=rank, bias=False), w)
-    last = _to(nn.Conv2d(rank, layer.out_channels, 1, bias=layer.bias is not None), w)
+    last = _to(PointwiseConv2d(rank, layer.out_channels, bias=layer.bias is not None), w)
     with torch.no_grad():
         first.weight.copy_(_tensor(first_w[:, :, None, None], w))
         vertical.weight.copy_(_tensor(vert[:, None, :, None], w))
@@ -212,7 +217,7 @@ def decompose(model: nn.Module, config: LowRankConfig, layers: LayerFilter = Non
         >>> from compresslib.torch.models import build
         >>> d = decompose(build("lenet5"), cl.Tucker(ranks=(4, 8)), layers=["3"])
         >>> [type(m).__name__ for m in d[3]]
-        ['Conv2d', 'Conv2d', 'Conv2d']
+        ['PointwiseConv2d', 'Conv2d', 'PointwiseConv2d']
     """
     check_config(config, LowRankConfig)
     if not isinstance(model, nn.Module):
