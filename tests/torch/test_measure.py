@@ -83,3 +83,20 @@ def test_bad_input_names_the_argument():
         cl.measure(model)
     with pytest.raises(ValueError, match="batch_size"):
         cl.measure(model, example_input=torch.zeros(1, 1, 28, 28), batch_size=0)
+
+
+def test_cpu_timing_warms_the_allocator_with_one_bigger_batch():
+    from compresslib.torch.measure import time_model
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return x
+
+    times = time_model(Spy(), torch.zeros(32, 4), runs=5, warmup=2)
+    assert seen == [256, 32, 32] + [32] * 5 and len(times) == 5     # one 8× pass, then warm-up and timed runs
+    seen.clear()
+    time_model(Spy(), torch.zeros(300, 4), runs=1, warmup=1)
+    assert seen == [300, 300]                                        # big batches need no extra pass
