@@ -204,6 +204,42 @@ CPU's peak, while small convolutions with few channels spend much of their time 
 in per-layer overhead; and the two frameworks' runtimes differ for the very same arithmetic. This
 is why every speedup in this book is a measured ratio, on a stated device and thread count, against
 a baseline measured in the same run.
+
+### The allocator trap
+
+"The same run" hides one more trap. The cell below starts a fresh Python process, times the
+ResNet8 at batch 32, runs *one* pass at batch 256, and times it again — the same model, the same
+input, nothing else changed.
+""")
+code(r"""
+import subprocess, sys, textwrap
+probe = textwrap.dedent('''
+    import time, numpy as np, torch, compresslib as cl
+    torch.set_num_threads(1)
+    m = cl.zoo.pretrained("resnet8", framework="torch").eval()
+    x = torch.from_numpy(cl.datasets.load_mnist("test", layout="torch")[0][:256])
+    def median_ms(batch, n=60):
+        ts = []
+        with torch.inference_mode():
+            for _ in range(n):
+                t0 = time.perf_counter(); m(batch); ts.append(1000 * (time.perf_counter() - t0))
+        return float(np.median(ts[10:]))
+    before = median_ms(x[:32])
+    with torch.inference_mode():
+        m(x)                                   # one pass at batch 256
+    after = median_ms(x[:32])
+    print(f"batch 32 before a large pass: {before:.2f} ms, after: {after:.2f} ms ({before / after:.2f}x)")
+''')
+print(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip())
+""")
+md(r"""
+Until a large block has been freed, glibc's `malloc` returns every activation buffer above its
+mmap threshold to the operating system after each pass, and the next pass page-faults the memory
+in again; freeing a large block raises the thresholds and the buffers are then reused. A script
+that times a baseline first and a compressed model second would credit the compression with the
+difference. `compresslib.measure` therefore starts every PyTorch CPU timing with one pass at 8×
+the batch, which puts every model in the same state. (TensorFlow keeps its own memory pool and
+shows no such effect.)
 """)
 md(r"""
 ## Summary
