@@ -58,6 +58,7 @@ class PointwiseConv2d(nn.Conv2d):
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``W @ x`` per image via ``torch.bmm`` at CPU inference on a contiguous NCHW ``x``; else the conv."""
         if (type(x) is torch.Tensor and x.dim() == 4 and x.device.type == "cpu" and not torch.is_grad_enabled()
                 and x.is_contiguous() and x.dtype == self.weight.dtype):
             n, c, h, w = x.shape
