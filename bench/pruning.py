@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -49,16 +48,11 @@ def _extra_args(argv):
     return known, rest
 
 
-def _packed(model, report, tmp):
-    report.packed_bytes = cl.save(model, os.path.join(tmp, f"m{time.perf_counter_ns()}.clz"))
-    return report
-
-
 def _sparsity(report):
     return round(1 - report.nonzero_params / report.params, 4)
 
 
-def lenet_rows(framework, args, tmp):
+def lenet_rows(framework, args):
     fw_train = backend(framework, "train")
     fw_prune = backend(framework, "pruning")
     train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
@@ -94,7 +88,7 @@ def lenet_rows(framework, args, tmp):
         fw_train.fit(model, train, epochs=epochs, batch_size=64, lr=1e-3, callbacks=[hook], lr_schedule="step")
     ft = time.perf_counter() - t0
     final = hook.finalize(model)  # plain copy, no optimizer state
-    r = _packed(final, cl.measure(final, data=test, runs=args.runs, name="gradual 0.9"), tmp)
+    r = cl.measure(final, data=test, runs=args.runs, name="gradual 0.9", packed=True)
     rows.append(row(r, "lenet300_100", "gradual magnitude 0.9 global, packed", b, sparsity=_sparsity(r),
                     native_bytes=r.file_bytes, finetune_s=round(ft, 1)))
 
@@ -108,7 +102,7 @@ def lenet_rows(framework, args, tmp):
         fw_train.fit(nm, train, epochs=2, batch_size=64, lr=5e-4, callbacks=[hook])
     ft = time.perf_counter() - t0
     nm = hook.finalize(nm)
-    r = _packed(nm, cl.measure(nm, data=test, runs=args.runs, name="2:4"), tmp)
+    r = cl.measure(nm, data=test, runs=args.runs, name="2:4", packed=True)
     rows.append(row(r, "lenet300_100", "N:M 2:4, packed", b, sparsity=_sparsity(r), finetune_s=round(ft, 1)))
     return rows
 
@@ -119,7 +113,7 @@ def _big_batch_speedup(model, base_ms, test, args):
     return base_ms / r.latency_ms
 
 
-def resnet_rows(framework, args, ratios, tmp):
+def resnet_rows(framework, args, ratios):
     fw_train = backend(framework, "train")
     fw_prune = backend(framework, "pruning")
     train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
@@ -157,11 +151,10 @@ def main(argv=None) -> list[dict]:
     args.epochs, args.distill = extra.epochs, extra.distill
     ratios = [float(r) for r in extra.ratios.split(",") if r]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for framework in args.frameworks:
-            rows += lenet_rows(framework, args, tmp)
-            rows += resnet_rows(framework, args, ratios, tmp)
-            print(f"{framework}: done", file=sys.stderr)
+    for framework in args.frameworks:
+        rows += lenet_rows(framework, args)
+        rows += resnet_rows(framework, args, ratios)
+        print(f"{framework}: done", file=sys.stderr)
     emit(rows, args.json, KEYS)
     return rows
 

@@ -45,11 +45,11 @@ def check_distill(alpha: float, temperature: float) -> None:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
-def check_teacher_logits(logits: np.ndarray, n: int, classes: int) -> np.ndarray:
-    """Teacher logits must be a float array of shape ``(n, classes)`` (one row per training sample)."""
+def check_teacher_logits(logits: np.ndarray, n: int) -> np.ndarray:
+    """Teacher logits must be a finite float array of shape ``(n, classes)`` (one row per training sample)."""
     logits = np.asarray(logits, dtype=np.float32)
-    if logits.shape != (n, classes):
-        raise ValueError(f"teacher: expected logits of shape {(n, classes)} (one row per training sample), "
+    if logits.ndim != 2 or len(logits) != n:
+        raise ValueError(f"teacher: expected logits of shape ({n}, classes) (one row per training sample), "
                          f"got {logits.shape}")
     if not np.isfinite(logits).all():
         raise ValueError("teacher: logits contain NaN or infinity")

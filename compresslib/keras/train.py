@@ -62,8 +62,7 @@ def fit(
             t_logits = teacher
         else:
             raise TypeError(f"teacher must be a Keras model or an array of logits, got {type(teacher).__name__}")
-        classes = t_logits.shape[1] if np.ndim(t_logits) == 2 else -1
-        t_logits = check_teacher_logits(t_logits, len(x), classes)
+        t_logits = check_teacher_logits(t_logits, len(x))
         y = np.concatenate([np.asarray(y, np.float32)[:, None], t_logits], axis=1)
         loss = _distill_loss(distill_alpha, temperature)
     keras.utils.set_random_seed(seed)

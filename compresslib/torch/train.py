@@ -91,8 +91,7 @@ def fit(
             t_logits = _to_numpy(teacher)
         else:
             raise TypeError(f"teacher must be a torch.nn.Module or an array of logits, got {type(teacher).__name__}")
-        classes = t_logits.shape[1] if t_logits.ndim == 2 else -1
-        soft = torch.as_tensor(check_teacher_logits(t_logits, len(x), classes))
+        soft = torch.as_tensor(check_teacher_logits(t_logits, len(x)))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
