@@ -10,7 +10,9 @@ out as their own layers. Weights use one convention here:
 
 The cost rule (written here, not in a library): a dense ``m×n`` layer factored
 at rank ``r`` costs ``r(m + n)`` weights instead of ``mn``; a Tucker-2 conv costs
-``C_in·R1 + R1·R2·kh·kw + R2·C_out`` instead of ``C_out·C_in·kh·kw``; CP of rank
+``C_in·R1 + R1·R2·kh·kw + R2·C_out`` instead of ``C_out·C_in·kh·kw`` (a mode kept at full
+rank, ``R1 = C_in`` or ``R2 = C_out``, is absorbed into the core and its term dropped:
+Tucker-1, one 1×1 convolution fewer; see :func:`absorb_full_modes`); CP of rank
 ``R`` costs ``R(C_in + kh + kw + C_out)``. :func:`plan_svd`, :func:`plan_tucker`
 and :func:`plan_cp` refuse any rank whose factors would not be strictly smaller
 than the layer, and say so in the returned :class:`Plan`.
@@ -62,8 +64,18 @@ def svd_cost(m: int, n: int, rank: int) -> int:
 
 
 def tucker_cost(c_out: int, c_in: int, kh: int, kw: int, r1: int, r2: int) -> int:
-    """Weights of a Tucker-2 conv: ``C_in·R1 + R1·R2·kh·kw + R2·C_out`` (1×1, k×k, 1×1)."""
-    return int(c_in) * r1 + r1 * r2 * int(kh) * int(kw) + r2 * int(c_out)
+    """Weights of a Tucker-2 conv: ``C_in·R1 + R1·R2·kh·kw + R2·C_out`` (1×1, k×k, 1×1).
+
+    A full-rank mode (``R1 = C_in`` or ``R2 = C_out``) has no 1×1 factor (it is
+    absorbed into the core), so its term is left out:
+
+    >>> tucker_cost(16, 16, 3, 3, 8, 8), tucker_cost(16, 16, 3, 3, 8, 16)   # 128+576+128; 128+1152
+    (832, 1280)
+    """
+    r1, r2 = int(r1), int(r2)
+    first = 0 if r1 == int(c_in) else int(c_in) * r1
+    last = 0 if r2 == int(c_out) else r2 * int(c_out)
+    return first + r1 * r2 * int(kh) * int(kw) + last
 
 
 def cp_cost(c_out: int, c_in: int, kh: int, kw: int, rank: int) -> int:
@@ -214,7 +226,9 @@ def plan_tucker(shape: Sequence[int], ranks: Optional[Sequence[int]] = None, ene
         r1, r2 = energy_rank(s_in, energy), energy_rank(s_out, energy)
     before, after = c_out * c_in * kh * kw, tucker_cost(c_out, c_in, kh, kw, r1, r2)
     ok = after < before
-    reason = "" if ok else (f"ranks ({r1}, {r2}) cost {c_in}·{r1} + {r1}·{r2}·{kh}·{kw} + {r2}·{c_out} = {after} "
+    terms = ([f"{c_in}·{r1}"] if r1 != c_in else []) + [f"{r1}·{r2}·{kh}·{kw}"] + \
+        ([f"{r2}·{c_out}"] if r2 != c_out else [])
+    reason = "" if ok else (f"ranks ({r1}, {r2}) cost {' + '.join(terms)} = {after} "
                             f"weights ≥ {before} of the kernel")
     return Plan("tucker", (c_out, c_in, kh, kw), (r1, r2), before, after, ok, reason)
 
@@ -283,9 +297,38 @@ def tucker2(kernel: np.ndarray, ranks: Sequence[int], n_iter_max: int = 100) -> 
     return np.asarray(u_in).T, np.asarray(core), np.asarray(u_out)
 
 
-def tucker2_reconstruct(first: np.ndarray, core: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """The kernel the three Tucker-2 factors stand for: ``Σ last[o,b]·core[b,a,:,:]·first[a,i]``."""
-    return np.einsum("ob,bahw,ai->oihw", last, core, first)
+def tucker2_reconstruct(first: Optional[np.ndarray], core: np.ndarray, last: Optional[np.ndarray]) -> np.ndarray:
+    """The kernel the three Tucker-2 factors stand for: ``Σ last[o,b]·core[b,a,:,:]·first[a,i]``
+    (a factor given as ``None`` was absorbed into the core)."""
+    if first is not None:
+        core = np.einsum("bahw,ai->bihw", core, first)
+    if last is not None:
+        core = np.einsum("ob,bihw->oihw", last, core)
+    return core
+
+
+def absorb_full_modes(first: np.ndarray, core: np.ndarray,
+                      last: np.ndarray) -> tuple[Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]:
+    """Fold a square (full-rank) Tucker-2 factor into the core; ``None`` stands for the factor removed.
+
+    With ``R1 = C_in`` the 1×1 convolution C_in→R1 only rotates the channels, so the
+    core absorbs it (``core·first``: a k×k convolution straight from C_in) and the
+    layer becomes Tucker-1, 1×1 convolution one fewer; the same for ``R2 = C_out``.
+    The kernel they stand for is unchanged.
+
+    >>> rng = np.random.default_rng(0)
+    >>> f, c, l = rng.normal(size=(4, 4)), rng.normal(size=(3, 4, 3, 3)), rng.normal(size=(8, 3))
+    >>> f2, c2, l2 = absorb_full_modes(f, c, l)
+    >>> f2 is None, c2.shape, l2.shape
+    (True, (3, 4, 3, 3), (8, 3))
+    >>> bool(np.allclose(tucker2_reconstruct(f2, c2, l2), tucker2_reconstruct(f, c, l)))
+    True
+    """
+    if first.shape[0] == first.shape[1]:
+        core, first = np.einsum("bahw,ai->bihw", core, first), None
+    if last.shape[0] == last.shape[1]:
+        core, last = np.einsum("ob,bihw->oihw", last, core), None
+    return first, core, last
 
 
 def cp(kernel: np.ndarray, rank: int, n_iter_max: int = 100, seed: int = 0, tol: float = 1e-7) -> tuple[np.ndarray, ...]:

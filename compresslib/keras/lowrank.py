@@ -5,7 +5,8 @@ which each chosen layer is replaced by consecutive ordinary layers, so the
 result saves, quantizes and converts (LiteRT) like any Keras model:
 
 * ``SVD``: ``Dense(m)`` becomes ``Dense(r, use_bias=False)`` → ``Dense(m, activation)``;
-* ``Tucker``: ``Conv2D`` becomes ``Conv2D 1×1 (R1)`` → ``Conv2D k×k (R2)`` → ``Conv2D 1×1 (C_out, activation)``;
+* ``Tucker``: ``Conv2D`` becomes ``Conv2D 1×1 (R1)`` → ``Conv2D k×k (R2)`` → ``Conv2D 1×1 (C_out, activation)``
+  (a mode at full rank, ``R1 = C_in`` or ``R2 = C_out``, has no 1×1 layer: Tucker-1);
 * ``CP``: ``Conv2D 1×1 (R)`` → ``DepthwiseConv2D kh×1`` → ``DepthwiseConv2D 1×kw`` → ``Conv2D 1×1``.
 
 New layers are named ``<layer>_svd0``/``_svd1``, ``<layer>_tucker0..2`` and
@@ -148,19 +149,29 @@ def factor_dense(layer, rank: int) -> list[tuple[Any, list[np.ndarray]]]:
 
 
 def factor_conv_tucker(layer, ranks: tuple[int, int]) -> list[tuple[Any, list[np.ndarray]]]:
-    """``Conv2D`` → 1×1 (R1) → k×k (R2; the original strides, padding, dilation) → 1×1 (C_out, activation)."""
-    first_w, core_w, last_w = core.tucker2(_weight(layer), ranks)
-    r1, r2 = ranks
+    """``Conv2D`` → 1×1 (R1) → k×k (R2; the original strides, padding, dilation) → 1×1 (C_out, activation).
+
+    A full-rank mode (``R1 = C_in`` or ``R2 = C_out``) gets no 1×1 layer: its
+    factor is absorbed into the k×k core (:func:`compresslib.core.lowrank.absorb_full_modes`).
+    """
+    first_w, core_w, last_w = core.absorb_full_modes(*core.tucker2(_weight(layer), ranks))
     dtype = layer.dtype_policy
-    first = keras.layers.Conv2D(r1, 1, use_bias=False, name=f"{layer.name}_tucker0", dtype=dtype)
-    middle = keras.layers.Conv2D(r2, layer.kernel_size, strides=layer.strides, padding=layer.padding,
-                                 dilation_rate=layer.dilation_rate, use_bias=False,
-                                 name=f"{layer.name}_tucker1", dtype=dtype)
-    last = keras.layers.Conv2D(layer.filters, 1, activation=layer.activation, use_bias=layer.use_bias,
-                               name=f"{layer.name}_tucker2", dtype=dtype)
     bias = _bias(layer)
-    return [(first, [first_w.T[None, None]]), (middle, [core_w.transpose(2, 3, 1, 0)]),
-            (last, [last_w.T[None, None]] + ([bias] if bias is not None else []))]
+    specs: list[tuple[Any, list[np.ndarray]]] = []
+    if first_w is not None:
+        first = keras.layers.Conv2D(first_w.shape[0], 1, use_bias=False, name=f"{layer.name}_tucker0", dtype=dtype)
+        specs.append((first, [first_w.T[None, None]]))
+    is_last = last_w is None
+    middle = keras.layers.Conv2D(core_w.shape[0], layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                                 dilation_rate=layer.dilation_rate, use_bias=is_last and bias is not None,
+                                 activation=layer.activation if is_last else None,
+                                 name=f"{layer.name}_tucker1", dtype=dtype)
+    specs.append((middle, [core_w.transpose(2, 3, 1, 0)] + ([bias] if is_last and bias is not None else [])))
+    if not is_last:
+        last = keras.layers.Conv2D(layer.filters, 1, activation=layer.activation, use_bias=layer.use_bias,
+                                   name=f"{layer.name}_tucker2", dtype=dtype)
+        specs.append((last, [last_w.T[None, None]] + ([bias] if bias is not None else [])))
+    return specs
 
 
 def factor_conv_cp(layer, rank: int) -> list[tuple[Any, list[np.ndarray]]]:

@@ -4,7 +4,8 @@ Each chosen layer is replaced by an ``nn.Sequential`` of ordinary layers, so the
 result trains, saves (``compresslib.save``), quantizes and exports like any model:
 
 * ``SVD``: ``Linear(n→m)`` becomes ``Linear(n→r, bias=False)`` → ``Linear(r→m)``;
-* ``Tucker``: ``Conv2d(C_in→C_out, k×k)`` becomes ``1×1 (C_in→R1)`` → ``k×k (R1→R2)`` → ``1×1 (R2→C_out)``;
+* ``Tucker``: ``Conv2d(C_in→C_out, k×k)`` becomes ``1×1 (C_in→R1)`` → ``k×k (R1→R2)`` → ``1×1 (R2→C_out)``
+  (a mode at full rank, ``R1 = C_in`` or ``R2 = C_out``, has no 1×1 layer: Tucker-1);
 * ``CP``: ``1×1 (C_in→R)`` → depthwise ``kh×1`` → depthwise ``1×kw`` → ``1×1 (R→C_out)``.
 
 The factors come from ``compresslib.core.lowrank`` (NumPy SVD; TensorLy's
@@ -155,21 +156,33 @@ def factor_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
 
 
 def factor_conv_tucker(layer: nn.Conv2d, ranks: tuple[int, int]) -> nn.Sequential:
-    """``Conv2d`` as 1×1 (C_in→R1) → k×k (R1→R2, the original stride/padding/dilation) → 1×1 (R2→C_out)."""
+    """``Conv2d`` as 1×1 (C_in→R1) → k×k (R1→R2, the original stride/padding/dilation) → 1×1 (R2→C_out).
+
+    A full-rank mode (``R1 = C_in`` or ``R2 = C_out``) gets no 1×1 layer: its
+    factor is absorbed into the k×k core (:func:`compresslib.core.lowrank.absorb_full_modes`).
+    """
     w = layer.weight.detach()
-    first_w, core_w, last_w = core.tucker2(w.cpu().double().numpy(), ranks)
-    r1, r2 = ranks
-    first = _to(PointwiseConv2d(layer.in_channels, r1, bias=False), w)
-    middle = _to(nn.Conv2d(r1, r2, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                           dilation=layer.dilation, bias=False, padding_mode=layer.padding_mode), w)
-    last = _to(PointwiseConv2d(r2, layer.out_channels, bias=layer.bias is not None), w)
+    first_w, core_w, last_w = core.absorb_full_modes(*core.tucker2(w.cpu().double().numpy(), ranks))
+    c_mid_out, c_mid_in = core_w.shape[:2]
+    has_bias = layer.bias is not None
+    parts: list[nn.Module] = []
+    if first_w is not None:
+        parts.append(_to(PointwiseConv2d(layer.in_channels, c_mid_in, bias=False), w))
+    middle = _to(nn.Conv2d(c_mid_in, c_mid_out, layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                           dilation=layer.dilation, bias=has_bias and last_w is None,
+                           padding_mode=layer.padding_mode), w)
+    parts.append(middle)
+    if last_w is not None:
+        parts.append(_to(PointwiseConv2d(c_mid_out, layer.out_channels, bias=has_bias), w))
     with torch.no_grad():
-        first.weight.copy_(_tensor(first_w[:, :, None, None], w))
+        if first_w is not None:
+            parts[0].weight.copy_(_tensor(first_w[:, :, None, None], w))
         middle.weight.copy_(_tensor(core_w, w))
-        last.weight.copy_(_tensor(last_w[:, :, None, None], w))
-        if layer.bias is not None:
-            last.bias.copy_(layer.bias.detach())
-    return nn.Sequential(first, middle, last)
+        if last_w is not None:
+            parts[-1].weight.copy_(_tensor(last_w[:, :, None, None], w))
+        if has_bias:
+            parts[-1].bias.copy_(layer.bias.detach())
+    return nn.Sequential(*parts)
 
 
 def factor_conv_cp(layer: nn.Conv2d, rank: int) -> nn.Sequential:

@@ -9,6 +9,9 @@ from compresslib.core import lowrank as L
 def test_costs_exact():
     assert L.svd_cost(1024, 784, 64) == 64 * (1024 + 784)
     assert L.tucker_cost(64, 32, 3, 3, 16, 24) == 32 * 16 + 16 * 24 * 9 + 24 * 64
+    assert L.tucker_cost(64, 32, 3, 3, 32, 24) == 32 * 24 * 9 + 24 * 64          # R1 = C_in: no first 1×1
+    assert L.tucker_cost(64, 32, 3, 3, 16, 64) == 32 * 16 + 16 * 64 * 9          # R2 = C_out: no last 1×1
+    assert L.tucker_cost(64, 32, 3, 3, 32, 64) == 64 * 32 * 9                    # both: the kernel itself
     assert L.cp_cost(16, 6, 5, 5, 8) == 8 * (6 + 5 + 5 + 16)
 
 
@@ -51,7 +54,11 @@ def test_plan_svd_rules():
 def test_plan_tucker_and_cp_rules():
     p = L.plan_tucker((64, 32, 3, 3), ranks=(8, 16))
     assert p.params_after == 32 * 8 + 8 * 16 * 9 + 16 * 64 and p.accepted
-    assert not L.plan_tucker((16, 16, 3, 3), ranks=(16, 16)).accepted   # 2816 > 2304
+    full = L.plan_tucker((16, 16, 3, 3), ranks=(16, 16))                 # both modes absorbed: the kernel
+    assert (full.params_after, full.accepted) == (2304, False) and full.reason == \
+        "ranks (16, 16) cost 16·16·3·3 = 2304 weights ≥ 2304 of the kernel"
+    one = L.plan_tucker((16, 16, 3, 3), ranks=(8, 16))                   # Tucker-1: 16·8 + 8·16·9
+    assert (one.params_after, one.accepted) == (1280, True)
     with pytest.raises(ValueError, match=r"ranks\[0\] \(R1\)=2 exceeds .*C_in=1"):
         L.plan_tucker((16, 1, 3, 3), ranks=(2, 4))
     with pytest.raises(ValueError, match=r"ranks\[1\] \(R2\)=17"):
@@ -85,6 +92,17 @@ def test_tucker2_exact_at_full_rank_and_better_with_rank(rng):
     # a kernel of exact multilinear rank (2, 3) is recovered exactly
     low = L.tucker2_reconstruct(rng.normal(size=(2, 8)), rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(16, 3)))
     assert L.relative_error(L.tucker2_reconstruct(*L.tucker2(low, (2, 3))), low) < 1e-8
+
+
+def test_absorbing_a_full_rank_mode_keeps_the_kernel(rng):
+    k = rng.normal(size=(16, 8, 3, 3))
+    for ranks, shapes in [((8, 4), (None, (4, 8, 3, 3), (16, 4))), ((3, 16), ((3, 8), (16, 3, 3, 3), None)),
+                          ((3, 4), ((3, 8), (4, 3, 3, 3), (16, 4))), ((8, 16), (None, (16, 8, 3, 3), None))]:
+        factors = L.tucker2(k, ranks)
+        absorbed = L.absorb_full_modes(*factors)
+        assert tuple(None if f is None else f.shape for f in absorbed) == shapes
+        np.testing.assert_allclose(L.tucker2_reconstruct(*absorbed), L.tucker2_reconstruct(*factors), atol=1e-12)
+    np.testing.assert_allclose(L.tucker2_reconstruct(*L.absorb_full_modes(*L.tucker2(k, (8, 16)))), k, atol=1e-10)
 
 
 def test_cp_recovers_a_low_rank_kernel(rng):

@@ -63,6 +63,26 @@ def test_tucker_equals_the_reconstructed_kernel(resnet, keras_device):
     np.testing.assert_allclose(d(x, training=False), ref(x, training=False), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("ranks,layers", [((6, 8), ["c_tucker1", "c_tucker2"]),
+                                          ((3, 16), ["c_tucker0", "c_tucker1"])])
+def test_tucker1_drops_the_full_rank_factor(keras_device, ranks, layers):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((9, 9, 6))
+    conv = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="c")
+    m = keras.Model(inp, conv(inp))
+    m.get_layer("c").bias.assign(np.random.default_rng(2).normal(size=16).astype("float32"))
+    d = cl.decompose(m, cl.Tucker(ranks=ranks))
+    assert [l.name for l in d.layers[1:]] == layers
+    last = d.get_layer(layers[-1])
+    assert last.use_bias and last.activation.__name__ == "relu"
+    assert d.get_layer(layers[0]).activation.__name__ == "linear"
+    assert [tuple(d.get_layer(n).strides) for n in layers if d.get_layer(n).kernel.shape[0] == 3] == [(2, 2)]
+    kernel = np.asarray(conv.kernel, dtype=np.float64).transpose(3, 2, 0, 1)
+    ref = _with_kernel(m, "c", L.tucker2_reconstruct(*L.tucker2(kernel, ranks)))
+    x = np.random.default_rng(1).normal(size=(2, 9, 9, 6)).astype("float32")
+    np.testing.assert_allclose(d(x), ref(x), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("stride,padding", [(1, "same"), (2, "same"), (1, "valid"), (2, "valid")])
 def test_cp_equals_the_reconstructed_kernel(keras_device, stride, padding):
     keras.utils.set_random_seed(0)

@@ -67,6 +67,28 @@ def test_tucker_equals_the_reconstructed_kernel(resnet, torch_device):
         torch.testing.assert_close(d(x), ref(x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("ranks,shapes", [((32, 24), [(24, 32, 3, 3), (64, 24, 1, 1)]),
+                                          ((16, 64), [(16, 32, 1, 1), (64, 16, 3, 3)])])
+def test_tucker1_drops_the_full_rank_factor(resnet, torch_device, ranks, shapes):
+    m = copy.deepcopy(resnet).to(torch_device)
+    name = "layer3.conv1"                                    # 32 -> 64, stride 2
+    with torch.no_grad():                                    # a bias, to see it land on the last layer
+        m.get_submodule(name).bias = nn.Parameter(torch.randn(64, device=torch_device))
+    d = cl.decompose(m, cl.Tucker(ranks=ranks), layers=[name])
+    seq = d.get_submodule(name)
+    assert [tuple(c.weight.shape) for c in seq] == shapes
+    assert [c.bias is not None for c in seq] == [False, True]
+    assert next(c for c in seq if c.kernel_size == (3, 3)).stride == (2, 2)
+    assert tl_.plan(m, cl.Tucker(ranks=ranks), [name])[name].params_after == sum(c.weight.numel() for c in seq)
+    ref = copy.deepcopy(m)
+    w = ref.get_submodule(name).weight
+    w.data = torch.as_tensor(L.tucker2_reconstruct(*L.tucker2(w.detach().cpu().double().numpy(), ranks)),
+                             dtype=w.dtype, device=w.device)
+    x = torch.randn(4, 1, 28, 28, device=torch_device)
+    with torch.no_grad():
+        torch.testing.assert_close(d(x), ref(x), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (1, "same"), (2, 0)])
 def test_cp_equals_the_reconstructed_kernel(torch_device, stride, padding):
     if padding == "same" and stride != 1:
