@@ -76,6 +76,38 @@ def row(report: Report, model: str, method: str, baseline: Optional[Report] = No
     return out
 
 
+def interleaved_latency(framework: str, models: dict, example: Any, rounds: int = 7, runs: int = 15) -> dict:
+    """Median milliseconds per model, timing the models in turn for ``rounds`` rounds (``runs`` calls each).
+
+    On a shared machine the speed drifts by 10-20 % over minutes; timing models one
+    after another lets that drift fall on whichever model came later. Rounds spread
+    it over all of them, so ratios between the returned medians are fair.
+    """
+    import statistics
+
+    from compresslib._dispatch import backend
+
+    time_model = backend(framework, "measure").time_model
+    times: dict = {label: [] for label in models}
+    for _ in range(rounds):
+        for label, model in models.items():
+            times[label] += time_model(model, example, runs=runs, warmup=3)
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
+def retime(rows: list[dict], framework: str, model: str, models: dict, example: Any, baseline: str = "fp32",
+           **kwargs: Any) -> None:
+    """Replace ``latency_ms`` and ``speedup`` of the ``framework``/``model`` rows whose method is a key
+    of ``models`` by :func:`interleaved_latency` figures (speedup against the ``baseline`` method's model)."""
+    medians = interleaved_latency(framework, models, example, **kwargs)
+    for r in rows:
+        if r["framework"] == framework and r["model"] == model and r["method"] in medians:
+            r["latency_ms"] = medians[r["method"]]
+            r["speedup"] = medians[baseline] / medians[r["method"]]
+            r["latency_spread_ms"] = None
+            r["timing"] = "interleaved"
+
+
 def machine() -> dict:
     return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

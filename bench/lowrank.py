@@ -1,6 +1,7 @@
 """Low-rank decomposition, both frameworks: fewer weights, and is it faster?
 
-    python bench/lowrank.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N] [--ranks 8,16] [--threads N] [--no-distill]
+    python bench/lowrank.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N] [--ranks 4x16,8x16,8x8]
+                            [--cp-rank 8] [--threads N] [--no-distill]
 
 Rows (each against the fp32 model measured in the same run):
 
@@ -10,16 +11,22 @@ Rows (each against the fp32 model measured in the same run):
   layers before / after (target ≥ 3× at ≤ 1 pt accuracy drop).
 * LeNet-5: Tucker-2 of the second conv (6→16, 5×5), fine-tuned for 2 epochs.
 * ResNet8: BatchNorm folding alone; then Tucker-2 of the 3×3 convs (not the
-  1-channel stem) with ``ranks=(R, R)`` for each ``--ranks``, fine-tuned for ``--epochs``
-  on the 8,000 training digits with the original model as teacher (knowledge
-  distillation; ``--no-distill`` for labels only), then folded; CP (rank = the first of ``--ranks``) the same way.
+  1-channel stem) with ``ranks=(R1, R2)`` for each ``R1xR2`` of ``--ranks`` (``R`` alone
+  means ``(R, R)``; where R2 equals a layer's 16 output channels that mode is absorbed,
+  Tucker-1), fine-tuned for ``--epochs`` on the 8,000 training digits with the original
+  model as teacher (knowledge distillation; ``--no-distill`` for labels only), then
+  folded; CP of rank ``--cp-rank`` the same way.
   PyTorch rows marked ``channels_last`` run the same model in NHWC memory format (oneDNN then
   skips a layout reorder around every convolution); the fp32 baseline stays NCHW.
   Target: ≥ 2× measured CPU speedup at ≤ 1 pt drop.
 
-Latency is ``compresslib.measure``'s median (batch 32, ``--threads`` CPU threads
-per framework, 1 by default). Speedups come from measured time only; ``macs_ratio`` is shown beside
-them so a reader can see when fewer MACs did not make a model faster.
+Latency: batch 32, ``--threads`` CPU threads per framework (1 by default). Each
+group's models (fp32 included) are timed in turn for 7 rounds of 15 calls and each
+row reports its median over all rounds (``timing: interleaved``), so the machine's
+drift over minutes falls on every model alike; ``compresslib.measure``'s one-shot
+figure, taken right after each model was built, swung ±15 % on the same model.
+Speedups come from measured time only; ``macs_ratio`` is shown beside them so a
+reader can see when fewer MACs did not make a model faster.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, parse_args, row  # noqa: E402
+from common import emit, parse_args, retime, row  # noqa: E402
 
 import compresslib as cl  # noqa: E402
 from compresslib._dispatch import backend  # noqa: E402
@@ -47,11 +54,18 @@ def _extra_args(argv):
     p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (ResNet8; 1 for the others)")
     p.add_argument("--no-distill", dest="distill", action="store_false",
                    help="fine-tune ResNet8 on labels only (default: distil from the original model)")
-    p.add_argument("--ranks", default="8,16", help="Tucker ranks (R, R) for ResNet8; CP uses the first")
+    p.add_argument("--ranks", default="4x16,8x16,8x8",
+                   help="Tucker ranks for ResNet8, comma-separated R1xR2 (or R for (R, R))")
+    p.add_argument("--cp-rank", type=int, default=8, help="CP rank for ResNet8")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads per framework (default 1: on a shared 2-core machine 2-thread timings "
                         "swung 10x between runs); 0 keeps the frameworks' defaults")
     return p.parse_known_args(argv)
+
+
+def _rank_pair(text: str) -> tuple[int, int]:
+    r1, _, r2 = text.partition("x")
+    return int(r1), int(r2 or r1)
 
 
 def _is_3x3(framework):
@@ -66,7 +80,9 @@ def _factored_ratio(lowrank, model, config, layers):
     return sum(p.params_before for p in used) / sum(p.params_after for p in used)
 
 
-def _row(model, name, method, base, test, args, **extra):
+def _row(model, name, method, base, test, args, timed=None, **extra):
+    if timed is not None:
+        timed[method] = model
     r = cl.measure(model, data=test, runs=args.runs, name=method)
     out = row(r, name, method, base, **extra)
     out["macs_ratio"] = base.macs / r.macs if base.macs and r.macs else None
@@ -76,6 +92,11 @@ def _row(model, name, method, base, test, args, **extra):
 def framework_rows(framework, args):
     lowrank = backend(framework, "lowrank")
     train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+    example = test[0][:32]
+    if framework == "torch":
+        import torch
+
+        example = torch.as_tensor(example)
     rows = []
 
     def finetune(model, epochs, lr=1e-3, teacher=None):
@@ -88,59 +109,67 @@ def framework_rows(framework, args):
     mlp = cl.zoo.pretrained("mlp_wide", framework)
     base = cl.measure(mlp, data=test, runs=args.runs, name="fp32")
     rows.append(row(base, "mlp_wide", "fp32", base))
+    timed = {"fp32": mlp}
     svd = cl.SVD(ratio=0.3)
     ratio = _factored_ratio(lowrank, mlp, svd, HIDDEN[framework])
     d = cl.decompose(mlp, svd, layers=HIDDEN[framework])
-    rows.append(_row(d, "mlp_wide", "svd ratio=0.3", base, test, args, factored_ratio=ratio))
+    rows.append(_row(d, "mlp_wide", "svd ratio=0.3", base, test, args, timed, factored_ratio=ratio))
     f, secs = finetune(d, 1, lr=1e-4)
-    rows.append(_row(f, "mlp_wide", "svd ratio=0.3 + ft", base, test, args, factored_ratio=ratio, finetune_s=secs))
+    rows.append(_row(f, "mlp_wide", "svd ratio=0.3 + ft", base, test, args, timed, factored_ratio=ratio,
+                     finetune_s=secs))
+    retime(rows, framework, "mlp_wide", timed, example)
 
     # LeNet-5: Tucker-2 of conv2
     lenet = cl.zoo.pretrained("lenet5", framework)
     base = cl.measure(lenet, data=test, runs=args.runs, name="fp32")
     rows.append(row(base, "lenet5", "fp32", base))
+    timed = {"fp32": lenet}
     tucker = cl.Tucker(ranks=(3, 6))
     layers = [LENET_CONV2[framework]]
     ratio = _factored_ratio(lowrank, lenet, tucker, layers)
     f, secs = finetune(cl.decompose(lenet, tucker, layers=layers), 2)
-    rows.append(_row(f, "lenet5", "tucker conv2 (3,6) + ft", base, test, args, factored_ratio=ratio,
+    rows.append(_row(f, "lenet5", "tucker conv2 (3,6) + ft", base, test, args, timed, factored_ratio=ratio,
                      finetune_s=secs))
+    retime(rows, framework, "lenet5", timed, example)
 
     # ResNet8: fold, Tucker-2 and CP of the 3×3 convs
     resnet = cl.zoo.pretrained("resnet8", framework)
     base = cl.measure(resnet, data=test, runs=args.runs, name="fp32")
     rows.append(row(base, "resnet8", "fp32", base))
-    rows.append(_row(cl.fold_batchnorm(resnet), "resnet8", "fold BN", base, test, args))
-    configs = [(cl.Tucker(ranks=(r, r)), f"tucker ({r},{r})") for r in args.ranks]
-    configs.append((cl.CP(rank=args.ranks[0]), f"cp {args.ranks[0]}"))
+    timed = {"fp32": resnet}
+    rows.append(_row(cl.fold_batchnorm(resnet), "resnet8", "fold BN", base, test, args, timed))
+    configs = [(cl.Tucker(ranks=r), f"tucker ({r[0]},{r[1]})") for r in args.ranks]
+    configs.append((cl.CP(rank=args.cp_rank), f"cp {args.cp_rank}"))
     for config, label in configs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # layers whose factors would be larger are kept (and named)
             ratio = _factored_ratio(lowrank, resnet, config, _is_3x3(framework))
             d = cl.decompose(resnet, config, layers=_is_3x3(framework))
-        rows.append(_row(cl.fold_batchnorm(d), "resnet8", f"{label} + fold", base, test, args,
+        rows.append(_row(cl.fold_batchnorm(d), "resnet8", f"{label} + fold", base, test, args, timed,
                          factored_ratio=ratio))
         f, secs = finetune(d, args.epochs, teacher=resnet)
         folded = cl.fold_batchnorm(f)
-        rows.append(_row(folded, "resnet8", f"{label} + ft + fold", base, test, args,
+        rows.append(_row(folded, "resnet8", f"{label} + ft + fold", base, test, args, timed,
                          factored_ratio=ratio, finetune_s=secs))
         if framework == "torch":  # oneDNN reorders NCHW tensors around every conv; NHWC avoids it
             import torch
 
             rows.append(_row(folded.to(memory_format=torch.channels_last), "resnet8",
-                             f"{label} + ft + fold, channels_last", base, test, args, factored_ratio=ratio))
+                             f"{label} + ft + fold, channels_last", base, test, args, timed, factored_ratio=ratio))
     if framework == "torch":
         import torch
 
         rows.append(_row(cl.fold_batchnorm(resnet).to(memory_format=torch.channels_last), "resnet8",
-                         "fold BN, channels_last", base, test, args))
+                         "fold BN, channels_last", base, test, args, timed))
+    retime(rows, framework, "resnet8", timed, example)
     return rows
 
 
 def main(argv=None):
     extra, rest = _extra_args(sys.argv[1:] if argv is None else argv)
     args = parse_args(__doc__.splitlines()[0], rest)
-    args.epochs, args.ranks = extra.epochs, [int(r) for r in extra.ranks.split(",") if r]
+    args.epochs, args.cp_rank = extra.epochs, extra.cp_rank
+    args.ranks = [_rank_pair(r) for r in extra.ranks.split(",") if r]
     args.distill = extra.distill
     if extra.threads > 0:
         import torch
