@@ -27,6 +27,8 @@ drift over minutes falls on every model alike; ``compresslib.measure``'s one-sho
 figure, taken right after each model was built, swung ±15 % on the same model.
 Speedups come from measured time only; ``macs_ratio`` is shown beside them so a
 reader can see when fewer MACs did not make a model faster.
+``bench/results/lowrank.json`` is a default (1-thread) run,
+``bench/results/lowrank_2threads.json`` one with ``--threads 2``.
 """
 from __future__ import annotations
 
