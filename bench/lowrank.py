@@ -41,6 +41,8 @@ import warnings
 sys.path.insert(0, os.path.dirname(__file__))
 from common import emit, parse_args, retime, row  # noqa: E402
 
+import torch  # noqa: E402  (common imported it already: torch before tensorflow)
+
 import compresslib as cl  # noqa: E402
 from compresslib._dispatch import backend  # noqa: E402
 
@@ -96,8 +98,6 @@ def framework_rows(framework, args):
     train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
     example = test[0][:32]
     if framework == "torch":
-        import torch
-
         example = torch.as_tensor(example)
     rows = []
 
@@ -154,13 +154,9 @@ def framework_rows(framework, args):
         rows.append(_row(folded, "resnet8", f"{label} + ft + fold", base, test, args, timed,
                          factored_ratio=ratio, finetune_s=secs))
         if framework == "torch":  # oneDNN reorders NCHW tensors around every conv; NHWC avoids it
-            import torch
-
             rows.append(_row(folded.to(memory_format=torch.channels_last), "resnet8",
                              f"{label} + ft + fold, channels_last", base, test, args, timed, factored_ratio=ratio))
     if framework == "torch":
-        import torch
-
         rows.append(_row(cl.fold_batchnorm(resnet).to(memory_format=torch.channels_last), "resnet8",
                          "fold BN, channels_last", base, test, args, timed))
     retime(rows, framework, "resnet8", timed, example)
@@ -174,8 +170,6 @@ def main(argv=None):
     args.ranks = [_rank_pair(r) for r in extra.ranks.split(",") if r]
     args.distill = extra.distill
     if extra.threads > 0:
-        import torch
-
         torch.set_num_threads(extra.threads)
         if "keras" in args.frameworks:
             import tensorflow as tf

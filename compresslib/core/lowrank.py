@@ -325,9 +325,9 @@ def absorb_full_modes(first: np.ndarray, core: np.ndarray,
     True
     """
     if first.shape[0] == first.shape[1]:
-        core, first = np.einsum("bahw,ai->bihw", core, first), None
+        core, first = tucker2_reconstruct(first, core, None), None
     if last.shape[0] == last.shape[1]:
-        core, last = np.einsum("ob,bihw->oihw", last, core), None
+        core, last = tucker2_reconstruct(None, core, last), None
     return first, core, last
 
 
