@@ -36,6 +36,8 @@ _LAZY = {
     "convert": "compresslib.api",
     "prune": "compresslib.api",
     "decompose": "compresslib.api",
+    "apply": "compresslib.api",
+    "registry": "compresslib.registry",
     "fold_batchnorm": "compresslib.api",
     "save": "compresslib.api",
     "load": "compresslib.api",

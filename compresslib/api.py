@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
+from compresslib import registry
 from compresslib._dispatch import dispatch, framework_of
-from compresslib.configs import LowRankConfig, PruneConfig, QAT, QuantConfig, check_config
+from compresslib.configs import QAT, Config, LowRankConfig, PruneConfig, QuantConfig, check_config
 from compresslib.report import Comparison, Report, compare
 
 
@@ -56,18 +57,27 @@ def measure(model: Any, data: Any = None, example_input: Any = None, packed: boo
     return report
 
 
+def _check_verb(config: Config, verb: str) -> None:
+    if config.verb != verb:
+        then = " then convert(model) after training" if config.verb == "prepare_qat" else ""
+        raise TypeError(f"config: {type(config).__name__} is applied by {config.verb}(model, config){then}, "
+                        f"not by {verb}()")
+
+
 def quantize(model: Any, config: QuantConfig, calibration_data: Any = None, **kwargs: Any) -> Any:
-    """Post-training quantization: a new quantized model (see ``book/quantization.md``)."""
+    """Post-training quantization: a new quantized model (see ``book/quantization.md``).
+
+    ``calibration_data``: inputs for static int8 (a few hundred examples).
+    """
     check_config(config, QuantConfig)
-    if isinstance(config, QAT):
-        raise TypeError("config: QAT is not a post-training config; use prepare_qat(model, config) then convert(model)")
-    return dispatch(model, "quantization").quantize(model, config, calibration_data=calibration_data, **kwargs)
+    _check_verb(config, "quantize")
+    return registry.run("quantize", model, config, calibration_data=calibration_data, **kwargs)
 
 
 def prepare_qat(model: Any, config: QAT = QAT(), **kwargs: Any) -> Any:
     """A copy of ``model`` with fake-quantization inserted, ready to train."""
     check_config(config, QAT)
-    return dispatch(model, "quantization").prepare_qat(model, config, **kwargs)
+    return registry.run("prepare_qat", model, config, **kwargs)
 
 
 def convert(model: Any, **kwargs: Any) -> Any:
@@ -78,18 +88,33 @@ def convert(model: Any, **kwargs: Any) -> Any:
 def prune(model: Any, config: PruneConfig, **kwargs: Any) -> Any:
     """A pruned copy of ``model`` (unstructured, N:M, or structured with channels removed)."""
     check_config(config, PruneConfig)
-    return dispatch(model, "pruning").prune(model, config, **kwargs)
+    return registry.run("prune", model, config, **kwargs)
 
 
 def decompose(model: Any, config: LowRankConfig, layers: Optional[Any] = None, **kwargs: Any) -> Any:
     """A copy of ``model`` with layers replaced by low-rank factors (SVD, Tucker-2, CP)."""
     check_config(config, LowRankConfig)
-    return dispatch(model, "lowrank").decompose(model, config, layers=layers, **kwargs)
+    return registry.run("decompose", model, config, layers=layers, **kwargs)
 
 
 def fold_batchnorm(model: Any, **kwargs: Any) -> Any:
     """A copy of ``model`` with each BatchNorm folded into the convolution before it."""
     return dispatch(model, "fold").fold_batchnorm(model, **kwargs)
+
+
+def apply(model: Any, config: Config, **kwargs: Any) -> Any:
+    """Apply any config with the verb it belongs to (``config.verb``): what :func:`compress` does per step.
+
+    Example:
+        >>> import torch, compresslib as cl
+        >>> m = torch.nn.Sequential(torch.nn.Linear(8, 4))
+        >>> int((cl.apply(m, cl.Magnitude(0.5))[0].weight == 0).sum())
+        16
+    """
+    check_config(config, Config)
+    if config.verb == "prepare_qat":
+        return prepare_qat(model, config, **kwargs)
+    return registry.run(config.verb, model, config, **kwargs)
 
 
 def compress(model: Any, steps: Sequence[Any], *, finetune: Optional[Callable[[Any], Any]] = None,
@@ -119,16 +144,17 @@ def compress(model: Any, steps: Sequence[Any], *, finetune: Optional[Callable[[A
     reports = [measure(model, data=data, name="input", **measure_kwargs)]
     current = model
     for i, step in enumerate(steps):
-        if isinstance(step, PruneConfig):
-            current = prune(current, step)
-        elif isinstance(step, LowRankConfig):
-            current = decompose(current, step)
-        elif isinstance(step, QAT):
-            raise TypeError(f"steps[{i}]: QAT needs training between prepare_qat and convert; run it yourself")
-        elif isinstance(step, QuantConfig):
-            current = quantize(current, step, calibration_data=calibration_data)
-        else:
+        if not isinstance(step, Config):
             raise TypeError(f"steps[{i}] must be a compresslib config, got {type(step).__name__}")
+        if step.verb == "prepare_qat":
+            if finetune is None:
+                raise TypeError(f"steps[{i}]: QAT needs training between prepare_qat and convert; pass finetune=")
+            current = prepare_qat(current, step)
+            finetune(current)
+            current = convert(current)
+        else:
+            extra = {"calibration_data": calibration_data} if step.verb == "quantize" else {}
+            current = registry.run(step.verb, current, step, **extra)
         if finetune is not None and isinstance(step, (PruneConfig, LowRankConfig)):
             zeros = _zero_positions(current) if isinstance(step, PruneConfig) else None
             finetune(current)
@@ -185,5 +211,5 @@ def load(path: str) -> Any:
     return io.load(path)
 
 
-__all__ = ["measure", "compress", "quantize", "prepare_qat", "convert", "prune", "decompose", "fold_batchnorm",
+__all__ = ["measure", "compress", "apply", "quantize", "prepare_qat", "convert", "prune", "decompose", "fold_batchnorm",
            "save", "load", "framework_of"]

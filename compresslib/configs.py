@@ -15,40 +15,110 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Optional
+
+from compresslib.core import checks
+from compresslib.core.quant import OBSERVERS
 
 
 def _choice(cls: str, field: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{cls}.{field} must be one of {allowed}, got {value!r}")
+    checks.choice(f"{cls}.{field}", value, allowed)
 
 
 def _int_in(cls: str, field: str, value: Any, lo: int, hi: Optional[int] = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        upper = f", {hi}]" if hi is not None else ", inf)"
-        raise ValueError(f"{cls}.{field} must be an integer in [{lo}{upper}, got {value!r}")
+    checks.int_in(f"{cls}.{field}", value, lo, hi)
 
 
 def _fraction(cls: str, field: str, value: Any, *, low_open: bool, high_open: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
-    if not ok:
-        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
-        raise ValueError(f"{cls}.{field} must be in {interval}, got {value!r}")
+    checks.fraction(f"{cls}.{field}", value, low_open=low_open, high_open=high_open)
+
+
+CONFIG_FORMAT_VERSION = 1
+
+# config class name -> class, filled as subclasses are defined (the inverse of ``to_dict``)
+CONFIG_CLASSES: dict[str, type] = {}
 
 
 class Config:
-    """Base class of all configs (used for type checks in the verbs)."""
+    """Base class of all configs: validated on creation, serialisable, tied to the verb that applies it.
+
+    ``verb`` names the public function that applies a config (``quantize``, ``prepare_qat``,
+    ``prune``, ``decompose``); the handler registry (:mod:`compresslib.registry`) maps
+    ``(verb, framework, config type)`` to the backend function.
+
+    Example:
+        >>> d = Magnitude(0.9, scope="global").to_dict()
+        >>> d
+        {'type': 'Magnitude', 'version': 1, 'sparsity': 0.9, 'scope': 'global', 'schedule': None}
+        >>> Config.from_dict(d) == Magnitude(0.9, scope="global")
+        True
+    """
+
+    verb: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        CONFIG_CLASSES[cls.__name__] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"type": class name, "version": CONFIG_FORMAT_VERSION, field: value, ...}`` in plain JSON types."""
+        out: dict[str, Any] = {"type": type(self).__name__, "version": CONFIG_FORMAT_VERSION}
+        for f in fields(self):  # type: ignore[arg-type]
+            out[f.name] = _plain(getattr(self, f.name), f"{type(self).__name__}.{f.name}")
+        return out
+
+    @staticmethod
+    def from_dict(data: Any) -> "Config":
+        """The config a :meth:`to_dict` dict describes; a clear ``ValueError`` for anything else."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be a dict with a 'type' key, got {type(data).__name__}")
+        data = dict(data)
+        name = data.pop("type", None)
+        version = data.pop("version", CONFIG_FORMAT_VERSION)
+        if version != CONFIG_FORMAT_VERSION:
+            raise ValueError(f"config version {version!r} is not supported (this compresslib reads "
+                             f"version {CONFIG_FORMAT_VERSION})")
+        cls = CONFIG_CLASSES.get(name) if isinstance(name, str) else None
+        if cls is None or not hasattr(cls, "__dataclass_fields__"):
+            known = sorted(n for n, c in CONFIG_CLASSES.items() if hasattr(c, "__dataclass_fields__"))
+            raise ValueError(f"config type must be one of {known}, got {name!r}")
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"{name} has no field(s) {unknown}; fields are {sorted(allowed)}")
+        return cls(**{k: _unplain(v) for k, v in data.items()})
+
+
+def _plain(value: Any, where: str) -> Any:
+    """JSON form of a config field (tuples become lists; schedules become their own dicts)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, where) for k, v in value.items()}
+    if hasattr(value, "__dataclass_fields__"):  # a schedule (compresslib.core.schedules)
+        return {"type": type(value).__name__, **{f.name: _plain(getattr(value, f.name), where) for f in fields(value)}}
+    raise TypeError(f"{where}: cannot serialise a {type(value).__name__}")
+
+
+def _unplain(value: Any) -> Any:
+    if isinstance(value, dict) and "type" in value:
+        from compresslib.core import schedules
+
+        cls = getattr(schedules, str(value["type"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, schedules.Schedule)):
+            raise ValueError(f"unknown schedule type {value['type']!r}")
+        return cls(**{k: v for k, v in value.items() if k != "type"})
+    return value
 
 
 # --------------------------------------------------------------------------- quantization
-OBSERVERS = ("minmax", "moving_average", "percentile", "mse")
-
-
 class QuantConfig(Config):
-    """Base class of quantization configs."""
+    """Base class of quantization configs (applied by ``quantize``)."""
+
+    verb = "quantize"
 
 
 @dataclass(frozen=True)
@@ -97,7 +167,12 @@ class BFloat16(QuantConfig):
 
 @dataclass(frozen=True)
 class QAT(QuantConfig):
-    """Quantization-aware training: fake-quantize weights (and activations) while training."""
+    """Quantization-aware training: fake-quantize weights (and activations) while training.
+
+    Applied by ``prepare_qat`` (then train, then ``convert``), not by ``quantize``.
+    """
+
+    verb = "prepare_qat"
 
     weight_bits: int = 8
     activation_bits: Optional[int] = 8
@@ -111,7 +186,9 @@ class QAT(QuantConfig):
 
 # --------------------------------------------------------------------------- pruning
 class PruneConfig(Config):
-    """Base class of pruning configs."""
+    """Base class of pruning configs (applied by ``prune``)."""
+
+    verb = "prune"
 
 
 @dataclass(frozen=True)
@@ -153,13 +230,9 @@ class NM(PruneConfig):
 
 # --------------------------------------------------------------------------- low rank
 class LowRankConfig(Config):
-    """Base class of low-rank decomposition configs."""
+    """Base class of low-rank decomposition configs (applied by ``decompose``)."""
 
-
-def _exactly_one(cls: str, **fields: Any) -> None:
-    given = [k for k, v in fields.items() if v is not None]
-    if len(given) != 1:
-        raise ValueError(f"{cls} needs exactly one of {tuple(fields)}, got {given or 'none'}")
+    verb = "decompose"
 
 
 @dataclass(frozen=True)
@@ -171,7 +244,7 @@ class SVD(LowRankConfig):
     ratio: Optional[float] = None
 
     def __post_init__(self) -> None:
-        _exactly_one("SVD", rank=self.rank, energy=self.energy, ratio=self.ratio)
+        checks.exactly_one("SVD", rank=self.rank, energy=self.energy, ratio=self.ratio)
         if self.rank is not None:
             _int_in("SVD", "rank", self.rank, 1)
         if self.energy is not None:
@@ -188,10 +261,11 @@ class Tucker(LowRankConfig):
     energy: Optional[float] = None
 
     def __post_init__(self) -> None:
-        _exactly_one("Tucker", ranks=self.ranks, energy=self.energy)
+        checks.exactly_one("Tucker", ranks=self.ranks, energy=self.energy)
         if self.ranks is not None:
-            if len(tuple(self.ranks)) != 2:
+            if not isinstance(self.ranks, (tuple, list)) or len(self.ranks) != 2:
                 raise ValueError(f"Tucker.ranks must be a pair (R1, R2), got {self.ranks!r}")
+            object.__setattr__(self, "ranks", tuple(self.ranks))  # from_dict gives a list
             for r in self.ranks:
                 _int_in("Tucker", "ranks", r, 1)
         if self.energy is not None:

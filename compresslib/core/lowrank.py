@@ -44,6 +44,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from compresslib.core import checks
+
 
 def _blas_threads():
     """Run LAPACK on one thread: on a busy 2-core machine OpenBLAS's threads spin against each other
@@ -111,8 +113,7 @@ def energy_rank(singular_values: np.ndarray, energy: float) -> int:
 
 
 def _check_energy(energy: float) -> None:
-    if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not 0 < energy <= 1:
-        raise ValueError(f"energy must be in (0, 1], got {energy!r}")
+    checks.fraction("energy", energy, low_open=True, high_open=False)
 
 
 def _check_rank(rank: int, limit: int, what: str, argument: str = "rank") -> None:
@@ -175,9 +176,7 @@ def plan_svd(shape: Sequence[int], rank: Optional[int] = None, energy: Optional[
     ValueError: rank=40 exceeds the 64×32 matrix's size: allowed 1..32
     """
     m, n = (int(d) for d in shape)
-    given = [k for k, v in (("rank", rank), ("energy", energy), ("ratio", ratio)) if v is not None]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of rank, energy, ratio; got {given or 'none'}")
+    checks.exactly_one("plan_svd", rank=rank, energy=energy, ratio=ratio)
     limit = min(m, n)
     if rank is not None:
         _check_rank(rank, limit, f"the {m}×{n} matrix")
@@ -187,8 +186,7 @@ def plan_svd(shape: Sequence[int], rank: Optional[int] = None, energy: Optional[
             raise ValueError("energy needs the weights w")
         r = energy_rank(singular_values(w), energy)
     else:
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
+        checks.fraction("ratio", ratio, low_open=True, high_open=False)
         r = max(1, min(limit, int(ratio * m * n // (m + n))))
     before, after = m * n, svd_cost(m, n, r)
     ok = after < before
@@ -209,8 +207,7 @@ def plan_tucker(shape: Sequence[int], ranks: Optional[Sequence[int]] = None, ene
     ((16, 32), 18432, 7168, True)
     """
     c_out, c_in, kh, kw = (int(d) for d in shape)
-    if (ranks is None) == (energy is None):
-        raise ValueError("give exactly one of ranks, energy")
+    checks.exactly_one("plan_tucker", ranks=ranks, energy=energy)
     if ranks is not None:
         ranks = tuple(ranks)
         if len(ranks) != 2:

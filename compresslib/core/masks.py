@@ -20,16 +20,19 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import warnings
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from compresslib.core import checks
+
 
 def _check_sparsity(sparsity: float, argument: str = "sparsity") -> float:
-    ok = isinstance(sparsity, (int, float, np.floating)) and not isinstance(sparsity, bool)
-    if not ok or not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(f"{argument} must be in [0, 1), got {sparsity!r}")
-    return float(sparsity)
+    return checks.sparsity(sparsity, argument)
+
+
+check_sparsity = _check_sparsity
 
 
 def n_to_prune(size: int, sparsity: float) -> int:
@@ -162,6 +165,65 @@ def channels_to_keep(scores: np.ndarray, ratio: float, name: str = "layer") -> n
     return np.sort(order[scores.size - keep:])
 
 
+def group_scores(weights: Sequence[np.ndarray], importance: str, rng: np.random.Generator,
+                 channels: Optional[int] = None) -> np.ndarray:
+    """Scores of the channels shared by a coupled group (e.g. convs joined by a residual add).
+
+    ``weights``: each member's output-major weight rows for the group's channels. L1
+    scores add up; L2 scores add in squares (the norm of the concatenated rows);
+    ``"random"`` draws one score per channel from ``rng``.
+
+    Example:
+        >>> w = np.array([[1.0, -2.0], [0.5, 0.5]])
+        >>> group_scores([w, w], "l1", np.random.default_rng(0))
+        array([6., 2.])
+    """
+    if importance not in IMPORTANCES:
+        raise ValueError(f"importance must be one of {IMPORTANCES}, got {importance!r}")
+    n = channels if channels is not None else int(np.shape(weights[0])[0])
+    if importance == "random":
+        return rng.random(n)
+    if importance == "l2":
+        return np.sqrt(sum(channel_scores(w, "l2") ** 2 for w in weights))
+    return sum(channel_scores(w, "l1") for w in weights)
+
+
+def masks_for(config: Any, weights: dict[str, np.ndarray], sparsity: Optional[float] = None,
+              warn: bool = True) -> dict[str, np.ndarray]:
+    """Boolean masks for a ``Magnitude`` or ``NM`` config over output-major ``weights`` (``{name: array}``).
+
+    ``sparsity`` overrides ``Magnitude.sparsity`` (gradual pruning). ``NM`` skips
+    layers whose fan-in is not a multiple of ``m`` and names them in one warning.
+
+    Example:
+        >>> from compresslib.configs import Magnitude
+        >>> m = masks_for(Magnitude(0.5), {"fc": np.array([[0.1, -3.0, 0.5, 2.0]])})
+        >>> m["fc"].astype(int)
+        array([[0, 1, 0, 1]])
+    """
+    from compresslib.configs import NM, Magnitude
+
+    if isinstance(config, Magnitude):
+        s = config.sparsity if sparsity is None else sparsity
+        arrays = list(weights.values())
+        found = (global_magnitude_masks(arrays, s) if config.scope == "global"
+                 else [magnitude_mask(a, s) for a in arrays])
+        return dict(zip(weights, found))
+    if isinstance(config, NM):
+        out, skipped = {}, []
+        for name, w in weights.items():
+            fan_in = int(np.prod(np.shape(w)[1:]))
+            if fan_in % config.m:
+                skipped.append(f"{name} (fan-in {fan_in})")
+                continue
+            out[name] = nm_mask(w, config.n, config.m)
+        if skipped and warn:
+            warnings.warn(f"NM({config.n}:{config.m}) skipped layers whose fan-in is not a multiple of "
+                          f"{config.m}: {', '.join(skipped)}", UserWarning, stacklevel=3)
+        return out
+    raise TypeError(f"config must be Magnitude or NM for masks, got {type(config).__name__}")
+
+
 # --------------------------------------------------------------------------- accounting
 def sparsity(array: np.ndarray) -> float:
     """Fraction of exact zeros in ``array`` (0 for an empty array)."""
@@ -181,4 +243,4 @@ def sparsity_summary(named: dict[str, np.ndarray]) -> dict:
 
 
 __all__ = ["magnitude_mask", "global_magnitude_masks", "nm_mask", "is_nm_sparse", "channel_scores",
-           "channels_to_keep", "n_channels_kept", "n_to_prune", "sparsity", "sparsity_summary", "IMPORTANCES"]
+           "channels_to_keep", "n_channels_kept", "group_scores", "masks_for", "check_sparsity", "n_to_prune", "sparsity", "sparsity_summary", "IMPORTANCES"]

@@ -33,6 +33,7 @@ import numpy as np
 from compresslib.configs import CP, SVD, LowRankConfig, Tucker, check_config
 from compresslib.core import lowrank as core
 from compresslib.keras.rebuild import functional_of, rebuild
+from compresslib.registry import register
 
 LayerFilter = Union[None, str, Sequence[str], Callable[[str, Any], bool]]
 
@@ -193,7 +194,8 @@ def factor_conv_cp(layer, rank: int) -> list[tuple[Any, list[np.ndarray]]]:
             (last, [last_w.T[None, None]] + ([bias] if bias is not None else []))]
 
 
-def decompose(model, config: LowRankConfig, layers: LayerFilter = None) -> keras.Model:
+@register("decompose", "keras", SVD, Tucker, CP)
+def decompose(model, config: LowRankConfig, *, layers: LayerFilter = None) -> keras.Model:
     """A rebuilt copy of ``model`` with the selected layers replaced by their low-rank factors.
 
     Args:
@@ -208,7 +210,6 @@ def decompose(model, config: LowRankConfig, layers: LayerFilter = None) -> keras
         >>> [l.name for l in d.layers][3:6]
         ['conv2_tucker0', 'conv2_tucker1', 'conv2_tucker2']
     """
-    check_config(config, LowRankConfig)
     _, skipped = select(model, config, layers)
     plans = plan(model, config, layers)
     replacements = {}

@@ -29,10 +29,13 @@ from typing import Any, Iterable, Optional
 import keras
 import numpy as np
 
-from compresslib.configs import NM, Magnitude, PruneConfig, Structured, check_config
+from compresslib.configs import NM, Magnitude, PruneConfig, Structured
 from compresslib.core import masks as core_masks
 from compresslib.core.schedules import Schedule, resolve
+from compresslib.core.sensitivity import scan
 from compresslib.keras import graph as kgraph
+from compresslib.keras.rebuild import copy_model
+from compresslib.registry import register
 
 PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D")
 _QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
@@ -61,13 +64,17 @@ def _all_layers(model) -> list:
     return out
 
 
-def prunable_layers(model, warn: bool = True) -> list:
-    """Layers whose kernels unstructured pruning touches, in model order; others with weights are named in one warning."""
-    out, skipped = [], []
+def prunable_layers(model, warn: bool = True) -> dict[str, Any]:
+    """``{layer_name: layer}`` of the layers whose kernels unstructured pruning touches, in model order.
+
+    Layers of other kinds that own weights (except normalisation layers) are skipped
+    with one warning naming them.
+    """
+    out, skipped = {}, []
     for layer in _all_layers(model):
         kind = type(layer).__name__
         if kind in PRUNABLE and getattr(layer, "data_format", "channels_last") == "channels_last":
-            out.append(layer)
+            out[layer.name] = layer
         elif kind not in _QUIET and layer.weights:
             skipped.append(f"{layer.name} ({kind})")
     if skipped and warn:
@@ -78,27 +85,9 @@ def prunable_layers(model, warn: bool = True) -> list:
 def compute_masks(model, config: PruneConfig, sparsity: Optional[float] = None, warn: bool = True) -> dict[str, np.ndarray]:
     """Boolean masks ``{layer_name: mask}`` in each kernel's Keras layout (``sparsity`` overrides the config's)."""
     layers = prunable_layers(model, warn=warn)
-    kernels = {l.name: to_output_major(np.asarray(l.kernel.numpy())) for l in layers}
-    if isinstance(config, Magnitude):
-        s = config.sparsity if sparsity is None else sparsity
-        if config.scope == "global":
-            found = core_masks.global_magnitude_masks(list(kernels.values()), s)
-        else:
-            found = [core_masks.magnitude_mask(k, s) for k in kernels.values()]
-        return {n: from_output_major(m) for n, m in zip(kernels, found)}
-    if isinstance(config, NM):
-        out, skipped = {}, []
-        for n, k in kernels.items():
-            fan_in = int(np.prod(k.shape[1:]))
-            if fan_in % config.m:
-                skipped.append(f"{n} (fan-in {fan_in})")
-                continue
-            out[n] = from_output_major(core_masks.nm_mask(k, config.n, config.m))
-        if skipped and warn:
-            warnings.warn(f"NM({config.n}:{config.m}) skipped layers whose fan-in is not a multiple of "
-                          f"{config.m}: {', '.join(skipped)}", stacklevel=3)
-        return out
-    raise TypeError(f"config must be Magnitude or NM for masks, got {type(config).__name__}")
+    kernels = {n: to_output_major(np.asarray(l.kernel.numpy())) for n, l in layers.items()}
+    found = core_masks.masks_for(config, kernels, sparsity, warn)
+    return {n: from_output_major(m) for n, m in found.items()}
 
 
 def apply_masks(model, masks: dict[str, np.ndarray]) -> None:
@@ -110,31 +99,47 @@ def apply_masks(model, masks: dict[str, np.ndarray]) -> None:
         kernel.assign(np.where(mask, values, np.zeros((), values.dtype)))  # +0.0 (a product would leave -0.0)
 
 
-def _copy(model):
-    """A new model with the same architecture and weights (the input is never changed)."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
-    try:
-        if kgraph.is_walkable(model):  # from the config: no optimizer state comes along (clone_model keeps it)
-            new = type(model).from_config(model.get_config())
-        else:
-            new = keras.models.clone_model(model)
-    except Exception as exc:  # subclassed models without get_config
-        raise TypeError(f"model: cannot copy {type(model).__name__} ({exc})") from exc
-    new.set_weights(model.get_weights())
+@register("prune", "keras", Magnitude, NM)
+def prune_unstructured(model, config: PruneConfig, *, example_input: Any = None,
+                       ignored_layers: Iterable[str] = (), seed: int = 0) -> keras.Model:
+    """A copy of ``model`` whose Dense/Conv kernels hold exact zeros (plain weights, no wrapper layers).
+
+    ``ignored_layers``: layer names left dense. ``example_input`` and ``seed`` are unused
+    (accepted so that every pruning config takes the same arguments in both frameworks).
+
+    Example:
+        >>> import keras, compresslib as cl
+        >>> m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> int((cl.prune(m, cl.NM(2, 4)).layers[0].get_weights()[0] == 0).sum())
+        16
+    """
+    new = copy_model(model)
+    ignored = _check_ignored(new, ignored_layers)
+    sparsity = resolve(config.schedule, config.sparsity)(0) if isinstance(config, Magnitude) else None
+    masks = compute_masks(new, config, sparsity=sparsity)
+    apply_masks(new, {n: m for n, m in masks.items() if n not in ignored})
     return new
 
 
-def prune(model, config: PruneConfig, *, ignored_layers: Iterable[str] = (), seed: int = 0,
-          example_input: Any = None) -> keras.Model:
-    """A pruned copy of ``model`` (see the module docstring).
+def _check_ignored(model, ignored_layers: Iterable[str]) -> set[str]:
+    if isinstance(ignored_layers, str):
+        raise TypeError("ignored_layers must be a list of layer names, not a string")
+    names = set(ignored_layers)
+    known = {l.name for l in _all_layers(model)}
+    unknown = sorted(names - known)
+    if unknown:
+        raise ValueError(f"ignored_layers: no layers named {unknown}; layers are {sorted(known)}")
+    return names
 
-    Args:
-        model: a Keras 3 model; it is not changed.
-        config: ``Magnitude``, ``NM`` or ``Structured``.
-        ignored_layers: layer names ``Structured`` must not shrink (output layers are always kept).
-        seed: for ``Structured(importance="random")``.
-        example_input: accepted for symmetry with the PyTorch backend; not needed.
+
+@register("prune", "keras", Structured)
+def prune_structured(model, config: Structured, *, example_input: Any = None,
+                     ignored_layers: Iterable[str] = (), seed: int = 0) -> keras.Model:
+    """A smaller copy of ``model`` with a ``ratio`` of the channels of every prunable group removed.
+
+    compresslib walks the graph itself (:mod:`compresslib.keras.graph`): residual ``Add``
+    inputs stay matched, output layers stay whole. ``example_input`` is unused (the
+    graph is known without running the model).
 
     Example:
         >>> import keras, compresslib as cl
@@ -144,15 +149,7 @@ def prune(model, config: PruneConfig, *, ignored_layers: Iterable[str] = (), see
         >>> s.get_layer("h").units, tuple(s.get_layer("out").kernel.shape)
         (3, (3, 2))
     """
-    check_config(config, PruneConfig)
-    if isinstance(config, Structured):
-        return _structured(model, config, tuple(ignored_layers), seed)
-    new = _copy(model)
-    if isinstance(config, Magnitude) and config.schedule is not None:
-        apply_masks(new, compute_masks(new, config, sparsity=resolve(config.schedule, config.sparsity)(0)))
-        return new
-    apply_masks(new, compute_masks(new, config))
-    return new
+    return _structured(model, config, tuple(ignored_layers), seed)
 
 
 # --------------------------------------------------------------------------- gradual
@@ -203,7 +200,7 @@ class GradualPruning(keras.callbacks.Callback):
 
     def finalize(self, model) -> keras.Model:
         """A plain copy of ``model`` with the current masks applied."""
-        out = _copy(model)
+        out = copy_model(model)
         if self.masks:
             apply_masks(out, self.masks)
         return out
@@ -211,7 +208,7 @@ class GradualPruning(keras.callbacks.Callback):
 
 def finalize(model) -> keras.Model:
     """A plain copy of ``model`` (compresslib's Keras pruning never leaves wrappers; kept for symmetry)."""
-    return _copy(model)
+    return copy_model(model)
 
 
 # --------------------------------------------------------------------------- sensitivity
@@ -231,20 +228,21 @@ def sensitivity(model, data, sparsities: Iterable[float] = (0.5, 0.7, 0.8, 0.9, 
     """
     from compresslib.keras.train import evaluate
 
-    sparsities = [float(s) for s in sparsities]
-    for s in sparsities:
-        core_masks._check_sparsity(s, "sparsities")
-    work = _copy(model)
-    curves: dict[str, list[float]] = {}
-    for layer in prunable_layers(work):
-        original = np.asarray(layer.kernel.numpy()).copy()
-        curves[layer.name] = []
-        for s in sparsities:
-            mask = from_output_major(core_masks.magnitude_mask(to_output_major(original), s))
-            layer.kernel.assign(np.where(mask, original, np.zeros((), original.dtype)))
-            curves[layer.name].append(evaluate(work, data, batch_size))
-        layer.kernel.assign(original)
-    return curves
+    sparsities = [core_masks.check_sparsity(s, "sparsities") for s in sparsities]
+    work = copy_model(model)
+    layers = prunable_layers(work)
+
+    def score(name: str, s: float) -> float:
+        kernel = layers[name].kernel
+        original = np.asarray(kernel.numpy()).copy()
+        mask = from_output_major(core_masks.magnitude_mask(to_output_major(original), s))
+        kernel.assign(np.where(mask, original, np.zeros((), original.dtype)))
+        try:
+            return evaluate(work, data, batch_size)
+        finally:
+            kernel.assign(original)
+
+    return scan(layers, sparsities, score)
 
 
 # --------------------------------------------------------------------------- structured
@@ -273,13 +271,7 @@ def structured_plan(model, config: Structured, ignored_layers: Iterable[str] = (
         if g.is_frozen(root) or ignored & set(producers):
             continue
         kernels = [to_output_major(np.asarray(g.nodes[p].layer.kernel.numpy())) for p in producers]
-        n = kernels[0].shape[0]
-        if config.importance == "random":
-            scores = rng.random(n)
-        elif config.importance == "l2":
-            scores = np.sqrt(sum(core_masks.channel_scores(k, "l2") ** 2 for k in kernels))
-        else:
-            scores = sum(core_masks.channel_scores(k, "l1") for k in kernels)
+        scores = core_masks.group_scores(kernels, config.importance, rng)
         keep[root] = core_masks.channels_to_keep(scores, config.ratio, name=f"{producers[0]} (group {producers})")
     return g, keep
 
@@ -332,5 +324,5 @@ def _channels_of(g: kgraph.Graph, desc: kgraph.Desc) -> int:
     return int(layer.kernel.shape[-1])
 
 
-__all__ = ["prune", "GradualPruning", "finalize", "sensitivity", "compute_masks", "apply_masks", "prunable_layers",
+__all__ = ["prune_unstructured", "prune_structured", "GradualPruning", "finalize", "sensitivity", "compute_masks", "apply_masks", "prunable_layers",
            "structured_plan", "to_output_major", "from_output_major"]

@@ -16,7 +16,7 @@
 Example:
     >>> import keras, numpy as np, compresslib as cl
     >>> m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    >>> q = quantize(m, cl.Int8Dynamic())
+    >>> q = cl.quantize(m, cl.Int8Dynamic())
     >>> q(np.zeros((2, 8), np.float32)).shape
     (2, 4)
 """
@@ -30,10 +30,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly, check_config
+from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly
 from compresslib.core import quant as cq
+from compresslib.core.sensitivity import scan
 from compresslib.keras import io as kio
-from compresslib.keras.rebuild import rebuild
+from compresslib.keras.rebuild import copy_model, rebuild
+from compresslib.registry import register
 from compresslib.report import LayerStats
 
 
@@ -240,7 +242,8 @@ def _swap(model, factory) -> keras.Model:
     return rebuild(model, reps)
 
 
-def prepare_qat(model, config: QAT = QAT()) -> keras.Model:
+@register("prepare_qat", "keras", QAT)
+def prepare_qat(model, config: QAT = QAT(), *, example_input: Any = None) -> keras.Model:
     """A copy of ``model`` with Dense/Conv2D replaced by fake-quant layers, ready to ``fit``.
 
     Example:
@@ -248,7 +251,6 @@ def prepare_qat(model, config: QAT = QAT()) -> keras.Model:
         >>> fit(q, train, epochs=1); m4 = convert(q)                  # doctest: +SKIP
     """
     _check_model(model)
-    check_config(config, QAT)
     extra = dict(weight_bits=config.weight_bits, activation_bits=config.activation_bits,
                  per_channel=config.per_channel)
 
@@ -295,27 +297,38 @@ def _warn_skipped(model, handled: tuple, verb: str) -> None:
 # --------------------------------------------------------------------------- the verb
 
 
-def quantize(model, config: QuantConfig, calibration_data: Any = None):
-    """A quantized copy of ``model`` (``model`` itself is not changed); see the module docstring."""
+@register("quantize", "keras", Int8Dynamic)
+def quantize_dynamic(model, config: Int8Dynamic, *, calibration_data: Any = None) -> "LiteRTModel":
+    """LiteRT dynamic-range int8: int8 weights, activations quantized per batch at run time."""
+    return _to_litert(_check_model(model), None)
+
+
+@register("quantize", "keras", Int8Static)
+def quantize_static(model, config: Int8Static, *, calibration_data: Any = None) -> "LiteRTModel":
+    """LiteRT full-integer int8 calibrated on ``calibration_data`` (float input and output, int8 inside)."""
     _check_model(model)
-    check_config(config, QuantConfig)
-    if isinstance(config, QAT):
-        raise TypeError("config: QAT is not a post-training config; use prepare_qat then convert")
-    if isinstance(config, Int8Dynamic):
-        return _to_litert(model, None)
-    if isinstance(config, Int8Static):
-        x = cq.check_calibration(calibration_data, feature_shape=tuple(model.input_shape[1:]))
-        return _to_litert(model, x)
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    if isinstance(config, WeightOnly):
-        if config.group_size is not None:
-            raise ValueError("config.group_size: Keras's model.quantize has no groups; use group_size=None")
-        _warn_skipped(copy, (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding), "quantize")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            copy.quantize("int8" if config.bits == 8 else "int4")
-        return copy
+    x = cq.check_calibration(calibration_data, feature_shape=tuple(model.input_shape[1:]))
+    return _to_litert(model, x)
+
+
+@register("quantize", "keras", WeightOnly)
+def quantize_weight_only(model, config: WeightOnly, *, calibration_data: Any = None) -> keras.Model:
+    """Keras's own ``model.quantize("int8" | "int4")`` on a copy (Dense/EinsumDense/Embedding only)."""
+    _check_model(model)
+    if config.group_size is not None:
+        raise ValueError("config.group_size: Keras's model.quantize has no groups; use group_size=None")
+    new = copy_model(model)
+    _warn_skipped(new, (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding), "quantize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new.quantize("int8" if config.bits == 8 else "int4")
+    return new
+
+
+@register("quantize", "keras", Float16, BFloat16)
+def quantize_half(model, config: QuantConfig, *, calibration_data: Any = None) -> keras.Model:
+    """A copy rebuilt with the float16 or bfloat16 dtype policy."""
+    _check_model(model)
     policy = "float16" if isinstance(config, Float16) else "bfloat16"
     half = keras.models.clone_model(model, clone_function=lambda l: l.__class__.from_config(
         {**l.get_config(), "dtype": policy}))
@@ -326,29 +339,36 @@ def quantize(model, config: QuantConfig, calibration_data: Any = None):
 # --------------------------------------------------------------------------- sensitivity
 
 
+def quantizable_layers(model) -> list[str]:
+    """Names of the layers whose weights quantization rounds (Conv2D and Dense), in model order."""
+    return [l.name for l in _check_model(model).layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))]
+
+
 def fake_quantize_weights(model, bits: int, layers: Optional[list[str]] = None, per_channel: bool = True):
     """A float copy with Conv2D/Dense kernels (all, or only ``layers``) rounded to ``bits`` (core math)."""
     cq.check_bits(bits)
-    _check_model(model)
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    names = [l.name for l in copy.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))]
-    if layers is not None:
-        unknown = set(layers) - set(names)
-        if unknown:
-            raise ValueError(f"layers: unknown layer names {sorted(unknown)}; quantizable: {names}")
-        names = list(layers)
-    for l in copy.layers:
-        if l.name in names:
+    names = quantizable_layers(model)
+    chosen = set(names) if layers is None else set(layers)
+    unknown = chosen - set(names)
+    if unknown:
+        raise ValueError(f"layers: unknown layer names {sorted(unknown)}; quantizable: {names}")
+    new = copy_model(model)
+    for l in new.layers:
+        if l.name in chosen:
             ws = l.get_weights()
             qt = cq.quantize_tensor(ws[0], bits, symmetric=True, axis=-1 if per_channel else None)
             l.set_weights([qt.dequantize()] + ws[1:])
-    return copy
+    return new
 
 
 def sensitivity(model, data: Any, bits: int = 4) -> dict[str, float]:
     """Accuracy of ``model`` when only one layer at a time has its kernel quantized to ``bits``."""
     from compresslib.keras.train import evaluate
 
-    names = [l.name for l in _check_model(model).layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))]
-    return {n: evaluate(fake_quantize_weights(model, bits, [n]), data) for n in names}
+    return scan(quantizable_layers(model), [bits],
+                lambda name, b: evaluate(fake_quantize_weights(model, b, [name]), data), flat=True)
+
+
+__all__ = ["quantize_dynamic", "quantize_static", "quantize_weight_only", "quantize_half", "prepare_qat", "convert",
+           "quantizable_layers", "fake_quantize_weights", "sensitivity", "LiteRTModel", "FakeQuantDense",
+           "FakeQuantConv2D"]

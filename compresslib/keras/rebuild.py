@@ -9,11 +9,11 @@ this walks the graph with the functional model's own executor
 
 Example:
     >>> import keras
-    >>> i = keras.Input((4,)); h = keras.layers.Dense(3, name="a")(i)
+    >>> i = keras.Input((4,), name="x"); h = keras.layers.Dense(3, name="a")(i)
     >>> m = keras.Model(i, keras.layers.Dense(2, name="b")(h))
     >>> r = rebuild(m, {"a": lambda layer: (lambda x: keras.layers.Dense(3, name="a2")(x))})
     >>> [l.name for l in r.layers]
-    ['input_layer', 'a2', 'b']
+    ['x', 'a2', 'b']
 """
 from __future__ import annotations
 
@@ -73,6 +73,33 @@ def rebuild(model, replacements: Optional[Replacements] = None, name: Optional[s
     outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
     single_in = not isinstance(model.inputs, (list, tuple)) or len(graph.inputs) == 1
     return keras.Model(inputs[0] if single_in else inputs, outputs, name=name or model.name)
+
+
+def copy_model(model) -> keras.Model:
+    """A new model with the same architecture and weights that shares nothing with ``model``.
+
+    The one way compresslib copies a Keras model: Sequential and functional models
+    are re-created from their config (no optimizer state comes along); subclassed
+    models through ``keras.models.clone_model``, which needs their ``get_config``.
+
+    Example:
+        >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+        >>> c = copy_model(m)
+        >>> c is not m and all((a == b).all() for a, b in zip(c.get_weights(), m.get_weights()))
+        True
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
+    try:
+        if isinstance(model, keras.Sequential) or type(model).__name__ == "Functional":
+            new = type(model).from_config(model.get_config())
+        else:
+            new = keras.models.clone_model(model)
+    except Exception as exc:  # noqa: BLE001 - subclassed models without a usable get_config
+        raise TypeError(f"model: cannot copy the subclassed model {type(model).__name__} ({type(exc).__name__}: "
+                        f"{exc}); give it get_config()/from_config() or build it as a functional model") from exc
+    new.set_weights(model.get_weights())
+    return new
 
 
 def consumers(model) -> dict[str, int]:

@@ -101,7 +101,7 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
+def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every BatchNorm that follows a Conv/Linear folded into it.
 
     The folded BN modules are replaced by ``nn.Identity``; the conv/Linear gains
@@ -111,7 +111,7 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     pairs, skipped = batchnorm_pairs(model)
-    out = model if inplace else copy.deepcopy(model)
+    out = copy.deepcopy(model)
     for layer_name, bn_name in pairs:
         layer, bn = out.get_submodule(layer_name), out.get_submodule(bn_name)
         if not bn.track_running_stats or bn.running_mean is None:

@@ -25,7 +25,7 @@ from torch import nn
 ALLOWED_PREFIXES = ("torch.nn.", "compresslib.")
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_state_dict_hooks",
                "_load_state_dict_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
-_INTERNAL = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_backward_pre_hooks",
+_INTERNAL = {"compresslib_kind", "compresslib_recipe", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_backward_pre_hooks",
              "_state_dict_pre_hooks", "_load_state_dict_post_hooks", "_forward_hooks_always_called",
              "_is_full_backward_hook", "_compiled_call_impl"} | set(_HOOK_DICTS)
 
@@ -105,10 +105,11 @@ def export(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
     """Describe ``model`` as ``(spec, tensors)`` for :func:`compresslib.io.save`."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if hasattr(model, "compresslib_recipe"):  # int8 models from compresslib.torch.quantization
-        from compresslib.torch.quantization import export_quantized
+    kind = getattr(model, "compresslib_kind", None)
+    if kind is not None:  # e.g. int8 models from torch.ao (compresslib.torch.replay)
+        from compresslib import registry
 
-        return export_quantized(model)
+        return registry.kind("torch", kind).export(model)
     tensors: dict[str, np.ndarray] = {}
     root = _node(model, "", tensors)
     dtypes = {k: "bfloat16" for k, v in _bf16_names(model).items()}
@@ -169,8 +170,8 @@ def _build(node: dict, prefix: str, tensors: dict[str, np.ndarray], dtypes: dict
 
 def rebuild(spec: dict, tensors: dict[str, np.ndarray]) -> nn.Module:
     """Inverse of :func:`export`: a new module (on CPU, in eval mode unless saved in train mode)."""
-    if spec.get("kind") == "torch_quantized":
-        from compresslib.torch.quantization import rebuild_quantized
+    if spec.get("kind") is not None:
+        from compresslib import registry
 
-        return rebuild_quantized(spec, tensors)
+        return registry.kind("torch", spec["kind"]).rebuild(spec, tensors)
     return _build(spec["root"], "", tensors, spec.get("torch_dtypes", {}))

@@ -1,5 +1,9 @@
 """Layers compresslib puts into PyTorch models.
 
+``WeightOnlyLinear`` / ``WeightOnlyConv2d``: ``WeightOnly(bits=4 | group_size=…)``
+quantization stores packed integers and per-group scales and dequantizes on each
+call (torchao's int4 kernels need a GPU here).
+
 ``PointwiseConv2d``: the 1×1 convolutions that Tucker-2 and CP decompositions
 create. It *is* an ``nn.Conv2d`` (same parameters, same state_dict, same result;
 every tool that checks ``isinstance(m, nn.Conv2d)`` treats it as one), but at
@@ -29,8 +33,13 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Optional
+
+import numpy as np
 import torch
 from torch import nn
+
+from compresslib.core import quant as cq
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -70,3 +79,110 @@ class PointwiseConv2d(nn.Conv2d):
                 y = torch.baddbmm(self.bias.view(1, -1, 1), weight, flat)
             return y.view(n, self.out_channels, h, w)
         return super().forward(x)
+
+
+class WeightOnlyLinear(nn.Module):
+    """A Linear layer whose weight is stored as packed ``bits``-bit integers with per-group scales.
+
+    compresslib's own (torchao's int4 kernels need a GPU here): the weight is
+    dequantized on each call, so it saves memory and file size, not time.
+
+    Example:
+        >>> lin = torch.nn.Linear(8, 2)
+        >>> q = WeightOnlyLinear.from_float(lin, bits=4, group_size=4)
+        >>> tuple(q.packed.shape), tuple(q.scale.shape)
+        ((8,), (4,))
+    """
+
+    def __init__(self, in_features: int, out_features: int, bits: int = 4, group_size: int = 0,
+                 has_bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.bits, self.group_size, self.has_bias = int(bits), int(group_size), bool(has_bias)
+        n = self.out_features * self.in_features
+        groups = n // (self.group_size or self.in_features)
+        self.register_buffer("packed", torch.zeros((n + 1) // 2 if bits == 4 else n,
+                                                   dtype=torch.uint8 if bits == 4 else torch.int8))
+        self.register_buffer("scale", torch.ones(groups))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if has_bias else None
+
+    @classmethod
+    def from_float(cls, layer: nn.Linear, bits: int = 4, group_size: Optional[int] = None) -> "WeightOnlyLinear":
+        w = layer.weight.detach().float().cpu().numpy()
+        new = cls(layer.in_features, layer.out_features, bits, group_size or 0, layer.bias is not None)
+        new = new.to(layer.weight.device)  # packed weight, scales and bias on the layer's device
+        pack_into(new, w, bits, group_size)
+        if layer.bias is not None:
+            new.bias.data.copy_(layer.bias.detach())
+        return new
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return unpack(self, (self.out_features, self.in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.dequantized_weight().to(x.dtype), self.bias)
+
+
+class WeightOnlyConv2d(nn.Module):
+    """A Conv2d whose weight is stored as packed ``bits``-bit integers with per-group scales (see :class:`WeightOnlyLinear`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple = (1, 1), stride: tuple = (1, 1),
+                 padding: tuple = (0, 0), dilation: tuple = (1, 1), groups: int = 1, bits: int = 4,
+                 group_size: int = 0, has_bias: bool = True) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
+        self.padding, self.dilation = tuple(padding), tuple(dilation)
+        self.bits, self.group_size, self.has_bias = int(bits), int(group_size), bool(has_bias)
+        fan_in = self.in_channels // self.groups * int(np.prod(self.kernel_size))
+        n = self.out_channels * fan_in
+        self.register_buffer("packed", torch.zeros((n + 1) // 2 if bits == 4 else n,
+                                                   dtype=torch.uint8 if bits == 4 else torch.int8))
+        self.register_buffer("scale", torch.ones(n // (self.group_size or fan_in)))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if has_bias else None
+
+    @classmethod
+    def from_float(cls, layer: nn.Conv2d, bits: int = 4, group_size: Optional[int] = None) -> "WeightOnlyConv2d":
+        new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                  layer.dilation, layer.groups, bits, group_size or 0, layer.bias is not None)
+        new = new.to(layer.weight.device)
+        w = layer.weight.detach().float().cpu().numpy()
+        pack_into(new, w.reshape(w.shape[0], -1), bits, group_size)
+        if layer.bias is not None:
+            new.bias.data.copy_(layer.bias.detach())
+        return new
+
+    def dequantized_weight(self) -> torch.Tensor:
+        fan_in = self.in_channels // self.groups * int(np.prod(self.kernel_size))
+        w = unpack(self, (self.out_channels, fan_in))
+        return w.reshape(self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.dequantized_weight().to(x.dtype), self.bias, self.stride,
+                                    self.padding, self.dilation, self.groups)
+
+
+def pack_into(module: nn.Module, w2d: np.ndarray, bits: int, group_size: Optional[int]) -> None:
+    """Quantize a (out, fan_in) weight per group along fan_in (per row if no group size); store it."""
+    gs = group_size or w2d.shape[1]
+    if w2d.shape[1] % gs:
+        raise ValueError(f"WeightOnly.group_size must divide the layer's fan-in {w2d.shape[1]}, got {gs}")
+    qt = cq.quantize_tensor(w2d, bits=bits, symmetric=True, axis=1, group_size=gs)
+    q = qt.q.reshape(-1)
+    packed = cq.pack_int4(q) if bits == 4 else q.astype(np.int8)
+    module.packed.copy_(torch.from_numpy(packed).to(module.packed.device))
+    module.scale.copy_(torch.from_numpy(qt.scale.astype(np.float32)).to(module.scale.device))
+
+
+def unpack(module: nn.Module, shape: tuple) -> torch.Tensor:
+    n = int(np.prod(shape))
+    if module.bits == 4:
+        p = module.packed
+        q = torch.stack([(p & 0x0F).to(torch.int8) - 8, (p >> 4).to(torch.int8) - 8], dim=1).reshape(-1)[:n]
+    else:
+        q = module.packed
+    gs = module.group_size or shape[1]
+    return (q.reshape(-1, gs).float() * module.scale.reshape(-1, 1)).reshape(shape)
+
+
+__all__ = ["PointwiseConv2d", "WeightOnlyLinear", "WeightOnlyConv2d", "pack_into", "unpack"]

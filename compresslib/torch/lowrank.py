@@ -44,6 +44,7 @@ from torch import nn
 
 from compresslib.configs import CP, SVD, LowRankConfig, Tucker, check_config
 from compresslib.core import lowrank as core
+from compresslib.registry import register
 from compresslib.torch.layers import PointwiseConv2d
 
 LayerFilter = Union[None, str, Sequence[str], Callable[[str, nn.Module], bool]]
@@ -213,12 +214,12 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def decompose(model: nn.Module, config: LowRankConfig, layers: LayerFilter = None,
-              inplace: bool = False) -> nn.Module:
+@register("decompose", "torch", SVD, Tucker, CP)
+def decompose(model: nn.Module, config: LowRankConfig, *, layers: LayerFilter = None) -> nn.Module:
     """A copy of ``model`` with the selected layers replaced by their low-rank factors.
 
     Args:
-        model: any ``nn.Module``; it is not changed (unless ``inplace=True``).
+        model: any ``nn.Module``; it is not changed.
         config: ``SVD(rank=|energy=|ratio=)``, ``Tucker(ranks=|energy=)`` or ``CP(rank=)``.
         layers: which layers (see :func:`select`); default every Linear (SVD) or Conv2d (Tucker, CP).
 
@@ -232,12 +233,11 @@ def decompose(model: nn.Module, config: LowRankConfig, layers: LayerFilter = Non
         >>> [type(m).__name__ for m in d[3]]
         ['PointwiseConv2d', 'Conv2d', 'PointwiseConv2d']
     """
-    check_config(config, LowRankConfig)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _, skipped = select(model, config, layers)
     plans = plan(model, config, layers)
-    out = model if inplace else copy.deepcopy(model)
+    out = copy.deepcopy(model)
     for name, p in plans.items():
         if not p.accepted:
             skipped[name] = p.reason

@@ -32,25 +32,29 @@ import torch
 import torch.nn.utils.prune  # noqa: F401  (masks-only pruning, for comparison)
 from torch import nn
 
-from compresslib.configs import NM, Magnitude, PruneConfig, Structured, check_config
+from compresslib.configs import NM, Magnitude, PruneConfig, Structured
 from compresslib.core import masks as core_masks
 from compresslib.core.schedules import Schedule, resolve
+from compresslib.core.sensitivity import scan
+from compresslib.registry import register
+from compresslib.torch import inputs
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # layers with weights that pruning leaves alone on purpose (no warning)
 _QUIET = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
-def prunable_weights(model: nn.Module, warn: bool = True) -> dict[str, nn.Parameter]:
-    """``{module_name: weight}`` of the layers unstructured pruning touches, in module order.
+def prunable_layers(model: nn.Module, warn: bool = True) -> dict[str, nn.Module]:
+    """``{module_name: module}`` of the layers unstructured pruning touches, in module order.
 
     Layers of other kinds that own weights (except normalisation layers) are
     skipped with one warning naming them.
     """
     out, skipped = {}, []
     for name, module in model.named_modules():
-        if isinstance(module, PRUNABLE) and not getattr(module, "transposed", False):
-            out[name] = module.weight
+        if isinstance(module, PRUNABLE) and not getattr(module, "transposed", False) \
+                and isinstance(module._parameters.get("weight"), torch.Tensor):
+            out[name] = module
         elif not isinstance(module, _QUIET) and any(p is not None for p in module._parameters.values()):
             skipped.append(f"{name} ({type(module).__name__})")
     if skipped and warn:
@@ -65,28 +69,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
 def compute_masks(model: nn.Module, config: PruneConfig, sparsity: Optional[float] = None,
                   warn: bool = True) -> dict[str, torch.Tensor]:
     """Boolean masks ``{module_name: mask}`` for ``Magnitude`` or ``NM`` (``sparsity`` overrides the config's)."""
-    weights = prunable_weights(model, warn=warn)
-    if isinstance(config, Magnitude):
-        s = config.sparsity if sparsity is None else sparsity
-        arrays = [_np(w) for w in weights.values()]
-        if config.scope == "global":
-            found = core_masks.global_magnitude_masks(arrays, s)
-        else:
-            found = [core_masks.magnitude_mask(a, s) for a in arrays]
-        return {n: torch.from_numpy(m).to(w.device) for (n, w), m in zip(weights.items(), found)}
-    if isinstance(config, NM):
-        out, skipped = {}, []
-        for n, w in weights.items():
-            fan_in = w[0].numel()
-            if fan_in % config.m:
-                skipped.append(f"{n} (fan-in {fan_in})")
-                continue
-            out[n] = torch.from_numpy(core_masks.nm_mask(_np(w), config.n, config.m)).to(w.device)
-        if skipped and warn:
-            warnings.warn(f"NM({config.n}:{config.m}) skipped layers whose fan-in is not a multiple of "
-                          f"{config.m}: {', '.join(skipped)}", stacklevel=3)
-        return out
-    raise TypeError(f"config must be Magnitude or NM for masks, got {type(config).__name__}")
+    layers = prunable_layers(model, warn=warn)
+    found = core_masks.masks_for(config, {n: _np(m.weight) for n, m in layers.items()}, sparsity, warn)
+    return {n: torch.from_numpy(mask).to(layers[n].weight.device) for n, mask in found.items()}
 
 
 @torch.no_grad()
@@ -95,41 +80,48 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     modules = dict(model.named_modules())
     for name, mask in masks.items():
         w = modules[name].weight
+        mask = torch.as_tensor(mask)
         w.masked_fill_(~mask.to(device=w.device, dtype=torch.bool), 0.0)  # +0.0 (a product would leave -0.0)
 
 
-def prune(model: nn.Module, config: PruneConfig, *, example_input: Any = None, ignored_layers: Iterable[str] = (),
-          seed: int = 0, inplace: bool = False) -> nn.Module:
-    """A pruned copy of ``model`` (see the module docstring).
+@register("prune", "torch", Magnitude, NM)
+def prune_unstructured(model: nn.Module, config: PruneConfig, *, example_input: Any = None,
+                       ignored_layers: Iterable[str] = (), seed: int = 0) -> nn.Module:
+    """A copy of ``model`` whose Linear/Conv weights hold exact zeros (plain tensors, no hooks).
 
-    Args:
-        model: a ``torch.nn.Module``; it is not changed unless ``inplace=True``.
-        config: ``Magnitude``, ``NM`` or ``Structured``.
-        example_input: an input batch (tensor or array) that ``Structured`` traces the graph with;
-            when None, a zero batch shaped from the first Linear/Conv2d is tried.
-        ignored_layers: module names ``Structured`` must not shrink (the layers producing the
-            model's outputs are always kept).
-        seed: for ``Structured(importance="random")``.
+    ``ignored_layers``: module names left dense. ``example_input`` and ``seed`` are unused
+    (accepted so that every pruning config takes the same arguments).
 
     Example:
         >>> import torch, compresslib as cl
-        >>> m = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
-        >>> s = cl.prune(m, cl.Structured(0.5), example_input=torch.zeros(1, 8))
-        >>> s[0].out_features, s[2].in_features, s[2].out_features
-        (3, 3, 2)
+        >>> m = torch.nn.Sequential(torch.nn.Linear(8, 4))
+        >>> int((cl.prune(m, cl.NM(2, 4))[0].weight == 0).sum())
+        16
     """
-    check_config(config, PruneConfig)
+    _check_model(model)
+    ignored = _check_ignored(model, ignored_layers)
+    new = copy.deepcopy(model)
+    sparsity = resolve(config.schedule, config.sparsity)(0) if isinstance(config, Magnitude) else None
+    masks = compute_masks(new, config, sparsity=sparsity)
+    apply_masks(new, {n: m for n, m in masks.items() if n not in ignored})
+    return new
+
+
+def _check_model(model: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    new = model if inplace else copy.deepcopy(model)
-    if isinstance(config, Structured):
-        return _structured(new, config, example_input, tuple(ignored_layers), seed)
-    if isinstance(config, Magnitude) and config.schedule is not None:
-        s = resolve(config.schedule, config.sparsity)(0)
-        apply_masks(new, compute_masks(new, config, sparsity=s))
-        return new
-    apply_masks(new, compute_masks(new, config))
-    return new
+    return model
+
+
+def _check_ignored(model: nn.Module, ignored_layers: Iterable[str]) -> set[str]:
+    if isinstance(ignored_layers, str):
+        raise TypeError("ignored_layers must be a list of module names, not a string")
+    names = set(ignored_layers)
+    modules = {n for n, _ in model.named_modules() if n}
+    unknown = sorted(names - modules)
+    if unknown:
+        raise ValueError(f"ignored_layers: no modules named {unknown}; modules are {sorted(modules)}")
+    return names
 
 
 # --------------------------------------------------------------------------- gradual
@@ -209,25 +201,21 @@ def sensitivity(model: nn.Module, data, sparsities: Iterable[float] = (0.5, 0.7,
     """
     from compresslib.torch.train import evaluate
 
-    sparsities = [float(s) for s in sparsities]
-    for s in sparsities:
-        core_masks._check_sparsity(s, "sparsities")
-    names = list(prunable_weights(model))
-    curves: dict[str, list[float]] = {}
-    for name in names:
-        curves[name] = []
-        for s in sparsities:
-            m = copy.deepcopy(model)
-            w = dict(m.named_modules())[name].weight
-            apply_masks(m, {name: torch.from_numpy(core_masks.magnitude_mask(_np(w), s)).to(w.device)})
-            curves[name].append(evaluate(m, data, batch_size))
-    return curves
+    sparsities = [core_masks.check_sparsity(s, "sparsities") for s in sparsities]
+
+    def score(name: str, s: float) -> float:
+        m = copy.deepcopy(model)
+        w = m.get_submodule(name).weight
+        apply_masks(m, {name: torch.from_numpy(core_masks.magnitude_mask(_np(w), s)).to(w.device)})
+        return evaluate(m, data, batch_size)
+
+    return scan(prunable_layers(model), sparsities, score)
 
 
 # --------------------------------------------------------------------------- structured
 class _GroupScores:
-    """compresslib's channel importance for a Torch-Pruning group: per coupled channel, the sum over the
-    group's Conv/Linear layers of the L1 (or L2) norm of that channel's output weights."""
+    """compresslib's channel importance for a Torch-Pruning group (:func:`compresslib.core.masks.group_scores`
+    over the output weights of the group's Conv/Linear layers), so Keras removes the same channels."""
 
     def __init__(self, importance: str, seed: int) -> None:
         self.importance = importance
@@ -237,92 +225,106 @@ class _GroupScores:
         import torch_pruning as tp
 
         out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
-        if self.importance == "random":
-            return self.rng.random(n)
-        scores = np.zeros(n)
+        rows = []
         for i, (dep, idxs) in enumerate(group):
             layer = dep.layer
             if dep.pruning_fn in out_fns and isinstance(layer, PRUNABLE):
-                w = _np(layer.weight)[list(idxs)]
-                scores[list(group[i].root_idxs)] += core_masks.channel_scores(w, self.importance) ** (
-                    2 if self.importance == "l2" else 1)
-        return np.sqrt(scores) if self.importance == "l2" else scores
+                full = np.zeros((n,) + tuple(layer.weight.shape[1:]))
+                full[list(group[i].root_idxs)] = _np(layer.weight)[list(idxs)]
+                rows.append(full)
+        return core_masks.group_scores(rows or [np.zeros((n, 1))], self.importance, self.rng, n)
 
 
-def _output_layers(model: nn.Module, example: torch.Tensor) -> set[str]:
-    """Names of the Conv/Linear modules whose output is (one of) the model's output(s)."""
+def _output_layers(model: nn.Module, example: Any) -> set[str]:
+    """Names of the Conv/Linear modules whose output is (a view of) one of the model's output tensors.
+
+    Outputs of any type are read (tensors, tuples, dicts, ``ModelOutput``, dataclasses);
+    a view (``squeeze``, ``flatten``, slicing) still points at the layer's storage.
+    """
     produced: dict[int, str] = {}
 
     def hook(name):
-        def fn(module, inputs, output):
-            if isinstance(output, torch.Tensor):
-                produced[id(output)] = name
+        def fn(module, args, output):
+            for t in inputs.flatten(output):
+                produced[t.untyped_storage().data_ptr()] = name
         return fn
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
     try:
         with torch.no_grad():
-            out = model(example)
+            out = inputs.call(model, example)
     finally:
         for h in handles:
             h.remove()
-    outs = out if isinstance(out, (tuple, list)) else [out]
-    return {produced[id(o)] for o in outs if id(o) in produced}
+    return {produced[t.untyped_storage().data_ptr()] for t in inputs.flatten(out)
+            if t.untyped_storage().data_ptr() in produced}
 
 
-def _guess_example(model: nn.Module, device: torch.device) -> torch.Tensor:
-    """A zero batch the model accepts, shaped from its first Linear/Conv2d (tries 28, 32, 64, 224 pixels).
+def _example(model: nn.Module, example_input: Any) -> Any:
+    if example_input is None:
+        return inputs.guess_example(model)
+    return inputs.first_batch(example_input, 1, model)
 
-    Torch-Pruning needs an input to trace the graph; pass ``example_input`` when this guess fails.
+
+@register("prune", "torch", Structured)
+def prune_structured(model: nn.Module, config: Structured, *, example_input: Any = None,
+                     ignored_layers: Iterable[str] = (), seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with a ``ratio`` of the channels of every prunable group physically removed.
+
+    Torch-Pruning's ``DependencyGraph`` finds the coupled layers (residual adds,
+    concatenations, BatchNorms); compresslib scores the channels and keeps the
+    layers that produce the model's outputs whole, whatever the output's type.
+
+    Args:
+        example_input: one input batch to trace the graph with (a tensor, a tuple of positional
+            arguments or a dict of keyword arguments); guessed from the first layer when None.
+        ignored_layers: module names whose output channels must not shrink.
+        seed: for ``Structured(importance="random")``.
+
+    Raises ``ValueError`` naming the outputs when the pruned copy would return a different
+    shape or cannot run (e.g. a ``forward`` that hard-codes a channel count); the input
+    model is untouched either way.
+
+    Example:
+        >>> import torch, compresslib as cl
+        >>> m = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+        >>> s = cl.prune(m, cl.Structured(0.5), example_input=torch.zeros(1, 8))
+        >>> s[0].out_features, s[2].in_features, s[2].out_features
+        (3, 3, 2)
     """
-    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
-    if isinstance(first, nn.Linear):
-        candidates = [torch.zeros(1, first.in_features)]
-    elif isinstance(first, nn.Conv2d):
-        candidates = [torch.zeros(1, first.in_channels, s, s) for s in (28, 32, 64, 224)]
-    else:
-        candidates = []
-    was_training = model.training
-    model.eval()
-    try:
-        for ex in candidates:
-            try:
-                with torch.no_grad():
-                    model(ex.to(device))
-                return ex.to(device)
-            except (RuntimeError, ValueError):
-                continue
-    finally:
-        model.train(was_training)
-    raise ValueError("example_input: could not guess an input this model accepts; pass an input batch "
-                     "(e.g. example_input=x[:1]) so Torch-Pruning can trace the graph")
-
-
-def _structured(model: nn.Module, config: Structured, example_input: Any, ignored: tuple, seed: int) -> nn.Module:
     import torch_pruning as tp
 
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if example_input is None:
-        example = _guess_example(model, device)
-    else:
-        example = torch.as_tensor(np.asarray(example_input) if not isinstance(example_input, torch.Tensor)
-                                  else example_input).float().to(device)
-    modules = dict(model.named_modules())
-    unknown = [n for n in ignored if n not in modules]
-    if unknown:
-        raise ValueError(f"ignored_layers: no modules named {unknown}; modules are {sorted(k for k in modules if k)}")
-    keep_names = set(ignored) | _output_layers(model, example)
-    was_training = model.training
-    model.eval()
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    _check_model(model)
+    ignored = _check_ignored(model, ignored_layers)
+    new = copy.deepcopy(model)
+    was_training = new.training
+    new.eval()
+    example = _example(new, example_input)
+    with torch.no_grad():
+        before = inputs.output_shapes(inputs.call(new, example))
+    keep_names = ignored | _output_layers(new, example)
+    modules = dict(new.named_modules())
+    frozen = [p for p in new.parameters() if not p.requires_grad]
+    for p in frozen:  # Torch-Pruning follows autograd: every parameter must take part in the trace
+        p.requires_grad_(True)
+    try:
+        graph = tp.DependencyGraph().build_dependency(
+            new, example_inputs=example, forward_fn=lambda m, ex: inputs.call(m, ex),
+            output_transform=inputs.flatten, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - Torch-Pruning's errors come from deep inside its tracer
+        raise ValueError(f"model: Torch-Pruning could not trace it with example_input "
+                         f"{inputs.describe(example)} ({type(exc).__name__}: {exc})") from exc
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
     scorer = _GroupScores(config.importance, seed)
     names = {m: n for n, m in modules.items()}
+    out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
     plans = []
     for group in graph.get_all_groups(ignored_layers=[modules[n] for n in keep_names],
                                       root_module_types=[nn.Conv2d, nn.Linear]):
         root = group[0].dep.target.module
         n = graph.get_out_channels(root)
-        out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
         member_names = sorted({names.get(dep.layer, "?") for dep, _ in group if dep.pruning_fn in out_fns})
         if any(mn in keep_names for mn in member_names):
             continue
@@ -331,8 +333,24 @@ def _structured(model: nn.Module, config: Structured, example_input: Any, ignore
     for group, remove in plans:  # decide everything first, then cut
         if remove:
             group.prune(idxs=remove)
-    model.train(was_training)
-    return model
+    _check_outputs(new, example, before)
+    new.train(was_training)
+    return new
 
 
-__all__ = ["prune", "GradualPruning", "finalize", "sensitivity", "compute_masks", "apply_masks", "prunable_weights"]
+def _check_outputs(model: nn.Module, example: Any, before: list[tuple]) -> None:
+    """Refuse a pruned copy that cannot run or returns other shapes than the original."""
+    try:
+        with torch.no_grad():
+            after = inputs.output_shapes(inputs.call(model, example))
+    except Exception as exc:  # noqa: BLE001 - the user's forward failing on fewer channels
+        raise ValueError(f"model: after removing channels its forward fails ({type(exc).__name__}: {exc}); "
+                         "its code probably depends on a channel count — keep those layers whole with "
+                         "ignored_layers=[...]") from None
+    if after != before:
+        raise ValueError(f"model: structured pruning would change its output shapes from {before} to {after}; "
+                         "keep the layers that produce those outputs whole with ignored_layers=[...]")
+
+
+__all__ = ["prune_unstructured", "prune_structured", "GradualPruning", "finalize", "sensitivity", "compute_masks",
+           "apply_masks", "prunable_layers"]

@@ -27,7 +27,7 @@ def test_torch_static_ints_equal_core_on_keras_kernel(conv_weights):
     with torch.no_grad():
         m[0].weight.copy_(torch.from_numpy(w)); m[0].bias.copy_(torch.from_numpy(b))
     x = np.random.default_rng(1).normal(size=(16, 3, 6, 6)).astype(np.float32)
-    q = tq.quantize(m, cl.Int8Static(per_channel=True), calibration_data=x)
+    q = cl.quantize(m, cl.Int8Static(per_channel=True), calibration_data=x)
     tw = q.get_submodule("0").weight()
     keras_kernel = np.transpose(w, (2, 3, 1, 0))  # (kh, kw, in, out)
     qt = cq.quantize_tensor(keras_kernel, 8, symmetric=True, axis=-1)

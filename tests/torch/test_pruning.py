@@ -137,7 +137,7 @@ def test_structured_resnet_removes_half_the_channels(resnet, mnist_test, torch_d
 def test_structured_errors():
     m = models.build("lenet5")
     with pytest.raises(ValueError, match="example_input: could not guess an input"):
-        cl.prune(nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU()), cl.Structured(0.5))
+        cl.prune(nn.Sequential(nn.Conv3d(2, 4, 3), nn.ReLU()), cl.Structured(0.5))
     with pytest.raises(ValueError, match="remove every one of the 6 channels"):
         cl.prune(m, cl.Structured(0.9), example_input=torch.zeros(1, 1, 28, 28))
     with pytest.raises(ValueError, match="Structured.ratio must be in"):

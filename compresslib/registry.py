@@ -1,0 +1,126 @@
+"""The handler registry: ``(verb, framework, config type) -> function``.
+
+A technique is one config class (:mod:`compresslib.configs`) plus one handler per
+framework, registered where it is defined::
+
+    @register("quantize", "torch", Int8Dynamic)
+    def quantize_dynamic(model, config, **kwargs): ...
+
+The public verbs (:mod:`compresslib.api`) look the handler up here; nothing else
+knows the list of techniques. A backend's modules are imported the first time a
+model of that framework asks for a handler (every module of
+``compresslib/<framework>/``, so a new module registers itself just by existing),
+which keeps ``import compresslib`` free of torch and TensorFlow.
+
+Kinds of saved model work the same way: :func:`register_kind` maps
+``(framework, kind)`` to the pair of functions that write and rebuild a model
+that the generic ``.clz`` description cannot cover (e.g. a torch int8 model),
+and a model carries its kind in ``model.compresslib_kind``.
+
+Example:
+    >>> from compresslib.configs import Magnitude
+    >>> h = handler("prune", "torch", Magnitude(0.5))   # doctest: +SKIP
+    >>> h.__module__                                      # doctest: +SKIP
+    'compresslib.torch.pruning'
+    >>> handler("prune", "cobol", Magnitude(0.5))
+    Traceback (most recent call last):
+    ...
+    ValueError: framework must be one of ('torch', 'keras'), got 'cobol'
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Callable, NamedTuple
+
+from compresslib._dispatch import backend, check_framework, framework_of
+
+VERBS = ("quantize", "prepare_qat", "prune", "decompose")
+
+_HANDLERS: dict[tuple[str, str, type], Callable[..., Any]] = {}
+_KINDS: dict[tuple[str, str], "Kind"] = {}
+_LOADED: set[str] = set()
+
+
+class Kind(NamedTuple):
+    """How a model of one kind is written to and rebuilt from a ``.clz`` file."""
+
+    export: Callable[[Any], tuple[dict, dict]]
+    rebuild: Callable[[dict, dict], Any]
+
+
+def register(verb: str, framework: str, *config_types: type) -> Callable:
+    """Decorator: the function handles ``verb`` for ``framework`` models and these config types."""
+    if verb not in VERBS:
+        raise ValueError(f"verb must be one of {VERBS}, got {verb!r}")
+    check_framework(framework)
+    if not config_types:
+        raise ValueError("register needs at least one config type")
+
+    def decorate(fn: Callable) -> Callable:
+        for cls in config_types:
+            key = (verb, framework, cls)
+            if key in _HANDLERS and _HANDLERS[key] is not fn:
+                raise ValueError(f"{cls.__name__} already has a {framework} {verb} handler: "
+                                 f"{_HANDLERS[key].__module__}.{_HANDLERS[key].__name__}")
+            _HANDLERS[key] = fn
+        return fn
+
+    return decorate
+
+
+def register_kind(framework: str, kind: str, export: Callable, rebuild: Callable) -> None:
+    """Models with ``model.compresslib_kind == kind`` are saved by ``export`` and loaded by ``rebuild``."""
+    check_framework(framework)
+    key = (framework, kind)
+    if key in _KINDS and _KINDS[key] != (export, rebuild):
+        raise ValueError(f"{framework} model kind {kind!r} is already registered")
+    _KINDS[key] = Kind(export, rebuild)
+
+
+def load_backend(framework: str) -> None:
+    """Import every module of ``compresslib/<framework>/`` once, so that their registrations run."""
+    check_framework(framework)
+    if framework in _LOADED:
+        return
+    for info in pkgutil.iter_modules(importlib.import_module(f"compresslib.{framework}").__path__):
+        if not info.name.startswith("_"):
+            backend(framework, info.name)
+    _LOADED.add(framework)
+
+
+def handler(verb: str, framework: str, config: Any) -> Callable[..., Any]:
+    """The function registered for ``verb`` on ``framework`` models and ``config``'s type (or a base type)."""
+    check_framework(framework)
+    load_backend(framework)
+    for cls in type(config).__mro__:
+        fn = _HANDLERS.get((verb, framework, cls))
+        if fn is not None:
+            return fn
+    names = supported(verb, framework)
+    raise TypeError(f"config: {type(config).__name__} has no {verb} for {framework} models; "
+                    f"{verb} supports {', '.join(names) or 'nothing'} there")
+
+
+def run(verb: str, model: Any, config: Any, **kwargs: Any) -> Any:
+    """Apply ``config`` to ``model`` through the registered handler (the verbs call this)."""
+    return handler(verb, framework_of(model), config)(model, config, **kwargs)
+
+
+def kind(framework: str, name: str) -> Kind:
+    """The export/rebuild pair of a model kind; ``ValueError`` naming the known kinds otherwise."""
+    load_backend(framework)
+    try:
+        return _KINDS[(framework, name)]
+    except KeyError:
+        known = sorted(k for f, k in _KINDS if f == framework)
+        raise ValueError(f"unknown {framework} model kind {name!r}; known kinds: {known}") from None
+
+
+def supported(verb: str, framework: str) -> list[str]:
+    """Names of the config types with a ``verb`` handler for ``framework`` (imports that backend)."""
+    load_backend(framework)
+    return sorted({cls.__name__ for (v, f, cls) in _HANDLERS if v == verb and f == framework})
+
+
+__all__ = ["VERBS", "Kind", "register", "register_kind", "load_backend", "handler", "run", "kind", "supported"]
