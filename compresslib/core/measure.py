@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from typing import Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -49,3 +49,66 @@ def conv_macs(out_elements_per_sample: int, in_channels_per_group: int, kernel_e
 def dense_macs(out_elements_per_sample: int, in_features: int) -> int:
     """MACs of a dense/linear layer (any leading dims folded into the output count)."""
     return int(out_elements_per_sample) * int(in_features)
+
+
+def check_measure_args(batch_size: Any, packed: Any = False) -> None:
+    """The options every backend's ``measure`` takes, checked once."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(packed, bool):
+        raise TypeError(f"packed must be True or False, got {packed!r}")
+
+
+def assemble(*, framework: str, name: str, layers: list, native: tuple[int, int, str], device: str,
+             threads: Optional[int], time: Optional[Callable[[], list[float]]] = None,
+             batch_size: Optional[int] = None, accuracy: Optional[Callable[[], float]] = None) -> Any:
+    """A :class:`compresslib.report.Report` from what a backend measured: the one place its fields are filled.
+
+    ``layers``: per-layer ``LayerStats``; ``native``: ``(bytes, gzipped bytes, format)``;
+    ``time()``: the latency samples in ms (skipped when None); ``accuracy()``: top-1 in 0..1.
+
+    Example:
+        >>> from compresslib.report import LayerStats
+        >>> r = assemble(framework="torch", name="m", layers=[LayerStats("fc", "Linear", 12, 6, 10)],
+        ...              native=(400, 300, ".pt"), device="cpu", threads=1, time=lambda: [1.0, 2.0, 3.0],
+        ...              batch_size=4)
+        >>> r.params, r.nonzero_params, r.macs, r.latency_ms, r.batch_size
+        (12, 6, 10, 2.0, 4)
+    """
+    from compresslib.report import Report
+
+    size, gz, fmt = native
+    report = Report(name=name, framework=framework, params=sum(l.params for l in layers),
+                    nonzero_params=sum(l.nonzero_params for l in layers), file_bytes=size, gzip_bytes=gz,
+                    file_format=fmt, macs=sum(l.macs for l in layers), layers=list(layers), device=device,
+                    threads=threads)
+    if time is not None:
+        times = time()
+        report.latency_ms, report.latency_spread_ms = latency_stats(times)
+        report.latency_runs, report.batch_size = len(times), batch_size
+        report.load_average = load_average()
+    if accuracy is not None:
+        report.accuracy = accuracy()
+    return report
+
+
+def rnn_macs(kind: str, steps: int, input_size: int, hidden_size: int, num_layers: int = 1,
+             bidirectional: bool = False, proj_size: int = 0) -> int:
+    """MACs per sample of a recurrent layer: each step, each gate multiplies [x, h] by its weights.
+
+    ``kind``: "LSTM" (4 gates), "GRU" (3) or "RNN" (1). With ``proj_size`` (LSTM) the
+    hidden state fed back is projected.
+
+    Example:
+        >>> rnn_macs("LSTM", steps=5, input_size=8, hidden_size=16)   # 5 · 4 · 16 · (8 + 16)
+        7680
+    """
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
+    directions = 2 if bidirectional else 1
+    out_size = proj_size or hidden_size
+    total, layer_in = 0, input_size
+    for _ in range(num_layers):
+        per_step = gates * hidden_size * (layer_in + out_size) + (hidden_size * proj_size if proj_size else 0)
+        total += directions * steps * per_step
+        layer_in = out_size * directions
+    return int(total)

@@ -118,7 +118,8 @@ def describe(example: Example) -> str:
     return f"tensor {one(example)}"
 
 
-def _is_single_example(data: Any) -> bool:
+def is_batched_example(data: Any) -> bool:
+    """True for one example given as tensors/arrays: a tensor, or a dict or non-empty tuple of them."""
     if isinstance(data, (torch.Tensor, np.ndarray)):
         return True
     if isinstance(data, Mapping):
@@ -142,7 +143,7 @@ def positional_arity(model: nn.Module) -> Optional[int]:
 def iter_batches(data: Any, batch_size: int = 256, model: Optional[nn.Module] = None,
                  argument: str = "calibration_data") -> Iterator[Example]:
     """The examples in ``data``: slices of one batched example, or the items of an iterable (DataLoader)."""
-    if _is_single_example(data):
+    if is_batched_example(data):
         n = leading_size(data)
         if n == 0:
             raise ValueError(f"{argument} is empty")
@@ -266,5 +267,5 @@ def zeros(sig: dict) -> Example:
 
 
 __all__ = ["Example", "to_call", "float_dtype", "model_device", "call", "leading_size", "take", "describe",
-           "positional_arity", "iter_batches", "first_batch", "flatten", "logits", "output_shapes",
+           "is_batched_example", "positional_arity", "iter_batches", "first_batch", "flatten", "logits", "output_shapes",
            "guess_example", "signature", "zeros"]

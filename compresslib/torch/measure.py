@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.core.measure import conv_macs, dense_macs, file_sizes, latency_stats, load_average
+from compresslib.core.measure import assemble, check_measure_args, conv_macs, dense_macs, file_sizes, rnn_macs
 from compresslib.report import LayerStats, Report
-from compresslib.torch.train import evaluate, model_device
+from compresslib.torch import inputs, train
 
 
 def _weight_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -59,27 +59,72 @@ def _layer_counts(model: nn.Module) -> dict[str, tuple[str, int, int]]:
     return counts
 
 
-def _macs_by_layer(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    macs: dict[str, int] = {}
+_RNN = (nn.LSTM, nn.GRU, nn.RNN)
+
+
+def _formula_macs(module: nn.Module, args: tuple, output: Any) -> int:
+    """MACs per sample of one call of a layer whose ops the flop counter cannot see (int8, recurrent)."""
+    if isinstance(module, _RNN):
+        x = args[0] if args else None
+        if isinstance(x, nn.utils.rnn.PackedSequence):
+            steps = int(x.batch_sizes.numel())
+        elif isinstance(x, torch.Tensor):
+            steps = int(x.shape[1 if module.batch_first and x.dim() == 3 else 0]) if x.dim() == 3 else int(x.shape[0])
+        else:
+            return 0
+        return rnn_macs(next(k.__name__ for k in _RNN if isinstance(module, k)), steps, module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
+                        getattr(module, "proj_size", 0))
+    first = inputs.flatten(output)
+    per_sample = first[0][0].numel() if first and first[0].dim() > 0 else 0
+    kind = type(module).__name__
+    if "Conv" in kind and hasattr(module, "kernel_size") and hasattr(module, "in_channels"):
+        return conv_macs(per_sample, module.in_channels // module.groups, int(np.prod(module.kernel_size)))
+    if "Linear" in kind and hasattr(module, "in_features"):
+        return dense_macs(per_sample, module.in_features)
+    return 0
+
+
+def macs_by_layer(model: nn.Module, example: Any) -> dict[str, int]:
+    """MACs per sample of each module, from ``torch.utils.flop_counter`` (every aten op, functional calls
+    included) run on one row of ``example``; modules whose ops it cannot see (torch.ao int8 layers, LSTM's
+    fused kernel) are counted by formula. A module's row holds the MACs of its own code, not its children's.
+
+    Example:
+        >>> m = nn.Sequential(nn.Linear(4, 3), nn.LSTM(3, 5))
+        >>> macs_by_layer(m, torch.zeros(2, 4))
+        {'0': 12, '1': 160}
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    one = inputs.take(example, 0, 1)
+    fallback: dict[str, int] = {}
 
     def hook(name):
-        def fn(module, inputs, output):
-            per_sample = output[0].numel() if isinstance(output, torch.Tensor) else 0
-            kind = type(module).__name__
-            if "Conv" in kind and hasattr(module, "kernel_size"):
-                k = int(np.prod(module.kernel_size))
-                macs[name] = macs.get(name, 0) + conv_macs(per_sample, module.in_channels // module.groups, k)
-            elif "Linear" in kind and hasattr(module, "in_features"):
-                macs[name] = macs.get(name, 0) + dense_macs(per_sample, module.in_features)
+        def fn(module, args, output):
+            fallback[name] = fallback.get(name, 0) + _formula_macs(module, args, output)
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if not list(m.children())]
+    named = list(model.named_modules())
+    handles = [m.register_forward_hook(hook(n)) for n, m in named if not list(m.children())]
+    counter = FlopCounterMode(display=False)
     try:
-        with torch.inference_mode():
-            model(example[:1])
+        # with gradients enabled: inference fast paths (fused transformer layers) bypass the counted ops
+        with counter, torch.enable_grad():
+            inputs.call(model, one)
     finally:
         for h in handles:
             h.remove()
+    flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    root = type(model).__name__
+    counted = {n: flops.get(f"{root}.{n}" if n else root, 0) // 2 for n, _ in named}
+    macs: dict[str, int] = {}
+    for n, m in named:
+        children = [f"{n}.{c}" if n else c for c, _ in m.named_children()]
+        own = counted[n] - sum(counted.get(c, 0) for c in children)
+        if not children and own == 0:
+            own = fallback.get(n, 0)
+        if own > 0:
+            macs[n] = own
     return macs
 
 
@@ -92,9 +137,22 @@ def native_file_bytes(model: nn.Module) -> tuple[int, int, str]:
     return size, gz, "state_dict .pt"
 
 
-def time_model(model: nn.Module, example: torch.Tensor, runs: int = 50, warmup: int = 10,
+def _repeated(example: Any, times: int) -> Any:
+    if isinstance(example, dict):
+        return {k: _repeated(v, times) for k, v in example.items()}
+    if isinstance(example, (tuple, list)):
+        return tuple(_repeated(v, times) for v in example)
+    if isinstance(example, torch.Tensor) and example.dim() > 0:
+        return example.repeat(times, *([1] * (example.dim() - 1)))
+    return example
+
+
+def time_model(model: nn.Module, example: Any, runs: int = 50, warmup: int = 10,
                max_seconds: float = 10.0) -> list[float]:
     """Wall-clock milliseconds of ``runs`` forward passes after ``warmup`` (CUDA synchronised).
+
+    ``example``: one input batch (a tensor, a tuple of positional arguments or a dict of
+    keyword arguments), already on the model's device.
 
     On CPU the warm-up starts with one pass at 8× the batch (at most 256 rows). glibc's
     ``malloc`` raises its mmap and trim thresholds after freeing a large block; until
@@ -104,19 +162,24 @@ def time_model(model: nn.Module, example: torch.Tensor, runs: int = 50, warmup: 
     whichever model a script timed first looked slow. The big pass puts every model
     in the same allocator state.
     """
-    sync = (lambda: torch.cuda.synchronize(example.device)) if example.is_cuda else (lambda: None)
+    args, kwargs = inputs.to_call(example)
+    tensors = [t for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor)]
+    cuda = any(t.is_cuda for t in tensors)
+    sync = (lambda: torch.cuda.synchronize(tensors[0].device)) if cuda else (lambda: None)
     times: list[float] = []
     with torch.inference_mode():
-        repeat = max(1, min(8, 256 // max(1, example.shape[0])))
-        if not example.is_cuda and repeat > 1:
-            model(example.repeat(repeat, *([1] * (example.dim() - 1))))
+        n = inputs.leading_size(example) if tensors else 1
+        repeat = max(1, min(8, 256 // max(1, n)))
+        if not cuda and repeat > 1:
+            big_args, big_kwargs = inputs.to_call(_repeated(example, repeat))
+            model(*big_args, **big_kwargs)
         for _ in range(warmup):
-            model(example)
+            model(*args, **kwargs)
         sync()
         budget_end = time.perf_counter() + max_seconds
         for _ in range(runs):
             t0 = time.perf_counter()
-            model(example)
+            model(*args, **kwargs)
             sync()
             times.append(1000 * (time.perf_counter() - t0))
             if time.perf_counter() > budget_end and len(times) >= 5:
@@ -124,57 +187,50 @@ def time_model(model: nn.Module, example: torch.Tensor, runs: int = 50, warmup: 
     return times
 
 
-def _example_from(model: nn.Module, data, example_input, batch_size: int) -> torch.Tensor:
-    device = model_device(model)
+def _example_from(model: nn.Module, data: Any, example_input: Any, batch_size: int) -> Any:
+    """The batch to time and count MACs on, on the model's device, floats in the model's dtype."""
     if example_input is not None:
-        if not isinstance(example_input, (torch.Tensor, np.ndarray)):
-            raise TypeError(f"example_input must be a torch.Tensor or numpy array, got {type(example_input).__name__}")
-        ex = torch.as_tensor(np.asarray(example_input) if isinstance(example_input, np.ndarray) else example_input)
+        ex, arg = inputs.first_batch(example_input, batch_size, model, "example_input"), "example_input"
     elif data is not None:
-        ex = torch.as_tensor(np.asarray(data[0][:batch_size]))
+        ex, arg = train.first_inputs(data, batch_size, model), "data"
     else:
         raise ValueError("measure needs data=(x, y) or example_input= to run a torch model")
-    if ex.ndim < 2:
-        raise ValueError(f"example_input must have a batch dimension, got shape {tuple(ex.shape)}")
-    if ex.is_floating_point():  # feed the model's own float type (float16/bfloat16 models)
-        dtypes = [p.dtype for p in model.parameters() if p.is_floating_point()]
-        ex = ex.to(dtypes[0] if dtypes else torch.float32)
-    return ex.to(device)
+    if isinstance(ex, (torch.Tensor, np.ndarray)) and ex.ndim < 1:
+        raise ValueError(f"{arg} must have a batch dimension, got shape {tuple(ex.shape)}")
+    args, kwargs = inputs.to_call(ex, inputs.model_device(model), inputs.float_dtype(model))
+    return kwargs if kwargs else (args[0] if len(args) == 1 else args)
 
 
 def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, name: Optional[str] = None,
             batch_size: int = 32, runs: int = 50, warmup: int = 10, latency: bool = True) -> Report:
-    """Measure ``model`` (see :func:`compresslib.measure`)."""
+    """Measure ``model`` (see :func:`compresslib.measure`); its train/eval flags are left as they were.
+
+    ``data``: ``(x, y)`` with ``x`` an array, a tensor or a dict/tuple of them, or an iterable of
+    ``(x, y)`` batches (a DataLoader). ``example_input``: one batch in any form the model takes.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if data is not None and (not isinstance(data, (tuple, list)) or len(data) != 2):
-        raise ValueError(f"data must be a pair (x, y) of arrays, got {type(data).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_measure_args(batch_size)
+    flags = {m: m.training for m in model.modules()}
     model.eval()
-    example = _example_from(model, data, example_input, batch_size)
     try:
-        macs = _macs_by_layer(model, example)
-    except RuntimeError as exc:
-        arg = "example_input" if example_input is not None else "data"
-        raise ValueError(f"{arg}: the model cannot run on inputs of shape {tuple(example.shape)}: {exc}") from exc
-    counts = _layer_counts(model)
-    layers = [LayerStats(n, kind, p, nz, macs.get(n, 0)) for n, (kind, p, nz) in counts.items()]
-    for n, m in macs.items():  # layers with MACs but no own weights (rare)
-        if n not in counts:
-            layers.append(LayerStats(n, "", 0, 0, m))
-    size, gz, fmt = native_file_bytes(model)
-    report = Report(
-        name=name or type(model).__name__, framework="torch",
-        params=sum(l.params for l in layers), nonzero_params=sum(l.nonzero_params for l in layers),
-        file_bytes=size, gzip_bytes=gz, file_format=fmt, macs=sum(macs.values()), layers=layers,
-        device=str(example.device), threads=torch.get_num_threads(),
-    )
-    if latency:
-        times = time_model(model, example, runs=runs, warmup=warmup)
-        report.latency_ms, report.latency_spread_ms = latency_stats(times)
-        report.latency_runs, report.batch_size = len(times), int(example.shape[0])
-        report.load_average = load_average()
-    if data is not None:
-        report.accuracy = evaluate(model, data)
-    return report
+        example = _example_from(model, data, example_input, batch_size)
+        try:
+            macs = macs_by_layer(model, example)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            arg = "example_input" if example_input is not None else "data"
+            raise ValueError(f"{arg}: the model cannot run on {inputs.describe(example)}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        counts = _layer_counts(model)
+        layers = [LayerStats(n, kind, p, nz, macs.get(n, 0)) for n, (kind, p, nz) in counts.items()]
+        kinds = dict((n, type(m).__name__) for n, m in model.named_modules())
+        layers += [LayerStats(n, kinds.get(n, ""), 0, 0, m) for n, m in macs.items() if n not in counts]
+        return assemble(
+            framework="torch", name=name or type(model).__name__, layers=layers, native=native_file_bytes(model),
+            device=str(inputs.model_device(model)), threads=torch.get_num_threads(),
+            time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,
+            batch_size=inputs.leading_size(example),
+            accuracy=(lambda: train.evaluate(model, data)) if data is not None else None)
+    finally:
+        for m, flag in flags.items():
+            m.training = flag

@@ -11,7 +11,8 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Iterable
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,13 +20,10 @@ from torch import nn
 
 from compresslib.core.training import check_data, check_distill, check_teacher_logits, step_lr
 from compresslib.progress import progress
+from compresslib.torch import inputs
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU if it has none)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
+model_device = inputs.model_device
 
 
 def _to_numpy(a) -> np.ndarray:
@@ -134,21 +132,66 @@ def _distill(out: torch.Tensor, hard: torch.Tensor, teacher: torch.Tensor, alpha
     return (1 - alpha) * hard + alpha * t * t * kl
 
 
+def _is_pair(data: Any) -> bool:
+    """``(x, y)`` with ``x`` one batched example (array, tensor, dict or tuple of them) and ``y`` the labels."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        return False
+    labels = data[1]
+    labels_ok = isinstance(labels, (np.ndarray, torch.Tensor)) or (
+        isinstance(labels, list) and (not labels or isinstance(labels[0], (int, float, np.integer))))
+    return labels_ok and inputs.is_batched_example(data[0])
+
+
+def labelled_batches(data: Any, batch_size: int = 500, argument: str = "data") -> Iterator[tuple[Any, np.ndarray]]:
+    """``(inputs, labels)`` batches of ``data``: a pair ``(x, y)`` sliced into batches, or an iterable of pairs."""
+    if _is_pair(data):
+        x, y = data
+        y = _to_numpy(y)
+        n = inputs.leading_size(x)
+        if n != len(y) or n == 0:
+            raise ValueError(f"{argument}: x and y must be non-empty and of equal length, got {n} and {len(y)}")
+        for start in range(0, n, batch_size):
+            yield inputs.take(x, start, start + batch_size), y[start:start + batch_size]
+        return
+    if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
+        raise ValueError(f"{argument} must be a pair (x, y) or an iterable of (x, y) batches (e.g. a DataLoader), "
+                         f"got {type(data).__name__}")
+    seen = False
+    for item in data:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ValueError(f"{argument}: every batch must be a pair (x, y), got {type(item).__name__}")
+        seen = True
+        yield item[0], _to_numpy(item[1])
+    if not seen:
+        raise ValueError(f"{argument} is empty")
+
+
+def first_inputs(data: Any, batch_size: int, model: Optional[nn.Module] = None) -> Any:
+    """The inputs of the first ``batch_size`` rows of ``data`` (or of its first batch)."""
+    x, _ = next(labelled_batches(data, batch_size))
+    return x
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode)."""
+def predict(model: nn.Module, x: Any, batch_size: int = 500) -> np.ndarray:
+    """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode).
+
+    ``x``: an array or tensor, or a dict/tuple of them sharing the batch dimension; the
+    logits are the first tensor of whatever the model returns (``ModelOutput``, tuple, …).
+    """
     model.eval()
-    device = model_device(model)
-    dtypes = [p.dtype for p in model.parameters() if p.is_floating_point()]
-    dtype = dtypes[0] if dtypes else torch.float32
-    outs = []
-    for start in range(0, len(x), batch_size):
-        xb = torch.as_tensor(np.asarray(x[start:start + batch_size])).to(device=device, dtype=dtype)
-        outs.append(model(xb).float().cpu().numpy())
+    outs = [inputs.logits(inputs.call(model, inputs.take(x, s, s + batch_size))).float().cpu().numpy()
+            for s in range(0, inputs.leading_size(x), batch_size)]
     return np.concatenate(outs)
 
 
-def evaluate(model: nn.Module, data: Sequence[np.ndarray], batch_size: int = 500) -> float:
-    """Top-1 accuracy (0..1) of ``model`` on ``data = (x, y)``."""
-    x, y = _check_data(data)
-    return float((predict(model, x, batch_size).argmax(1) == y).mean())
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: Any, batch_size: int = 500) -> float:
+    """Top-1 accuracy (0..1) of ``model`` on ``data``: ``(x, y)`` or an iterable of ``(x, y)`` batches."""
+    model.eval()
+    right = total = 0
+    for xb, yb in labelled_batches(data, batch_size):
+        pred = inputs.logits(inputs.call(model, xb)).argmax(-1).cpu().numpy()
+        right += int((pred.reshape(-1) == yb.reshape(-1)).sum())
+        total += int(yb.size)
+    return right / total
