@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -387,3 +387,78 @@ def fold_bn(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray, b
     shape[out_axis] = -1
     b = np.zeros_like(scale) if bias is None else np.asarray(bias, dtype=np.float64)
     return weight * scale.reshape(shape), scale * (b - np.asarray(mean, dtype=np.float64)) + np.asarray(beta)
+
+
+# --------------------------------------------------------------------------- the workflow both backends share
+
+
+def select_layers(layers_by_name: dict[str, Any], config: Any, layers: Any,
+                  is_target: Callable[[Any], bool], why_not: Callable[[Any], str]) -> tuple[list[str], dict[str, str]]:
+    """Names of the layers ``config`` would factor, and ``{name: reason}`` for those it must skip.
+
+    ``layers``: None (every target layer), a name, a list of names, or ``fn(name, layer) -> bool``;
+    ``is_target(layer)`` picks the candidates when no names are given, ``why_not(layer)`` says
+    why a layer cannot be factored ('' when it can).
+
+    Example:
+        >>> select_layers({"a": 1, "b": 2.0}, None, None, lambda l: isinstance(l, int), lambda l: "")
+        (['a'], {})
+    """
+    if layers is None or callable(layers):
+        chosen = [n for n, l in layers_by_name.items() if is_target(l) and (layers is None or layers(n, l))]
+    else:
+        names = [layers] if isinstance(layers, str) else list(layers)
+        unknown = [n for n in names if n not in layers_by_name]
+        if unknown:
+            raise ValueError(f"layers: no layer named {unknown} in the model; choose from {list(layers_by_name)}")
+        chosen = names
+    out, skipped = [], {}
+    for n in chosen:
+        why = why_not(layers_by_name[n])
+        if why:
+            skipped[n] = why
+        else:
+            out.append(n)
+    return out, skipped
+
+
+def plan_layer(config: Any, w: np.ndarray) -> Plan:
+    """The plan of ``config`` (``SVD``, ``Tucker`` or ``CP``) for one weight in the core layout.
+
+    Example:
+        >>> from compresslib.configs import SVD
+        >>> plan_layer(SVD(rank=8), np.ones((64, 32))).params_after
+        768
+    """
+    from compresslib.configs import CP, SVD, Tucker
+
+    if isinstance(config, SVD):
+        return plan_svd(w.shape, rank=config.rank, energy=config.energy, ratio=config.ratio, w=w)
+    if isinstance(config, Tucker):
+        return plan_tucker(w.shape, ranks=config.ranks, energy=config.energy, w=w)
+    if isinstance(config, CP):
+        return plan_cp(w.shape, config.rank)
+    raise TypeError(f"config must be SVD, Tucker or CP, got {type(config).__name__}")
+
+
+def plan_layers(config: Any, weights: dict[str, np.ndarray], explicit: bool) -> dict[str, Plan]:
+    """:func:`plan_layer` for each weight; a rank invalid for a layer named explicitly raises, otherwise it
+    becomes a refused plan whose ``reason`` says why."""
+    out = {}
+    for n, w in weights.items():
+        try:
+            out[n] = plan_layer(config, w)
+        except ValueError as exc:
+            if explicit:
+                raise ValueError(f"layer {n!r}: {exc}") from None
+            out[n] = Plan(type(config).__name__.lower(), tuple(w.shape),
+                          getattr(config, "rank", None) or getattr(config, "ranks", None), int(w.size), int(w.size),
+                          False, str(exc))
+    return out
+
+
+def warn_skipped(config: Any, skipped: dict[str, str]) -> None:
+    """One warning naming every layer ``decompose`` left as it was, with the reason."""
+    if skipped:
+        warnings.warn(f"decompose({type(config).__name__}): left {len(skipped)} layer(s) unchanged: "
+                      + "; ".join(f"{n}: {why}" for n, why in skipped.items()), UserWarning, stacklevel=4)

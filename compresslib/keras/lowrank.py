@@ -24,7 +24,6 @@ Example:
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Optional, Sequence, Union
 
 import keras
@@ -71,25 +70,9 @@ def select(model, config: LowRankConfig, layers: LayerFilter = None) -> tuple[li
     ``layers``: None (every Dense for SVD, every Conv2D for Tucker/CP), a layer
     name, a list of names, or ``fn(name, layer) -> bool``.
     """
-    graph = functional_of(model)
-    by_name = {layer.name: layer for layer in graph.layers}
-    if layers is None or callable(layers):
-        chosen = [n for n, l in by_name.items() if type(l).__name__ == _target(config)
-                  and (layers is None or layers(n, l))]
-    else:
-        names = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise ValueError(f"layers: no layer named {unknown} in the model; choose from {list(by_name)}")
-        chosen = names
-    out, skipped = [], {}
-    for n in chosen:
-        why = _unsupported(by_name[n], config)
-        if why:
-            skipped[n] = why
-        else:
-            out.append(n)
-    return out, skipped
+    by_name = {layer.name: layer for layer in functional_of(model).layers}
+    return core.select_layers(by_name, config, layers, lambda l: type(l).__name__ == _target(config),
+                              lambda l: _unsupported(l, config))
 
 
 def plan(model, config: LowRankConfig, layers: LayerFilter = None) -> dict[str, core.Plan]:
@@ -104,24 +87,8 @@ def plan(model, config: LowRankConfig, layers: LayerFilter = None) -> dict[str, 
     check_config(config, LowRankConfig)
     names, _ = select(model, config, layers)
     graph = functional_of(model)
-    explicit = layers is not None and not callable(layers)
-    out = {}
-    for n in names:
-        w = _weight(graph.get_layer(n))
-        try:
-            if isinstance(config, SVD):
-                out[n] = core.plan_svd(w.shape, rank=config.rank, energy=config.energy, ratio=config.ratio, w=w)
-            elif isinstance(config, Tucker):
-                out[n] = core.plan_tucker(w.shape, ranks=config.ranks, energy=config.energy, w=w)
-            else:
-                out[n] = core.plan_cp(w.shape, config.rank)
-        except ValueError as exc:
-            if explicit:
-                raise ValueError(f"layer {n!r}: {exc}") from None
-            out[n] = core.Plan(type(config).__name__.lower(), w.shape,
-                               getattr(config, "rank", None) or getattr(config, "ranks", None),
-                               w.size, w.size, False, str(exc))
-    return out
+    return core.plan_layers(config, {n: _weight(graph.get_layer(n)) for n in names},
+                            explicit=layers is not None and not callable(layers))
 
 
 def _bias(layer) -> Optional[np.ndarray]:
@@ -138,7 +105,7 @@ def _apply(specs: list[tuple[Any, list[np.ndarray]]]) -> Callable[..., Any]:
     return call
 
 
-def factor_dense(layer, rank: int) -> list[tuple[Any, list[np.ndarray]]]:
+def factor_svd(layer, rank: int) -> list[tuple[Any, list[np.ndarray]]]:
     """``Dense(m)`` → ``Dense(r, use_bias=False)`` → ``Dense(m, activation)`` from the truncated SVD."""
     a, b = core.svd_factors(_weight(layer), rank)
     dtype = layer.dtype_policy
@@ -149,7 +116,7 @@ def factor_dense(layer, rank: int) -> list[tuple[Any, list[np.ndarray]]]:
     return [(first, [b.T]), (last, [a.T] + ([bias] if bias is not None else []))]
 
 
-def factor_conv_tucker(layer, ranks: tuple[int, int]) -> list[tuple[Any, list[np.ndarray]]]:
+def factor_tucker(layer, ranks: tuple[int, int]) -> list[tuple[Any, list[np.ndarray]]]:
     """``Conv2D`` → 1×1 (R1) → k×k (R2; the original strides, padding, dilation) → 1×1 (C_out, activation).
 
     A full-rank mode (``R1 = C_in`` or ``R2 = C_out``) gets no 1×1 layer: its
@@ -175,7 +142,7 @@ def factor_conv_tucker(layer, ranks: tuple[int, int]) -> list[tuple[Any, list[np
     return specs
 
 
-def factor_conv_cp(layer, rank: int) -> list[tuple[Any, list[np.ndarray]]]:
+def factor_cp(layer, rank: int) -> list[tuple[Any, list[np.ndarray]]]:
     """``Conv2D`` → 1×1 (R) → depthwise kh×1 → depthwise 1×kw → 1×1 (C_out, activation) (Lebedev et al. 2015)."""
     first_w, vert, horiz, last_w = core.cp(_weight(layer), rank)
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
@@ -217,12 +184,10 @@ def decompose(model, config: LowRankConfig, *, layers: LayerFilter = None) -> ke
         if not p.accepted:
             skipped[name] = p.reason
             continue
-        factor = (factor_dense if isinstance(config, SVD)
-                  else factor_conv_tucker if isinstance(config, Tucker) else factor_conv_cp)
+        factor = (factor_svd if isinstance(config, SVD)
+                  else factor_tucker if isinstance(config, Tucker) else factor_cp)
         replacements[name] = (lambda f, r: (lambda layer: _apply(f(layer, r))))(factor, p.rank)
-    if skipped:
-        warnings.warn(f"decompose({type(config).__name__}): left {len(skipped)} layer(s) unchanged: "
-                      + "; ".join(f"{n}: {why}" for n, why in skipped.items()), UserWarning, stacklevel=3)
+    core.warn_skipped(config, skipped)
     return rebuild(model, replacements)
 
 

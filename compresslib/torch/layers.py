@@ -185,4 +185,127 @@ def unpack(module: nn.Module, shape: tuple) -> torch.Tensor:
     return (q.reshape(-1, gs).float() * module.scale.reshape(-1, 1)).reshape(shape)
 
 
-__all__ = ["PointwiseConv2d", "WeightOnlyLinear", "WeightOnlyConv2d", "pack_into", "unpack"]
+# --------------------------------------------------------------------------- factored layers (low rank)
+
+
+class _Factors:
+    """Sequence access to the factor layers (children ``0``, ``1``, …), as ``nn.Sequential`` gives."""
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> nn.Module:
+        return list(self._modules.values())[index]
+
+
+class FactoredLinear(_Factors, nn.Linear):
+    """An SVD-factored ``nn.Linear``: ``Linear(in→r, no bias)`` then ``Linear(r→out)``.
+
+    It *is* an ``nn.Linear`` with the original ``in_features``/``out_features``, so a
+    model's own code that reads them, or reads ``.weight`` (the product of the
+    factors, recomputed on access) and ``.bias``, keeps working; the factors are its
+    children ``0`` and ``1`` and are what trains, saves and quantizes.
+
+    Example:
+        >>> f = FactoredLinear(nn.Linear(8, 2, bias=False), nn.Linear(2, 5))
+        >>> f.in_features, f.out_features, f.rank, tuple(f.weight.shape)
+        (8, 5, 2, (5, 8))
+        >>> x = torch.randn(3, 8)
+        >>> bool(torch.allclose(f(x), torch.nn.functional.linear(x, f.weight, f.bias), atol=1e-6))
+        True
+    """
+
+    def __init__(self, first: nn.Linear, last: nn.Linear) -> None:
+        nn.Module.__init__(self)
+        if first.out_features != last.in_features or first.bias is not None:
+            raise ValueError("first must be Linear(in→r, bias=False) and last Linear(r→out)")
+        self.in_features, self.out_features, self.rank = first.in_features, last.out_features, first.out_features
+        self.add_module("0", first)
+        self.add_module("1", last)
+
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]
+        return self[1].weight @ self[0].weight
+
+    @property
+    def bias(self) -> Optional[torch.Tensor]:  # type: ignore[override]
+        return self[1].bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[1](self[0](x))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+_CONV_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+               "padding_mode", "transposed", "output_padding", "_reversed_padding_repeated_twice")
+
+
+class FactoredConv2d(_Factors, nn.Conv2d):
+    """A Tucker-2 or CP factored ``nn.Conv2d``: the factor convolutions as children ``0``, ``1``, …
+
+    Keeps the original layer's attributes (``in_channels``, ``out_channels``,
+    ``kernel_size``, ``stride``, ``padding``, …) so that a model's code reading them
+    still runs; ``.weight`` is the dense kernel the factors stand for (recomputed
+    on access) and ``.bias`` the last factor's.
+
+    ``kind``: ``"tucker"`` (``[1×1 C_in→R1,] k×k R1→R2 [, 1×1 R2→C_out]``; a 1×1
+    factor at full rank is absorbed, Tucker-1) or ``"cp"`` (1×1, depthwise kh×1,
+    depthwise 1×kw, 1×1).
+
+    Example:
+        >>> conv = nn.Conv2d(4, 6, 3, padding=1)
+        >>> f = FactoredConv2d(conv, [nn.Conv2d(4, 2, 1, bias=False), nn.Conv2d(2, 3, 3, padding=1, bias=False),
+        ...                           nn.Conv2d(3, 6, 1)], kind="tucker", has_first=True, has_last=True)
+        >>> f.in_channels, f.out_channels, f.stride, tuple(f.weight.shape)
+        (4, 6, (1, 1), (6, 4, 3, 3))
+        >>> x = torch.randn(1, 4, 5, 5)
+        >>> bool(torch.allclose(f(x), nn.functional.conv2d(x, f.weight, f.bias, padding=1), atol=1e-5))
+        True
+    """
+
+    def __init__(self, original: nn.Conv2d, factors: list, kind: str, has_first: bool = True,
+                 has_last: bool = True) -> None:
+        nn.Module.__init__(self)
+        if kind not in ("tucker", "cp"):
+            raise ValueError(f"kind must be 'tucker' or 'cp', got {kind!r}")
+        for attr in _CONV_ATTRS:
+            setattr(self, attr, getattr(original, attr))
+        self.kind, self.has_first, self.has_last = kind, bool(has_first), bool(has_last)
+        for i, factor in enumerate(factors):
+            self.add_module(str(i), factor)
+
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]
+        ws = [m.weight for m in self]
+        if self.kind == "cp":
+            first, vertical, horizontal, last = ws
+            return torch.einsum("or,rh,rw,ri->oihw", last[:, :, 0, 0], vertical[:, 0, :, 0],
+                                horizontal[:, 0, 0, :], first[:, :, 0, 0])
+        core = ws[1] if self.has_first else ws[0]
+        if self.has_first:
+            core = torch.einsum("bahw,ai->bihw", core, ws[0][:, :, 0, 0])
+        if self.has_last:
+            core = torch.einsum("ob,bihw->oihw", ws[-1][:, :, 0, 0], core)
+        return core
+
+    @property
+    def bias(self) -> Optional[torch.Tensor]:  # type: ignore[override]
+        return self[len(self) - 1].bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self:
+            x = m(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"kind={self.kind!r}")
+
+
+__all__ = ["PointwiseConv2d", "WeightOnlyLinear", "WeightOnlyConv2d", "FactoredLinear", "FactoredConv2d",
+           "pack_into", "unpack"]

@@ -1,7 +1,11 @@
 """Low-rank decomposition of PyTorch models: SVD for ``nn.Linear``, Tucker-2 and CP for ``nn.Conv2d``.
 
-Each chosen layer is replaced by an ``nn.Sequential`` of ordinary layers, so the
-result trains, saves (``compresslib.save``), quantizes and exports like any model:
+Each chosen layer is replaced by a :class:`~compresslib.torch.layers.FactoredLinear` or
+:class:`~compresslib.torch.layers.FactoredConv2d`: a subclass of the original layer type
+that keeps its attributes (``in_features``, ``stride``, ``padding``, …; ``.weight`` is the
+product of the factors) so a model's own code that reads them still runs, and that holds
+the factors as ordinary child layers, so the result trains, saves
+(``compresslib.save``), quantizes and exports like any model:
 
 * ``SVD``: ``Linear(n→m)`` becomes ``Linear(n→r, bias=False)`` → ``Linear(r→m)``;
 * ``Tucker``: ``Conv2d(C_in→C_out, k×k)`` becomes ``1×1 (C_in→R1)`` → ``k×k (R1→R2)`` → ``1×1 (R2→C_out)``
@@ -12,8 +16,8 @@ The factors come from ``compresslib.core.lowrank`` (NumPy SVD; TensorLy's
 ``partial_tucker`` and ``parafac``), which also holds the rule that refuses a
 rank that would not make the layer smaller. Refused or unsupported layers are
 left as they are and named in one warning. TensorLy-Torch (``tltorch``) offers
-``FactorizedConv``/``FactorizedLinear`` modules instead; compresslib keeps plain
-``nn`` layers so the rest of the toolchain sees nothing new. The one exception:
+``FactorizedConv``/``FactorizedLinear`` modules instead; compresslib keeps the factors
+as plain ``nn`` layers so the rest of the toolchain sees nothing new. The one exception:
 the 1×1 factors are ``compresslib.torch.layers.PointwiseConv2d``, an
 ``nn.Conv2d`` subclass that runs as ``torch.bmm`` at CPU inference, because
 oneDNN's NCHW 1×1 convolutions with few channels cost more in layout reorders
@@ -25,7 +29,8 @@ Example:
     >>> m = build("mlp_wide")
     >>> d = cl.decompose(m, cl.SVD(rank=64), layers=["1", "3"])
     >>> d[3]
-    Sequential(
+    FactoredLinear(
+      in_features=1024, out_features=1024, rank=64
       (0): Linear(in_features=1024, out_features=64, bias=False)
       (1): Linear(in_features=64, out_features=1024, bias=True)
     )
@@ -35,7 +40,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -45,7 +49,7 @@ from torch import nn
 from compresslib.configs import CP, SVD, LowRankConfig, Tucker, check_config
 from compresslib.core import lowrank as core
 from compresslib.registry import register
-from compresslib.torch.layers import PointwiseConv2d
+from compresslib.torch.layers import FactoredConv2d, FactoredLinear, PointwiseConv2d
 
 LayerFilter = Union[None, str, Sequence[str], Callable[[str, nn.Module], bool]]
 
@@ -73,35 +77,13 @@ def select(model: nn.Module, config: LowRankConfig, layers: LayerFilter = None) 
     ``layers``: None (every Linear for SVD, every Conv2d for Tucker/CP), a name,
     a list of names (as in ``model.named_modules()``), or ``fn(name, module) -> bool``.
     """
-    modules = dict(model.named_modules())
-    skipped: dict[str, str] = {}
-    if layers is None or callable(layers):
-        chosen = [n for n, m in modules.items() if n and isinstance(m, _target_type(config))
-                  and (layers is None or layers(n, m))]
-    else:
-        names = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [n for n in names if n not in modules or not n]
-        if unknown:
-            raise ValueError(f"layers: no module named {unknown} in the model; "
-                             f"choose from {[n for n in modules if n]}")
-        chosen = names
-    out = []
-    for n in chosen:
-        why = _unsupported(modules[n], config)
-        if why:
-            skipped[n] = why
-        else:
-            out.append(n)
-    return out, skipped
+    modules = {n: m for n, m in model.named_modules() if n}
+    return core.select_layers(modules, config, layers, lambda m: type(m) is _target_type(config),
+                              lambda m: _unsupported(m, config))
 
 
-def _plan_one(module: nn.Module, config: LowRankConfig) -> core.Plan:
-    w = module.weight.detach().cpu().double().numpy()
-    if isinstance(config, SVD):
-        return core.plan_svd(w.shape, rank=config.rank, energy=config.energy, ratio=config.ratio, w=w)
-    if isinstance(config, Tucker):
-        return core.plan_tucker(w.shape, ranks=config.ranks, energy=config.energy, w=w)
-    return core.plan_cp(w.shape, config.rank)
+def _weight(module: nn.Module) -> np.ndarray:
+    return module.weight.detach().cpu().double().numpy()
 
 
 def plan(model: nn.Module, config: LowRankConfig, layers: LayerFilter = None) -> dict[str, core.Plan]:
@@ -118,20 +100,8 @@ def plan(model: nn.Module, config: LowRankConfig, layers: LayerFilter = None) ->
     """
     check_config(config, LowRankConfig)
     names, _ = select(model, config, layers)
-    modules = dict(model.named_modules())
-    explicit = layers is not None and not callable(layers)
-    out = {}
-    for n in names:
-        try:
-            out[n] = _plan_one(modules[n], config)
-        except ValueError as exc:
-            if explicit:
-                raise ValueError(f"layer {n!r}: {exc}") from None
-            shape = tuple(modules[n].weight.shape)
-            size = int(np.prod(shape))
-            out[n] = core.Plan(type(config).__name__.lower(), shape, getattr(config, "rank", None) or getattr(config, "ranks", None),
-                               size, size, False, str(exc))
-    return out
+    return core.plan_layers(config, {n: _weight(model.get_submodule(n)) for n in names},
+                            explicit=layers is not None and not callable(layers))
 
 
 def _to(module: nn.Module, like: torch.Tensor) -> nn.Module:
@@ -142,7 +112,7 @@ def _tensor(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(a), dtype=like.dtype, device=like.device)
 
 
-def factor_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
+def factor_svd(layer: nn.Linear, rank: int) -> FactoredLinear:
     """``Linear(n→m)`` as ``Linear(n→r, bias=False)`` → ``Linear(r→m)`` from the truncated SVD."""
     w = layer.weight.detach()
     a, b = core.svd_factors(w.cpu().double().numpy(), rank)
@@ -153,10 +123,10 @@ def factor_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
         last.weight.copy_(_tensor(a, w))
         if layer.bias is not None:
             last.bias.copy_(layer.bias.detach())
-    return nn.Sequential(first, last)
+    return FactoredLinear(first, last)
 
 
-def factor_conv_tucker(layer: nn.Conv2d, ranks: tuple[int, int]) -> nn.Sequential:
+def factor_tucker(layer: nn.Conv2d, ranks: tuple[int, int]) -> FactoredConv2d:
     """``Conv2d`` as 1×1 (C_in→R1) → k×k (R1→R2, the original stride/padding/dilation) → 1×1 (R2→C_out).
 
     A full-rank mode (``R1 = C_in`` or ``R2 = C_out``) gets no 1×1 layer: its
@@ -183,10 +153,10 @@ def factor_conv_tucker(layer: nn.Conv2d, ranks: tuple[int, int]) -> nn.Sequentia
             parts[-1].weight.copy_(_tensor(last_w[:, :, None, None], w))
         if has_bias:
             parts[-1].bias.copy_(layer.bias.detach())
-    return nn.Sequential(*parts)
+    return FactoredConv2d(layer, parts, "tucker", has_first=first_w is not None, has_last=last_w is not None)
 
 
-def factor_conv_cp(layer: nn.Conv2d, rank: int) -> nn.Sequential:
+def factor_cp(layer: nn.Conv2d, rank: int) -> FactoredConv2d:
     """``Conv2d`` as 1×1 (C_in→R) → depthwise kh×1 → depthwise 1×kw → 1×1 (R→C_out) (Lebedev et al. 2015)."""
     w = layer.weight.detach()
     first_w, vert, horiz, last_w = core.cp(w.cpu().double().numpy(), rank)
@@ -206,7 +176,7 @@ def factor_conv_cp(layer: nn.Conv2d, rank: int) -> nn.Sequential:
         last.weight.copy_(_tensor(last_w[:, :, None, None], w))
         if layer.bias is not None:
             last.bias.copy_(layer.bias.detach())
-    return nn.Sequential(first, vertical, horizontal, last)
+    return FactoredConv2d(layer, [first, vertical, horizontal, last], "cp")
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -244,16 +214,14 @@ def decompose(model: nn.Module, config: LowRankConfig, *, layers: LayerFilter = 
             continue
         layer = out.get_submodule(name)
         if isinstance(config, SVD):
-            new = factor_linear(layer, p.rank)
+            new = factor_svd(layer, p.rank)
         elif isinstance(config, Tucker):
-            new = factor_conv_tucker(layer, p.rank)
+            new = factor_tucker(layer, p.rank)
         else:
-            new = factor_conv_cp(layer, p.rank)
+            new = factor_cp(layer, p.rank)
         new.train(layer.training)
         _replace(out, name, new)
-    if skipped:
-        warnings.warn(f"decompose({type(config).__name__}): left {len(skipped)} layer(s) unchanged: "
-                      + "; ".join(f"{n}: {why}" for n, why in skipped.items()), UserWarning, stacklevel=3)
+    core.warn_skipped(config, skipped)
     return out
 
 

@@ -10,6 +10,7 @@ from torch import nn
 import compresslib as cl
 from compresslib.core import lowrank as L
 from compresslib.torch import lowrank as tl_
+from compresslib.torch.layers import FactoredConv2d, FactoredLinear
 from compresslib.torch.models import build
 
 
@@ -95,7 +96,7 @@ def test_cp_equals_the_reconstructed_kernel(torch_device, stride, padding):
         pytest.skip("torch forbids padding='same' with stride")
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 16, (5, 3), stride=stride, padding=padding).to(torch_device)
-    seq = tl_.factor_conv_cp(conv, 6)
+    seq = tl_.factor_cp(conv, 6)
     assert [c.groups for c in seq] == [1, 6, 6, 1]
     rec = L.cp_reconstruct(*L.cp(conv.weight.detach().cpu().double().numpy(), 6))
     ref = copy.deepcopy(conv)
@@ -108,7 +109,7 @@ def test_cp_equals_the_reconstructed_kernel(torch_device, stride, padding):
 def test_full_rank_is_exact_and_refused_ranks_warn_once():
     torch.manual_seed(0)
     conv = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1))
-    seq = tl_.factor_conv_tucker(conv[0], (8, 16))          # full ranks: exact (but larger)
+    seq = tl_.factor_tucker(conv[0], (8, 16))          # full ranks: exact (but larger)
     x = torch.randn(2, 8, 9, 9)
     with torch.no_grad():
         torch.testing.assert_close(seq(x), conv(x), atol=1e-5, rtol=1e-5)
@@ -120,14 +121,14 @@ def test_full_rank_is_exact_and_refused_ranks_warn_once():
     m = build("mlp_wide")
     with pytest.warns(UserWarning, match=r"5: rank=64 exceeds the 10×1024 matrix"):
         d = cl.decompose(m, cl.SVD(rank=64))
-    assert isinstance(d[5], nn.Linear) and isinstance(d[1], nn.Sequential)
+    assert type(d[5]) is nn.Linear and isinstance(d[1], FactoredLinear)
 
 
 def test_errors_and_filters():
     m = build("lenet5")
     with pytest.raises(ValueError, match="exceeds"):
         cl.decompose(m, cl.Tucker(ranks=(7, 8)), layers=["3"])          # C_in = 6
-    with pytest.raises(ValueError, match="no module named"):
+    with pytest.raises(ValueError, match="no layer named"):
         cl.decompose(m, cl.SVD(rank=4), layers=["fc9"])
     with pytest.raises(ValueError, match="SVD.rank"):
         cl.SVD(rank=0)
@@ -137,9 +138,9 @@ def test_errors_and_filters():
         cl.decompose(m, cl.Magnitude(0.5))
     with pytest.warns(UserWarning, match="Linear is not a Conv2d"):
         d = cl.decompose(m, cl.Tucker(ranks=(4, 8)), layers=["3", "7"])
-    assert isinstance(d[3], nn.Sequential) and isinstance(d[7], nn.Linear)
+    assert isinstance(d[3], FactoredConv2d) and type(d[7]) is nn.Linear
     d = cl.decompose(m, cl.SVD(rank=8), layers=lambda name, mod: mod.in_features == 400)
-    assert isinstance(d[7], nn.Sequential) and isinstance(d[9], nn.Linear)
+    assert isinstance(d[7], FactoredLinear) and type(d[9]) is nn.Linear
     plans = tl_.plan(m, cl.SVD(energy=0.5))
     assert set(plans) == {"7", "9", "11"} and all(1 <= p.rank <= 84 for p in plans.values())
 
