@@ -107,6 +107,19 @@ def take(example: Example, start: int, stop: int) -> Example:
     return example[start:stop]
 
 
+def repeat(example: Example, times: int) -> Example:
+    """The example with every tensor repeated ``times`` along the batch dimension."""
+    if isinstance(example, Mapping):
+        return {k: repeat(v, times) for k, v in example.items()}
+    if isinstance(example, (tuple, list)):
+        return tuple(repeat(v, times) for v in example)
+    if isinstance(example, np.ndarray):
+        example = torch.from_numpy(example)
+    if isinstance(example, torch.Tensor) and example.dim() > 0:
+        return example.repeat(times, *([1] * (example.dim() - 1)))
+    return example
+
+
 def describe(example: Example) -> str:
     """A short description for error messages, e.g. ``tensor (1, 3, 32, 32)`` or ``dict(input_ids: (2, 8))``."""
     def one(v: Any) -> str:
@@ -266,6 +279,6 @@ def zeros(sig: dict) -> Example:
     raise ValueError(f"bad example signature {sig!r}")
 
 
-__all__ = ["Example", "to_call", "float_dtype", "model_device", "call", "leading_size", "take", "describe",
+__all__ = ["Example", "to_call", "float_dtype", "model_device", "call", "leading_size", "take", "repeat", "describe",
            "is_batched_example", "positional_arity", "iter_batches", "first_batch", "flatten", "logits", "output_shapes",
            "guess_example", "signature", "zeros"]

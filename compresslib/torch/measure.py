@@ -137,16 +137,6 @@ def native_file_bytes(model: nn.Module) -> tuple[int, int, str]:
     return size, gz, "state_dict .pt"
 
 
-def _repeated(example: Any, times: int) -> Any:
-    if isinstance(example, dict):
-        return {k: _repeated(v, times) for k, v in example.items()}
-    if isinstance(example, (tuple, list)):
-        return tuple(_repeated(v, times) for v in example)
-    if isinstance(example, torch.Tensor) and example.dim() > 0:
-        return example.repeat(times, *([1] * (example.dim() - 1)))
-    return example
-
-
 def time_model(model: nn.Module, example: Any, runs: int = 50, warmup: int = 10,
                max_seconds: float = 10.0) -> list[float]:
     """Wall-clock milliseconds of ``runs`` forward passes after ``warmup`` (CUDA synchronised).
@@ -171,7 +161,7 @@ def time_model(model: nn.Module, example: Any, runs: int = 50, warmup: int = 10,
         n = inputs.leading_size(example) if tensors else 1
         repeat = max(1, min(8, 256 // max(1, n)))
         if not cuda and repeat > 1:
-            big_args, big_kwargs = inputs.to_call(_repeated(example, repeat))
+            big_args, big_kwargs = inputs.to_call(inputs.repeat(example, repeat))
             model(*big_args, **big_kwargs)
         for _ in range(warmup):
             model(*args, **kwargs)

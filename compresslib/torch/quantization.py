@@ -94,7 +94,16 @@ def quantize_dynamic(model: nn.Module, config: Int8Dynamic, *, calibration_data:
 
 @register("quantize", "torch", Int8Static)
 def quantize_static(model: nn.Module, config: Int8Static, *, calibration_data: Any = None) -> nn.Module:
-    """Int8 weights and activations calibrated on ``calibration_data`` (FX graph mode, x86 backend)."""
+    """Int8 weights and activations calibrated on ``calibration_data``.
+
+    Path: FX graph mode (``prepare_fx``/``convert_fx``, x86 backend), which runs fast in
+    eager PyTorch. A model that ``torch.fx`` cannot trace (Python control flow on
+    shapes, dict inputs, ``ModelOutput`` returns — most Hugging Face models) goes through
+    ``torch.export`` and PT2E (``torchao.quantization.pt2e`` with the ``X86InductorQuantizer``)
+    instead, with one warning saying so: its int8 arithmetic is fast under
+    ``torch.compile``, emulated in eager mode. ``q.compresslib_recipe["path"]`` says which.
+    A model neither can capture (control flow on tensor *values*) is refused naming both reasons.
+    """
     _check_model(model)
     _require_cpu(model, config)
     if calibration_data is None:
@@ -102,19 +111,79 @@ def quantize_static(model: nn.Module, config: Int8Static, *, calibration_data: A
                          "(a few hundred rows, or an iterable of batches)")
     float_model = copy.deepcopy(model).eval()
     batches = list(inputs.iter_batches(calibration_data, 256, float_model))
-    example = inputs.take(batches[0], 0, 1)
+    example = inputs.take(batches[0], 0, 1) if inputs.is_batched_example(batches[0]) else batches[0]
     _leaves_skipped(float_model, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+    try:
+        q, path = _static_fx(float_model, config, batches, example), "fx"
+    except _FxTraceFailed as fx_error:
+        q, path = _static_pt2e(float_model, config, batches, example, str(fx_error)), "pt2e"
+    q = replay.attach(q, float_model, config, example)
+    q.compresslib_recipe["path"] = path
+    return q
+
+
+class _FxTraceFailed(Exception):
+    """torch.fx could not trace the model (the message says where)."""
+
+
+def _static_fx(float_model: nn.Module, config: Int8Static, batches: list, example: Any) -> nn.Module:
     mapping = ao.qconfig_mapping(ao.weight_observer(config.per_channel),
                                  ao.activation_observer(config.observer, config.percentile))
     _, qfx = ao.modules()
     args, kwargs = inputs.to_call(example)
     with ao.quiet(), ao.x86_engine():
-        prepared = qfx.prepare_fx(copy.deepcopy(float_model), mapping, example_inputs=args)
+        try:
+            prepared = qfx.prepare_fx(copy.deepcopy(float_model), mapping, example_inputs=args)
+            with torch.inference_mode():
+                inputs.call(prepared, example)
+        except Exception as exc:  # noqa: BLE001 - TraceError, TypeError, … from symbolic tracing
+            raise _FxTraceFailed(f"{type(exc).__name__}: {exc}") from None
         with torch.inference_mode():
             for batch in batches:
                 inputs.call(prepared, batch)
-        q = qfx.convert_fx(prepared)
-    return replay.attach(q, float_model, config, example)
+        return qfx.convert_fx(prepared)
+
+
+def _static_pt2e(float_model: nn.Module, config: Int8Static, batches: list, example: Any, fx_error: str) -> nn.Module:
+    """``torch.export`` (batch dimension dynamic) → ``prepare_pt2e`` → calibrate → ``convert_pt2e``."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    exported = export_module(float_model, batches[0], f"Int8Static: torch.fx could not trace it ({fx_error})")
+    # the x86 Inductor recipe: per-channel symmetric weights (whatever config.per_channel says), full 8-bit activations
+    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(reduce_range=False))
+    with ao.quiet():
+        prepared = prepare_pt2e(exported, quantizer)
+        with torch.no_grad():
+            for batch in batches:
+                inputs.call(prepared, batch)
+        q = convert_pt2e(prepared)
+    warnings.warn(f"quantize(Int8Static): torch.fx could not trace {type(float_model).__name__} ({fx_error[:160]}); "
+                  "quantized through torch.export + PT2E (X86InductorQuantizer) instead; run it under "
+                  "torch.compile for int8 speed", UserWarning, stacklevel=4)
+    return q
+
+
+def export_module(model: nn.Module, example: Any, why: str) -> nn.Module:
+    """``torch.export.export(model, example).module()`` with a dynamic batch dimension; ``ValueError`` naming
+    ``model`` (and ``why`` another path was not taken) when it cannot be exported."""
+    from torch.export import Dim, export
+
+    rows = inputs.leading_size(example) if inputs.is_batched_example(example) else 2
+    # a batch of 1 would be specialised (0/1 specialisation): export with two rows or more
+    example = inputs.take(example, 0, 4) if rows >= 2 else inputs.repeat(example, 2)
+    args, kwargs = inputs.to_call(example, inputs.model_device(model))
+    dims = {0: Dim.AUTO}
+    dynamic = ({k: dims for k in kwargs} if kwargs else tuple(dims for _ in args))
+    try:
+        with ao.quiet():
+            return export(model, args, kwargs, dynamic_shapes=dynamic).module()
+    except Exception as exc:  # noqa: BLE001 - export errors are many and deep
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ValueError(f"model: {why}, and torch.export could not capture it either ({type(exc).__name__}: "
+                         f"{first}); a forward with Python control flow on tensor values cannot be quantized "
+                         "statically — use Int8Dynamic or WeightOnly") from None
 
 
 @register("quantize", "torch", WeightOnly)
@@ -183,9 +252,36 @@ def prepare_qat(model: nn.Module, config: QAT = QAT(), *, example_input: Any = N
                                  ao.activation_observer("moving_average", bits=config.activation_bits, fake=True))
     _, qfx = ao.modules()
     args, _ = inputs.to_call(example, inputs.model_device(float_model))
+    try:
+        with ao.quiet():
+            prepared, path = qfx.prepare_qat_fx(copy.deepcopy(float_model), mapping, example_inputs=args), "fx"
+    except Exception as exc:  # noqa: BLE001 - torch.fx could not trace: try torch.export + PT2E
+        prepared, path = _qat_pt2e(float_model, config, example, f"{type(exc).__name__}: {exc}"), "pt2e"
+    prepared = replay.attach(prepared, float_model.eval(), config, example)
+    prepared.compresslib_recipe["path"] = path
+    return prepared
+
+
+def _qat_pt2e(float_model: nn.Module, config: QAT, example: Any, fx_error: str) -> nn.Module:
+    """``torch.export`` in training mode → ``prepare_qat_pt2e`` with the x86 Inductor QAT recipe (8-bit)."""
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    why = f"prepare_qat: torch.fx could not trace it ({fx_error[:300]})"
+    if (config.weight_bits, config.activation_bits) != (8, 8):
+        raise ValueError(f"model: {why}; the torch.export + PT2E path fake-quantizes at 8 bits only, "
+                         f"got weight_bits={config.weight_bits}, activation_bits={config.activation_bits}")
+    exported = export_module(copy.deepcopy(float_model).train(), example, why)
+    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
     with ao.quiet():
-        prepared = qfx.prepare_qat_fx(copy.deepcopy(float_model), mapping, example_inputs=args)
-    return replay.attach(prepared, float_model.eval(), config, example)
+        prepared = prepare_qat_pt2e(exported, quantizer)
+    allow_exported_model_train_eval(prepared)
+    warnings.warn(f"prepare_qat: torch.fx could not trace {type(float_model).__name__} ({fx_error[:160]}); "
+                  "fake-quantized through torch.export + PT2E (X86InductorQuantizer, 8-bit) instead",
+                  UserWarning, stacklevel=4)
+    return prepared
 
 
 def convert(model: nn.Module) -> nn.Module:
@@ -196,6 +292,13 @@ def convert(model: nn.Module) -> nn.Module:
     to a CPU int8 model for inference is the intended workflow; ``model`` itself
     stays on its device (it is copied before the move).
     """
+    if getattr(model, "compresslib_recipe", {}).get("path") == "pt2e":
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        work = copy.deepcopy(model).cpu()
+        work.eval()
+        with ao.quiet():
+            return replay.carry(model, convert_pt2e(work))
     if not isinstance(model, torch.fx.GraphModule) or not ao.is_fake_quantized(model):
         raise TypeError("model must come from prepare_qat(model, QAT(...)) (no fake-quantizers found)")
     weight_fq = next(m.weight_fake_quant for m in model.modules() if hasattr(m, "weight_fake_quant"))
