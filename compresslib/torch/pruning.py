@@ -224,15 +224,62 @@ class _GroupScores:
     def __call__(self, group, n: int) -> np.ndarray:
         import torch_pruning as tp
 
-        out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
         rows = []
         for i, (dep, idxs) in enumerate(group):
             layer = dep.layer
-            if dep.pruning_fn in out_fns and isinstance(layer, PRUNABLE):
+            is_out = dep.pruning_fn in (tp.prune_conv_out_channels, tp.prune_linear_out_channels) or \
+                getattr(dep.pruning_fn, "__name__", "") == "prune_out_channels" and isinstance(layer, PRUNABLE)
+            if is_out and isinstance(layer, PRUNABLE):
                 full = np.zeros((n,) + tuple(layer.weight.shape[1:]))
                 full[list(group[i].root_idxs)] = _np(layer.weight)[list(idxs)]
                 rows.append(full)
         return core_masks.group_scores(rows or [np.zeros((n, 1))], self.importance, self.rng, n)
+
+
+def _factored_pruner():
+    """A Torch-Pruning pruner for compresslib's factored layers: output channels are cut from the last
+    factor, input channels from the first; the rank in between stays."""
+    import torch_pruning as tp
+    from torch_pruning.pruner import function
+
+    from compresslib.torch.layers import FactoredConv2d, FactoredLinear
+
+    conv, linear = function.ConvPruner(), function.LinearPruner()
+
+    class FactoredPruner(function.BasePruningFunc):
+        TARGET_MODULES = (FactoredLinear, FactoredConv2d)
+
+        @staticmethod
+        def _ends(layer):
+            factors = list(layer)
+            return factors[0], factors[-1]
+
+        def prune_out_channels(self, layer, idxs):
+            _, last = self._ends(layer)
+            (linear if isinstance(last, nn.Linear) else conv).prune_out_channels(last, idxs)
+            if isinstance(layer, FactoredLinear):
+                layer.out_features = last.out_features
+            else:
+                layer.out_channels = last.out_channels
+            return layer
+
+        def prune_in_channels(self, layer, idxs):
+            first, _ = self._ends(layer)
+            (linear if isinstance(first, nn.Linear) else conv).prune_in_channels(first, idxs)
+            if isinstance(layer, FactoredLinear):
+                layer.in_features = first.in_features
+            else:
+                layer.in_channels = first.in_channels
+            return layer
+
+        def get_out_channels(self, layer):
+            return layer.out_features if isinstance(layer, FactoredLinear) else layer.out_channels
+
+        def get_in_channels(self, layer):
+            return layer.in_features if isinstance(layer, FactoredLinear) else layer.in_channels
+
+    del tp
+    return FactoredPruner()
 
 
 def _output_layers(model: nn.Module, example: Any) -> set[str]:
@@ -308,9 +355,13 @@ def prune_structured(model: nn.Module, config: Structured, *, example_input: Any
     for p in frozen:  # Torch-Pruning follows autograd: every parameter must take part in the trace
         p.requires_grad_(True)
     try:
+        from compresslib.torch.layers import FactoredConv2d, FactoredLinear
+
+        pruner = _factored_pruner()
         graph = tp.DependencyGraph().build_dependency(
             new, example_inputs=example, forward_fn=lambda m, ex: inputs.call(m, ex),
-            output_transform=inputs.flatten, verbose=False)
+            output_transform=inputs.flatten, verbose=False,
+            customized_pruners={FactoredLinear: pruner, FactoredConv2d: pruner})
     except Exception as exc:  # noqa: BLE001 - Torch-Pruning's errors come from deep inside its tracer
         raise ValueError(f"model: Torch-Pruning could not trace it with example_input "
                          f"{inputs.describe(example)} ({type(exc).__name__}: {exc})") from exc
@@ -319,7 +370,7 @@ def prune_structured(model: nn.Module, config: Structured, *, example_input: Any
             p.requires_grad_(False)
     scorer = _GroupScores(config.importance, seed)
     names = {m: n for n, m in modules.items()}
-    out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+    out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels, pruner.prune_out_channels)
     plans = []
     for group in graph.get_all_groups(ignored_layers=[modules[n] for n in keep_names],
                                       root_module_types=[nn.Conv2d, nn.Linear]):
