@@ -36,6 +36,10 @@ Example = Any  # torch.Tensor | np.ndarray | tuple | list | dict
 
 
 def _tensor(value: Any, device: Optional[torch.device], float_dtype: Optional[torch.dtype]) -> Any:
+    if isinstance(value, Mapping):  # nested structures (a dict argument) are converted all the way down
+        return {k: _tensor(v, device, float_dtype) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_tensor(v, device, float_dtype) for v in value)
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             raise TypeError("inputs must be numeric arrays, got an object array")
@@ -84,9 +88,9 @@ def call(model: nn.Module, example: Example) -> Any:
 
 def _leaves(example: Example) -> list:
     if isinstance(example, Mapping):
-        return list(example.values())
+        return [leaf for v in example.values() for leaf in _leaves(v)]
     if isinstance(example, (tuple, list)):
-        return list(example)
+        return [leaf for v in example for leaf in _leaves(v)]
     return [example]
 
 
@@ -101,10 +105,12 @@ def leading_size(example: Example) -> int:
 def take(example: Example, start: int, stop: int) -> Example:
     """Rows ``start:stop`` of every tensor of the example (same structure)."""
     if isinstance(example, Mapping):
-        return {k: v[start:stop] for k, v in example.items()}
+        return {k: take(v, start, stop) for k, v in example.items()}
     if isinstance(example, (tuple, list)):
-        return tuple(v[start:stop] for v in example)
-    return example[start:stop]
+        return tuple(take(v, start, stop) for v in example)
+    if isinstance(example, (torch.Tensor, np.ndarray)) and example.ndim:
+        return example[start:stop]
+    return example
 
 
 def repeat(example: Example, times: int) -> Example:
@@ -123,6 +129,8 @@ def repeat(example: Example, times: int) -> Example:
 def describe(example: Example) -> str:
     """A short description for error messages, e.g. ``tensor (1, 3, 32, 32)`` or ``dict(input_ids: (2, 8))``."""
     def one(v: Any) -> str:
+        if isinstance(v, (Mapping, tuple, list)):
+            return describe(v)
         return str(tuple(v.shape)) if hasattr(v, "shape") else type(v).__name__
     if isinstance(example, Mapping):
         return "dict(" + ", ".join(f"{k}: {one(v)}" for k, v in example.items()) + ")"
@@ -136,9 +144,9 @@ def is_batched_example(data: Any) -> bool:
     if isinstance(data, (torch.Tensor, np.ndarray)):
         return True
     if isinstance(data, Mapping):
-        return all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data.values())
+        return bool(data) and all(is_batched_example(v) for v in data.values())
     if isinstance(data, tuple):
-        return bool(data) and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in data)
+        return bool(data) and all(is_batched_example(v) for v in data)
     return False
 
 
@@ -246,37 +254,44 @@ def guess_example(model: nn.Module, argument: str = "example_input") -> torch.Te
 
 
 def signature(example: Example) -> dict:
-    """Structure, shapes and dtypes of an example (JSON), enough to rebuild a zero example of the same form."""
-    def one(v: Any) -> dict:
-        t = torch.as_tensor(v) if isinstance(v, np.ndarray) else v
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"inputs must be tensors or arrays, got {type(v).__name__}")
-        return {"shape": [int(d) for d in t.shape], "dtype": str(t.dtype).removeprefix("torch.")}
+    """Structure, shapes and dtypes of an example (JSON), enough to rebuild a zero example of the same form.
+
+    Example:
+        >>> signature({"ids": torch.zeros(2, 3, dtype=torch.long)})
+        {'form': 'dict', 'items': {'ids': {'form': 'tensor', 'shape': [2, 3], 'dtype': 'int64'}}}
+    """
     if isinstance(example, Mapping):
-        return {"form": "dict", "items": {str(k): one(v) for k, v in example.items()}}
+        return {"form": "dict", "items": {str(k): signature(v) for k, v in example.items()}}
     if isinstance(example, (tuple, list)):
-        return {"form": "tuple", "items": [one(v) for v in example]}
-    return {"form": "tensor", "items": [one(example)]}
+        return {"form": "tuple", "items": [signature(v) for v in example]}
+    t = torch.as_tensor(example) if isinstance(example, np.ndarray) else example
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"inputs must be tensors or arrays, got {type(example).__name__}")
+    return {"form": "tensor", "shape": [int(d) for d in t.shape], "dtype": str(t.dtype).removeprefix("torch.")}
 
 
-def zeros(sig: dict) -> Example:
-    """A zero example of the form :func:`signature` describes (inverse, up to values)."""
-    def one(d: dict) -> torch.Tensor:
-        dtype = getattr(torch, str(d.get("dtype")), None)
-        if not isinstance(dtype, torch.dtype):
-            raise ValueError(f"unknown tensor dtype {d.get('dtype')!r}")
-        shape = d.get("shape")
-        if not isinstance(shape, list) or not all(isinstance(n, int) and 0 <= n < 2 ** 31 for n in shape) or \
-                int(np.prod(shape, dtype=object)) > 2 ** 26:
-            raise ValueError(f"bad example shape {shape!r}")
-        return torch.zeros(shape, dtype=dtype)
+def zeros(sig: dict, _depth: int = 0) -> Example:
+    """A zero example of the form :func:`signature` describes (its values are zeros).
+
+    The description may come from a file: forms, dtypes, depth and sizes are checked.
+    """
+    if _depth > 8 or not isinstance(sig, dict):
+        raise ValueError(f"bad example signature {sig!r:.200}")
     form, items = sig.get("form"), sig.get("items")
     if form == "dict" and isinstance(items, dict):
-        return {k: one(v) for k, v in items.items()}
-    if form in ("tuple", "tensor") and isinstance(items, list) and items:
-        values = tuple(one(v) for v in items)
-        return values[0] if form == "tensor" else values
-    raise ValueError(f"bad example signature {sig!r}")
+        return {str(k): zeros(v, _depth + 1) for k, v in items.items()}
+    if form == "tuple" and isinstance(items, list):
+        return tuple(zeros(v, _depth + 1) for v in items)
+    if form == "tensor":
+        dtype = getattr(torch, str(sig.get("dtype")), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"unknown tensor dtype {sig.get('dtype')!r:.50}")
+        shape = sig.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(n, int) and 0 <= n < 2 ** 31 for n in shape) or \
+                int(np.prod(shape, dtype=object)) > 2 ** 26:
+            raise ValueError(f"bad example shape {shape!r:.100}")
+        return torch.zeros(shape, dtype=dtype)
+    raise ValueError(f"bad example signature {sig!r:.200}")
 
 
 __all__ = ["Example", "to_call", "float_dtype", "model_device", "call", "leading_size", "take", "repeat", "describe",

@@ -119,6 +119,11 @@ class WeightOnlyLinear(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         return unpack(self, (self.out_features, self.in_features))
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight (for code that reads ``layer.weight``; recomputed on access)."""
+        return self.dequantized_weight()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.dequantized_weight().to(x.dtype), self.bias)
 
@@ -156,6 +161,11 @@ class WeightOnlyConv2d(nn.Module):
         fan_in = self.in_channels // self.groups * int(np.prod(self.kernel_size))
         w = unpack(self, (self.out_channels, fan_in))
         return w.reshape(self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight (for code that reads ``layer.weight``; recomputed on access)."""
+        return self.dequantized_weight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.conv2d(x, self.dequantized_weight().to(x.dtype), self.bias, self.stride,

@@ -343,34 +343,55 @@ def prune_structured(model: nn.Module, config: Structured, *, example_input: Any
 
     _check_model(model)
     ignored = _check_ignored(model, ignored_layers)
-    new = copy.deepcopy(model)
-    was_training = new.training
-    new.eval()
-    example = _example(new, example_input)
+    work = copy.deepcopy(model).eval()
+    example = _example(work, example_input)
     with torch.no_grad():
-        before = inputs.output_shapes(inputs.call(new, example))
-    keep_names = ignored | _output_layers(new, example)
-    modules = dict(new.named_modules())
+        before = inputs.output_shapes(inputs.call(work, example))
+    keep_names = ignored | _output_layers(work, example)
+    new, graph = _traced_copy(work, example)
+    plans = _plans(new, graph, config, keep_names, seed)
+    for group, _, remove in plans:  # decide everything first, then cut
+        group.prune(idxs=remove)
+    if _output_problem(new, example, before):
+        new = _prune_safe_groups(work, example, before, plans)
+    new.train(model.training)
+    return new
+
+
+def _traced_copy(model: nn.Module, example: Any):
+    """A deep copy of ``model`` and Torch-Pruning's dependency graph of it."""
+    import torch_pruning as tp
+
+    from compresslib.torch.layers import FactoredConv2d, FactoredLinear
+
+    new = copy.deepcopy(model)
     frozen = [p for p in new.parameters() if not p.requires_grad]
     for p in frozen:  # Torch-Pruning follows autograd: every parameter must take part in the trace
         p.requires_grad_(True)
+    pruner = _factored_pruner()
     try:
-        from compresslib.torch.layers import FactoredConv2d, FactoredLinear
-
-        pruner = _factored_pruner()
         graph = tp.DependencyGraph().build_dependency(
             new, example_inputs=example, forward_fn=lambda m, ex: inputs.call(m, ex),
             output_transform=inputs.flatten, verbose=False,
             customized_pruners={FactoredLinear: pruner, FactoredConv2d: pruner})
     except Exception as exc:  # noqa: BLE001 - Torch-Pruning's errors come from deep inside its tracer
         raise ValueError(f"model: Torch-Pruning could not trace it with example_input "
-                         f"{inputs.describe(example)} ({type(exc).__name__}: {exc})") from exc
+                         f"{inputs.describe(example)} ({type(exc).__name__}: {exc})") from None
     finally:
         for p in frozen:
             p.requires_grad_(False)
-    scorer = _GroupScores(config.importance, seed)
+    graph.compresslib_pruner = pruner
+    return new, graph
+
+
+def _plans(model: nn.Module, graph, config: Structured, keep_names: set, seed: int) -> list:
+    """``[(group, root name, channels to remove)]`` for every prunable group, scored on ``model``'s weights."""
+    import torch_pruning as tp
+
+    modules = dict(model.named_modules())
     names = {m: n for n, m in modules.items()}
-    out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels, pruner.prune_out_channels)
+    scorer = _GroupScores(config.importance, seed)
+    out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels, graph.compresslib_pruner.prune_out_channels)
     plans = []
     for group in graph.get_all_groups(ignored_layers=[modules[n] for n in keep_names],
                                       root_module_types=[nn.Conv2d, nn.Linear]):
@@ -380,27 +401,55 @@ def prune_structured(model: nn.Module, config: Structured, *, example_input: Any
         if any(mn in keep_names for mn in member_names):
             continue
         keep = core_masks.channels_to_keep(scorer(group, n), config.ratio, name=f"{names[root]} (group {member_names})")
-        plans.append((group, sorted(set(range(n)) - set(keep.tolist()))))
-    for group, remove in plans:  # decide everything first, then cut
+        remove = sorted(set(range(n)) - set(keep.tolist()))
         if remove:
-            group.prune(idxs=remove)
-    _check_outputs(new, example, before)
-    new.train(was_training)
+            plans.append((group, names[root], remove))
+    return plans
+
+
+def _regroup(model: nn.Module, graph, root: str, remove: list):
+    """The group of ``root`` in another copy's graph (same channels to remove)."""
+    import torch_pruning as tp
+
+    layer = model.get_submodule(root)
+    fn = (graph.compresslib_pruner.prune_out_channels if hasattr(layer, "__getitem__") and
+          type(layer).__name__.startswith("Factored") else
+          tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels)
+    return graph.get_pruning_group(layer, fn, idxs=remove)
+
+
+def _prune_safe_groups(model: nn.Module, example: Any, before: list, plans: list) -> nn.Module:
+    """Cutting every group broke the outputs: try each group alone, keep whole the ones that break them."""
+    bad = []
+    for _, root, remove in plans:
+        trial, graph = _traced_copy(model, example)
+        _regroup(trial, graph, root, remove).prune()
+        if _output_problem(trial, example, before):
+            bad.append(root)
+    new, graph = _traced_copy(model, example)
+    groups = [_regroup(new, graph, root, remove) for _, root, remove in plans if root not in bad]
+    for group in groups:
+        group.prune()
+    problem = _output_problem(new, example, before)
+    if problem:
+        raise ValueError(f"model: {problem}; keep the layers involved whole with ignored_layers=[...]")
+    if bad:
+        warnings.warn(f"prune(Structured): kept whole the channel groups of {', '.join(bad)}: removing their "
+                      "channels changes the model's outputs or breaks its forward", UserWarning, stacklevel=4)
     return new
 
 
-def _check_outputs(model: nn.Module, example: Any, before: list[tuple]) -> None:
-    """Refuse a pruned copy that cannot run or returns other shapes than the original."""
+def _output_problem(model: nn.Module, example: Any, before: list[tuple]) -> str:
+    """Why the pruned copy is not acceptable ('' when it runs and returns the original's output shapes)."""
     try:
         with torch.no_grad():
             after = inputs.output_shapes(inputs.call(model, example))
     except Exception as exc:  # noqa: BLE001 - the user's forward failing on fewer channels
-        raise ValueError(f"model: after removing channels its forward fails ({type(exc).__name__}: {exc}); "
-                         "its code probably depends on a channel count — keep those layers whole with "
-                         "ignored_layers=[...]") from None
+        return (f"after removing channels its forward fails ({type(exc).__name__}: {str(exc)[:200]}); its code "
+                "probably depends on a channel count")
     if after != before:
-        raise ValueError(f"model: structured pruning would change its output shapes from {before} to {after}; "
-                         "keep the layers that produce those outputs whole with ignored_layers=[...]")
+        return f"structured pruning would change its output shapes from {before} to {after}"
+    return ""
 
 
 __all__ = ["prune_unstructured", "prune_structured", "GradualPruning", "finalize", "sensitivity", "compute_masks",

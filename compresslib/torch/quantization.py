@@ -87,9 +87,23 @@ def quantize_dynamic(model: nn.Module, config: Int8Dynamic, *, calibration_data:
     torch_ao, _ = ao.modules()
     qconfig = torch_ao.QConfig(activation=torch_ao.PlaceholderObserver.with_args(dtype=torch.quint8, is_dynamic=True),
                                weight=ao.weight_observer(config.per_channel))
+    kept = _read_as_tensors(float_model)
+    if kept:
+        warnings.warn(f"quantize(Int8Dynamic): layers left in float because their parent reads their .weight as a "
+                      f"tensor (torch's fused Transformer layers), which torch.ao's int8 Linear does not have: "
+                      f"{', '.join(kept)}", UserWarning, stacklevel=3)
+    spec = {n: qconfig for n, m in float_model.named_modules() if type(m) is nn.Linear and n not in kept}
     with ao.quiet(), ao.x86_engine():
-        q = torch_ao.quantize_dynamic(copy.deepcopy(float_model), {nn.Linear: qconfig}, dtype=torch.qint8)
+        q = torch_ao.quantize_dynamic(copy.deepcopy(float_model), spec, dtype=torch.qint8)
     return replay.attach(q, float_model, config, None)
+
+
+def _read_as_tensors(model: nn.Module) -> list[str]:
+    """Linear layers inside ``nn.TransformerEncoderLayer``/``DecoderLayer``: their fast-path check reads
+    ``linear.weight.device``, so they must keep a weight tensor."""
+    fused = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+    return [f"{n}.{c}" if n else c for n, m in model.named_modules() if isinstance(m, fused)
+            for c, child in m.named_children() if isinstance(child, nn.Linear)]
 
 
 @register("quantize", "torch", Int8Static)
