@@ -35,7 +35,7 @@ from compresslib.keras.rebuild import consumers, functional_of, identity, produc
 _PRODUCERS = ("Conv2D", "Dense")
 
 
-def batchnorm_pairs(model) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def batchnorm_pairs(model, example_input: Any = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """``[(layer_name, bn_name), ...]`` that can be folded, and ``{bn_name: reason}`` for those that cannot."""
     graph = functional_of(model)
     uses = consumers(model)
@@ -81,13 +81,13 @@ def _folded(layer, bn) -> Any:
     return apply
 
 
-def fold_batchnorm(model, **kwargs: Any) -> keras.Model:
+def fold_batchnorm(model, *, example_input: Any = None) -> keras.Model:
     """A rebuilt copy of ``model`` without the BatchNorm layers that follow a Conv2D/Dense.
 
     Outputs equal the original's in inference (``training=False``) to float tolerance.
+    ``example_input`` is unused (the Keras graph is known without running the model;
+    accepted so both frameworks take the same arguments).
     """
-    if kwargs:
-        raise TypeError(f"fold_batchnorm got unexpected arguments {sorted(kwargs)}")
     graph = functional_of(model)
     pairs, skipped = batchnorm_pairs(model)
     replacements = {}

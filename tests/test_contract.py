@@ -1,0 +1,129 @@
+"""The backend contract: both frameworks offer the same public functions, with the same arguments, in
+modules of the same names; and every technique is a config with one registered handler per framework.
+
+A name or argument one framework has and the other has not is listed below with the reason; anything
+else that drifts fails here.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+import torch  # noqa: F401  (torch before tensorflow)
+
+import compresslib.keras as K
+import compresslib.torch as T
+from compresslib import registry
+from compresslib.configs import CONFIG_CLASSES
+
+# module -> {name: why only one framework has it}
+FRAMEWORK_ONLY = {
+    "measure": {
+        "macs_by_layer": "torch counts MACs by running the model under torch.utils.flop_counter",
+        "layer_stats": "Keras reads per-layer shapes from the symbolic graph",
+        "is_parameter": "Keras keeps BatchNorm statistics among its weights",
+    },
+    "models": {
+        "BasicBlock": "an nn.Module class; Keras builds blocks with functions",
+        "ResNet8": "an nn.Module class; Keras builds the model with a function",
+        "basic_block": "the Keras functional block",
+    },
+    "pruning": {
+        "to_output_major": "Keras kernels are (…, in, out); masks are computed output-major",
+        "from_output_major": "inverse of to_output_major",
+        "structured_plan": "Keras structured pruning walks its own graph (torch uses Torch-Pruning)",
+    },
+    "quantization": {
+        "LiteRTModel": "Keras int8 runs in LiteRT; torch int8 stays an nn.Module",
+        "FakeQuantDense": "Keras 3 has no QAT: compresslib's fake-quant layers",
+        "FakeQuantConv2D": "Keras 3 has no QAT: compresslib's fake-quant layers",
+    },
+    "train": {
+        "labelled_batches": "torch evaluates DataLoader-style iterables of (x, y) batches",
+        "first_inputs": "torch evaluates DataLoader-style iterables of (x, y) batches",
+    },
+}
+# (module, function) -> {argument: why only one framework takes it}
+ARGUMENT_ONLY = {
+    ("train", "fit"): {
+        "weight_decay": "torch's Adam takes it per call; Keras models carry their optimizer settings",
+        "on_step": "torch's training loop hook (Keras uses callbacks)",
+        "callbacks": "Keras training callbacks (torch uses on_step)",
+        "jit_compile": "XLA compilation of the Keras train step",
+    },
+    ("models", "resnet8"): {"widths": "Keras builds the layer widths into the functional graph"},
+}
+
+
+def _modules(package) -> set[str]:
+    return {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
+
+
+SHARED = sorted(_modules(T) & _modules(K))
+
+
+def _public(module) -> dict:
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n, o in vars(module).items() if not n.startswith("_")
+                 and getattr(o, "__module__", None) == module.__name__ and (inspect.isfunction(o) or inspect.isclass(o))]
+    return {n: getattr(module, n) for n in names}
+
+
+def test_both_backends_have_the_technique_modules():
+    for name in ("quantization", "pruning", "lowrank", "fold", "measure", "train", "io", "models", "zoo_io"):
+        assert name in SHARED, f"{name} missing in one backend"
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_same_public_names_and_arguments(name):
+    t = _public(importlib.import_module(f"compresslib.torch.{name}"))
+    k = _public(importlib.import_module(f"compresslib.keras.{name}"))
+    allowed = FRAMEWORK_ONLY.get(name, {})
+    assert set(t) - set(allowed) == set(k) - set(allowed), (
+        f"compresslib.{{torch,keras}}.{name}: torch-only {sorted(set(t) - set(k) - set(allowed))}, "
+        f"keras-only {sorted(set(k) - set(t) - set(allowed))}")
+    for fn in sorted(set(t) & set(k)):
+        if not (inspect.isfunction(t[fn]) and inspect.isfunction(k[fn])):
+            continue
+        extra = ARGUMENT_ONLY.get((name, fn), {})
+        ta = [p for p in inspect.signature(t[fn]).parameters if p not in extra]
+        ka = [p for p in inspect.signature(k[fn]).parameters if p not in extra]
+        assert ta == ka, f"{name}.{fn}: torch takes {ta}, keras takes {ka}"
+
+
+def test_framework_only_names_exist():
+    """The exceptions above must not outlive the code they excuse."""
+    for name, names in FRAMEWORK_ONLY.items():
+        t = _public(importlib.import_module(f"compresslib.torch.{name}"))
+        k = _public(importlib.import_module(f"compresslib.keras.{name}"))
+        for n in names:
+            assert (n in t) != (n in k), f"{name}.{n} is listed as framework-only but is in {'both' if n in t else 'neither'}"
+
+
+def test_every_config_has_a_handler_in_both_frameworks():
+    configs = [c for c in CONFIG_CLASSES.values() if hasattr(c, "__dataclass_fields__") and c.verb]
+    assert len(configs) >= 12
+    for cls in configs:
+        for framework in ("torch", "keras"):
+            config = cls() if cls.__name__ not in ("SVD", "Tucker") else cls(**({"rank": 4} if cls.__name__ == "SVD" else {"ranks": (2, 2)}))
+            fn = registry.handler(cls.verb, framework, config)
+            assert fn.__module__.startswith(f"compresslib.{framework}."), (cls.__name__, framework, fn.__module__)
+
+
+def test_unknown_config_is_refused_naming_what_is_supported():
+    class Mystery(CONFIG_CLASSES["QuantConfig"]):
+        pass
+
+    with pytest.raises(TypeError, match="Mystery has no quantize for torch models; quantize supports .*Int8Static"):
+        registry.handler("quantize", "torch", Mystery())
+    del CONFIG_CLASSES["Mystery"]
+
+
+def test_registering_twice_is_refused():
+    from compresslib.configs import Int8Dynamic
+
+    with pytest.raises(ValueError, match="already has a torch quantize handler"):
+        registry.register("quantize", "torch", Int8Dynamic)(lambda model, config, **kw: model)
