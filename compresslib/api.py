@@ -178,11 +178,14 @@ def save(model: Any, path: str) -> int:
     return io.save(model, path)
 
 
-def load(path: str) -> Any:
-    """Read a ``.clz`` file written by :func:`save` into a new model of its framework."""
+def load(path: str, *, custom_objects: Optional[dict] = None, limits: Any = None) -> Any:
+    """Read a ``.clz`` file written by :func:`save` into a new model of its framework.
+
+    The file is untrusted: see :func:`compresslib.io.load` (``custom_objects``, ``limits``).
+    """
     from compresslib import io
 
-    return io.load(path)
+    return io.load(path, custom_objects=custom_objects, limits=limits)
 
 
 __all__ = ["measure", "compress", "quantize", "prepare_qat", "convert", "prune", "decompose", "fold_batchnorm",

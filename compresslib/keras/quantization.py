@@ -32,6 +32,7 @@ from keras import ops
 
 from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly, check_config
 from compresslib.core import quant as cq
+from compresslib.io import register_class
 from compresslib.keras import io as kio
 from compresslib.keras.rebuild import rebuild
 from compresslib.report import LayerStats
@@ -171,6 +172,7 @@ class _FakeQuantMixin:
         return config
 
 
+@register_class
 @keras.saving.register_keras_serializable(package="compresslib")
 class FakeQuantDense(_FakeQuantMixin, keras.layers.Dense):
     """Dense whose kernel and output are fake-quantized (straight-through gradients). compresslib's own."""
@@ -192,6 +194,7 @@ class FakeQuantDense(_FakeQuantMixin, keras.layers.Dense):
         return self._fq_config(super().get_config())
 
 
+@register_class
 @keras.saving.register_keras_serializable(package="compresslib")
 class FakeQuantConv2D(_FakeQuantMixin, keras.layers.Conv2D):
     """Conv2D whose kernel (per output channel) and output are fake-quantized. compresslib's own."""

@@ -32,7 +32,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from compresslib.io import register_class
 
+
+@register_class
 class PointwiseConv2d(nn.Conv2d):
     """A 1×1, stride-1, ungrouped ``nn.Conv2d`` that runs as ``torch.bmm`` at CPU inference (NCHW)."""
 

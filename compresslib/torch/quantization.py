@@ -46,6 +46,7 @@ from torch import nn
 
 from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly, check_config
 from compresslib.core import quant as cq
+from compresslib.io import register_class
 
 # --------------------------------------------------------------------------- torch.ao, fenced
 
@@ -161,6 +162,7 @@ def _calibration_tensor(model: nn.Module, calibration_data: Any) -> torch.Tensor
 # --------------------------------------------------------------------------- own weight-only layers
 
 
+@register_class
 class WeightOnlyLinear(nn.Module):
     """A Linear layer whose weight is stored as packed ``bits``-bit integers with per-group scales.
 
@@ -203,6 +205,7 @@ class WeightOnlyLinear(nn.Module):
         return nn.functional.linear(x, self.dequantized_weight().to(x.dtype), self.bias)
 
 
+@register_class
 class WeightOnlyConv2d(nn.Module):
     """A Conv2d whose weight is stored as packed ``bits``-bit integers with per-group scales (see :class:`WeightOnlyLinear`)."""
 
