@@ -190,9 +190,56 @@ class _Archive:
             if len(set(names)) != len(names):
                 raise self.error("not a compresslib .clz file (an entry name appears twice)")
             self.entries = {i.filename: i for i in self.infos}
+            self._check_layout()
         except BaseException:
             self.fh.close()
             raise
+
+    def _check_layout(self) -> None:
+        """The archive is laid out exactly as :func:`save` writes it, so that no byte goes unchecked.
+
+        Local headers followed by their data tile the file from byte 0 to the central directory,
+        which runs to the end record; each local header repeats its central-directory entry
+        (flags, method, time, CRC, sizes); no extra fields, comments or attributes beyond what
+        Python's ``zipfile`` writes. ZIP readers ignore most of these fields, so without this a
+        flipped bit there would go unnoticed.
+        """
+        def bad(why: str) -> ValueError:
+            return self.error(f"not a .clz file as compresslib writes it ({why})")
+
+        self.fh.seek(max(0, self.size - 22))
+        end = self.fh.read(22)
+        if len(end) != 22 or end[:4] != b"PK\x05\x06":
+            raise bad("the archive's end record is not at the end of the file")
+        disk, cd_disk, n_disk, n_total, cd_size, cd_offset, comment = struct.unpack("<HHHHIIH", end[4:])
+        zip64 = 0xFFFF in (n_disk, n_total) or 0xFFFFFFFF in (cd_size, cd_offset)
+        if not zip64 and (disk or cd_disk or comment or n_disk != n_total or n_total != len(self.infos)
+                          or cd_offset != self.zf.start_dir or cd_offset + cd_size != self.size - 22):
+            raise bad("the end record does not match the central directory")
+        position = 0
+        for info in sorted(self.infos, key=lambda i: i.header_offset):
+            if info.header_offset != position:
+                raise bad(f"{len(info.filename) and info.filename[:40]!r} starts at byte {info.header_offset}, "
+                          f"expected {position}")
+            self.fh.seek(position)
+            local = self.fh.read(30)
+            if len(local) != 30:
+                raise bad("a local header is cut short")
+            sig, version, flags, method, time, date, crc, csize, usize, nlen, xlen = struct.unpack(
+                "<4sHHHHHIIIHH", local)
+            expected = (b"PK\x03\x04", info.extract_version, info.flag_bits, info.compress_type,
+                        (info.date_time[3] << 11) | (info.date_time[4] << 5) | (info.date_time[5] // 2),
+                        ((info.date_time[0] - 1980) << 9) | (info.date_time[1] << 5) | info.date_time[2])
+            if (sig, version, flags, method, time, date) != expected or flags & ~0x800 \
+                    or (not zip64 and (crc, csize, usize) != (info.CRC, info.compress_size, info.file_size)):
+                raise bad(f"the local header of {info.filename[:40]!r} differs from its directory entry")
+            if (xlen or info.extra) and not zip64 or info.comment or info.internal_attr or info.volume or info.reserved \
+                    or info.external_attr != 0o600 << 16 or info.create_system not in (0, 3) \
+                    or info.create_version != info.extract_version or info.extract_version not in (20, 45):
+                raise bad(f"unexpected attributes on {info.filename[:40]!r}")
+            position += 30 + nlen + xlen + info.compress_size
+        if position != self.zf.start_dir:
+            raise bad(f"{self.zf.start_dir - position} bytes between the last entry and the central directory")
 
     def __enter__(self) -> "_Archive":
         return self
