@@ -255,6 +255,8 @@ class _Archive:
         """The entry ``name``, at most ``limit`` bytes inflated; ``ValueError`` naming ``what`` otherwise."""
         info = self.entries.get(name)
         if info is None:
+            if name == MANIFEST:
+                raise self.error(f"not a compresslib .clz file (no {MANIFEST})")
             raise self.error(f"corrupt .clz file: no {name} entry (needed for {what})")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise self.error(f"corrupt {what}: compression method {info.compress_type} (only stored or deflated)")

@@ -397,6 +397,16 @@ def _check_state(key: str, meta: Any, tensors: Mapping, used: set, depth: int = 
         used.add(name)
 
 
+def _recipe_options(mode: str) -> set:
+    """The keyword arguments the config class of a recipe ``mode`` takes."""
+    import dataclasses
+
+    from compresslib import configs
+
+    cls = {"dynamic": configs.Int8Dynamic, "static": configs.Int8Static, "qat": configs.QAT}.get(mode)
+    return {f.name for f in dataclasses.fields(cls) if f.init} if cls is not None else set()
+
+
 def _check_quantized(spec: dict, tensors: Mapping[str, np.ndarray], custom: dict, max_bytes: Optional[int],
                      max_depth: int) -> None:
     """Check an int8 model's recipe and state before the recipe is re-run; sizes bounded by ``max_bytes``."""
@@ -409,8 +419,10 @@ def _check_quantized(spec: dict, tensors: Mapping[str, np.ndarray], custom: dict
     if recipe["mode"] not in _QUANT_MODES:
         raise ValueError(f"unknown quantized model mode {str(recipe['mode'])[:40]!r}; known: {_QUANT_MODES}")
     config = recipe["config"]
-    if not isinstance(config, dict) or not all(isinstance(k, str) and k.isidentifier() for k in config):
-        raise ValueError("the recipe's config must map option names to values")
+    options = _recipe_options(recipe["mode"])
+    if not isinstance(config, dict) or not set(config) <= options:
+        raise ValueError(f"the recipe's config must map option names of mode {recipe['mode']!r} "
+                         f"({sorted(options)}) to values")
     for value in config.values():
         _unplain(value)
     example = recipe["example_shape"]
