@@ -160,21 +160,28 @@ def _outside(seen: set, framework: str, quantized: bool) -> set:
             and not (quantized and c.__module__.startswith(("torch.ao.", "torch.fx.", "torch.nn.intrinsic")))}
 
 
+@contextlib.contextmanager
+def traced():
+    """``tracemalloc`` around a block; yields a list whose one element becomes the block's peak bytes."""
+    peak = [0]
+    tracemalloc.start()
+    try:
+        yield peak
+        peak[0] = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def check_load(path, framework: str, reference=None, x=None, quantized: bool = False):
     """Load ``path`` under the spy and tracemalloc; return the model, or None after a clear ValueError."""
     model = None
-    tracemalloc.start()
-    try:
-        with _Spy(framework) as spy, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                model = cl.load(path, limits=LIMITS)
-            except ValueError as exc:
-                assert str(exc).startswith(f"{path}: "), f"a ValueError that does not name the file: {exc}"
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak <= ALLOC_BOUND, f"load allocated {peak} bytes (bound {ALLOC_BOUND})"
+    with traced() as peak, _Spy(framework) as spy, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model = cl.load(path, limits=LIMITS)
+        except ValueError as exc:
+            assert str(exc).startswith(f"{path}: "), f"a ValueError that does not name the file: {exc}"
+    assert peak[0] <= ALLOC_BOUND, f"load allocated {peak[0]} bytes (bound {ALLOC_BOUND})"
     outside = _outside(spy.seen, framework, quantized)
     assert not outside, f"constructed classes outside the registry: {outside}"
     if model is not None and reference is not None:  # corruption that hit no data: exactly what was saved
@@ -490,6 +497,27 @@ def _raw_zip(entries: dict) -> bytes:
                                size, len(name_b), 0, 0, 0, 0, 0o600 << 16, offset) + name_b
     end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(body), 0)
     return bytes(body + central + end)
+
+
+def test_a_200_mb_manifest_bomb_with_default_limits(tmp_path):
+    bomb = tmp_path / "bomb.clz"
+    inflated = 200 * 2 ** 20
+    head = b'{"format":"compresslib.clz","version":2,"framework":"torch","spec":{},"tensors":{},"x":"'
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = co.compress(head) + b"".join(co.compress(b" " * 2 ** 20) for _ in range(200)) + co.flush()
+    raw = _raw_zip({"tensors.bin": (b"", b"", 0), "manifest.json": (stream, None, len(head) + inflated)})
+    bomb.write_bytes(raw)
+    assert bomb.stat().st_size < 400_000
+    with traced() as peak, pytest.raises(ValueError, match=r"bomb\.clz: manifest\.json declares .* than the limit"):
+        cl.load(bomb)
+    assert peak[0] < 2 * 2 ** 20
+    # declared small, inflating far beyond: inflated one byte past the declared size, then refused
+    bomb.write_bytes(_raw_zip({"tensors.bin": (b"", b"", 0), "manifest.json": (stream, None, 1000)}))
+    with traced() as peak, pytest.raises(ValueError, match=r"bomb\.clz: corrupt manifest\.json: it inflates to more"):
+        cl.load(bomb)
+    assert peak[0] < 2 * 2 ** 20
+    with pytest.raises(ValueError, match=r"bomb\.clz: manifest\.json declares 1000 bytes .* limit of 999"):
+        cl.load(bomb, limits=cl.io.Limits(manifest_bytes=999))
 
 
 CRAFTED = {
