@@ -667,3 +667,31 @@ def test_every_single_bit_flip_fails_or_changes_nothing(tmp_path):
             assert at in deflated and torch.equal(back(x), model(x)), (at, bit)
             loaded.append(at)
     assert len(loaded) < 0.01 * 8 * len(data)
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_every_compresslib_layer_class_is_registered(framework):
+    """A new nn.Module / Keras layer class in compresslib needs its one-line @register_class to be loadable."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import keras
+
+    package = importlib.import_module(f"compresslib.{framework}")
+    base = torch.nn.Module if framework == "torch" else keras.layers.Layer
+    if framework == "torch":
+        from compresslib.torch import io as tio
+
+        registered = set(tio.registered_classes().values())
+    else:
+        from compresslib.keras import io as kio
+
+        registered = set(kio.registered_objects().values())
+    ours = []
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        ours += [c for _, c in inspect.getmembers(module, inspect.isclass)
+                 if c.__module__ == module.__name__ and issubclass(c, base) and not c.__name__.startswith("_")]
+    assert ours, "no layer classes found: the check would be vacuous"
+    assert [c.__qualname__ for c in ours if c not in registered] == []

@@ -317,12 +317,15 @@ def _wrapper_rebuild(kind: str, spec: dict, tensors: dict[str, np.ndarray]):
 
 
 def _import_custom_layers() -> None:
-    """Import compresslib's Keras modules that register custom layers or wrapper loaders (a fixed list)."""
-    import importlib
+    """Import every module of ``compresslib/keras/`` (they register custom layers and wrapper loaders).
 
-    for name in ("quantization", "pruning", "lowrank", "fold", "layers"):
-        try:
-            importlib.import_module(f"compresslib.keras.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"compresslib.keras.{name}":
-                raise
+    compresslib's own package lists them; never a name from a file.
+    """
+    import importlib
+    import pkgutil
+
+    import compresslib.keras
+
+    for info in pkgutil.iter_modules(compresslib.keras.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"compresslib.keras.{info.name}")

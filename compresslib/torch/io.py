@@ -44,9 +44,6 @@ _INTERNAL = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set
              "_is_full_backward_hook", "_compiled_call_impl"} | set(_HOOK_DICTS)
 _NODE_KEYS = {"class", "attrs", "params", "buffers", "children", "non_persistent"}
 
-# compresslib's modules that define registered classes (imported before the first lookup; fixed here,
-# never taken from a file).
-OWN_MODULES = ("compresslib.torch.layers", "compresslib.torch.models", "compresslib.torch.quantization")
 # Modules public torch.nn layers create inside themselves without exporting them from torch.nn.
 _INTERNAL_TORCH_CLASSES = (nn.modules.linear.NonDynamicallyQuantizableLinear,)
 
@@ -83,8 +80,21 @@ def register(cls: type, name: Optional[str] = None) -> type:
     return cls
 
 
+def _own_modules() -> list[str]:
+    """Every module of ``compresslib/torch/`` (compresslib's classes register where they are defined)."""
+    import pkgutil
+
+    import compresslib.torch
+
+    return [f"compresslib.torch.{m.name}" for m in pkgutil.iter_modules(compresslib.torch.__path__)
+            if not m.name.startswith("_")]
+
+
 def _fill_registry() -> None:
-    """Register torch.nn's exported module classes and import compresslib's registering modules (once)."""
+    """Register torch.nn's exported module classes and import compresslib's torch modules (once).
+
+    The modules imported are compresslib's own, listed from its package; never a name from a file.
+    """
     global _filled
     if _filled:
         return
@@ -95,7 +105,7 @@ def _fill_registry() -> None:
             register(obj)
     for cls in _INTERNAL_TORCH_CLASSES:
         register(cls)
-    for module in OWN_MODULES:
+    for module in _own_modules():
         importlib.import_module(module)
 
 
@@ -407,11 +417,43 @@ def _recipe_options(mode: str) -> set:
     return {f.name for f in dataclasses.fields(cls) if f.init} if cls is not None else set()
 
 
+def check_skeleton(shapes: Any, float_spec: Any, custom_objects: Optional[dict] = None,
+                   max_bytes: Optional[int] = None, max_depth: int = 100) -> None:
+    """Check an int8 recipe's float skeleton before it is allocated: ``shapes`` (name -> [shape, dtype])
+    within ``max_bytes`` in all, and ``float_spec`` a module tree :func:`check_spec` accepts for them."""
+    from compresslib.core import packing
+
+    if not isinstance(shapes, dict):
+        raise ValueError("the recipe's shapes must be an object")
+    total, skeleton = 0, {}
+    for name, entry in shapes.items():
+        if not (isinstance(entry, list) and len(entry) == 2):
+            raise ValueError(f"the recipe's shape of {name!r} must be [shape, dtype]")
+        shape = packing.check_shape(entry[0], f"the recipe's shape of {name!r}")
+        dtype = packing.check_dtype(entry[1], f"the recipe's dtype of {name!r}")
+        total += packing._size(shape) * dtype.itemsize
+        if max_bytes is not None and total > max_bytes:
+            raise ValueError(f"the recipe's float model would take more than {max_bytes} bytes")
+        skeleton[name] = np.empty(0, dtype)
+    check_spec(float_spec, skeleton, custom_objects, max_depth)
+
+
+def check_state(state: Any, tensors: Mapping[str, np.ndarray]) -> None:
+    """Check an int8 model's stored state entries against the file's tensors (each one used, none missing)."""
+    if not isinstance(state, dict):
+        raise ValueError("the int8 state must be an object")
+    used: set = set()
+    for key, meta in state.items():
+        _check_state(key, meta, tensors, used)
+    unused = sorted(set(tensors) - used)
+    if unused:
+        raise ValueError(f"tensors {unused[:5]} are in the file but the int8 state does not use them")
+
+
 def _check_quantized(spec: dict, tensors: Mapping[str, np.ndarray], custom: dict, max_bytes: Optional[int],
                      max_depth: int) -> None:
     """Check an int8 model's recipe and state before the recipe is re-run; sizes bounded by ``max_bytes``."""
-    if set(spec) != {"kind", "recipe", "state"} or not isinstance(spec["recipe"], dict) \
-            or not isinstance(spec["state"], dict):
+    if set(spec) != {"kind", "recipe", "state"} or not isinstance(spec["recipe"], dict):
         raise ValueError("an int8 torch model is described by 'kind', 'recipe' and 'state'")
     recipe = spec["recipe"]
     if set(recipe) != {"mode", "config", "shapes", "float_spec", "example_shape"}:
@@ -435,25 +477,5 @@ def _check_quantized(spec: dict, tensors: Mapping[str, np.ndarray], custom: dict
                              f"{MAX_EXAMPLE_ELEMENTS} elements")
     elif example is not None:
         raise ValueError(f"mode {recipe['mode']!r} has no example_shape")
-    shapes = recipe["shapes"]
-    if not isinstance(shapes, dict):
-        raise ValueError("the recipe's shapes must be an object")
-    from compresslib.core import packing
-
-    total, skeleton = 0, {}
-    for name, entry in shapes.items():
-        if not (isinstance(entry, list) and len(entry) == 2):
-            raise ValueError(f"the recipe's shape of {name!r} must be [shape, dtype]")
-        shape = packing.check_shape(entry[0], f"the recipe's shape of {name!r}")
-        dtype = packing.check_dtype(entry[1], f"the recipe's dtype of {name!r}")
-        total += packing._size(shape) * dtype.itemsize
-        if max_bytes is not None and total > max_bytes:
-            raise ValueError(f"the recipe's float model would take more than {max_bytes} bytes")
-        skeleton[name] = np.empty(0, dtype)
-    check_spec(recipe["float_spec"], skeleton, custom, max_depth)
-    used: set = set()
-    for key, meta in spec["state"].items():
-        _check_state(key, meta, tensors, used)
-    unused = sorted(set(tensors) - used)
-    if unused:
-        raise ValueError(f"tensors {unused[:5]} are in the file but the int8 state does not use them")
+    check_skeleton(recipe["shapes"], recipe["float_spec"], custom, max_bytes, max_depth)
+    check_state(spec["state"], tensors)
