@@ -204,11 +204,16 @@ def save(model: Any, path: str) -> int:
     return io.save(model, path)
 
 
-def load(path: str) -> Any:
-    """Read a ``.clz`` file written by :func:`save` into a new model of its framework."""
+def load(path: str, *, model: Any = None, custom_objects: Optional[dict] = None, limits: Any = None) -> Any:
+    """Read a ``.clz`` file written by :func:`save` into a new model of its framework.
+
+    ``model``: a fresh instance of the saved model's class when its classes are your own
+    (``cl.load(path, model=MyModel(...))``: code from you, compressed layers and tensors from
+    the file). The file is untrusted: see :func:`compresslib.io.load` (``custom_objects``, ``limits``).
+    """
     from compresslib import io
 
-    return io.load(path)
+    return io.load(path, model=model, custom_objects=custom_objects, limits=limits)
 
 
 __all__ = ["measure", "compress", "apply", "quantize", "prepare_qat", "convert", "prune", "decompose", "fold_batchnorm",

@@ -30,6 +30,11 @@ def _int_in(cls: str, field: str, value: Any, lo: int, hi: Optional[int] = None)
     checks.int_in(f"{cls}.{field}", value, lo, hi)
 
 
+def _bool(cls: str, field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{cls}.{field} must be True or False, got {value!r}")
+
+
 def _fraction(cls: str, field: str, value: Any, *, low_open: bool, high_open: bool) -> None:
     checks.fraction(f"{cls}.{field}", value, low_open=low_open, high_open=high_open)
 
@@ -127,6 +132,9 @@ class Int8Dynamic(QuantConfig):
 
     per_channel: bool = True
 
+    def __post_init__(self) -> None:
+        _bool("Int8Dynamic", "per_channel", self.per_channel)
+
 
 @dataclass(frozen=True)
 class Int8Static(QuantConfig):
@@ -137,8 +145,10 @@ class Int8Static(QuantConfig):
     percentile: float = 99.99
 
     def __post_init__(self) -> None:
+        _bool("Int8Static", "per_channel", self.per_channel)
         _choice("Int8Static", "observer", self.observer, OBSERVERS)
-        if not 50.0 < float(self.percentile) <= 100.0:
+        if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)) or \
+                not 50.0 < float(self.percentile) <= 100.0:
             raise ValueError(f"Int8Static.percentile must be in (50, 100], got {self.percentile!r}")
 
 
@@ -179,6 +189,7 @@ class QAT(QuantConfig):
     per_channel: bool = True
 
     def __post_init__(self) -> None:
+        _bool("QAT", "per_channel", self.per_channel)
         _int_in("QAT", "weight_bits", self.weight_bits, 2, 8)
         if self.activation_bits is not None:
             _int_in("QAT", "activation_bits", self.activation_bits, 2, 8)

@@ -20,6 +20,19 @@ from compresslib.configs import CONFIG_CLASSES
 
 # module -> {name: why only one framework has it}
 FRAMEWORK_ONLY = {
+    "io": {
+        "build": "torch rebuilds module trees node by node (Keras builds from its JSON config)",
+        "check_spec": "the torch module tree is checked node by node before anything is built",
+        "check_skeleton": "int8 torch models replay a recipe on a float skeleton",
+        "check_state": "int8 torch models store torch.ao's quantized state",
+        "class_path": "torch classes are saved by module path",
+        "lookup_class": "torch classes are looked up by exact module path",
+        "registered_classes": "the torch class registry",
+        "builtin_objects": "Keras objects allowed by their registered Keras names",
+        "check_config": "the Keras JSON config is walked before Keras sees it",
+        "is_registrable": "Keras objects register under Keras names",
+        "registered_objects": "the Keras object registry",
+    },
     "measure": {
         "macs_by_layer": "torch counts MACs by running the model under torch.utils.flop_counter",
         "layer_stats": "Keras reads per-layer shapes from the symbolic graph",

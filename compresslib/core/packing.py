@@ -66,7 +66,10 @@ DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"
 
 # Encodings whose decoded size is not bounded by the stored data (constant, compressed mask,
 # CSR zeros) refuse more elements than this, so a corrupt file cannot ask for terabytes.
+# (compresslib.io also bounds the decoded bytes of a whole file before decoding any tensor.)
 MAX_EXPANDED_ELEMENTS = 2 ** 34
+# More dimensions than any model tensor has (NumPy allows 64); a longer shape is refused.
+MAX_NDIM = 32
 
 
 def check_dtype(name: object, what: str = "dtype") -> np.dtype:
@@ -77,11 +80,19 @@ def check_dtype(name: object, what: str = "dtype") -> np.dtype:
 
 
 def check_shape(shape: object, what: str = "shape") -> tuple[int, ...]:
-    """``shape`` as a tuple of non-negative ints; ``ValueError`` otherwise."""
+    """``shape`` as a tuple of at most :data:`MAX_NDIM` non-negative ints; ``ValueError`` otherwise."""
     if not isinstance(shape, (list, tuple)) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise ValueError(f"{what} must be a list of non-negative integers, got {shape!r}")
+        raise ValueError(f"{what} must be a list of non-negative integers, got {_short(shape)}")
+    if len(shape) > MAX_NDIM:
+        raise ValueError(f"{what} has {len(shape)} dimensions; at most {MAX_NDIM} are allowed")
     return tuple(shape)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (error messages about a corrupt file stay readable)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _size(shape: tuple[int, ...]) -> int:
@@ -263,6 +274,10 @@ def _decode_csr(meta: dict, arrays: dict[str, np.ndarray], shape: tuple, dtype: 
                          f"{indices.size} indices, {values.size} values")
     if indices.size and (indices.min() < 0 or indices.max() >= cols):
         raise ValueError(f"csr column index outside 0..{cols - 1}")
+    starts = np.zeros(indices.size, dtype=bool)  # the first entry of each non-empty row
+    starts[indptr[:-1][np.diff(indptr) > 0]] = True
+    if indices.size > 1 and np.any((np.diff(indices.astype(np.int64)) <= 0) & ~starts[1:]):
+        raise ValueError("csr column indices must increase within each row (an element stored twice)")
     out = np.zeros((rows, cols), dtype=dtype)
     row_of = np.repeat(np.arange(rows), np.diff(indptr))
     out[row_of, indices.astype(np.int64)] = values
@@ -375,17 +390,40 @@ def encode(array: np.ndarray, encoding: Optional[str] = None) -> Encoded:
     return meta, arrays
 
 
-def decode(meta: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Invert :func:`encode`; a ``meta`` or ``arrays`` that does not fit gives a ``ValueError``."""
+def decoded_nbytes(meta: dict) -> int:
+    """Bytes the tensor that ``meta`` describes will take once decoded, after checking ``meta``.
+
+    Checks the encoding name, the dtype and the shape (and the size limit of encodings
+    that expand), without touching any stored array: a loader calls it for every tensor
+    of a file before it allocates anything.
+
+    Example:
+        >>> decoded_nbytes({"encoding": "constant", "dtype": "float32", "shape": [3, 4]})
+        48
+        >>> decoded_nbytes({"encoding": "constant", "dtype": "float32", "shape": [2 ** 40]})
+        Traceback (most recent call last):
+        ...
+        ValueError: tensor shape [1099511627776] is too large for encoding 'constant'
+    """
     if not isinstance(meta, dict):
         raise ValueError(f"tensor description must be a dict, got {type(meta).__name__}")
     name = meta.get("encoding")
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoding {name!r} in file; known: {tuple(ENCODERS)}")
+    if not isinstance(name, str) or name not in ENCODERS:
+        raise ValueError(f"unknown encoding {_short(name)} in file; known: {tuple(ENCODERS)}")
     dtype = check_dtype(meta.get("dtype"), "tensor dtype")
     shape = check_shape(meta.get("shape"), "tensor shape")
-    if name in _EXPANDING and _size(shape) > MAX_EXPANDED_ELEMENTS:
+    size = _size(shape)
+    if name in _EXPANDING and size > MAX_EXPANDED_ELEMENTS:
         raise ValueError(f"tensor shape {list(shape)} is too large for encoding {name!r}")
+    return size * dtype.itemsize
+
+
+def decode(meta: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Invert :func:`encode`; a ``meta`` or ``arrays`` that does not fit gives a ``ValueError``."""
+    decoded_nbytes(meta)
+    name = meta["encoding"]
+    dtype = np.dtype(meta["dtype"])
+    shape = tuple(meta["shape"])
     for part, values in arrays.items():
         values = np.asarray(values)
         check_dtype(values.dtype.name, f"stored array {part!r} dtype")

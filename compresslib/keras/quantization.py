@@ -33,9 +33,10 @@ from keras import ops
 from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly
 from compresslib.core import quant as cq
 from compresslib.core.sensitivity import scan
+from compresslib.io import register_class
 from compresslib.keras import io as kio
 from compresslib.keras.rebuild import copy_model, rebuild
-from compresslib.registry import register
+from compresslib.registry import register, register_kind
 from compresslib.report import LayerStats
 
 
@@ -105,7 +106,7 @@ def _load_litert(spec: dict, tensors: dict[str, np.ndarray]) -> LiteRTModel:
     return LiteRTModel(tensors["flatbuffer"].tobytes(), name=spec.get("name", "litert"))
 
 
-kio.WRAPPER_LOADERS["litert"] = _load_litert
+register_kind("keras", "litert", LiteRTModel.clz_export, _load_litert)
 
 
 def _to_litert(model, calibration: Optional[np.ndarray]) -> LiteRTModel:
@@ -173,6 +174,7 @@ class _FakeQuantMixin:
         return config
 
 
+@register_class
 @keras.saving.register_keras_serializable(package="compresslib")
 class FakeQuantDense(_FakeQuantMixin, keras.layers.Dense):
     """Dense whose kernel and output are fake-quantized (straight-through gradients). compresslib's own."""
@@ -194,6 +196,7 @@ class FakeQuantDense(_FakeQuantMixin, keras.layers.Dense):
         return self._fq_config(super().get_config())
 
 
+@register_class
 @keras.saving.register_keras_serializable(package="compresslib")
 class FakeQuantConv2D(_FakeQuantMixin, keras.layers.Conv2D):
     """Conv2D whose kernel (per output channel) and output are fake-quantized. compresslib's own."""

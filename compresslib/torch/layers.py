@@ -40,8 +40,10 @@ import torch
 from torch import nn
 
 from compresslib.core import quant as cq
+from compresslib.io import register_class
 
 
+@register_class
 class PointwiseConv2d(nn.Conv2d):
     """A 1×1, stride-1, ungrouped ``nn.Conv2d`` that runs as ``torch.bmm`` at CPU inference (NCHW)."""
 
@@ -81,6 +83,7 @@ class PointwiseConv2d(nn.Conv2d):
         return super().forward(x)
 
 
+@register_class
 class WeightOnlyLinear(nn.Module):
     """A Linear layer whose weight is stored as packed ``bits``-bit integers with per-group scales.
 
@@ -128,6 +131,7 @@ class WeightOnlyLinear(nn.Module):
         return nn.functional.linear(x, self.dequantized_weight().to(x.dtype), self.bias)
 
 
+@register_class
 class WeightOnlyConv2d(nn.Module):
     """A Conv2d whose weight is stored as packed ``bits``-bit integers with per-group scales (see :class:`WeightOnlyLinear`)."""
 
@@ -211,6 +215,7 @@ class _Factors:
         return list(self._modules.values())[index]
 
 
+@register_class
 class FactoredLinear(_Factors, nn.Linear):
     """An SVD-factored ``nn.Linear``: ``Linear(in→r, no bias)`` then ``Linear(r→out)``.
 
@@ -255,6 +260,7 @@ _CONV_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "padding"
                "padding_mode", "transposed", "output_padding", "_reversed_padding_repeated_twice")
 
 
+@register_class
 class FactoredConv2d(_Factors, nn.Conv2d):
     """A Tucker-2 or CP factored ``nn.Conv2d``: the factor convolutions as children ``0``, ``1``, …
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from compresslib.io import register_class
+
 MODEL_NAMES = ("lenet300_100", "lenet5", "resnet8", "mlp_wide")
 
 
@@ -48,6 +50,7 @@ def lenet5(num_classes: int = 10) -> nn.Module:
     )
 
 
+@register_class
 class BasicBlock(nn.Module):
     """ResNet basic block: conv3×3-BN-ReLU-conv3×3-BN, plus the shortcut, then ReLU."""
 
@@ -72,6 +75,7 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
+@register_class
 class ResNet8(nn.Module):
     """A small ResNet for 28×28 digits: stem, three basic blocks (16, 32, 64 channels), pool, linear."""
 

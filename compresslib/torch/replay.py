@@ -101,28 +101,57 @@ def export(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
         raise TypeError(f"cannot save state entry {key!r} of type {type(value).__name__}")
 
     state = {key: put(key, value) for key, value in model.state_dict().items()}
-    return {"kind": KIND, "recipe": recipe, "state": state}, tensors
+    spec = {"kind": KIND, "recipe": recipe, "state": state}
+    if recipe.get("path") == "pt2e":
+        spec["literals"] = [list(args) for _, args in _qparam_nodes(model)]
+    return spec, tensors
+
+
+_PER_TENSOR_OPS = ("quantize_per_tensor", "dequantize_per_tensor")
+
+
+def _qparam_nodes(model: nn.Module) -> list:
+    """``[(node, (scale, zero_point))]`` of a PT2E model's per-tensor (de)quantize calls, in graph order:
+    their scales are literals in the graph, not tensors in its state."""
+    graph = getattr(model, "graph", None)
+    out = []
+    for node in (graph.nodes if graph is not None else []):
+        if node.op == "call_function" and any(op in str(node.target) for op in _PER_TENSOR_OPS) \
+                and isinstance(node.args[1], float) and isinstance(node.args[2], int):
+            out.append((node, (float(node.args[1]), int(node.args[2]))))
+    return out
 
 
 def _config_of(recipe: dict) -> Config:
-    if "mode" in recipe:  # format of files written before Config.to_dict()
-        mode = recipe["mode"]
-        if mode not in _OLD_MODES:
-            raise ValueError(f"unknown quantized model mode {mode!r} in file")
-        fields = dict(recipe.get("config") or {})
-        if mode == "torchao_int8_weight_only":
-            fields = {"bits": 8}
-        return _OLD_MODES[mode](**fields)
-    return Config.from_dict(recipe.get("config"))
+    """The config of a recipe written before configs had ``to_dict`` (a ``mode`` and its options)."""
+    import dataclasses
+
+    mode = recipe["mode"]
+    if not isinstance(mode, str) or mode not in _OLD_MODES:
+        raise ValueError(f"unknown quantized model mode {str(mode)[:40]!r}; known: {tuple(_OLD_MODES)}")
+    cls = _OLD_MODES[mode]
+    fields = recipe.get("config")
+    options = {f.name for f in dataclasses.fields(cls)} if mode != "torchao_int8_weight_only" else set()
+    if not isinstance(fields, dict) or not set(fields) <= options or not all(
+            v is None or isinstance(v, (bool, int, float, str)) for v in fields.values()):
+        raise ValueError(f"the recipe's config must map option names of mode {mode!r} ({sorted(options)}) to values")
+    return cls(**fields) if mode != "torchao_int8_weight_only" else cls(bits=8)
 
 
 def _example_of(recipe: dict) -> Optional[Any]:
+    from compresslib.core import packing
     from compresslib.torch import inputs
 
     if recipe.get("example") is not None:
         return inputs.zeros(recipe["example"])
     if recipe.get("example_shape") is not None:  # older files
-        return torch.zeros([int(d) for d in recipe["example_shape"]])
+        shape = packing.check_shape(recipe["example_shape"], "the recipe's example_shape")
+        if not shape or 0 in shape or packing._size(shape) > MAX_EXAMPLE_ELEMENTS:
+            raise ValueError(f"the recipe's example_shape {list(shape)[:8]} must hold 1 to "
+                             f"{MAX_EXAMPLE_ELEMENTS} elements")
+        return torch.zeros(shape)
+    if recipe.get("mode") in ("static", "qat"):
+        raise ValueError(f"mode {recipe['mode']!r} needs an example_shape")
     return None
 
 
@@ -141,18 +170,75 @@ def replay(skeleton: nn.Module, config: Config, example: Any) -> nn.Module:
         return handler("quantize", "torch", config)(skeleton, config, calibration_data=example)
 
 
-def rebuild(spec: dict, tensors: dict[str, np.ndarray]) -> nn.Module:
-    """Inverse of :func:`export`: rebuild the float skeleton, replay the recipe, load the state.
+MAX_EXAMPLE_ELEMENTS = 2 ** 22  # the example input a static/QAT recipe is re-run on
+_NEW_RECIPE = {"config", "float_spec", "shapes", "example"}
+_OLD_RECIPE = {"mode", "config", "shapes", "float_spec", "example_shape"}
 
-    Like every model :func:`compresslib.load` returns, the result is on CPU, whatever
-    device the saved model was on; move a torchao weight-only model back with ``.to("cuda")``.
+
+def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: Optional[int], max_depth: int,
+          model: Optional[nn.Module]) -> tuple[Config, Any]:
+    """Check a saved recipe and state before anything is allocated; return the config and the example."""
+    from compresslib.torch import inputs
+    from compresslib.torch import io as tio
+
+    if not isinstance(spec, dict) or not {"kind", "recipe", "state"} <= set(spec) <= {"kind", "recipe", "state",
+                                                                                       "literals"}:
+        raise ValueError("an int8 torch model is described by 'kind', 'recipe', 'state' (and 'literals')")
+    recipe = spec["recipe"]
+    if not isinstance(recipe, dict):
+        raise ValueError("the recipe must be an object")
+    keys = set(recipe)
+    if "mode" in keys:
+        if keys != _OLD_RECIPE:
+            raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
+        config = _config_of(recipe)
+    else:
+        if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error"}:
+            raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
+        if recipe.get("path", "fx") not in ("fx", "pt2e"):
+            raise ValueError(f"unknown quantization path {str(recipe.get('path'))[:20]!r}")
+        config = Config.from_dict(recipe["config"])
+        if config.verb not in ("quantize", "prepare_qat"):
+            raise ValueError(f"the recipe's config {type(config).__name__} is not a quantization")
+    example = _example_of(recipe)
+    if example is None and isinstance(config, (Int8Static, QAT)):
+        raise ValueError(f"the recipe of a {type(config).__name__} model needs an example input")
+    if example is not None and sum(int(t.numel()) for t in inputs.flatten(example)) > MAX_EXAMPLE_ELEMENTS:
+        raise ValueError(f"the recipe's example input holds more than {MAX_EXAMPLE_ELEMENTS} elements")
+    if recipe["float_spec"] is None:
+        raise ValueError("the recipe has no float architecture")
+    tio.check_skeleton(recipe["shapes"], recipe["float_spec"], custom_objects, max_bytes, max_depth, model)
+    tio.check_state(spec["state"], tensors)
+    literals = spec.get("literals", [])
+    if not isinstance(literals, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], float) and type(p[1]) is int for p in literals):
+        raise ValueError("literals must be a list of [scale, zero_point] pairs")
+    return config, example
+
+
+def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[dict] = None,
+            max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None) -> nn.Module:
+    """Inverse of :func:`export`: check everything, rebuild the float skeleton, replay the recipe, load the state.
+
+    ``model``: an instance of the user's model class, for a skeleton holding user-class modules
+    (see :func:`compresslib.torch.io.rebuild`). Like every model :func:`compresslib.load`
+    returns, the result is on CPU, whatever device the saved model was on.
     """
     from compresslib.torch import io as tio
 
+    config, example = check(spec, tensors, custom_objects, max_bytes, max_depth, model)
     recipe = spec["recipe"]
     zeros = {k: np.zeros(shape, dtype=np.dtype(dt)) for k, (shape, dt) in recipe["shapes"].items()}
-    skeleton = tio.rebuild(recipe["float_spec"], zeros).eval()
-    q = replay(skeleton, _config_of(recipe), _example_of(recipe))
+    skeleton = tio.build(recipe["float_spec"], zeros, custom_objects, max_depth, model).eval()
+    q = replay(skeleton, config, example)
+    if spec.get("literals"):
+        nodes = _qparam_nodes(q)
+        if len(nodes) != len(spec["literals"]):
+            raise ValueError(f"the file has {len(spec['literals'])} activation scales, the replayed model "
+                             f"{len(nodes)}: it was saved by another version of torch or of the model")
+        for (node, _), (scale, zp) in zip(nodes, spec["literals"]):
+            node.args = (node.args[0], scale, zp) + tuple(node.args[3:])
+        q.recompile()
     fresh = q.state_dict()
 
     def get(key: str, meta: dict) -> Any:
@@ -174,6 +260,8 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray]) -> nn.Module:
     subclass = {k: m for k, m in spec["state"].items() if m["type"] == "subclass"}
     with torch.no_grad():
         for key, meta in subclass.items():  # torchao tensors: fill their inner tensors in place
+            if key not in fresh:
+                raise ValueError(f"state entry {key!r} is not in the replayed model")
             target = fresh[key]
             for n in meta["names"]:
                 getattr(target, n).copy_(torch.from_numpy(np.array(tensors[f"{key}#{n}"], copy=True)))
