@@ -123,6 +123,26 @@ def qconfig_mapping(weight, activation):
         return ao.QConfigMapping().set_global(ao.QConfig(activation=activation, weight=weight))
 
 
+def exported_train_eval(model: torch.nn.Module) -> torch.nn.Module:
+    """Let ``.train()``/``.eval()`` of a ``torch.export`` graph switch its dropout and BatchNorm ops and return
+    the model, as on any module (PT2E's own ``allow_exported_model_train_eval`` returns None)."""
+    import types
+
+    from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+
+    def train(self, mode: bool = True):
+        (move_exported_model_to_train if mode else move_exported_model_to_eval)(self)
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return train(self, False)
+
+    model.train = types.MethodType(train, model)
+    model.eval = types.MethodType(eval, model)
+    return model
+
+
 def is_fake_quantized(model: torch.nn.Module) -> bool:
     """True when ``model`` holds torch.ao fake-quantizers (a model from ``prepare_qat``)."""
     ao, _ = modules()
@@ -130,4 +150,4 @@ def is_fake_quantized(model: torch.nn.Module) -> bool:
 
 
 __all__ = ["quiet", "x86_engine", "modules", "weight_observer", "activation_observer", "percentile_observer_class",
-           "qconfig_mapping", "is_fake_quantized"]
+           "qconfig_mapping", "exported_train_eval", "is_fake_quantized"]

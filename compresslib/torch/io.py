@@ -39,14 +39,27 @@ from torch import nn
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_state_dict_hooks",
                "_load_state_dict_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
-_INTERNAL = {"compresslib_kind", "compresslib_recipe", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_backward_pre_hooks",
+_INTERNAL = {"compresslib_kind", "compresslib_recipe", "compresslib_constants", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_backward_pre_hooks",
              "_state_dict_pre_hooks", "_load_state_dict_post_hooks", "_forward_hooks_always_called",
              "_is_full_backward_hook", "_compiled_call_impl"} | set(_HOOK_DICTS)
 _NODE_KEYS = {"class", "attrs", "params", "buffers", "children", "non_persistent"}
+
+
+def _derived(module: nn.Module) -> tuple:
+    """Attributes a class recomputes from its parameters (not saved; rebuilt by :func:`_refresh`)."""
+    if isinstance(module, nn.RNNBase):
+        return ("_flat_weights", "_flat_weight_refs")
+    return ()
+
+
+def _refresh(module: nn.Module) -> None:
+    """Recompute what :func:`_derived` left out, once the module's parameters are in place."""
+    if isinstance(module, nn.RNNBase):
+        module._init_flat_weights()
 # A module of the user's own (unregistered) class is saved as a "code" node: its class path, tensors and
 # children, no attributes. Loading takes that module from the model instance the caller passes
 # (load(path, model=MyModel(...))), the PyTorch convention of code + state.
-_CODE_KEYS = {"class", "code", "params", "buffers", "children", "non_persistent"}
+_CODE_KEYS = {"class", "code", "attrs", "params", "buffers", "children", "non_persistent"}
 
 # Modules public torch.nn layers create inside themselves without exporting them from torch.nn.
 _INTERNAL_TORCH_CLASSES = (nn.modules.linear.NonDynamicallyQuantizableLinear,)
@@ -160,7 +173,27 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, torch.dtype):
         return {"__dtype__": str(value).removeprefix("torch.")}
-    raise TypeError(type(value).__name__)
+    name = _FUNCTION_NAMES.get(value) if _hashable(value) else None
+    if name is not None:  # e.g. nn.TransformerEncoderLayer.activation = F.relu
+        return {"__function__": name}
+    raise TypeError("function" if callable(value) else type(value).__name__)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+# The functions a module attribute may hold, by exact name: torch.nn.functional's activations (what
+# torch's own layers store, e.g. TransformerEncoderLayer.activation). Nothing else is looked up by name.
+_FUNCTIONS = {f"torch.nn.functional.{n}": getattr(torch.nn.functional, n)
+              for n in ("relu", "gelu", "silu", "tanh", "sigmoid", "elu", "leaky_relu", "relu6", "hardswish",
+                        "hardsigmoid", "mish", "softplus", "selu", "celu", "glu", "softmax", "log_softmax")
+              if hasattr(torch.nn.functional, n)}
+_FUNCTION_NAMES = {f: n for n, f in _FUNCTIONS.items()}
 
 
 def _unplain(value: Any, depth: int = 0) -> Any:
@@ -178,6 +211,11 @@ def _unplain(value: Any, depth: int = 0) -> Any:
         if dtype is None:
             raise ValueError(f"not a torch dtype: {str(value['__dtype__'])[:40]!r}")
         return dtype
+    if isinstance(value, dict) and set(value) == {"__function__"}:
+        fn = _FUNCTIONS.get(value["__function__"]) if isinstance(value["__function__"], str) else None
+        if fn is None:
+            raise ValueError(f"not an allowed function: {str(value['__function__'])[:60]!r}")
+        return fn
     raise ValueError(f"not a plain attribute value: {str(value)[:60]}")
 
 
@@ -192,12 +230,13 @@ def _node(module: nn.Module, prefix: str, tensors: dict[str, np.ndarray]) -> dic
             raise ValueError(f"cannot save {where}: it has {hooks} (e.g. torch.nn.utils.prune masks); "
                              "remove them first (compresslib's pruning leaves plain weights)")
     if path is None:  # the user's own class: its code stays the user's (see _CODE_KEYS)
-        node: dict[str, Any] = {"class": class_path(cls), "code": True}
+        node: dict[str, Any] = {"class": class_path(cls), "code": True, "attrs": _plain_attrs(module)}
         _members(module, node, prefix, tensors)
         return node
     attrs = {}
+    derived = _derived(module)
     for key, value in vars(module).items():
-        if key in _INTERNAL:
+        if key in _INTERNAL or key in derived:
             continue
         try:
             attrs[key] = _plain(value)
@@ -207,6 +246,20 @@ def _node(module: nn.Module, prefix: str, tensors: dict[str, np.ndarray]) -> dic
     node = {"class": path, "attrs": attrs}
     _members(module, node, prefix, tensors)
     return node
+
+
+def _plain_attrs(module: nn.Module) -> dict:
+    """The plain-valued attributes of a user module (compression may change them, e.g. a pruned norm's
+    ``normalized_shape``); the rest (configs, functions) stays the user's."""
+    out = {}
+    for key, value in vars(module).items():
+        if key in _INTERNAL or key in _derived(module) or key.startswith("__"):
+            continue
+        try:
+            out[key] = _plain(value)
+        except TypeError:
+            continue
+    return out
 
 
 def _members(module: nn.Module, node: dict, prefix: str, tensors: dict[str, np.ndarray]) -> None:
@@ -263,6 +316,7 @@ class _Context:
     used: set = field(default_factory=set)
     classes: dict = field(default_factory=dict)  # id(node) -> class, filled by the check
     template: Optional[nn.Module] = None  # load(path, model=...): the user's instance, for "code" nodes
+    targets: dict = field(default_factory=dict)  # id(code node) -> the template's module, found by the check
 
 
 def _name(name: object, what: str) -> str:
@@ -341,6 +395,17 @@ def _check_code_node(node: dict, prefix: str, ctx: _Context, where: str) -> type
         if not isinstance(saved, dict) or set(saved) != set(mine):
             raise ValueError(f"{where}: the file's {kind} {sorted(saved)[:8] if isinstance(saved, dict) else saved!r} "
                              f"differ from the model given ({sorted(mine)[:8]}); is it the same architecture?")
+    if not isinstance(node["attrs"], dict):
+        raise ValueError(f"{where}: attrs must be an object")
+    for key, value in node["attrs"].items():
+        _check_attr(key, value, type(target), where)
+        try:
+            current = vars(target)[key]
+            _plain(current)
+        except (KeyError, TypeError):
+            raise ValueError(f"{where}: the file sets attribute {str(key)[:40]!r}, which the model given does not "
+                             "hold as a plain value") from None
+    ctx.targets[id(node)] = target
     return type(target)
 
 
@@ -378,7 +443,9 @@ def _tensor(array: np.ndarray, name: str, dtypes: dict) -> torch.Tensor:
 def _build(node: dict, prefix: str, ctx: _Context) -> nn.Module:
     cls = ctx.classes[id(node)]
     if "code" in node:  # the user's module, from the (copied) instance given; the file sets its tensors
-        module = ctx.template.get_submodule(prefix.rstrip(".")) if prefix else ctx.template
+        module = ctx.targets[id(node)]
+        for key, value in node["attrs"].items():
+            object.__setattr__(module, key, _unplain(value))
         module._parameters.clear()
         module._buffers.clear()
         module._non_persistent_buffers_set.clear()
@@ -399,6 +466,7 @@ def _build(node: dict, prefix: str, ctx: _Context) -> nn.Module:
         module.register_buffer(name, buf, persistent=name not in node["non_persistent"])
     for name, child in node["children"].items():
         module.add_module(name, None if child is None else _build(child, f"{prefix}{name}.", ctx))
+    _refresh(module)
     return module
 
 

@@ -172,7 +172,7 @@ def _static_pt2e(float_model: nn.Module, config: Int8Static, batches: list, exam
         with torch.no_grad():
             for batch in batches:
                 inputs.call(prepared, batch)
-        q = convert_pt2e(prepared)
+        q = ao.exported_train_eval(convert_pt2e(prepared))
     warnings.warn(f"quantize(Int8Static): torch.fx could not trace {type(float_model).__name__} ({fx_error[:160]}); "
                   "quantized through torch.export + PT2E (X86InductorQuantizer) instead; run it under "
                   "torch.compile for int8 speed", UserWarning, stacklevel=4)
@@ -278,7 +278,6 @@ def prepare_qat(model: nn.Module, config: QAT = QAT(), *, example_input: Any = N
 
 def _qat_pt2e(float_model: nn.Module, config: QAT, example: Any, fx_error: str) -> nn.Module:
     """``torch.export`` in training mode → ``prepare_qat_pt2e`` with the x86 Inductor QAT recipe (8-bit)."""
-    from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer, get_default_x86_inductor_quantization_config)
@@ -291,7 +290,7 @@ def _qat_pt2e(float_model: nn.Module, config: QAT, example: Any, fx_error: str) 
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
     with ao.quiet():
         prepared = prepare_qat_pt2e(exported, quantizer)
-    allow_exported_model_train_eval(prepared)
+    ao.exported_train_eval(prepared)
     warnings.warn(f"prepare_qat: torch.fx could not trace {type(float_model).__name__} ({fx_error[:160]}); "
                   "fake-quantized through torch.export + PT2E (X86InductorQuantizer, 8-bit) instead",
                   UserWarning, stacklevel=4)
@@ -309,10 +308,13 @@ def convert(model: nn.Module) -> nn.Module:
     if getattr(model, "compresslib_recipe", {}).get("path") == "pt2e":
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+
         work = copy.deepcopy(model).cpu()
-        work.eval()
+        move_exported_model_to_eval(work)
         with ao.quiet():
-            return replay.carry(model, convert_pt2e(work))
+            converted = convert_pt2e(work)
+        return replay.carry(model, ao.exported_train_eval(converted))
     if not isinstance(model, torch.fx.GraphModule) or not ao.is_fake_quantized(model):
         raise TypeError("model must come from prepare_qat(model, QAT(...)) (no fake-quantizers found)")
     weight_fq = next(m.weight_fake_quant for m in model.modules() if hasattr(m, "weight_fake_quant"))

@@ -55,6 +55,10 @@ def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -
         recipe["shapes"] = {k: [list(v.shape), str(v.dtype)] for k, v in tensors.items()}
     q.compresslib_kind = KIND
     q.compresslib_recipe = recipe
+    # non-persistent buffers (e.g. position ids) are not in any state_dict: the file keeps their values
+    persistent = set(float_model.state_dict())
+    q.compresslib_constants = {n: b.detach().cpu().clone() for n, b in float_model.named_buffers()
+                               if n not in persistent}
     return q
 
 
@@ -63,6 +67,7 @@ def carry(source: nn.Module, target: nn.Module) -> nn.Module:
     if hasattr(source, "compresslib_recipe"):
         target.compresslib_kind = KIND
         target.compresslib_recipe = source.compresslib_recipe
+        target.compresslib_constants = getattr(source, "compresslib_constants", {})
     return target
 
 
@@ -102,6 +107,11 @@ def export(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
 
     state = {key: put(key, value) for key, value in model.state_dict().items()}
     spec = {"kind": KIND, "recipe": recipe, "state": state}
+    constants = getattr(model, "compresslib_constants", {})
+    if constants:
+        spec["constants"] = sorted(constants)
+        for name, value in constants.items():
+            tensors[f"{name}#const"] = value.numpy()
     if recipe.get("path") == "pt2e":
         spec["literals"] = [list(args) for _, args in _qparam_nodes(model)]
     return spec, tensors
@@ -155,6 +165,23 @@ def _example_of(recipe: dict) -> Optional[Any]:
     return None
 
 
+def _stand_ins(shapes: dict, constants: list, tensors: dict) -> dict[str, np.ndarray]:
+    """Values for the float skeleton the recipe is replayed on: the file's constants, and for every other
+    tensor small deterministic numbers (not zeros: an all-zero weight gives fused conv-BN fake-quantizers of
+    QAT a zero range). The file's quantized state replaces them afterwards."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (shape, dtype) in shapes.items():
+        dt = np.dtype(dtype)
+        if name in constants:
+            out[name] = np.array(tensors[f"{name}#const"], copy=True)
+        elif dt.kind == "f" and not name.endswith("running_var"):
+            out[name] = (0.02 * rng.standard_normal(shape)).astype(dt)
+        else:
+            out[name] = (np.ones if name.endswith("running_var") else np.zeros)(shape, dtype=dt)
+    return out
+
+
 def replay(skeleton: nn.Module, config: Config, example: Any) -> nn.Module:
     """Run ``config``'s handler on a float ``skeleton`` as :func:`compresslib.quantize`/``prepare_qat`` did."""
     from compresslib.torch import inputs
@@ -181,9 +208,10 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     from compresslib.torch import inputs
     from compresslib.torch import io as tio
 
-    if not isinstance(spec, dict) or not {"kind", "recipe", "state"} <= set(spec) <= {"kind", "recipe", "state",
-                                                                                       "literals"}:
-        raise ValueError("an int8 torch model is described by 'kind', 'recipe', 'state' (and 'literals')")
+    if not isinstance(spec, dict) or not {"kind", "recipe", "state"} <= set(spec) <= {
+            "kind", "recipe", "state", "literals", "constants"}:
+        raise ValueError("an int8 torch model is described by 'kind', 'recipe', 'state' (and 'literals', "
+                         "'constants')")
     recipe = spec["recipe"]
     if not isinstance(recipe, dict):
         raise ValueError("the recipe must be an object")
@@ -208,7 +236,16 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     if recipe["float_spec"] is None:
         raise ValueError("the recipe has no float architecture")
     tio.check_skeleton(recipe["shapes"], recipe["float_spec"], custom_objects, max_bytes, max_depth, model)
-    tio.check_state(spec["state"], tensors)
+    constants = spec.get("constants", [])
+    if not isinstance(constants, list) or not all(isinstance(n, str) and n in recipe["shapes"] and f"{n}#const" in tensors
+                                                  for n in constants):
+        raise ValueError("constants must name buffers of the recipe's float model stored in the file")
+    for n in constants:
+        shape, dtype = recipe["shapes"][n]
+        value = tensors[f"{n}#const"]
+        if list(value.shape) != list(shape) or value.dtype != np.dtype(dtype):
+            raise ValueError(f"constant {n!r} has shape {value.shape} {value.dtype}, the recipe says {shape} {dtype}")
+    tio.check_state(spec["state"], {k: v for k, v in tensors.items() if not k.endswith("#const")})
     literals = spec.get("literals", [])
     if not isinstance(literals, list) or not all(
             isinstance(p, list) and len(p) == 2 and isinstance(p[0], float) and type(p[1]) is int for p in literals):
@@ -228,8 +265,8 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
 
     config, example = check(spec, tensors, custom_objects, max_bytes, max_depth, model)
     recipe = spec["recipe"]
-    zeros = {k: np.zeros(shape, dtype=np.dtype(dt)) for k, (shape, dt) in recipe["shapes"].items()}
-    skeleton = tio.build(recipe["float_spec"], zeros, custom_objects, max_depth, model).eval()
+    skeleton = tio.build(recipe["float_spec"], _stand_ins(recipe["shapes"], spec.get("constants", []), tensors),
+                         custom_objects, max_depth, model).eval()
     q = replay(skeleton, config, example)
     if spec.get("literals"):
         nodes = _qparam_nodes(q)
@@ -272,6 +309,8 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
         raise ValueError(f"file does not match the rebuilt model: missing {missing}, unexpected {unexpected}")
     q.compresslib_kind = KIND
     q.compresslib_recipe = recipe
+    q.compresslib_constants = {n: torch.from_numpy(np.array(tensors[f"{n}#const"], copy=True))
+                               for n in spec.get("constants", [])}
     return q
 
 

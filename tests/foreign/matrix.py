@@ -95,8 +95,14 @@ def judge(model_name: str, cell: str, original: Any, apply: Callable[[Any], Any]
             again = outputs(back)
         except Exception as exc:  # noqa: BLE001
             return Outcome(model_name, cell, "save", _describe(exc), agreement)
-    if len(again) != len(got) or not all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(again, got)):
-        return Outcome(model_name, cell, "save", "outputs after save/load differ", agreement)
+    # identical up to the model's own run-to-run variation (threaded float sums can flip an int8 rounding)
+    rerun = outputs(result)
+    noise = max([float(np.abs(a - b).max()) for a, b in zip(rerun, got) if a.size] + [0.0])
+    if len(again) != len(got) or not all(np.allclose(a, b, rtol=1e-5, atol=1e-6 + 2 * noise)
+                                         for a, b in zip(again, got)):
+        worst = max(float(np.abs(a - b).max()) for a, b in zip(again, got)) if len(again) == len(got) else None
+        return Outcome(model_name, cell, "save", f"outputs after save/load differ by {worst} (run-to-run {noise})",
+                       agreement)
     return Outcome(model_name, cell, "works", "", agreement)
 
 

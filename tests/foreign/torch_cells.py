@@ -24,7 +24,7 @@ def cells(case: Case) -> dict[str, Callable[[Any], Any]]:
         "WeightOnly(4)": lambda m: cl.quantize(m, cl.WeightOnly(4, group_size=16)),
         "Float16": lambda m: cl.quantize(m, cl.Float16()),
         "BFloat16": lambda m: cl.quantize(m, cl.BFloat16()),
-        "QAT": lambda m: cl.convert(cl.prepare_qat(m, cl.QAT(), example_input=ex)),
+        "QAT": lambda m: cl.convert(_observe(cl.prepare_qat(m, cl.QAT(), example_input=ex), cal)),
         "Magnitude": lambda m: cl.prune(m, cl.Magnitude(0.5)),
         "NM(2:4)": lambda m: cl.prune(m, cl.NM(2, 4)),
         "Structured": lambda m: cl.prune(m, cl.Structured(0.3), example_input=ex),
@@ -32,6 +32,15 @@ def cells(case: Case) -> dict[str, Callable[[Any], Any]]:
         "Tucker": lambda m: cl.decompose(m, cl.Tucker(energy=0.9)),
         "fold_batchnorm": lambda m: cl.fold_batchnorm(m, example_input=ex),
     }
+
+
+def _observe(prepared: torch.nn.Module, calibration: Any) -> torch.nn.Module:
+    """A few forward passes in training mode, as a short QAT fine-tune would do (fake-quantizers observe)."""
+    prepared.train()
+    with torch.no_grad():
+        for _ in range(2):
+            inputs.call(prepared, calibration)
+    return prepared
 
 
 CELLS = tuple(cells(Case("", lambda: None, None, None, "")))

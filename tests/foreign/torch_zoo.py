@@ -149,7 +149,10 @@ def _custom_batch(n: int, seed: int = 1) -> dict:
 # --------------------------------------------------------------------------- the zoo
 
 TEXT = ("hf_bert", "hf_distilbert", "hf_gpt2")
-IMAGE = ("hf_vit", "hf_resnet", "hf_mobilenet_v2", "hf_convnext", "hf_swin")
+# hf_mobilenet_v2 is built too (MobileNetV2ForImageClassification) but left out of the matrix: its
+# random-init logits underflow (~1e-30), so agreement is meaningless, and its PT2E export alone costs
+# minutes of the CI budget; ConvNeXt covers depthwise convolutions.
+IMAGE = ("hf_vit", "hf_resnet", "hf_convnext", "hf_swin")
 NAMES = TEXT + IMAGE + ("torch_transformer", "torch_recurrent", "custom_dict")
 
 
@@ -157,7 +160,7 @@ def case(name: str) -> Case:
     """The :class:`Case` for ``name`` (one of :data:`NAMES`)."""
     if name in TEXT:
         return Case(name, _seeded(_hf(name)), _tokens(4), _tokens(32, seed=2), "text")
-    if name in IMAGE:
+    if name in IMAGE or name == "hf_mobilenet_v2":
         return Case(name, _seeded(_hf(name)), _pixels(4), _pixels(32, seed=2), "image")
     if name == "torch_transformer":
         return Case(name, _seeded(TransformerTextClassifier), _tokens(4), _tokens(32, seed=2), "text")
