@@ -25,7 +25,7 @@ $(STAMP): $(REQS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests notebooks \
-		--doctest-modules compresslib/configs.py compresslib/report.py compresslib/datasets.py \
+		--doctest-modules compresslib/configs.py compresslib/report.py compresslib/notebook.py compresslib/datasets.py \
 		compresslib/_dispatch.py compresslib/core compresslib/torch/io.py compresslib/torch/train.py compresslib/keras/train.py \
 		compresslib/torch/pruning.py compresslib/keras/pruning.py compresslib/keras/graph.py \
 		compresslib/torch/layers.py compresslib/torch/lowrank.py compresslib/keras/lowrank.py compresslib/torch/fold.py compresslib/keras/fold.py \
