@@ -15,6 +15,8 @@ Example:
     >>> nb.glue("demo_ratio", 4.0512, display=False)
     >>> nb.GLUED["demo_ratio"]
     4.0512
+    >>> import numpy as np; nb.glue("demo_np", np.float32(0.5)); nb.GLUED["demo_np"]
+    0.5
     >>> sorted(nb.FRAMEWORK_COLORS)
     ['keras', 'torch']
     >>> nb.framework_style("torch")
@@ -54,6 +56,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # np.float64(0.5) -> 0.5: MyST-NB formats the repr, and "np.float64(0.5)" is no number
     GLUED[name] = value
     try:
         from myst_nb import glue as _glue
@@ -67,6 +71,28 @@ def device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_features(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The x86 vector extensions that decide which int8 and bfloat16 kernels run, in words.
+
+    Read from ``/proc/cpuinfo`` (Linux); elsewhere PyTorch's own view of the CPU, or "unknown CPU".
+    Chapters glue it into their prose instead of stating the machine from memory.
+    """
+    try:
+        with open(cpuinfo) as f:
+            flags = next(line.split(":", 1)[1].split() for line in f if line.startswith("flags"))
+    except (OSError, StopIteration):
+        try:
+            import torch
+
+            return f"{torch.backends.cpu.get_cpu_capability()} (as PyTorch sees it)"
+        except ImportError:
+            return "unknown CPU"
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    has = lambda *names: "with" if any(n in flags for n in names) else "no"
+    return (f"x86 with {isa}, {has('avx512_vnni', 'avx_vnni')} VNNI, {has('avx512_bf16')} AVX-512 BF16, "
+            f"{has('amx_int8')} AMX")
 
 
 def figsize(rows: int = 1, height: float | None = None, width: float = COLUMN_WIDTH_IN) -> tuple[float, float]:

@@ -29,7 +29,14 @@
 # * `cl.fold_batchnorm`, which removes BatchNorm before measuring speed;
 # * TensorLy-Torch's own factorized layers beside ours.
 
-# %%
+# %% tags=["hide-input"]
+# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib; elsewhere it does nothing.
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib"], check=True)
+
+# %% tags=["hide-input"]
 import os, time, warnings
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ.setdefault("CI", "1")
@@ -44,17 +51,21 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras
 import matplotlib.pyplot as plt
 import compresslib as cl
+from compresslib import notebook as nb
 from compresslib.core import lowrank as L
 from compresslib.torch import lowrank as torch_lowrank
 from compresslib.keras import lowrank as keras_lowrank
 
+nb.use_style()
+DEVICE = nb.device()                          # fine-tunes run here; models are timed on the CPU
 np.random.seed(0); torch.manual_seed(0); keras.utils.set_random_seed(0)
 warnings.filterwarnings("ignore", category=UserWarning, module="compresslib")  # skipped layers are listed below instead
 test_t = cl.datasets.load_mnist("test", layout="torch")
 test_k = cl.datasets.load_mnist("test", layout="keras")
 train_t = cl.datasets.load_mnist("train", layout="torch")
 train_k = cl.datasets.load_mnist("train", layout="keras")
-print("torch", torch.__version__, "| keras", keras.__version__, "| threads", torch.get_num_threads())
+CPU = nb.cpu_features(); nb.glue("cpu", CPU)
+print(f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()} thread | device {DEVICE} | {CPU}")
 
 # %% [markdown]
 # ## The idea
@@ -87,8 +98,7 @@ print("torch", torch.__version__, "| keras", keras.__version__, "| threads", tor
 #
 # A 256×128 matrix with a decaying spectrum, its truncations, and the cost rule.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 rng = np.random.default_rng(0)
 u, _ = np.linalg.qr(rng.normal(size=(256, 128)))
 v, _ = np.linalg.qr(rng.normal(size=(128, 128)))
@@ -107,34 +117,40 @@ print("break-even rank for 256x128:", L.max_useful_svd_rank(256, 128))
 print("energy 0.99 keeps rank", L.energy_rank(s, 0.99))
 for r in (16, 85, 86):
     p = L.plan_svd(W.shape, rank=r)
-    print(r, p.params_after, "vs", p.params_before, "accepted" if p.accepted else "refused: " + p.reason)
+    print(f"rank {r}: {p.params_after:,} weights instead of {p.params_before:,}: "
+          + ("accepted" if p.accepted else "refused (" + p.reason + ")"))
 
-# %%
-fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+# %% mystnb={"figure": {"caption": "Top: the singular values of the 256\u00d7128 example. Bottom: the relative truncation error and the weights the two factors keep, as a fraction of the matrix, against the rank."}, "image": {"alt": "Top: singular values decaying exponentially on a log scale. Bottom: the error falls from near 1 to near 0 as the rank grows from 1 to 64, while the fraction of weights kept grows and reaches about 0.75 at rank 64."}}
+fig, ax = plt.subplots(2, 1, figsize=nb.figsize(rows=2))
 ax[0].semilogy(s, ".-"); ax[0].set(title="singular values", xlabel="index i", ylabel="$s_i$")
 ax[1].plot(ranks, errors, "o-", label="relative error $\\|W-W_r\\|/\\|W\\|$")
-ax2 = ax[1].twinx()
-ax2.plot(ranks, [L.svd_cost(256, 128, r) / (256 * 128) for r in ranks], "s--", color="C1", label="cost / mn")
-ax2.axhline(1.0, color="C1", lw=0.8); ax2.set_ylabel("weights kept (fraction)")
-ax[1].set(xscale="log", xlabel="rank r", title="truncation error and cost"); ax[1].legend(loc="upper right")
-plt.tight_layout(); plt.show()
+ax[1].plot(ranks, [L.svd_cost(256, 128, r) / (256 * 128) for r in ranks], "s--", label="weights kept / $mn$")
+ax[1].axhline(1.0, color=nb.NEUTRAL, lw=0.8)
+ax[1].set(xscale="log", xlabel="rank r", ylabel="fraction", title="truncation error and cost"); ax[1].legend(loc="center right")
+plt.show()
 
 # %% [markdown]
 # The same for a 4-way kernel with TensorLy (`compresslib.core.lowrank.tucker2` and `cp` call
-# `tensorly.decomposition.partial_tucker` and `parafac` on the NumPy backend). A kernel that
-# truly has multilinear rank (4, 6) is recovered exactly; the error falls as ranks grow.
+# `tensorly.decomposition.partial_tucker` and `parafac` on the NumPy backend). The kernel below has
+# multilinear rank (4, 6) plus a little noise: at ranks (4, 6) Tucker-2 recovers it up to that noise,
+# and larger ranks only fit the noise.
 
 # %%
 k_true = L.tucker2_reconstruct(rng.normal(size=(4, 32)), rng.normal(size=(6, 4, 3, 3)), rng.normal(size=(64, 6)))
 kernel = k_true + 0.05 * rng.normal(size=k_true.shape)
+noise_share = L.relative_error(k_true, kernel)
+print(f"the noise is {noise_share:.3f} of the kernel (relative Frobenius norm)")
+tucker_err = {}
 for r1, r2 in [(2, 3), (4, 6), (8, 12)]:
     rec = L.tucker2_reconstruct(*L.tucker2(kernel, (r1, r2)))
     p = L.plan_tucker(kernel.shape, ranks=(r1, r2))
+    tucker_err[r1, r2] = L.relative_error(rec, kernel)
     print(f"Tucker-2 ranks ({r1},{r2}): weights {p.params_after:5d} of {p.params_before}, "
-          f"relative error {L.relative_error(rec, kernel):.3f}")
+          f"relative error {tucker_err[r1, r2]:.3f}")
 for R in (4, 16):
     rec = L.cp_reconstruct(*L.cp(kernel, R))
     print(f"CP rank {R:2d}: weights {L.cp_cost(64, 32, 3, 3, R):5d}, relative error {L.relative_error(rec, kernel):.3f}")
+nb.glue("noise_share", noise_share); nb.glue("tucker46_err", tucker_err[4, 6])
 
 # %% [markdown]
 # ## PyTorch
@@ -144,17 +160,22 @@ for R in (4, 16):
 # LeNet-300-100 and the ResNet8 come trained from the zoo. How much energy do their first
 # singular values hold?
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% [markdown]
+# At ranks (4, 6) the relative error is {glue:text}`tucker46_err:.3f`, about the noise's own share of
+# the kernel ({glue:text}`noise_share:.3f`).
+
+# %% tags=["nbval-check-output"] mystnb={"figure": {"caption": "Energy kept against rank. Top: the two dense layers of LeNet-300-100. Bottom: the output mode of two ResNet8 convolution kernels."}, "image": {"alt": "Cumulative energy curves on a log rank axis rising towards 1; none is a sharp step, so no small rank holds almost all the energy."}}
 lenet_t = cl.zoo.pretrained("lenet300_100", "torch").eval()
 resnet_t = cl.zoo.pretrained("resnet8", "torch").eval()
-fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+fig, ax = plt.subplots(2, 1, figsize=nb.figsize(rows=2))
 for name in ("1", "3"):
     w = lenet_t.get_submodule(name).weight.detach().double().numpy()
     sv = L.singular_values(w)
     ax[0].plot(np.cumsum(sv ** 2) / (sv ** 2).sum(), label=f"Linear {w.shape[1]}→{w.shape[0]}")
     print(f"LeNet-300-100 layer {name} {w.shape}: rank for 90% energy = {L.energy_rank(sv, 0.9)}, "
           f"break-even rank = {L.max_useful_svd_rank(*w.shape)}")
+    if name == "1":
+        energy_frac = L.energy_rank(sv, 0.9) / L.max_useful_svd_rank(*w.shape)
 for name in ("layer1.conv1", "layer3.conv2"):
     k = resnet_t.get_submodule(name).weight.detach().double().numpy()
     s_out, s_in = L.singular_values(k)
@@ -163,36 +184,38 @@ for name in ("layer1.conv1", "layer3.conv2"):
           f"(R1={L.energy_rank(s_in, 0.9)}, R2={L.energy_rank(s_out, 0.9)})")
 for a, t in zip(ax, ("LeNet-300-100 dense layers", "ResNet8 conv kernels")):
     a.set(title=t, xlabel="rank", ylabel="energy kept", xscale="log"); a.legend()
-plt.tight_layout(); plt.show()
+plt.show()
+nb.glue("energy_frac", energy_frac)
 
 # %% [markdown]
-# Trained layers are *not* sharply low-rank: 90 % of the energy needs a good fraction of the
-# break-even rank. Energy is a proxy, though; what matters is accuracy, which we measure.
+# Trained layers are *not* sharply low-rank: 90 % of the energy of LeNet-300-100's first layer needs
+# {glue:text}`energy_frac:.0%` of its break-even rank. Energy is a proxy, though; what matters is accuracy, which we measure.
 #
 # ### SVD of the first Linear layer: accuracy, parameters and latency against rank
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 base_t = cl.measure(lenet_t, data=test_t, runs=20, name="fp32")
 sweep_t = []
 for r in (8, 16, 32, 64, 128):
     d = cl.decompose(lenet_t, cl.SVD(rank=r), layers=["1"])
     rep = cl.measure(d, data=test_t, runs=20, name=f"svd r={r}")
     sweep_t.append((r, rep))
-    print(f"rank {r:3d}: params {rep.params:7d}  accuracy {rep.accuracy:.4f}")
-print("fp32    : params", base_t.params, " accuracy", base_t.accuracy)
+    print(f"rank {r:3d}: params {rep.params:7,}  accuracy {rep.accuracy:.4f}")
+print(f"fp32    : params {base_t.params:7,}  accuracy {base_t.accuracy:.4f}")
 
-# %%
-fig, ax = plt.subplots(1, 3, figsize=(12, 3.2))
+# %% mystnb={"figure": {"caption": "PyTorch LeNet-300-100 with its first layer replaced by a rank-r SVD, no fine-tuning: accuracy, parameters and measured latency (batch 32, median with half the inter-quartile range) against the rank; dashed, the fp32 model."}, "image": {"alt": "Three panels against rank 8 to 128 on a log axis: accuracy rises towards the dashed fp32 line, parameters grow linearly below it, latency stays near the fp32 line with error bars."}}
+fig, ax = plt.subplots(3, 1, figsize=nb.figsize(height=6.6), sharex=True)
 rs = [r for r, _ in sweep_t]
-ax[0].plot(rs, [100 * p.accuracy for _, p in sweep_t], "o-"); ax[0].axhline(100 * base_t.accuracy, ls="--", c="k")
-ax[0].set(xscale="log", xlabel="rank of layer 1", ylabel="accuracy (%)", title="accuracy (no fine-tune)")
-ax[1].plot(rs, [p.params for _, p in sweep_t], "o-"); ax[1].axhline(base_t.params, ls="--", c="k")
-ax[1].set(xscale="log", xlabel="rank", ylabel="parameters", title="parameters")
-ax[2].errorbar(rs, [p.latency_ms for _, p in sweep_t], yerr=[p.latency_spread_ms for _, p in sweep_t], fmt="o-")
-ax[2].axhline(base_t.latency_ms, ls="--", c="k"); ax[2].set(xscale="log", xlabel="rank", ylabel="ms / batch of 32",
-                                                          title="measured latency")
-plt.tight_layout(); plt.show()
+style = dict(color=nb.FRAMEWORK_COLORS["torch"], marker="o")
+ax[0].plot(rs, [100 * p.accuracy for _, p in sweep_t], **style); ax[0].axhline(100 * base_t.accuracy, ls="--", c=nb.NEUTRAL)
+ax[0].set(ylabel="accuracy (%)", title="accuracy (no fine-tune)")
+ax[1].plot(rs, [p.params for _, p in sweep_t], **style); ax[1].axhline(base_t.params, ls="--", c=nb.NEUTRAL)
+ax[1].set(ylabel="parameters", title="parameters")
+ax[2].errorbar(rs, [p.latency_ms for _, p in sweep_t], yerr=[p.latency_spread_ms for _, p in sweep_t], capsize=3, **style)
+ax[2].axhline(base_t.latency_ms, ls="--", c=nb.NEUTRAL)
+ax[2].set(xscale="log", xlabel="rank of layer 1", ylabel="ms / batch of 32", title="measured latency")
+ax[2].set_xticks(rs, [str(r) for r in rs]); ax[2].minorticks_off()
+plt.show()
 
 # %% [markdown]
 # ### Tucker-2 on the ResNet8 convolutions, a short fine-tune, then BatchNorm folding
@@ -208,8 +231,7 @@ plt.tight_layout(); plt.show()
 # at CPU inference on NCHW tensors, runs as one batched matrix product, because oneDNN's 1×1
 # convolution spends more time reordering a thin NCHW tensor into its blocked layout than computing.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 is_3x3 = lambda name, m: m.kernel_size == (3, 3) and m.in_channels > 1
 tucker = cl.Tucker(ranks=(16, 16))
 for name, p in torch_lowrank.plan(resnet_t, tucker, layers=is_3x3).items():
@@ -225,20 +247,25 @@ with torch.no_grad():
     rel = ((d_t(x_check) - resnet_t(x_check)).norm() / resnet_t(x_check).norm()).item()
 print(f"relative change of the logits before fine-tuning: {rel:.3f}")
 t0 = time.perf_counter()
-ft_t = torch_lowrank.finetune(d_t, (train_t[0][:4000], train_t[1][:4000]), epochs=2, lr=1e-3,
-                              lr_schedule="step", teacher=resnet_t)
+ft_t = torch_lowrank.finetune(d_t.to(DEVICE), (train_t[0][:4000], train_t[1][:4000]), epochs=2, lr=1e-3,
+                              lr_schedule="step", teacher=resnet_t).cpu()
+d_t = d_t.cpu()
 print(f"fine-tune: {time.perf_counter() - t0:.0f} s")
 reports_t = [cl.measure(resnet_t, data=test_t, runs=30, name="fp32"),
              cl.measure(cl.fold_batchnorm(resnet_t), data=test_t, runs=30, name="fold BN"),
              cl.measure(d_t, data=test_t, runs=30, name="tucker (16,16)"),
              cl.measure(cl.fold_batchnorm(ft_t), data=test_t, runs=30, name="tucker (16,16) + ft + fold")]
+nb.glue("t_tucker_mac_ratio", reports_t[0].macs / reports_t[2].macs)
+nb.glue("t_tucker_speedup", reports_t[0].latency_ms / reports_t[2].latency_ms)
+nb.glue("t_tucker_param_ratio", reports_t[0].params / reports_t[2].params)
 cl.report.compare(reports_t)
 
 # %% [markdown]
 # ### Where the time goes, and ranks chosen for it
 #
-# Tucker (16, 16) removed most of the weights of `layer2` and `layer3`, yet the model is not much
-# faster. Time one 3×3 convolution at `layer1`'s size (batch 32, 28×28) for a few channel counts,
+# Tucker (16, 16) left the model {glue:text}`t_tucker_param_ratio:.1f`× fewer parameters and
+# {glue:text}`t_tucker_mac_ratio:.1f`× fewer MACs, yet before folding it ran at
+# {glue:text}`t_tucker_speedup:.2f`× the speed of fp32 in this run. Time one 3×3 convolution at `layer1`'s size (batch 32, 28×28) for a few channel counts,
 # in both frameworks:
 
 # %%
@@ -260,13 +287,17 @@ for c_in in (4, 8, 16):
 for fw, j in (("torch", 0), ("keras", 1)):
     print(f"{fw}: C_out 16 vs 4 at C_in 8: {grid[8, 16][j] / grid[8, 4][j]:.2f}x the time for 4x the MACs; "
           f"C_in 16 vs 4 at C_out 16: {grid[16, 16][j] / grid[4, 16][j]:.2f}x")
+    nb.glue(f"{fw}_out_ratio", grid[8, 16][j] / grid[8, 4][j]); nb.glue(f"{fw}_in_ratio", grid[16, 16][j] / grid[4, 16][j])
+nb.glue("grid_min_ms", min(v[0] for v in grid.values())); nb.glue("grid_max_ms", max(v[0] for v in grid.values()))
 
 # %% [markdown]
-# On the machine that built this book, PyTorch's time follows the *input* channels, while 16
-# *output* channels cost hardly more than 4: the CPU computes 16 floats per AVX-512 instruction
-# and oneDNN computes output channels in blocks of 16, so a block that is partly empty costs as
-# much as a full one. Keras pays a larger fixed cost per call, and there the time grows more
-# slowly than the MACs in both directions. The MAC count sees none of this. For the ResNet8 it
+# In this run (one thread; {glue:text}`cpu`), going from 4 to 16 *output* channels at 8 input
+# channels took PyTorch {glue:text}`torch_out_ratio:.2f`× the time for 4× the MACs, while going from 4
+# to 16 *input* channels at 16 outputs took {glue:text}`torch_in_ratio:.2f`×. An AVX-512 CPU computes
+# 16 floats per instruction and oneDNN computes output channels in blocks of 16, so a block that is
+# partly empty costs about as much as a full one. Keras pays a larger fixed cost per call
+# ({glue:text}`keras_out_ratio:.2f`× and {glue:text}`keras_in_ratio:.2f`× for the same two steps), so
+# its time grows more slowly than the MACs in both directions. The MAC count sees none of this. For the ResNet8 it
 # suggests a small $R_1$ and $R_2 = 16$. On `layer1`'s 16-channel convs $R_2 = 16$ is full rank, so
 # they become Tucker-1 (1×1 16→4, then 3×3 4→16); elsewhere Tucker-2 with (4, 16). Other CPUs
 # block differently (AVX2 by 8), which is why ranks are chosen by measuring.
@@ -275,8 +306,8 @@ for fw, j in (("torch", 0), ("keras", 1)):
 tucker_fast = cl.Tucker(ranks=(4, 16))
 d_fast_t = cl.decompose(resnet_t, tucker_fast, layers=is_3x3)
 print(d_fast_t.layer1.conv1)
-ft_fast_t = torch_lowrank.finetune(d_fast_t, (train_t[0][:4000], train_t[1][:4000]), epochs=2, lr=1e-3,
-                                   lr_schedule="step", teacher=resnet_t)
+ft_fast_t = torch_lowrank.finetune(d_fast_t.to(DEVICE), (train_t[0][:4000], train_t[1][:4000]), epochs=2, lr=1e-3,
+                                   lr_schedule="step", teacher=resnet_t).cpu()
 reports_t.append(cl.measure(cl.fold_batchnorm(ft_fast_t), data=test_t, runs=30, name="tucker (4,16) + ft + fold"))
 cl.report.compare(reports_t)
 
@@ -314,7 +345,7 @@ with torch.no_grad():
         rows.append((label, sum(p.numel() for p in layer.parameters()),
                      ((layer(x) - ref).norm() / ref.norm()).item(), float(np.median(t))))
 for r in rows:
-    print(f"{r[0]:30s} params {r[1]:6d}  relative output error {r[2]:.3f}  {r[3]:.2f} ms")
+    print(f"{r[0]:30s} params {r[1]:6,}  relative output error {r[2]:.3f}  median {r[3]:.2f} ms")
 
 # %% [markdown]
 # ## Keras
@@ -325,30 +356,28 @@ for r in rows:
 # relative, LoRA (`Dense.enable_lora(rank)`), *adds* a rank-$r$ update for fine-tuning and keeps
 # the full matrix, so it makes a model larger:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 lenet_k = cl.zoo.pretrained("lenet300_100", "keras")
 lora = keras.models.clone_model(lenet_k); lora.set_weights(lenet_k.get_weights())
 lora.get_layer("fc1").enable_lora(16)
 svd_k = cl.decompose(lenet_k, cl.SVD(rank=16), layers=["fc1"])
-print("fp32:", lenet_k.count_params(), " LoRA r=16:", lora.count_params(), " SVD r=16:", svd_k.count_params())
-print([l.name for l in svd_k.layers])
+print(f"parameters: fp32 {lenet_k.count_params():,} | LoRA r=16 {lora.count_params():,} | SVD r=16 {svd_k.count_params():,}")
+print("layers after SVD:", ", ".join(l.name for l in svd_k.layers))
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 base_k = cl.measure(lenet_k, data=test_k, runs=20, name="fp32")
 sweep_k = []
 for r in (8, 16, 32, 64, 128):
     rep = cl.measure(cl.decompose(lenet_k, cl.SVD(rank=r), layers=["fc1"]), data=test_k, runs=20, name=f"svd r={r}")
     sweep_k.append((r, rep))
-    print(f"rank {r:3d}: params {rep.params:7d}  accuracy {rep.accuracy:.4f}")
-print("fp32    : params", base_k.params, " accuracy", base_k.accuracy)
+    print(f"rank {r:3d}: params {rep.params:7,}  accuracy {rep.accuracy:.4f}")
+print(f"fp32    : params {base_k.params:7,}  accuracy {base_k.accuracy:.4f}")
 
 # %%
 resnet_k = cl.zoo.pretrained("resnet8", "keras")
 is_3x3_k = lambda name, layer: tuple(layer.kernel_size) == (3, 3) and layer.kernel.shape[2] > 1
 d_k = cl.decompose(resnet_k, tucker, layers=is_3x3_k)
-print([l.name for l in d_k.layers if l.name.startswith("layer3_conv1")])
+print("layer3_conv1 became:", ", ".join(l.name for l in d_k.layers if l.name.startswith("layer3_conv1")))
 t0 = time.perf_counter()
 ft_k = keras_lowrank.finetune(d_k, (train_k[0][:4000], train_k[1][:4000]), epochs=2, lr=1e-3,
                               lr_schedule="step", teacher=resnet_k)
@@ -358,7 +387,7 @@ reports_k = [cl.measure(resnet_k, data=test_k, runs=30, name="fp32"),
              cl.measure(d_k, data=test_k, runs=30, name="tucker (16,16)"),
              cl.measure(cl.fold_batchnorm(ft_k), data=test_k, runs=30, name="tucker (16,16) + ft + fold")]
 d_fast_k = cl.decompose(resnet_k, tucker_fast, layers=is_3x3_k)
-print([l.name for l in d_fast_k.layers if l.name.startswith("layer1_conv1")])
+print("layer1_conv1 at ranks (4, 16) became:", ", ".join(l.name for l in d_fast_k.layers if l.name.startswith("layer1_conv1")))
 ft_fast_k = keras_lowrank.finetune(d_fast_k, (train_k[0][:4000], train_k[1][:4000]), epochs=2, lr=1e-3,
                                    lr_schedule="step", teacher=resnet_k)
 reports_k.append(cl.measure(cl.fold_batchnorm(ft_fast_k), data=test_k, runs=30, name="tucker (4,16) + ft + fold"))
@@ -369,35 +398,42 @@ cl.report.compare(reports_k)
 #
 # Both frameworks, the same configs, each against its own fp32 model measured in this run.
 #
-# The timings come from a shared 2-core machine, one thread per framework. Each `Report` records the 1-minute load average while it was timing (`report.load_average`); under load a single row can swing by 2×, so read speedups from `bench/lowrank.py`, which times every model in one run, rather than from one cell.
+# The timings come from a shared 2-core machine, one thread per framework. Each `Report` records the 1-minute load average while it was timing (`report.load_average`); under load a single row can swing widely, so read speedups from `bench/lowrank.py`, which times every model in one run, rather than from one cell.
 
 # %%
 from IPython.display import Markdown
-lines = ["| framework | model | method | params | accuracy | latency ms | speedup | drop (pt) |", "|---|---|---|---|---|---|---|---|"]
+lines = ["| framework | model | method | params | accuracy % | latency ms | speedup × | drop pt |", "|---|---|---|---:|---:|---:|---:|---:|"]
 for fw, base, reps in (("torch", base_t, [p for _, p in sweep_t[1:4:2]]), ("keras", base_k, [p for _, p in sweep_k[1:4:2]])):
     for rep in [base] + reps:
-        lines.append(f"| {fw} | LeNet-300-100 | {rep.name} | {rep.params:,} | {rep.accuracy:.4f} | {rep.latency_ms:.3f} | "
-                     f"{base.latency_ms / rep.latency_ms:.2f}× | {100 * (base.accuracy - rep.accuracy):+.2f} |")
+        lines.append(f"| {fw} | LeNet-300-100 | {rep.name} | {rep.params:,} | {100 * rep.accuracy:.2f} | {rep.latency_ms:.3f} | "
+                     f"{base.latency_ms / rep.latency_ms:.2f} | {100 * (base.accuracy - rep.accuracy):+.2f} |")
 for fw, reps in (("torch", reports_t), ("keras", reports_k)):
     for rep in reps:
-        lines.append(f"| {fw} | ResNet8 | {rep.name} | {rep.params:,} | {rep.accuracy:.4f} | {rep.latency_ms:.3f} | "
-                     f"{reps[0].latency_ms / rep.latency_ms:.2f}× | {100 * (reps[0].accuracy - rep.accuracy):+.2f} |")
+        lines.append(f"| {fw} | ResNet8 | {rep.name} | {rep.params:,} | {100 * rep.accuracy:.2f} | {rep.latency_ms:.3f} | "
+                     f"{reps[0].latency_ms / rep.latency_ms:.2f} | {100 * (reps[0].accuracy - rep.accuracy):+.2f} |")
+for fw, reps in (("t", reports_t), ("k", reports_k)):
+    fast = reps[-1]                                   # tucker (4,16) + ft + fold
+    nb.glue(f"{fw}_fast_speedup", reps[0].latency_ms / fast.latency_ms)
+    nb.glue(f"{fw}_fast_drop", 100 * (reps[0].accuracy - fast.accuracy))
+    nb.glue(f"{fw}_fold_speedup", reps[0].latency_ms / reps[1].latency_ms)
 Markdown("\n".join(lines))
 
-# %%
-fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
-for fw, base, sweep, m in (("torch", base_t, sweep_t, "o"), ("keras", base_k, sweep_k, "s")):
-    ax[0].plot([p.params for _, p in sweep], [100 * p.accuracy for _, p in sweep], m + "-", label=f"{fw} SVD sweep")
-    ax[0].plot([base.params], [100 * base.accuracy], m, ms=10, mfc="none", label=f"{fw} fp32")
+# %% mystnb={"figure": {"caption": "Top: LeNet-300-100 accuracy against parameters when the first layer is replaced by a rank-r SVD (no fine-tuning); hollow markers, the fp32 models. Bottom: measured speedup of each ResNet8 variant against its framework's fp32 model (one thread)."}, "image": {"alt": "Top: accuracy curves for PyTorch (vermillion circles) and Keras (blue squares) rising with parameters towards the hollow fp32 markers. Bottom: paired horizontal bars per ResNet8 variant, PyTorch vermillion and Keras blue, around the line at 1."}}
+fig, ax = plt.subplots(2, 1, figsize=nb.figsize(height=6.4))
+for fw, base, sweep in (("torch", base_t, sweep_t), ("keras", base_k, sweep_k)):
+    st = nb.framework_style(fw)
+    ax[0].plot([p.params for _, p in sweep], [100 * p.accuracy for _, p in sweep], marker=st["marker"], color=st["color"],
+               label=f"{st['label']} SVD sweep")
+    ax[0].plot([base.params], [100 * base.accuracy], st["marker"], color=st["color"], ms=10, mfc="none", label=f"{st['label']} fp32")
 ax[0].set(xlabel="parameters", ylabel="accuracy (%)", title="LeNet-300-100: SVD of layer 1 (no fine-tune)")
-ax[0].legend(fontsize=8)
+ax[0].legend(ncols=2)
 labels = [r.name for r in reports_t]
-xs = np.arange(len(labels))
-ax[1].bar(xs - 0.2, [reports_t[0].latency_ms / r.latency_ms for r in reports_t], 0.4, label="torch")
-ax[1].bar(xs + 0.2, [reports_k[0].latency_ms / r.latency_ms for r in reports_k], 0.4, label="keras")
-ax[1].axhline(1, c="k", lw=0.8); ax[1].axhline(2, c="r", ls=":", lw=0.8)
-ax[1].set_xticks(xs, labels, rotation=15, fontsize=8); ax[1].set(ylabel="speedup vs fp32", title="ResNet8 measured speedup")
-ax[1].legend(); plt.tight_layout(); plt.show()
+ys = np.arange(len(labels))[::-1]
+ax[1].barh(ys + 0.2, [reports_t[0].latency_ms / r.latency_ms for r in reports_t], 0.4, color=nb.FRAMEWORK_COLORS["torch"], label="PyTorch")
+ax[1].barh(ys - 0.2, [reports_k[0].latency_ms / r.latency_ms for r in reports_k], 0.4, color=nb.FRAMEWORK_COLORS["keras"], label="Keras")
+ax[1].axvline(1, color=nb.NEUTRAL, lw=0.8)
+ax[1].set_yticks(ys, labels); ax[1].set(xlabel="speedup against fp32 (×)", title="ResNet8 measured speedup")
+ax[1].legend(loc="lower right"); plt.show()
 
 # %% [markdown]
 # ## Summary
@@ -407,7 +443,10 @@ ax[1].legend(); plt.tight_layout(); plt.show()
 #   and names the layer in a warning.
 # * The truncated SVD is the best rank-$r$ approximation; its error is the tail of the spectrum.
 #   Trained layers keep most of their accuracy well below full rank, and a short fine-tune
-#   recovers most of the rest.
+#   (distilled from the original) recovers much of the rest: at ranks (4, 16), fine-tuned and folded,
+#   the ResNet8 lost {glue:text}`t_fast_drop:.2f` (PyTorch) and {glue:text}`k_fast_drop:.2f` (Keras)
+#   points and ran at {glue:text}`t_fast_speedup:.2f`× and {glue:text}`k_fast_speedup:.2f`× the fp32
+#   speed in this run.
 # * Tucker-2 turns a $k\times k$ conv into 1×1 → $k\times k$ → 1×1 ordinary convs; CP into a
 #   1×1 → depthwise → depthwise → 1×1 chain; a mode kept at full rank is absorbed (Tucker-1, one
 #   conv fewer). Fewer MACs do not guarantee less time on a CPU: small layers are dominated by
