@@ -267,7 +267,8 @@ def plot_accuracy_vs_bytes(reports: Sequence[Report], ax=None, label_points: boo
 
     if ax is None:
         _, ax = plt.subplots(figsize=figsize())
-    for fw in sorted({r.framework for r in reports}):
+    present = {r.framework for r in reports}
+    for fw in [f for f in FRAMEWORK_COLORS if f in present] + sorted(present - set(FRAMEWORK_COLORS)):
         pts = [r for r in reports if r.framework == fw and r.accuracy is not None]
         ax.scatter([r.packed_bytes or r.file_bytes for r in pts], [100 * r.accuracy for r in pts],
                    marker=FRAMEWORK_MARKERS.get(fw, "^"), color=FRAMEWORK_COLORS.get(fw), label=FRAMEWORK_LABELS.get(fw, fw),

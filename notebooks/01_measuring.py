@@ -43,6 +43,7 @@ import numpy as np
 import torch                                  # torch before tensorflow
 import tensorflow as tf
 import keras
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import compresslib as cl
 from compresslib import notebook as nb
@@ -188,14 +189,16 @@ for r in all_reports:
     axes[0].annotate(r.name.split(" ")[0], (r.packed_bytes or r.file_bytes, 100 * r.accuracy), xytext=(5, -3),
                      textcoords="offset points", fontsize=nb.MIN_FONT_PT)
 axes[0].set_title("accuracy against bytes on disk"); axes[0].margins(x=0.25, y=0.2)
-for fw in ("torch", "keras"):
+for fw, dy in (("torch", 4), ("keras", -11)):
     rs = [r for r in all_reports if r.framework == fw]
     axes[1].scatter([r.macs for r in rs], [r.latency_ms for r in rs], s=36, zorder=3, **nb.framework_style(fw))
     for r in rs:
-        axes[1].annotate(r.name.split(" ")[0], (r.macs, r.latency_ms), xytext=(5, -3), textcoords="offset points",
+        axes[1].annotate(r.name.split(" ")[0], (r.macs, r.latency_ms), xytext=(6, dy), textcoords="offset points",
                          fontsize=nb.MIN_FONT_PT)
-axes[1].set_xscale("log"); axes[1].set_ylim(bottom=0); axes[1].margins(x=0.25, y=0.15)
-axes[1].set_xlabel("MACs per sample (log)"); axes[1].set_ylabel("latency, batch 32 (ms)")
+axes[1].set_xscale("log"); axes[1].set_yscale("log"); axes[1].margins(x=0.25, y=0.2)
+axes[1].yaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1, 2, 5)))
+axes[1].yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+axes[1].set_xlabel("MACs per sample (log)"); axes[1].set_ylabel("latency, batch 32 (ms, log)")
 axes[1].legend(); axes[1].set_title("latency against MACs")
 plt.show()
 

@@ -12,8 +12,6 @@
 #     name: python3
 # ---
 
-# %%
-
 # %% [markdown]
 # # 2. Quantization
 #
@@ -320,8 +318,9 @@ for key, (fw, model, method) in {
 # {glue:text}`t_static_speedup:.2f`× (PyTorch FX/x86) and {glue:text}`k_static_speedup:.2f`× (LiteRT's
 # XNNPACK) the fp32 speed, and dynamic int8 on the Dense-heavy MLP at {glue:text}`t_dyn_speedup:.2f`×
 # (PyTorch) and {glue:text}`k_dyn_speedup:.2f`× (LiteRT). Weight-only int8/int4 dequantize before every
-# float multiply, so they save bytes and pay in time ({glue:text}`t_wo8_speedup:.2f`× and
-# {glue:text}`t_wo4_speedup:.2f`×); torchao's int8 dynamic-activation path
+# float multiply: they save bytes, and what they cost or save in time depends on how fast that
+# dequantization is against the memory it saves ({glue:text}`t_wo8_speedup:.2f`× and
+# {glue:text}`t_wo4_speedup:.2f`× the fp32 speed here); torchao's int8 dynamic-activation path
 # ({glue:text}`t_ao_speedup:.2f`×) and Keras's `model.quantize` ({glue:text}`k_quantize_speedup:.2f`×)
 # lack fused int8 CPU kernels here. Half precision depends on the CPU: where it has native bfloat16
 # arithmetic (or oneDNN keeps bfloat16 through a chain of ops) it is faster — here bfloat16 ran at

@@ -123,7 +123,7 @@ plt.show()
 # Bytes of one 1,000×1,000 fp32 matrix under each encoding, against sparsity, computed by actually
 # encoding matrices (`packing.encode(w, name)`), with the break-even points from the formulas.
 
-# %% tags=["nbval-check-output"] mystnb={"figure": {"caption": "Bytes of one 1,000\u00d71,000 float32 matrix stored dense, as a bitmask plus values, as CSR, and as a zlib-deflated bitmask, against its sparsity."}, "image": {"alt": "Line chart: dense stays flat at 4 MB; bitmask falls linearly from just above 4 MB; CSR starts at 8 MB and crosses dense at 50 percent sparsity; the deflated bitmask is lowest at high sparsity."}}
+# %% mystnb={"figure": {"caption": "Bytes of one 1,000\u00d71,000 float32 matrix stored dense, as a bitmask plus values, as CSR, and as a zlib-deflated bitmask, against its sparsity."}, "image": {"alt": "Line chart: dense stays flat at 4 MB; bitmask falls linearly from just above 4 MB; CSR starts at 8 MB and crosses dense at 50 percent sparsity; the deflated bitmask is lowest at high sparsity."}} tags=["nbval-check-output"]
 sparsities = [0.0, 0.02, 0.05, 0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
 big = rng.normal(size=(1000, 1000)).astype(np.float32)
 sizes = {e: [] for e in ("dense", "bitmask", "csr", "bitmask_z")}
@@ -383,7 +383,7 @@ cl.compare([R["keras resnet8 fp32"], R["keras resnet8 structured 0.5"]])
 # Parameters per layer, before and after structured pruning (the same in both frameworks: the channel
 # choice is the same given the same weights, a parity test checks it):
 
-# %% mystnb={"figure": {"caption": "Keras ResNet8: parameters of each convolution and dense layer before and after removing half the channels of every group."}, "image": {"alt": "Paired bars for ten layers from stem_conv to fc; after pruning every convolution has about a quarter of its parameters, the shortcut convolutions and fc about half."}}
+# %% mystnb={"figure": {"caption": "Keras ResNet8: parameters of each convolution and dense layer before and after removing half the channels of every group."}, "image": {"alt": "Paired bars for ten layers from stem_conv to fc; after pruning every convolution keeps about a quarter of its parameters and fc about half."}}
 def per_layer(rep):
     return {l.name: l.params for l in rep.layers if l.params and l.kind in ("Conv2d", "Linear", "Conv2D", "Dense")}
 a, b = per_layer(R["keras resnet8 fp32"]), per_layer(R["keras resnet8 structured 0.5"])
@@ -419,7 +419,8 @@ colors = [nb.FRAMEWORK_COLORS[k.split()[0]] for k, *_ in rows]
 ax[0].barh(ys, [s for _, s, *_ in rows], color=colors); ax[0].axvline(1, color=nb.NEUTRAL, lw=0.8)
 ax[0].set_yticks(ys, [k.split(" ", 1)[1] for k, *_ in rows]); ax[0].set_xlabel("× smaller")
 ax[1].barh(ys, [v for _, _, v, *_ in rows], color=colors); ax[1].axvline(1, color=nb.NEUTRAL, lw=0.8)
-ax[1].set_xlabel("× faster")
+ax[1].set_xscale("log"); ax[1].set_xlabel("× faster (log)")
+ax[1].xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
 handles = [plt.Rectangle((0, 0), 1, 1, color=nb.FRAMEWORK_COLORS[f]) for f in ("torch", "keras")]
 ax[1].legend(handles, ["PyTorch", "Keras"], loc="lower right")
 plt.show()

@@ -144,3 +144,18 @@ def test_every_glue_reference_has_a_value():
             if key not in glued.get(nb_name, set()):
                 missing.append(f"{path.name}: {ref}")
     assert not missing, "glue references without a stored value:\n  " + "\n  ".join(missing)
+
+
+HOUSE_STYLE = [p for p in NOTEBOOKS if p.stem[:2] in {"01", "02", "03", "04"}]  # widen as chapters adopt it
+
+
+@pytest.mark.parametrize("path", HOUSE_STYLE, ids=[p.stem for p in HOUSE_STYLE])
+def test_every_figure_has_alt_text_and_a_caption(path):
+    """A plot cell carries MyST-NB metadata: alt text for screen readers, a caption for everyone."""
+    for i, c in enumerate(_read(path).cells):
+        if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])):
+            meta = c.metadata.get("mystnb", {})
+            alt = meta.get("image", {}).get("alt", "")
+            caption = meta.get("figure", {}).get("caption", "")
+            assert len(alt) > 20 and len(caption) > 20, f"{path.name} cell {i}: a figure without alt text or caption"
+            assert "nb.use_style()" in "\n".join(x.source for x in _read(path).cells if x.cell_type == "code")
