@@ -164,7 +164,7 @@ nb.glue("noise_share", noise_share); nb.glue("tucker46_err", tucker_err[4, 6])
 # At ranks (4, 6) the relative error is {glue:text}`tucker46_err:.3f`, about the noise's own share of
 # the kernel ({glue:text}`noise_share:.3f`).
 
-# %% tags=["nbval-check-output"] mystnb={"figure": {"caption": "Energy kept against rank. Top: the two dense layers of LeNet-300-100. Bottom: the output mode of two ResNet8 convolution kernels."}, "image": {"alt": "Cumulative energy curves on a log rank axis rising towards 1; none is a sharp step, so no small rank holds almost all the energy."}}
+# %% mystnb={"figure": {"caption": "Energy kept against rank. Top: the two dense layers of LeNet-300-100. Bottom: the output mode of two ResNet8 convolution kernels."}, "image": {"alt": "Cumulative energy curves on a log rank axis rising towards 1; none is a sharp step, so no small rank holds almost all the energy."}} tags=["nbval-check-output"]
 lenet_t = cl.zoo.pretrained("lenet300_100", "torch").eval()
 resnet_t = cl.zoo.pretrained("resnet8", "torch").eval()
 fig, ax = plt.subplots(2, 1, figsize=nb.figsize(rows=2))
@@ -263,7 +263,7 @@ cl.report.compare(reports_t)
 # %% [markdown]
 # ### Where the time goes, and ranks chosen for it
 #
-# Tucker (16, 16) left the model {glue:text}`t_tucker_param_ratio:.1f`× fewer parameters and
+# Tucker (16, 16) left the model with {glue:text}`t_tucker_param_ratio:.1f`× fewer parameters and
 # {glue:text}`t_tucker_mac_ratio:.1f`× fewer MACs, yet before folding it ran at
 # {glue:text}`t_tucker_speedup:.2f`× the speed of fp32 in this run. Time one 3×3 convolution at `layer1`'s size (batch 32, 28×28) for a few channel counts,
 # in both frameworks:
@@ -433,7 +433,7 @@ ax[1].barh(ys + 0.2, [reports_t[0].latency_ms / r.latency_ms for r in reports_t]
 ax[1].barh(ys - 0.2, [reports_k[0].latency_ms / r.latency_ms for r in reports_k], 0.4, color=nb.FRAMEWORK_COLORS["keras"], label="Keras")
 ax[1].axvline(1, color=nb.NEUTRAL, lw=0.8)
 ax[1].set_yticks(ys, labels); ax[1].set(xlabel="speedup against fp32 (×)", title="ResNet8 measured speedup")
-ax[1].legend(loc="lower right"); plt.show()
+ax[1].legend(loc="upper right"); plt.show()
 
 # %% [markdown]
 # ## Summary

@@ -159,3 +159,38 @@ def test_every_figure_has_alt_text_and_a_caption(path):
             caption = meta.get("figure", {}).get("caption", "")
             assert len(alt) > 20 and len(caption) > 20, f"{path.name} cell {i}: a figure without alt text or caption"
             assert "nb.use_style()" in "\n".join(x.source for x in _read(path).cells if x.cell_type == "code")
+
+
+# --- compresslib.notebook: the helpers every chapter uses ---
+
+def test_house_style_sizes_and_colours(tmp_path):
+    from compresslib import notebook as nb
+
+    assert nb.figsize() == (nb.COLUMN_WIDTH_IN, nb.ROW_HEIGHT_IN) and nb.figsize(rows=3)[1] == round(3 * nb.ROW_HEIGHT_IN, 2)
+    assert nb.COLUMN_WIDTH_IN * nb.DPI <= COLUMN_PX                     # shown unscaled: 1 pt in the figure = 1 pt on the page
+    with pytest.raises(ValueError, match="width"):
+        nb.figsize(width=11)
+    with pytest.raises(ValueError, match="rows"):
+        nb.figsize(rows=0)
+    with pytest.raises(ValueError, match="framework"):
+        nb.framework_style("jax")
+    assert not set(nb.FRAMEWORK_COLORS.values()) & set(nb.OTHER_COLORS)  # a framework's colour means only that
+    rc = nb.style_rc()
+    sizes = [rc[k] for k in rc if k == "font.size" or k.endswith(("labelsize", "titlesize", "legend.fontsize"))]
+    assert len(sizes) >= 7
+    assert min(sizes) >= nb.MIN_FONT_PT == 9
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n")
+    assert nb.cpu_features(str(tmp_path / "cpuinfo")) == "x86 with AVX-512, with VNNI, no AVX-512 BF16, with AMX"
+    (tmp_path / "cpuinfo").write_text("flags\t\t: fpu avx2\n")
+    assert nb.cpu_features(str(tmp_path / "cpuinfo")) == "x86 with AVX2, no VNNI, no AVX-512 BF16, no AMX"
+
+
+def test_glue_keeps_plain_python_values():
+    import numpy as np
+
+    from compresslib import notebook as nb
+
+    nb.glue("test_np_float", np.float64(0.25)); nb.glue("test_np_int", np.int64(7))
+    assert type(nb.GLUED["test_np_float"]) is float and type(nb.GLUED["test_np_int"]) is int
+    with pytest.raises(ValueError, match="name"):
+        nb.glue("", 1)
