@@ -131,12 +131,13 @@ def _bytes(n: int) -> str:
 # block to strip). Numbers right-aligned in tabular figures; the wrapper scrolls sideways on a narrow
 # screen instead of the page. class="dataframe" picks up the book theme's table colours.
 _WRAP = 'style="max-width:100%;overflow-x:auto"'
-_TABLE = 'style="border-collapse:collapse;font-size:0.85em;font-variant-numeric:tabular-nums;margin:0"'
+_TABLE = 'style="border-collapse:collapse;font-size:0.8em;font-variant-numeric:tabular-nums;margin:0"'
 _CAPTION = 'style="caption-side:top;text-align:left;font-weight:600;padding:0 0 0.3em 0"'
-_TH = 'style="text-align:right;vertical-align:bottom;padding:0.3em 0.45em;line-height:1.2"'
-_TH_LEFT = 'style="text-align:left;vertical-align:bottom;padding:0.3em 0.45em;line-height:1.2"'
-_TD_NUM = 'style="text-align:right;padding:0.25em 0.45em;white-space:nowrap"'
-_TD_TEXT = 'style="text-align:left;padding:0.25em 0.45em;white-space:nowrap"'
+_TH = 'style="text-align:right;vertical-align:bottom;padding:0.3em 0.35em;line-height:1.2"'
+_TH_LEFT = 'style="text-align:left;vertical-align:bottom;padding:0.3em 0.35em;line-height:1.2"'
+_TD_NUM = 'style="text-align:right;padding:0.2em 0.35em;white-space:nowrap"'
+_TD_TEXT = 'style="text-align:left;padding:0.2em 0.35em;white-space:nowrap"'
+_TD_NAME = 'style="text-align:left;padding:0.2em 0.35em;min-width:8em"'  # long names wrap at spaces
 _MUTED = 'style="opacity:0.7;font-size:0.9em"'
 
 _COLUMNS = [  # (key, header, formatter): every column, exact values (markdown, and the HTML "all columns" table)
@@ -174,14 +175,21 @@ _TEXT_KEYS = {"name", "framework"}
 class Comparison:
     """Several reports against a baseline: ratios > 1 mean smaller / faster than the baseline.
 
-    In Jupyter it shows a compact table (short units, the columns a reader compares first) and, folded
-    under it, every column with exact values; :meth:`to_markdown` and :meth:`to_html` give either form.
+    In Jupyter it shows a compact table (short units, the columns a reader compares first, a column that is
+    the same in every row named once under it) and, folded under it, every column with exact values;
+    :meth:`to_markdown` and :meth:`to_html` give either form.
     """
 
     rows: list[dict[str, Any]]
 
-    def _cells(self, columns=_COLUMNS) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    def _constant(self, key: str) -> bool:
+        values = [r.get(key) for r in self.rows]
+        return len(self.rows) > 1 and key not in _TEXT_KEYS and not key.endswith("_ratio") and len(set(values)) == 1
+
+    def _cells(self, columns=_COLUMNS, drop_constant: bool = False) -> tuple[list[tuple[str, str]], list[list[str]]]:
         cols = [c for c in columns if any(r.get(c[0]) is not None for r in self.rows)]
+        if drop_constant:
+            cols = [c for c in cols if not self._constant(c[0])]
         header = [(key, title) for key, title, _ in cols]
         body = [["" if r.get(key) is None else fmt(r[key]) for key, _, fmt in cols] for r in self.rows]
         return header, body
@@ -195,7 +203,7 @@ class Comparison:
         return "\n".join(lines)
 
     def _html_table(self, columns, compact: bool) -> str:
-        header, body = self._cells(columns)
+        header, body = self._cells(columns, drop_constant=compact)
         frameworks = {r.get("framework") for r in self.rows}
         head = "".join(f"<th {_TH_LEFT if k in _TEXT_KEYS else _TH}>{html.escape(t)}</th>" for k, t in header)
         rows = []
@@ -205,7 +213,8 @@ class Comparison:
                 text = html.escape(cell)
                 if key == "name" and compact and len(frameworks) > 1 and r.get("framework") not in cell:
                     text += f" <span {_MUTED}>{html.escape(str(r.get('framework')))}</span>"
-                tds.append(f"<td {_TD_TEXT if key in _TEXT_KEYS else _TD_NUM}>{text}</td>")
+                style = _TD_NAME if key == "name" and compact else _TD_TEXT if key in _TEXT_KEYS else _TD_NUM
+                tds.append(f"<td {style}>{text}</td>")
             rows.append("<tr>" + "".join(tds) + "</tr>")
         return (f'<table class="dataframe compresslib-comparison" {_TABLE}><thead><tr>{head}</tr></thead>'
                 f'<tbody>{"".join(rows)}</tbody></table>')
@@ -215,7 +224,11 @@ class Comparison:
         if not compact:
             return f"<div {_WRAP}>{self._html_table(_COLUMNS, compact=False)}</div>"
         n = len(self._cells()[0])
-        return (f"<div {_WRAP}>{self._html_table(_COMPACT, compact=True)}</div>"
+        same = [(title, fmt(self.rows[0][key])) for key, title, fmt in _COMPACT
+                if self.rows[0].get(key) is not None and self._constant(key)]
+        note = (f'<div {_MUTED}>the same in every row: {html.escape(" · ".join(f"{t} {v}" for t, v in same))}</div>'
+                if same else "")
+        return (f"<div {_WRAP}>{self._html_table(_COMPACT, compact=True)}</div>{note}"
                 f'<details style="margin-top:0.3em"><summary {_MUTED}>all {n} columns, exact values</summary>'
                 f"<div {_WRAP}>{self._html_table(_COLUMNS, compact=False)}</div></details>")
 

@@ -80,7 +80,8 @@ async () => {
   const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const st = getComputedStyle(article);
   const column = article.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
-  const tables = [...article.querySelectorAll('table')].map((t, i) => ({
+  // tables a reader sees: not inside a closed <details> ("all columns" on demand scrolls in its own box)
+  const tables = [...article.querySelectorAll('table')].filter(t => t.checkVisibility()).map((t, i) => ({
     index: i, caption: (t.caption ? t.caption.textContent : t.rows[0] ? t.rows[0].textContent : '').trim().slice(0, 60),
     width: Math.max(t.scrollWidth, t.getBoundingClientRect().width),
   }));

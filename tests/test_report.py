@@ -53,13 +53,13 @@ def test_html_compact_columns_short_units_and_every_column_on_demand():
                  file_bytes=7_478_022, gzip_bytes=6_900_000, macs=1_861_632, latency_ms=1.62, accuracy=0.967,
                  packed_bytes=7_455_000)
     small = Report(name="int8", framework="torch", params=1_863_690, nonzero_params=1_863_690, file_bytes=1_897_592,
-                   gzip_bytes=1_700_000, macs=1_861_632, latency_ms=0.191, accuracy=0.967, packed_bytes=1_775_000)
+                   gzip_bytes=1_700_000, macs=1_861_632, latency_ms=0.191, accuracy=0.96, packed_bytes=1_775_000)
     html_ = compare([big, small]).to_html()
     compact, full = html_.split("<details")
     heads = re.findall(r"<th[^>]*>([^<]*)</th>", compact)
-    assert heads == ["model", "params", "MACs", "file", ".clz", "latency ms", "accuracy %", "size ×", "speedup ×",
-                     "drop pt"]
-    assert ">7.48 MB<" in compact and ">1.86 M<" in compact and ">0.191<" in compact and ">8.48<" in compact
+    assert heads == ["model", "file", ".clz", "latency ms", "accuracy %", "size ×", "speedup ×", "drop pt"]
+    assert "the same in every row: params 1.86 M · MACs 1.86 M" in compact   # named once, not a column each
+    assert ">7.48 MB<" in compact and ">0.191<" in compact and ">8.48<" in compact
     assert 'keras</span>' in compact                             # two frameworks: each name says which
     assert len(re.findall(r"<th[ >]", full)) == 13 and ">7,478,022<" in full and "all 13 columns" in full
     numeric = re.findall(r'<td style="([^"]*)">[0-9.,+\- kMB%]+</td>', compact)
@@ -74,3 +74,10 @@ def test_short_units(n, text):
 
     assert _si(n) == text
     assert _bytes(n) == (f"{n} B" if n < 1000 else text + "B")
+
+
+def test_compact_keeps_columns_that_differ():
+    rows = compare([_r("a", 4000, 2.0, 0.98), _r("b", 1000, 0.5, 0.97)])
+    rows.rows[1]["params"] = 10
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", rows.to_html().split("<details")[0])
+    assert "params" in heads and "MACs" not in heads
