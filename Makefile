@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # Models that are not shipped (mlp_wide) train once into this cache; inside the checkout keeps runs hermetic.
 export COMPRESSLIB_CACHE ?= $(CURDIR)/.cache/compresslib
 
-.PHONY: install test book bench clean
+.PHONY: install test book browser bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ test: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "open _build/html/index.html"
+
+# The book as a reader sees it: every page in headless Chromium (Debian's chromium; `make test` runs it too).
+browser: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_browser.py
+	@echo "screenshots of every page: _build/screenshots/"
 
 bench: $(STAMP)
 	mkdir -p bench/results

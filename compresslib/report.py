@@ -97,7 +97,7 @@ class Report:
 
     def to_markdown(self, layers: bool = False) -> str:
         """A two-column markdown table; with ``layers=True`` the per-layer table follows."""
-        lines = [f"**{self.name}**", "", "| quantity | value |", "|---|---|"]
+        lines = [f"**{self.name}**", "", "| quantity | value |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in self._table()]
         if layers and self.layers:
             lines += ["", "| layer | kind | params | non-zero | MACs |", "|---|---|---:|---:|---:|"]
@@ -105,14 +105,42 @@ class Report:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in self._table())
-        return f"<table><caption>{html.escape(self.name)}</caption>{body}</table>"
+        body = "".join(f"<tr><th {_TH_LEFT}>{html.escape(k)}</th><td {_TD_NUM}>{html.escape(v)}</td></tr>"
+                       for k, v in self._table())
+        return (f'<div {_WRAP}><table class="dataframe compresslib-report" {_TABLE}>'
+                f'<caption {_CAPTION}>{html.escape(self.name)}</caption><tbody>{body}</tbody></table></div>')
 
     def __str__(self) -> str:
         return self.to_markdown()
 
 
-_COLUMNS = [  # (key, header, formatter)
+def _si(n: float) -> str:
+    """A count in three significant digits with a k/M/G suffix: ``_si(266610) == '267 k'``."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.3g} {suffix}"
+    return f"{n:,}" if isinstance(n, int) else f"{n:.3g}"
+
+
+def _bytes(n: int) -> str:
+    """Bytes in decimal units, three significant digits: ``_bytes(328831) == '329 kB'``."""
+    return _si(n) + "B" if n >= 1000 else f"{n} B"
+
+
+# Inline styles, so a table looks the same in the book, JupyterLab, classic Jupyter and Colab (no <style>
+# block to strip). Numbers right-aligned in tabular figures; the wrapper scrolls sideways on a narrow
+# screen instead of the page. class="dataframe" picks up the book theme's table colours.
+_WRAP = 'style="max-width:100%;overflow-x:auto"'
+_TABLE = 'style="border-collapse:collapse;font-size:0.8em;font-variant-numeric:tabular-nums;margin:0"'
+_CAPTION = 'style="caption-side:top;text-align:left;font-weight:600;padding:0 0 0.3em 0"'
+_TH = 'style="text-align:right;vertical-align:bottom;padding:0.3em 0.35em;line-height:1.2"'
+_TH_LEFT = 'style="text-align:left;vertical-align:bottom;padding:0.3em 0.35em;line-height:1.2"'
+_TD_NUM = 'style="text-align:right;padding:0.2em 0.35em;white-space:nowrap"'
+_TD_TEXT = 'style="text-align:left;padding:0.2em 0.35em;white-space:nowrap"'
+_TD_NAME = 'style="text-align:left;padding:0.2em 0.35em;min-width:8em"'  # long names wrap at spaces
+_MUTED = 'style="opacity:0.7;font-size:0.9em"'
+
+_COLUMNS = [  # (key, header, formatter): every column, exact values (markdown, and the HTML "all columns" table)
     ("name", "model", str),
     ("framework", "framework", str),
     ("params", "params", "{:,}".format),
@@ -128,30 +156,84 @@ _COLUMNS = [  # (key, header, formatter)
     ("accuracy_drop_pt", "acc. drop pt", "{:+.2f}".format),
 ]
 
+_COMPACT = [  # what a reader compares first, in short units, so the table fits a ~700 px column
+    ("name", "model", str),
+    ("params", "params", _si),
+    ("macs", "MACs", _si),
+    ("file_bytes", "file", _bytes),
+    ("packed_bytes", ".clz", _bytes),
+    ("latency_ms", "latency ms", "{:.3g}".format),
+    ("accuracy", "accuracy %", lambda v: f"{100 * v:.2f}"),
+    ("size_ratio", "size ×", "{:.2f}".format),
+    ("speedup", "speedup ×", "{:.2f}".format),
+    ("accuracy_drop_pt", "drop pt", "{:+.2f}".format),
+]
+_TEXT_KEYS = {"name", "framework"}
+
 
 @dataclass(repr=False)
 class Comparison:
-    """Several reports against a baseline: ratios > 1 mean smaller / faster than the baseline."""
+    """Several reports against a baseline: ratios > 1 mean smaller / faster than the baseline.
+
+    In Jupyter it shows a compact table (short units, the columns a reader compares first, a column that is
+    the same in every row named once under it) and, folded under it, every column with exact values;
+    :meth:`to_markdown` and :meth:`to_html` give either form.
+    """
 
     rows: list[dict[str, Any]]
 
-    def _cells(self) -> tuple[list[str], list[list[str]]]:
-        cols = [c for c in _COLUMNS if any(r.get(c[0]) is not None for r in self.rows)]
-        header = [c[1] for c in cols]
+    def _constant(self, key: str) -> bool:
+        values = [r.get(key) for r in self.rows]
+        return len(self.rows) > 1 and key not in _TEXT_KEYS and not key.endswith("_ratio") and len(set(values)) == 1
+
+    def _cells(self, columns=_COLUMNS, drop_constant: bool = False) -> tuple[list[tuple[str, str]], list[list[str]]]:
+        cols = [c for c in columns if any(r.get(c[0]) is not None for r in self.rows)]
+        if drop_constant:
+            cols = [c for c in cols if not self._constant(c[0])]
+        header = [(key, title) for key, title, _ in cols]
         body = [["" if r.get(key) is None else fmt(r[key]) for key, _, fmt in cols] for r in self.rows]
         return header, body
 
     def to_markdown(self) -> str:
+        """Every column, exact values, numbers right-aligned."""
         header, body = self._cells()
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = ["| " + " | ".join(t for _, t in header) + " |",
+                 "|" + "".join("---|" if k in _TEXT_KEYS else "---:|" for k, _ in header)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines)
 
+    def _html_table(self, columns, compact: bool) -> str:
+        header, body = self._cells(columns, drop_constant=compact)
+        frameworks = {r.get("framework") for r in self.rows}
+        head = "".join(f"<th {_TH_LEFT if k in _TEXT_KEYS else _TH}>{html.escape(t)}</th>" for k, t in header)
+        rows = []
+        for r, cells in zip(self.rows, body):
+            tds = []
+            for (key, _), cell in zip(header, cells):
+                text = html.escape(cell)
+                if key == "name" and compact and len(frameworks) > 1 and r.get("framework") not in cell:
+                    text += f" <span {_MUTED}>{html.escape(str(r.get('framework')))}</span>"
+                style = _TD_NAME if key == "name" and compact else _TD_TEXT if key in _TEXT_KEYS else _TD_NUM
+                tds.append(f"<td {style}>{text}</td>")
+            rows.append("<tr>" + "".join(tds) + "</tr>")
+        return (f'<table class="dataframe compresslib-comparison" {_TABLE}><thead><tr>{head}</tr></thead>'
+                f'<tbody>{"".join(rows)}</tbody></table>')
+
+    def to_html(self, compact: bool = True) -> str:
+        """HTML: the compact table with every column folded under it, or (``compact=False``) every column."""
+        if not compact:
+            return f"<div {_WRAP}>{self._html_table(_COLUMNS, compact=False)}</div>"
+        n = len(self._cells()[0])
+        same = [(title, fmt(self.rows[0][key])) for key, title, fmt in _COMPACT
+                if self.rows[0].get(key) is not None and self._constant(key)]
+        note = (f'<div {_MUTED}>the same in every row: {html.escape(" · ".join(f"{t} {v}" for t, v in same))}</div>'
+                if same else "")
+        return (f"<div {_WRAP}>{self._html_table(_COMPACT, compact=True)}</div>{note}"
+                f'<details style="margin-top:0.3em"><summary {_MUTED}>all {n} columns, exact values</summary>'
+                f"<div {_WRAP}>{self._html_table(_COLUMNS, compact=False)}</div></details>")
+
     def _repr_html_(self) -> str:
-        header, body = self._cells()
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        return self.to_html()
 
     def __str__(self) -> str:
         return self.to_markdown()
@@ -191,19 +273,22 @@ def compare(reports: Sequence[Report], baseline: int | Report = 0) -> Comparison
 
 
 def plot_accuracy_vs_bytes(reports: Sequence[Report], ax=None, label_points: bool = True):
-    """Scatter accuracy (%) against file bytes (log scale), one marker per framework."""
+    """Scatter accuracy (%) against bytes on disk (log scale), in the book's colour and marker per framework."""
     import matplotlib.pyplot as plt
 
+    from compresslib.notebook import FRAMEWORK_COLORS, FRAMEWORK_LABELS, FRAMEWORK_MARKERS, MIN_FONT_PT, figsize
+
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
-    markers = {"torch": "o", "keras": "s"}
-    for fw in sorted({r.framework for r in reports}):
+        _, ax = plt.subplots(figsize=figsize())
+    present = {r.framework for r in reports}
+    for fw in [f for f in FRAMEWORK_COLORS if f in present] + sorted(present - set(FRAMEWORK_COLORS)):
         pts = [r for r in reports if r.framework == fw and r.accuracy is not None]
         ax.scatter([r.packed_bytes or r.file_bytes for r in pts], [100 * r.accuracy for r in pts],
-                   marker=markers.get(fw, "^"), label=fw, s=50)
+                   marker=FRAMEWORK_MARKERS.get(fw, "^"), color=FRAMEWORK_COLORS.get(fw), label=FRAMEWORK_LABELS.get(fw, fw),
+                   s=36, zorder=3)
         if label_points:
             for r in pts:
-                ax.annotate(r.name, (r.packed_bytes or r.file_bytes, 100 * r.accuracy), fontsize=8,
+                ax.annotate(r.name, (r.packed_bytes or r.file_bytes, 100 * r.accuracy), fontsize=MIN_FONT_PT,
                             xytext=(4, 4), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("bytes on disk")

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from compresslib.report import LayerStats, Report, compare
@@ -23,10 +25,10 @@ def test_renderings():
     md = r.to_markdown(layers=True)
     assert "| parameters | 1,000 |" in md and "| fc | Linear | 1,000 | 100 | 5,000 |" in md
     assert r.sparsity == pytest.approx(0.9)
-    assert "<table>" in r._repr_html_()
+    assert "<table" in r._repr_html_() and "1,000" in r._repr_html_()
     table = compare([r, _r("b", 1000, 0.5, 0.97)])
     assert "size ×" in table.to_markdown() and "4.00" in table.to_markdown()
-    assert table._repr_html_().count("<tr>") == 3
+    assert table._repr_html_().count("<tr>") == 6           # compact table + all columns, header and 2 rows each
     assert r.to_dict()["layers"][0]["macs"] == 5000
 
 
@@ -35,3 +37,47 @@ def test_compare_errors():
         compare([])
     with pytest.raises(ValueError, match="baseline index"):
         compare([_r("a", 1, 1.0, 1.0)], baseline=3)
+
+
+def test_markdown_right_aligns_numbers():
+    md = compare([_r("a", 4000, 2.0, 0.98), _r("b", 1000, 0.5, 0.97)]).to_markdown()
+    header, rule = md.splitlines()[:2]
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    aligns = rule.strip("|").split("|")
+    assert len(cells) == len(aligns) == 12                     # packed bytes absent: column dropped
+    assert dict(zip(cells, aligns)) == {**{c: "---:" for c in cells}, "model": "---", "framework": "---"}
+
+
+def test_html_compact_columns_short_units_and_every_column_on_demand():
+    big = Report(name="mlp_wide", framework="keras", params=1_863_690, nonzero_params=1_863_690,
+                 file_bytes=7_478_022, gzip_bytes=6_900_000, macs=1_861_632, latency_ms=1.62, accuracy=0.967,
+                 packed_bytes=7_455_000)
+    small = Report(name="int8", framework="torch", params=1_863_690, nonzero_params=1_863_690, file_bytes=1_897_592,
+                   gzip_bytes=1_700_000, macs=1_861_632, latency_ms=0.191, accuracy=0.96, packed_bytes=1_775_000)
+    html_ = compare([big, small]).to_html()
+    compact, full = html_.split("<details")
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", compact)
+    assert heads == ["model", "file", ".clz", "latency ms", "accuracy %", "size ×", "speedup ×", "drop pt"]
+    assert "the same in every row: params 1.86 M · MACs 1.86 M" in compact   # named once, not a column each
+    assert ">7.48 MB<" in compact and ">0.191<" in compact and ">8.48<" in compact
+    assert 'keras</span>' in compact                             # two frameworks: each name says which
+    assert len(re.findall(r"<th[ >]", full)) == 13 and ">7,478,022<" in full and "all 13 columns" in full
+    numeric = re.findall(r'<td style="([^"]*)">[0-9.,+\- kMB%]+</td>', compact)
+    assert numeric and all("text-align:right" in style for style in numeric)
+    assert 'overflow-x:auto' in compact                          # a narrow screen scrolls the table, not the page
+    assert compare([big, small]).to_html(compact=False).count("<details") == 0
+
+
+@pytest.mark.parametrize("n, text", [(999, "999"), (266_610, "267 k"), (7_457_405, "7.46 M"), (2_100_000_000, "2.1 G")])
+def test_short_units(n, text):
+    from compresslib.report import _bytes, _si
+
+    assert _si(n) == text
+    assert _bytes(n) == (f"{n} B" if n < 1000 else text + "B")
+
+
+def test_compact_keeps_columns_that_differ():
+    rows = compare([_r("a", 4000, 2.0, 0.98), _r("b", 1000, 0.5, 0.97)])
+    rows.rows[1]["params"] = 10
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", rows.to_html().split("<details")[0])
+    assert "params" in heads and "MACs" not in heads
