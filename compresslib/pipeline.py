@@ -219,18 +219,20 @@ def load_recipe(recipe: Any) -> Recipe:
 
 # --------------------------------------------------------------------------- applying steps
 def apply_step(model: Any, config: C.Config, calibration_data: Any = None) -> Any:
-    """A new model: ``config`` applied to ``model`` through its framework's backend."""
-    framework = framework_of(model)
+    """A new model: ``config`` applied to ``model`` by the public verb for its kind (weight sharing
+    by the backend's ``share_weights``)."""
+    from compresslib import api
+
     if isinstance(config, C.WeightSharing):
-        return backend(framework, "sharing").share_weights(model, config)
+        return backend(framework_of(model), "sharing").share_weights(model, config)
     if isinstance(config, C.PruneConfig):
-        return backend(framework, "pruning").prune(model, config)
+        return api.prune(model, config)
     if isinstance(config, C.LowRankConfig):
-        return backend(framework, "lowrank").decompose(model, config)
+        return api.decompose(model, config)
     if isinstance(config, C.QAT):
         raise TypeError("QAT needs training between prepare_qat and convert; it cannot be a recipe step")
     if isinstance(config, C.QuantConfig):
-        return backend(framework, "quantization").quantize(model, config, calibration_data=calibration_data)
+        return api.quantize(model, config, calibration_data=calibration_data)
     raise TypeError(f"step must be a compresslib config, got {type(config).__name__}")
 
 

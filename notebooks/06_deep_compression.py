@@ -26,7 +26,7 @@
 # * k-means weight sharing, its initialisations and the centroid gradient of the paper, from scratch in NumPy;
 # * how a shared layer is stored: a codebook, $b$-bit indices, and positions as a bitmask or as relative
 #   index gaps with filler zeros; Huffman code lengths against the entropy, and the ANS coder `.clz` uses;
-# * `cl.compress(model, "deep_compression")`: a recipe of steps with fine-tuning that keeps the zeros and
+# * `compress(model, "deep_compression")` (`compresslib.pipeline`): a recipe of steps with fine-tuning that keeps the zeros and
 #   the centroids, a table per stage, in both frameworks;
 # * the paper's Table 1 rows beside ours, accuracy against size for several bit widths, and why the order
 #   prune → share → code matters.
@@ -186,7 +186,7 @@ nb.glue("layer_ratio", sizes["dense"] / sizes["codebook_ans"])
 #
 # ## PyTorch
 #
-# `cl.compress` runs a **recipe**. The preset `"deep_compression"` prunes globally to 95 % and fine-tunes
+# `compresslib.pipeline.compress` (what `cl.compress` calls) runs a **recipe**. The preset `"deep_compression"` prunes globally to 95 % and fine-tunes
 # with the masks re-applied after every step, shares weights (5 bits for fully connected layers, 8 for
 # convolutions) and fine-tunes only the centroids, distilling from the original model in both fine-tunes.
 # Each stage is saved, loaded back and measured; the step rows give the `.clz` bytes *without* entropy
@@ -194,12 +194,19 @@ nb.glue("layer_ratio", sizes["dense"] / sizes["codebook_ans"])
 
 # %%
 print(pipeline.load_recipe("deep_compression"))
+
+def deep_compress(model, framework, path):
+    """The preset on one model: fine-tuned on the training digits, every stage measured on the test digits."""
+    train, test = (cl.datasets.load_mnist(split, layout=framework) for split in ("train", "test"))
+    t = time.perf_counter()
+    out, table = pipeline.compress(model, "deep_compression", train_data=train, data=test, output=path,
+                                   measure_kwargs={"latency": False})
+    print(f"{framework}: {time.perf_counter() - t:.0f} s")
+    return out, table
+
 train_t = cl.datasets.load_mnist("train", layout="torch")
 test_t = cl.datasets.load_mnist("test", layout="torch")
-t = time.perf_counter()
-dc_t, table_t = cl.compress(lenet_t, "deep_compression", train_data=train_t, data=test_t,
-                            output=f"{tmp}/lenet300_t.clz", measure_kwargs={"latency": False})
-print(f"{time.perf_counter() - t:.0f} s")
+dc_t, table_t = deep_compress(lenet_t, "torch", f"{tmp}/lenet300_t.clz")
 table_t
 
 # %% [markdown]
@@ -235,11 +242,7 @@ for name, meta in read_manifest(f"{tmp}/lenet300_t.clz")["tensors"].items():
 # parameters), is in the zoo as `lenet5_caffe`:
 
 # %%
-caffe_t = cl.zoo.pretrained("lenet5_caffe", "torch")
-t = time.perf_counter()
-dc5_t, table5_t = cl.compress(caffe_t, "deep_compression", train_data=train_t, data=test_t,
-                              measure_kwargs={"latency": False})
-print(f"{time.perf_counter() - t:.0f} s")
+dc5_t, table5_t = deep_compress(cl.zoo.pretrained("lenet5_caffe", "torch"), "torch", f"{tmp}/caffe_t.clz")
 table5_t
 
 # %% [markdown]
@@ -251,21 +254,11 @@ table5_t
 # `cluster_weights` does weight clustering too, but only for legacy tf-keras models, not Keras 3.
 
 # %%
-lenet_k = cl.zoo.pretrained("lenet300_100", "keras")
-train_k = cl.datasets.load_mnist("train", layout="keras")
-test_k = cl.datasets.load_mnist("test", layout="keras")
-t = time.perf_counter()
-dc_k, table_k = cl.compress(lenet_k, "deep_compression", train_data=train_k, data=test_k,
-                            output=f"{tmp}/lenet300_k.clz", measure_kwargs={"latency": False})
-print(f"{time.perf_counter() - t:.0f} s")
+dc_k, table_k = deep_compress(cl.zoo.pretrained("lenet300_100", "keras"), "keras", f"{tmp}/lenet300_k.clz")
 table_k
 
 # %%
-caffe_k = cl.zoo.pretrained("lenet5_caffe", "keras")
-t = time.perf_counter()
-dc5_k, table5_k = cl.compress(caffe_k, "deep_compression", train_data=train_k, data=test_k,
-                              measure_kwargs={"latency": False})
-print(f"{time.perf_counter() - t:.0f} s")
+dc5_k, table5_k = deep_compress(cl.zoo.pretrained("lenet5_caffe", "keras"), "keras", f"{tmp}/caffe_k.clz")
 back_k = cl.load(f"{tmp}/lenet300_k.clz")
 print(type(back_k).__name__, [type(l).__name__ for l in back_k.layers])
 table5_k
@@ -336,14 +329,14 @@ plt.tight_layout(); plt.show()
 # lost most of their members; pruning first lets k-means place all its centroids on the weights that stay.
 # The same two steps and the same fine-tuning in both orders:
 
-# %% tags=["nbval-check-output"]
+# %%
 order = {}
 short = {"finetune": {"epochs": 3, "lr": 1e-3, "distill": True}}
 for label, steps in {"prune → share → code": [{"type": "Magnitude", "sparsity": 0.95, "scope": "global"},
                                                {"type": "WeightSharing", "bits": 3}],
                      "share → prune → code (seed)": [{"type": "WeightSharing", "bits": 3},
                                                      {"type": "Magnitude", "sparsity": 0.95, "scope": "global"}]}.items():
-    _, tab = cl.compress(lenet_t, {"steps": steps, "entropy_coding": True, **short}, train_data=train_t, data=test_t,
+    _, tab = pipeline.compress(lenet_t, {"steps": steps, "entropy_coding": True, **short}, train_data=train_t, data=test_t,
                          measure_kwargs={"latency": False})
     order[label] = tab.rows[-1]
 display(Markdown("| order | .clz bytes | size × | accuracy % |\n|---|---:|---:|---:|\n" + "\n".join(
@@ -365,7 +358,7 @@ nb.glue("chapter_seconds", time.perf_counter() - T0)
 # * `cl.WeightSharing(bits, conv_bits, per_layer_bits, init)` shares weights in both frameworks; centroid
 #   fine-tuning sums the gradients of a cluster (a gradient hook in PyTorch, a gather layer in Keras).
 # * `.clz` stores shared layers as codebook + ANS-coded indices and positions, and loads back an ordinary
-#   float model; `cl.compress(model, "deep_compression")` (or `compresslib compress MODEL --recipe ...`) runs
+#   float model; `compress(model, "deep_compression")` (or `compresslib compress MODEL --recipe ...`) runs
 #   the whole pipeline and measures every stage from its file.
 # * Order matters: prune, then share, then code.
 #

@@ -25,6 +25,7 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import keras
@@ -33,15 +34,33 @@ from keras import ops
 
 from compresslib.configs import WeightSharing, check_config
 from compresslib.core import sharing as core
-from compresslib.keras.pruning import _copy, from_output_major, prunable_layers, to_output_major
+from compresslib.keras.pruning import PRUNABLE, from_output_major, to_output_major
 from compresslib.keras.rebuild import rebuild
+
+_QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
+
+
+def _flat_layers(model) -> list:
+    out = []
+    for layer in model.layers:
+        out.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
 
 
 def _layers(model, config: Optional[WeightSharing] = None, warn: bool = True) -> list:
-    """The Dense/Conv layers weight sharing touches, in model order."""
+    """The Dense/Conv layers weight sharing touches (those pruning touches), in model order; other
+    layers with weights, except normalisation, are named in one warning."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
-    layers = prunable_layers(model, warn=warn)
+    layers, skipped = [], []
+    for layer in _flat_layers(model):
+        kind = type(layer).__name__
+        if kind in PRUNABLE and getattr(layer, "data_format", "channels_last") == "channels_last":
+            layers.append(layer)
+        elif kind not in _QUIET and layer.weights:
+            skipped.append(f"{layer.name} ({kind})")
+    if skipped and warn:
+        warnings.warn(f"weight sharing skipped layers of unsupported kinds: {', '.join(skipped)}", stacklevel=3)
     if not layers:
         raise ValueError("model: has no Dense or Conv layer whose weights could be shared")
     if config is not None and config.per_layer_bits:
@@ -63,8 +82,9 @@ def share_weights(model, config: WeightSharing) -> keras.Model:
         [16, 16, 4]
     """
     check_config(config, WeightSharing)
-    new = _copy(model)
-    for layer in _layers(new, config):
+    _layers(model, config)  # checks the model and the layer names before copying
+    new = rebuild(model, {})  # a copy: every layer re-created from its config, weights copied
+    for layer in _layers(new, config, warn=False):
         bits = config.bits_for(layer.name, conv=type(layer).__name__.startswith("Conv"))
         kernel = np.asarray(layer.kernel.numpy())
         shared = core.shared_weights(to_output_major(kernel), bits, init=config.init, seed=config.seed)

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -33,16 +34,25 @@ from torch import nn
 
 from compresslib.configs import WeightSharing, check_config
 from compresslib.core import sharing as core
-from compresslib.torch.pruning import prunable_weights
+from compresslib.torch.pruning import PRUNABLE
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_QUIET = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
 def _layers(model: nn.Module, config: Optional[WeightSharing] = None, warn: bool = True) -> dict[str, nn.Parameter]:
-    """``{module name: weight}`` of the layers weight sharing touches (Linear and Conv weights)."""
+    """``{module name: weight}`` of the layers weight sharing touches (the Linear/Conv layers pruning
+    touches); other layers with weights, except normalisation, are named in one warning."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    weights = prunable_weights(model, warn=warn)
+    weights, skipped = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, PRUNABLE) and not getattr(module, "transposed", False):
+            weights[name] = module.weight
+        elif not isinstance(module, _QUIET) and any(p is not None for p in module._parameters.values()):
+            skipped.append(f"{name} ({type(module).__name__})")
+    if skipped and warn:
+        warnings.warn(f"weight sharing skipped layers of unsupported kinds: {', '.join(skipped)}", stacklevel=3)
     if not weights:
         raise ValueError("model: has no Linear or Conv layer whose weights could be shared")
     if config is not None and config.per_layer_bits:
