@@ -13,16 +13,19 @@ back. A recipe is
 A step dict names the config class and its fields, and may override fine-tuning::
 
     steps:
-      - {type: Magnitude, sparsity: 0.95, scope: global, finetune: {epochs: 6}}
-      - {type: WeightSharing, bits: 5, conv_bits: 8, finetune: {epochs: 3, lr: 0.0003}}
-    finetune: {epochs: 2, lr: 0.001, batch_size: 64}
+      - {type: Magnitude, sparsity: 0.95, scope: global, finetune: {epochs: 8, gradual: true}}
+      - {type: WeightSharing, bits: 5, conv_bits: 8, finetune: {epochs: 4, lr: 0.0003}}
+    finetune: {epochs: 2, lr: 0.001, batch_size: 64, lr_schedule: step, distill: true}
     entropy_coding: true
 
-Fine-tuning keeps what a step made: after unstructured pruning the masks are
-re-applied after every optimiser step (the backends' ``GradualPruning``, which
-also follows a ``Magnitude`` schedule); after weight sharing only the centroids
-move (the backends' ``CentroidTuning``: gradients of a cluster summed into its
-centroid). ``finetune: {distill: true}`` distils from the input model.
+Fine-tuning settings: ``epochs``, ``lr``, ``batch_size``, ``seed``, ``lr_schedule``
+("constant" or "step"), ``distill`` (the input model as teacher, Hinton et al.
+2015) and ``gradual`` (a ``Magnitude`` step without a schedule prunes gradually
+over the first half of its fine-tuning, Zhu & Gupta 2017). Fine-tuning keeps
+what a step made: after unstructured pruning the masks are re-applied after
+every optimiser step (the backends' ``GradualPruning``, which also follows the
+schedule); after weight sharing only the centroids move (the backends'
+``CentroidTuning``: gradients of a cluster summed into its centroid).
 
 The returned :class:`~compresslib.report.Comparison` has one row per stage.
 With ``entropy_coding`` (the preset's default, and whenever a step is
@@ -56,16 +59,18 @@ from compresslib.core import schedules
 from compresslib.progress import progress
 from compresslib.report import Comparison, Report, compare
 
-FINETUNE_FIELDS = {"epochs": 0, "lr": 1e-3, "batch_size": 64, "distill": False, "seed": 0}
+FINETUNE_FIELDS = {"epochs": 0, "lr": 1e-3, "batch_size": 64, "distill": False, "seed": 0,
+                   "lr_schedule": "constant", "gradual": False}
 
 # Han et al. (2016) on LeNet: prune (global magnitude), share (5 bits fc, 8 bits conv), entropy-code.
 PRESETS: dict[str, dict] = {
     "deep_compression": {
         "steps": [
-            {"type": "Magnitude", "sparsity": 0.95, "scope": "global", "finetune": {"epochs": 8, "lr": 1e-3}},
+            {"type": "Magnitude", "sparsity": 0.95, "scope": "global",
+             "finetune": {"epochs": 8, "lr": 1e-3, "gradual": True}},
             {"type": "WeightSharing", "bits": 5, "conv_bits": 8, "finetune": {"epochs": 4, "lr": 3e-4}},
         ],
-        "finetune": {"batch_size": 64, "distill": True},
+        "finetune": {"batch_size": 64, "distill": True, "lr_schedule": "step"},
         "entropy_coding": True,
     },
 }
@@ -114,8 +119,11 @@ def _check_finetune(settings: Any, where: str) -> dict:
     if "lr" in settings and (isinstance(settings["lr"], bool) or not isinstance(settings["lr"], (int, float))
                              or not settings["lr"] > 0):
         raise ValueError(f"{where}: finetune.lr must be a number > 0, got {settings['lr']!r}")
-    if "distill" in settings and not isinstance(settings["distill"], bool):
-        raise ValueError(f"{where}: finetune.distill must be true or false, got {settings['distill']!r}")
+    for key in ("distill", "gradual"):
+        if key in settings and not isinstance(settings[key], bool):
+            raise ValueError(f"{where}: finetune.{key} must be true or false, got {settings[key]!r}")
+    if "lr_schedule" in settings and settings["lr_schedule"] not in ("constant", "step"):
+        raise ValueError(f"{where}: finetune.lr_schedule must be 'constant' or 'step', got {settings['lr_schedule']!r}")
     return dict(settings)
 
 
@@ -239,7 +247,7 @@ def apply_step(model: Any, config: C.Config, calibration_data: Any = None) -> An
 def _fit(model: Any, train_data: Any, settings: dict, hooks: list, teacher: Any, progress_bar: Optional[bool]) -> None:
     framework = framework_of(model)
     kwargs = dict(epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
-                  seed=settings["seed"], progress_bar=progress_bar)
+                  seed=settings["seed"], progress_bar=progress_bar, lr_schedule=settings["lr_schedule"])
     if teacher is not None:
         kwargs["teacher"] = teacher
     if framework == "torch":
@@ -278,6 +286,15 @@ def finetune_step(model: Any, config: C.Config, settings: dict, train_data: Any 
     else:
         _fit(target, train_data, settings, hooks, teacher, progress_bar)
     return done(target)
+
+
+def gradual_config(config: C.Magnitude, settings: dict, n_train: int) -> C.Magnitude:
+    """``config`` with Zhu & Gupta's schedule over the fine-tuning: sparsity from 0 to ``config.sparsity``
+    during the first half of the steps (masks recomputed about 40 times), then fine-tuning at it."""
+    total = settings["epochs"] * -(-n_train // settings["batch_size"])
+    end = max(1, total // 2)
+    return dataclasses.replace(config, schedule=schedules.PolynomialDecay(
+        0.0, float(config.sparsity), begin_step=0, end_step=end, frequency=max(1, end // 40)))
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -340,9 +357,13 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
         for i in progress(range(len(plan.steps)), progress_bar, desc="compress"):
             step = plan.steps[i]
             settings = plan.finetune_for(step)
-            current = apply_step(current, step.config, calibration_data)
+            config = step.config
+            if (settings["gradual"] and isinstance(config, C.Magnitude) and config.schedule is None
+                    and train_data is not None and finetune is None and settings["epochs"] > 0):
+                config = gradual_config(config, settings, len(train_data[0]))
+            current = apply_step(current, config, calibration_data)
             teacher = model if settings["distill"] else None
-            current = finetune_step(current, step.config, settings, train_data, finetune, teacher, progress_bar)
+            current = finetune_step(current, config, settings, train_data, finetune, teacher, progress_bar)
             name = f"+ {type(step.config).__name__}"
             if packed:
                 reports.append(_measured(current, os.path.join(tmp, f"stage{i}.clz"), name, data, measure_kwargs,
