@@ -31,7 +31,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, machine, row  # noqa: E402
+from common import emit, machine  # noqa: E402
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -103,10 +103,11 @@ def model_rows(name: str, framework: str, quick: bool) -> list[dict]:
         if stage == "+ entropy coding":
             extra.update(encode_s=round(encode_s, 4), decode_s=round(decode_s, 4), seconds=round(seconds, 1))
             if name in TARGETS:
-                ok = extra["size_ratio"] >= TARGETS[name] and r["accuracy_drop_pt"] <= MAX_DROP_PT
+                # drops are multiples of 0.05 pt on 2,000 test digits: compare them rounded, not as raw floats
+                ok = extra["size_ratio"] >= TARGETS[name] and round(r["accuracy_drop_pt"], 6) <= MAX_DROP_PT
                 extra["target"] = f"{'met' if ok else 'MISSED'} (>= {TARGETS[name]:.0f}x, <= {MAX_DROP_PT} pt)"
-        rows.append({"framework": framework, "model": name, "method": label, "params": r["params"],
-                     "accuracy": r["accuracy"], "file_format": r["file_format"], **extra})
+        rows.append({"framework": framework, "model": name, "method": label, "device": "cpu", "params": r["params"],
+                     "accuracy": r["accuracy"], "latency_ms": None, "file_format": r["file_format"], **extra})
     return rows
 
 

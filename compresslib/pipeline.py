@@ -13,7 +13,7 @@ back. A recipe is
 A step dict names the config class and its fields, and may override fine-tuning::
 
     steps:
-      - {type: Magnitude, sparsity: 0.95, scope: global, finetune: {epochs: 8, gradual: true}}
+      - {type: Magnitude, sparsity: 0.95, scope: global, finetune: {epochs: 16, gradual: true}}
       - {type: WeightSharing, bits: 5, conv_bits: 8, finetune: {epochs: 4, lr: 0.0003}}
     finetune: {epochs: 2, lr: 0.001, batch_size: 64, lr_schedule: step, distill: true}
     entropy_coding: true
@@ -21,7 +21,7 @@ A step dict names the config class and its fields, and may override fine-tuning:
 Fine-tuning settings: ``epochs``, ``lr``, ``batch_size``, ``seed``, ``lr_schedule``
 ("constant" or "step"), ``distill`` (the input model as teacher, Hinton et al.
 2015) and ``gradual`` (a ``Magnitude`` step without a schedule prunes gradually
-over the first half of its fine-tuning, Zhu & Gupta 2017). Fine-tuning keeps
+over the first third of its fine-tuning, Zhu & Gupta 2017). Fine-tuning keeps
 what a step made: after unstructured pruning the masks are re-applied after
 every optimiser step (the backends' ``GradualPruning``, which also follows the
 schedule); after weight sharing only the centroids move (the backends'
@@ -67,7 +67,7 @@ PRESETS: dict[str, dict] = {
     "deep_compression": {
         "steps": [
             {"type": "Magnitude", "sparsity": 0.95, "scope": "global",
-             "finetune": {"epochs": 8, "lr": 1e-3, "gradual": True}},
+             "finetune": {"epochs": 16, "lr": 1e-3, "gradual": True}},
             {"type": "WeightSharing", "bits": 5, "conv_bits": 8, "finetune": {"epochs": 4, "lr": 3e-4}},
         ],
         "finetune": {"batch_size": 64, "distill": True, "lr_schedule": "step"},
@@ -290,9 +290,9 @@ def finetune_step(model: Any, config: C.Config, settings: dict, train_data: Any 
 
 def gradual_config(config: C.Magnitude, settings: dict, n_train: int) -> C.Magnitude:
     """``config`` with Zhu & Gupta's schedule over the fine-tuning: sparsity from 0 to ``config.sparsity``
-    during the first half of the steps (masks recomputed about 40 times), then fine-tuning at it."""
+    during the first third of the steps (masks recomputed about 40 times), then fine-tuning at it."""
     total = settings["epochs"] * -(-n_train // settings["batch_size"])
-    end = max(1, total // 2)
+    end = max(1, total // 3)
     return dataclasses.replace(config, schedule=schedules.PolynomialDecay(
         0.0, float(config.sparsity), begin_step=0, end_step=end, frequency=max(1, end // 40)))
 
@@ -351,7 +351,7 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
     measure_kwargs = dict(measure_kwargs or {})
     from compresslib import api
 
-    reports = [api.measure(model, data=data, name="input", **measure_kwargs)]
+    reports = []
     current = model
     with tempfile.TemporaryDirectory() as tmp:
         for i in progress(range(len(plan.steps)), progress_bar, desc="compress"):
@@ -362,6 +362,8 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
                     and train_data is not None and finetune is None and settings["epochs"] > 0):
                 config = gradual_config(config, settings, len(train_data[0]))
             current = apply_step(current, config, calibration_data)
+            if i == 0:  # measured after the first step, so that a step the model cannot take fails first
+                reports.append(api.measure(model, data=data, name="input", **measure_kwargs))
             teacher = model if settings["distill"] else None
             current = finetune_step(current, config, settings, train_data, finetune, teacher, progress_bar)
             name = f"+ {type(step.config).__name__}"

@@ -35,6 +35,11 @@ def test_preset_and_finetune_settings():
     assert pipeline.load_recipe("deep_compression").steps[0].finetune["epochs"] != 99
 
 
+def test_gradual_schedule_spans_a_third_of_the_finetuning():
+    cfg = pipeline.gradual_config(cl.Magnitude(0.9), {"epochs": 4, "batch_size": 100}, 1000)
+    assert cfg.schedule.end_step == 13 and cfg.schedule(0) == 0.0 and cfg.schedule(13) == pytest.approx(0.9)
+
+
 def test_schedule_from_a_dict():
     r = pipeline.load_recipe([{"type": "Magnitude", "sparsity": 0.9,
                                "schedule": {"type": "PolynomialDecay", "initial": 0.0, "final": 0.9, "end_step": 50}}])
@@ -50,6 +55,8 @@ def test_schedule_from_a_dict():
     ([{"type": "WeightSharing", "init": "kmeans++"}], r"WeightSharing.init must be one of"),
     ([{"type": "Magnitude", "finetune": {"epoch": 3}}], r"unknown finetune field\(s\) \['epoch'\]"),
     ([{"type": "Magnitude", "finetune": {"lr": -1}}], r"finetune.lr must be a number > 0"),
+    ([{"type": "Magnitude", "finetune": {"lr_schedule": "cosine"}}], r"finetune.lr_schedule must be 'constant' or 'step'"),
+    ([{"type": "Magnitude", "finetune": {"gradual": "yes"}}], r"finetune.gradual must be true or false"),
     ([{"type": "Magnitude", "schedule": {"type": "Cosine"}}], "schedule type must be one of"),
     ({"steps": ["Magnitude"], "finetuning": {}}, r"recipe: unknown key\(s\) \['finetuning'\]"),
     ({"steps": ["Magnitude"], "entropy_coding": "yes"}, "entropy_coding must be true or false"),
@@ -83,7 +90,8 @@ def test_compress_torch_stages(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     train = cl.datasets.load_mnist("train", layout="torch")
     test = cl.datasets.load_mnist("test", layout="torch")
-    recipe = {"steps": [{"type": "Magnitude", "sparsity": 0.9, "scope": "global", "finetune": {"epochs": 1}},
+    recipe = {"steps": [{"type": "Magnitude", "sparsity": 0.9, "scope": "global",
+                         "finetune": {"epochs": 1, "gradual": True}},
                         {"type": "WeightSharing", "bits": 4, "finetune": {"epochs": 1, "lr": 3e-4}}],
               "finetune": {"batch_size": 128}}
     out, table = pipeline.compress(model, recipe, train_data=(train[0][:3000], train[1][:3000]), data=test,
