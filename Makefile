@@ -30,6 +30,7 @@ test: $(STAMP)
 		compresslib/torch/pruning.py compresslib/keras/pruning.py compresslib/keras/graph.py \
 		compresslib/torch/layers.py compresslib/torch/lowrank.py compresslib/keras/lowrank.py compresslib/torch/fold.py compresslib/keras/fold.py \
 		compresslib/torch/quantization.py compresslib/keras/quantization.py \
+		compresslib/pipeline.py compresslib/torch/sharing.py compresslib/keras/sharing.py \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 book: $(STAMP)

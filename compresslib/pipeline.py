@@ -31,7 +31,7 @@ The returned :class:`~compresslib.report.Comparison` has one row per stage.
 With ``entropy_coding`` (the preset's default, and whenever a step is
 ``WeightSharing``) the step rows report the ``.clz`` bytes *without* entropy
 coding (codebooks with fixed-width indices, plain bitmasks) and a last row,
-``+ entropy coding``, the file as :func:`compresslib.save` writes it; that
+``+ entropy coding``, the file as :func:`compresslib.api.save` writes it; that
 row's accuracy is that of the model read back from the file.
 
 Example:
@@ -330,7 +330,7 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
         calibration_data: inputs for static int8 quantization steps.
         output: write the final ``.clz`` file here too.
         progress_bar: a bar over the stages (default: only in an interactive terminal).
-        measure_kwargs: passed to :func:`compresslib.measure` (e.g. ``{"latency": False}``).
+        measure_kwargs: passed to :func:`compresslib.api.measure` (e.g. ``{"latency": False}``).
         packed: measure each stage from its ``.clz`` file (``packed_bytes``, and accuracy of the
             model loaded back); False measures the in-memory models and their native files only.
 

@@ -3,7 +3,7 @@
 A tensor with at most 256 distinct non-zero values (what weight sharing,
 :mod:`compresslib.core.sharing`, leaves) is stored as the codebook of those
 values, one index per non-zero, and where the non-zeros sit. Two encodings
-register into :mod:`compresslib.core.packing` (whose chooser keeps the
+register into ``compresslib.core.packing`` (whose chooser keeps the
 smallest encoding of each tensor):
 
 * ``codebook``: the indices at ``b = ceil(log2 k)`` bits each, and the
@@ -168,7 +168,7 @@ def pack_bits(symbols: np.ndarray, bits: int) -> np.ndarray:
 
 
 def unpack_bits(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: ``n`` symbols of ``bits`` bits (``packed`` must hold exactly enough bytes)."""
+    """Inverse of ``pack_bits``: ``n`` symbols of ``bits`` bits (``packed`` must hold exactly enough bytes)."""
     need = (n * bits + 7) // 8
     if packed.dtype != np.uint8 or packed.size != need:
         raise ValueError(f"{n} symbols of {bits} bits need {need} bytes, the file has {packed.size} of {packed.dtype}")

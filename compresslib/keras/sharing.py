@@ -5,7 +5,7 @@
   pruned zeros. The k-means is :mod:`compresslib.core.sharing`, run on each
   kernel in PyTorch's output-major layout, so given the same weights both
   backends find the same codebooks. The result is an ordinary Keras model;
-  :func:`compresslib.save` stores each shared kernel as codebook + indices.
+  :func:`compresslib.api.save` stores each shared kernel as codebook + indices.
 * :class:`CentroidTuning` fine-tunes the centroids with the rule of Han et al.
   (2016): the gradient of a centroid is the sum of the gradients of the
   weights in its cluster. Keras has no per-variable gradient hook, so the
@@ -13,7 +13,7 @@
   :class:`CentroidLayer` whose only trainable kernel variable is the codebook:
   the kernel is ``take(codebook, indices)`` and the gradient of a gather *is*
   that sum. Zeros index a constant 0 and stay zero. Train ``tuning.model``
-  with :func:`compresslib.keras.train.fit` (or ``model.fit``); ``finalize()``
+  with ``compresslib.keras.train.fit`` (or ``model.fit``); ``finalize()``
   rebuilds the ordinary layers with the tuned values.
 
 Example:

@@ -4,7 +4,7 @@
   ``Linear``/``Conv`` weights hold only their layer's ``2**bits`` centroids
   (k-means from :mod:`compresslib.core.sharing`, the same code the Keras
   backend calls) and their pruned zeros. It is an ordinary float model;
-  :func:`compresslib.save` finds the codebooks in the values and stores
+  :func:`compresslib.api.save` finds the codebooks in the values and stores
   each such weight as a codebook plus entropy-coded indices.
 * :class:`CentroidTuning` fine-tunes the centroids with the rule of Han et al.
   (2016): a gradient hook on each shared weight replaces every element's
@@ -67,7 +67,7 @@ def share_weights(model: nn.Module, config: WeightSharing, inplace: bool = False
 
     Args:
         model: a ``torch.nn.Module`` (not changed unless ``inplace=True``), on any device.
-        config: :class:`compresslib.WeightSharing` (bits per layer, initialisation, seed).
+        config: :class:`compresslib.configs.WeightSharing` (bits per layer, initialisation, seed).
 
     Returns:
         The new model; each shared weight holds at most ``2**bits`` distinct non-zero values.
