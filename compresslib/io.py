@@ -39,6 +39,7 @@ FORMAT = "compresslib.clz"
 VERSION = 2
 BLOB = "tensors.bin"
 ALIGN = 8
+_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def _little(array: np.ndarray) -> np.ndarray:
@@ -69,8 +70,10 @@ def save(model: Any, path: str | os.PathLike, encoding: str | None = None) -> in
         manifest["tensors"][name] = dict(meta, parts=stored)
     text = json.dumps(manifest, separators=(",", ":"))  # no sort_keys: child order matters
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(BLOB, bytes(blob))
-        zf.writestr("manifest.json", text, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+        # a fixed timestamp in the ZIP headers: the same model gives the same bytes
+        zf.writestr(zipfile.ZipInfo(BLOB, date_time=_EPOCH), bytes(blob))
+        zf.writestr(zipfile.ZipInfo("manifest.json", date_time=_EPOCH), text,
+                    compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
     return os.path.getsize(path)
 
 

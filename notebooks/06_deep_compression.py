@@ -97,8 +97,8 @@ print(f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_t
 # %% [markdown]
 # ## From scratch in NumPy
 #
-# The largest layer of the reference LeNet-300-100 (784 → 300), pruned to 95 %: its 11,760 remaining
-# weights, and Lloyd's k-means written out with a plain loop (assign each weight to its nearest centroid,
+# The largest layer of the reference LeNet-300-100 (784 → 300), after global pruning to 95 %: its
+# remaining weights, and Lloyd's k-means written out with a plain loop (assign each weight to its nearest centroid,
 # move each centroid to the mean of its weights) against compresslib's vectorised version, which sorts
 # the weights once and finds each cluster as a contiguous run between midpoints.
 
@@ -124,11 +124,13 @@ used = np.unique(l_scratch)
 print(f"{w.size} weights, {used.size} of 32 clusters used")
 print("same centroids:", np.allclose(c_scratch[used], c_fast, rtol=1e-9), "| same labels:",
       np.array_equal(np.searchsorted(c_fast, c_scratch[used])[np.searchsorted(used, l_scratch)], l_fast))
+nb.glue("fc1_nnz", f"{w.size:,}")
 nb.glue("kmeans_speedup", t_scratch / t_fast)
 nb.glue("clusters_used", int(used.size))
 
 # %% [markdown]
-# The vectorised k-means is {glue:text}`kmeans_speedup:.0f`× faster here and gives the same centroids.
+# On the {glue:text}`fc1_nnz` weights left, the vectorised k-means is {glue:text}`kmeans_speedup:.0f`× faster
+# here and gives the same centroids.
 # Only {glue:text}`clusters_used` of the 32 clusters are used: pruning removed every weight near zero,
 # so the centroids that the linear initialisation puts in that gap never receive a weight (the codebook
 # keeps only the centroids in use). The three initialisations on the weight histogram:
@@ -139,7 +141,7 @@ ax.hist(w, bins=200, color="0.7")
 for (init, style), y in zip({"linear": "C3", "density": "C0", "random": "C2"}.items(), (0.9, 0.8, 0.7)):
     c, _ = sharing.kmeans_1d(w, 32, init=init, seed=0)
     ax.plot(c, np.full(c.size, y) * ax.get_ylim()[1], "|", ms=12, mew=1.5, color=style, label=f"{init} ({c.size})")
-ax.set_xlabel("weight of fc1 (784→300), 95 % pruned"); ax.set_ylabel("count"); ax.legend(fontsize=9, loc="upper left")
+ax.set_xlabel("weight of fc1 (784→300), 95 % pruned"); ax.set_ylabel("count"); ax.legend(fontsize=9, loc="center")
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -223,6 +225,7 @@ print("codebook sizes:", {k: len(v) for k, v in tsharing.codebooks(back_t).items
 with torch.no_grad():
     x = torch.from_numpy(test_t[0][:200])
     print("same outputs as in memory:", torch.equal(back_t(x), dc_t(x)))
+nb.glue("caffe_params", f"{sum(p.numel() for p in cl.zoo.pretrained('lenet5_caffe', 'torch').parameters()):,}")
 row_t = table_t.rows[-1]
 nb.glue("t300_ratio", row_t["size_ratio"]); nb.glue("t300_drop", row_t["accuracy_drop_pt"])
 nb.glue("t300_bytes", f"{row_t['packed_bytes']:,}")
@@ -241,8 +244,8 @@ for name, meta in read_manifest(f"{tmp}/lenet300_t.clz")["tensors"].items():
 # weight replaces every gradient by the sum over its cluster, so Adam moves all the weights of a cluster
 # together.
 #
-# The paper's own architecture, Caffe's LeNet-5 (conv 20@5×5, conv 50@5×5, fc 500, fc 10; 431,080
-# parameters), is in the zoo as `lenet5_caffe`. Its convolutions make an epoch several times longer than
+# The paper's own architecture, Caffe's LeNet-5 (conv 20@5×5, conv 50@5×5, fc 500, fc 10;
+# {glue:text}`caffe_params` parameters), is in the zoo as `lenet5_caffe`. Its convolutions make an epoch several times longer than
 # LeNet-300-100's, so to stay within this chapter's time budget it gets a quarter of the preset's
 # fine-tuning (4 epochs of gradual pruning, 1 of centroid tuning); `bench/deep_compression.py` runs the
 # full preset on it.
@@ -305,11 +308,14 @@ for (model, fw), tab in ours.items():
 # included. On 2,000 test digits one digit is 0.05 points, so differences of a few tenths between the
 # frameworks are within the noise of the fine-tuning.
 #
-# **Accuracy against size for several bit widths.** The pruned LeNet-300-100 (PyTorch) shared at 2 to 6
-# bits, each with one epoch of centroid fine-tuning, saved and loaded back:
+# **Accuracy against size for several bit widths.** The preset's pruning step alone (gradual, fine-tuned)
+# on LeNet-300-100 (PyTorch), then shared at 2 to 6 bits, without and with one epoch of centroid
+# fine-tuning, each saved and loaded back:
 
 # %%
-pruned_ft = cl.prune(lenet_t, cl.Magnitude(0.95, scope="global"))   # one-shot: the sweep isolates the sharing
+prune_only = pipeline.load_recipe("deep_compression")
+prune_only.steps, prune_only.entropy_coding = prune_only.steps[:1], False
+pruned_ft, _ = pipeline.compress(lenet_t, prune_only, train_data=train_t, packed=False, measure_kwargs={"latency": False})
 base_bytes = table_t.rows[0]["file_bytes"]
 sweep = []
 for bits in (2, 3, 4, 5, 6):
