@@ -342,7 +342,7 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
         >>> m = cl.zoo.pretrained("lenet300_100", "torch")                                 # doctest: +SKIP
         >>> out, table = compress(m, "deep_compression", train_data=cl.datasets.load_mnist("train", layout="torch"),
         ...                       data=cl.datasets.load_mnist("test", layout="torch"))    # doctest: +SKIP
-        >>> table                                                 # input, + Magnitude, + WeightSharing, + entropy coding
+        >>> table        # input, + Magnitude, + WeightSharing, + entropy coding      # doctest: +SKIP
     """
     framework_of(model)  # a clear TypeError for anything else
     plan = load_recipe(recipe)

@@ -117,8 +117,10 @@ def test_compress_torch_stages(tmp_path):
 def test_same_seed_same_bytes(tmp_path):
     model = cl.zoo.pretrained("lenet300_100", "torch")
     recipe = [cl.Magnitude(0.9, scope="global"), cl.WeightSharing(bits=5, init="random", seed=3)]
+    x = cl.datasets.load_mnist("test", layout="torch")[0][:2]
     for name in ("a.clz", "b.clz"):
-        pipeline.compress(model, recipe, output=tmp_path / name, packed=False, measure_kwargs={"latency": False})
+        pipeline.compress(model, recipe, output=tmp_path / name, packed=False,
+                          measure_kwargs={"latency": False, "example_input": x})
     assert (tmp_path / "a.clz").read_bytes() == (tmp_path / "b.clz").read_bytes()
 
 
@@ -146,8 +148,11 @@ def test_legacy_finetune_callable_keeps_zeros_and_centroids():
     train = cl.datasets.load_mnist("train", layout="torch")
     out, table = pipeline.compress(model, [cl.Magnitude(0.8, scope="global"), cl.WeightSharing(bits=3)],
                                    finetune=lambda m: fit(m, (train[0][:1000], train[1][:1000]), epochs=1),
-                                   packed=False, measure_kwargs={"latency": False})
-    assert [r["name"] for r in table.rows] == ["input", "+ Magnitude", "+ WeightSharing"]
+                                   packed=False, data=cl.datasets.load_mnist("test", layout="torch"),
+                                   measure_kwargs={"latency": False})
+    # packed=False: the steps are measured in memory; the coded stage (on with a WeightSharing step) from its file
+    assert [r["name"] for r in table.rows] == ["input", "+ Magnitude", "+ WeightSharing", "+ entropy coding"]
+    assert table.rows[2]["packed_bytes"] is None and table.rows[3]["packed_bytes"] > 0
     assert _sparsity(out) >= 0.8
     assert all(torch.unique(p[p != 0]).numel() <= 8 for n, p in out.named_parameters() if n.endswith("weight"))
 

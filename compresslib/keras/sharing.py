@@ -20,7 +20,7 @@ Example:
     >>> import keras, numpy as np, compresslib as cl
     >>> m = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32)])
     >>> s = share_weights(m, cl.WeightSharing(bits=3))
-    >>> len(np.unique(s.layers[0].kernel.numpy())), m.layers[0].kernel.shape == s.layers[0].kernel.shape
+    >>> len(np.unique(s.layers[-1].kernel.numpy())), m.layers[-1].kernel.shape == s.layers[-1].kernel.shape
     (8, True)
 """
 from __future__ import annotations
