@@ -349,6 +349,8 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
     if not isinstance(packed, bool):
         raise TypeError(f"packed must be True or False, got {packed!r}")
     measure_kwargs = dict(measure_kwargs or {})
+    if data is None and train_data is not None and "example_input" not in measure_kwargs:
+        measure_kwargs["example_input"] = train_data[0][:1]  # torch models need an input to be measured
     from compresslib import api
 
     reports = []
