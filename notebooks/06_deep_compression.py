@@ -315,7 +315,8 @@ for (model, fw), tab in ours.items():
 # %%
 prune_only = pipeline.load_recipe("deep_compression")
 prune_only.steps, prune_only.entropy_coding = prune_only.steps[:1], False
-pruned_ft, _ = pipeline.compress(lenet_t, prune_only, train_data=train_t, packed=False, measure_kwargs={"latency": False})
+pruned_ft, _ = pipeline.compress(lenet_t, prune_only, train_data=train_t, data=test_t, packed=False,
+                                measure_kwargs={"latency": False})
 base_bytes = table_t.rows[0]["file_bytes"]
 sweep = []
 for bits in (2, 3, 4, 5, 6):
