@@ -43,7 +43,7 @@ _LAZY = {
     "load": "compresslib.api",
 }
 _CONFIG_NAMES = (
-    "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT",
+    "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT", "WeightSharing",
     "Magnitude", "Structured", "NM", "SVD", "Tucker", "CP",
 )
 _LAZY.update({name: "compresslib.configs" for name in _CONFIG_NAMES})

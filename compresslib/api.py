@@ -117,84 +117,20 @@ def apply(model: Any, config: Config, **kwargs: Any) -> Any:
     return registry.run(config.verb, model, config, **kwargs)
 
 
-def compress(model: Any, steps: Sequence[Any], *, finetune: Optional[Callable[[Any], Any]] = None,
-             calibration_data: Any = None, data: Any = None, measure_kwargs: Optional[dict] = None
-             ) -> tuple[Any, Comparison]:
-    """Apply several compression steps in order; measure each stage against the input.
+def compress(model: Any, recipe: Any, **kwargs: Any) -> tuple[Any, Comparison]:
+    """Apply a recipe (a list of configs, a dict, a YAML/JSON file or a preset such as
+    ``"deep_compression"``) to a copy of ``model``, fine-tuning between steps; measure each stage.
 
-    Args:
-        model: a PyTorch or Keras model (never changed).
-        steps: configs, applied in order: pruning configs go to :func:`prune`,
-            low-rank configs to :func:`decompose`, quantization configs to :func:`quantize`.
-        finetune: optional ``finetune(model)`` called (in place, on the new model) after each
-            pruning or low-rank step, e.g. ``lambda m: fit(m, train, epochs=1)``.
-        calibration_data: passed to static quantization.
-        data: optional ``(x, y)`` for :func:`measure` (accuracy and latency batch).
-
-    Returns:
-        ``(compressed_model, comparison)`` where ``comparison`` has one row per stage.
+    See :func:`compresslib.pipeline.compress` for the keyword arguments (``train_data``, ``data``,
+    ``finetune``, ``calibration_data``, ``output``, ``packed``, ``measure_kwargs``).
 
     Example:
-        >>> out, table = compress(model, [Magnitude(0.9), Int8Static()],            # doctest: +SKIP
+        >>> out, table = compress(model, [Magnitude(0.9), Int8Static()],                      # doctest: +SKIP
         ...                       finetune=lambda m: fit(m, train, epochs=1), calibration_data=x[:256])
     """
-    if not isinstance(steps, (list, tuple)) or not steps:
-        raise ValueError("steps must be a non-empty list of configs")
-    measure_kwargs = dict(measure_kwargs or {})
-    reports = [measure(model, data=data, name="input", **measure_kwargs)]
-    current = model
-    for i, step in enumerate(steps):
-        if not isinstance(step, Config):
-            raise TypeError(f"steps[{i}] must be a compresslib config, got {type(step).__name__}")
-        if step.verb == "prepare_qat":
-            if finetune is None:
-                raise TypeError(f"steps[{i}]: QAT needs training between prepare_qat and convert; pass finetune=")
-            current = prepare_qat(current, step)
-            finetune(current)
-            current = convert(current)
-        else:
-            extra = {"calibration_data": calibration_data} if step.verb == "quantize" else {}
-            current = registry.run(step.verb, current, step, **extra)
-        if finetune is not None and isinstance(step, (PruneConfig, LowRankConfig)):
-            zeros = _zero_positions(current) if isinstance(step, PruneConfig) else None
-            finetune(current)
-            if zeros is not None:  # fine-tuning must not regrow pruned weights
-                _restore_zeros(current, zeros)
-        reports.append(measure(current, data=data, name=f"+ {type(step).__name__}", **measure_kwargs))
-    return current, compare(reports)
+    from compresslib import pipeline
 
-
-def _weights(model: Any) -> list:
-    """The model's float weight variables (torch Parameters or Keras Variables), in a fixed order."""
-    if framework_of(model) == "torch":
-        return [p for p in model.parameters() if p.is_floating_point()]
-    return [w for w in model.weights if "float" in str(w.dtype)]
-
-
-def _zero_positions(model: Any) -> list:
-    import numpy as np
-
-    return [np.asarray(_to_numpy(w)) == 0 for w in _weights(model)]
-
-
-def _to_numpy(w: Any) -> Any:
-    return w.detach().cpu().numpy() if hasattr(w, "detach") else w.numpy()
-
-
-def _restore_zeros(model: Any, zeros: list) -> None:
-    import numpy as np
-
-    for w, z in zip(_weights(model), zeros):
-        if not z.any():
-            continue
-        value = np.where(z, 0, _to_numpy(w)).astype(_to_numpy(w).dtype)
-        if hasattr(w, "detach"):
-            import torch
-
-            with torch.no_grad():
-                w.copy_(torch.from_numpy(value))
-        else:
-            w.assign(value)
+    return pipeline.compress(model, recipe, **kwargs)
 
 
 def save(model: Any, path: str) -> int:

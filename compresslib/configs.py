@@ -195,6 +195,54 @@ class QAT(QuantConfig):
             _int_in("QAT", "activation_bits", self.activation_bits, 2, 8)
 
 
+@dataclass(frozen=True)
+class WeightSharing(QuantConfig):
+    """Weight sharing by k-means (Han et al. 2016): each layer's non-zero weights become at most 2**bits centroids.
+
+    ``bits`` applies to every Linear/Dense and convolution weight, ``conv_bits`` (when given) to
+    convolutions instead (the paper: 8 for conv, 5 for fully connected layers), and
+    ``per_layer_bits`` overrides both for the named layers (torch module names, Keras layer names).
+    ``init``: "linear" (the paper's default), "density" or "random" (seeded by ``seed``). Pruned
+    zeros stay zero and are no cluster; biases and normalisation layers are left as they are.
+
+    Example:
+        >>> WeightSharing(bits=5, conv_bits=8).bits_for("conv1", conv=True)
+        8
+        >>> WeightSharing(bits=9)
+        Traceback (most recent call last):
+        ...
+        ValueError: WeightSharing.bits must be an integer in [1, 8], got 9
+    """
+
+    bits: int = 5
+    per_layer_bits: Optional[dict] = None
+    conv_bits: Optional[int] = None
+    init: str = "linear"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _int_in("WeightSharing", "bits", self.bits, 1, 8)
+        if self.conv_bits is not None:
+            _int_in("WeightSharing", "conv_bits", self.conv_bits, 1, 8)
+        if self.per_layer_bits is not None:
+            if not isinstance(self.per_layer_bits, dict):
+                raise ValueError("WeightSharing.per_layer_bits must be a dict {layer name: bits}, "
+                                 f"got {type(self.per_layer_bits).__name__}")
+            for name, b in self.per_layer_bits.items():
+                if not isinstance(name, str):
+                    raise ValueError(f"WeightSharing.per_layer_bits keys must be layer names (str), got {name!r}")
+                _int_in("WeightSharing", f"per_layer_bits[{name!r}]", b, 1, 8)
+            object.__setattr__(self, "per_layer_bits", dict(self.per_layer_bits))  # the caller's dict stays theirs
+        _choice("WeightSharing", "init", self.init, ("linear", "density", "random"))
+        _int_in("WeightSharing", "seed", self.seed, 0)
+
+    def bits_for(self, name: str, conv: bool = False) -> int:
+        """Bits of the layer ``name`` (``conv``: whether it is a convolution)."""
+        if self.per_layer_bits and name in self.per_layer_bits:
+            return self.per_layer_bits[name]
+        return self.conv_bits if conv and self.conv_bits is not None else self.bits
+
+
 # --------------------------------------------------------------------------- pruning
 class PruneConfig(Config):
     """Base class of pruning configs (applied by ``prune``)."""

@@ -135,6 +135,7 @@ def register_class(cls: type, name: Optional[str] = None) -> type:
             return kio.register(cls, name)
     raise TypeError(f"cls must be a torch.nn.Module subclass or a Keras layer, initializer, regularizer or "
                     f"constraint class, got {cls.__module__}.{cls.__qualname__}")
+_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def _little(array: np.ndarray) -> np.ndarray:
@@ -165,8 +166,10 @@ def save(model: Any, path: str | os.PathLike, encoding: str | None = None) -> in
         manifest["tensors"][name] = dict(meta, parts=stored)
     text = json.dumps(manifest, separators=(",", ":"))  # no sort_keys: child order matters
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(BLOB, bytes(blob))
-        zf.writestr(MANIFEST, text, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+        # a fixed timestamp in the ZIP headers: the same model gives the same bytes
+        zf.writestr(zipfile.ZipInfo(BLOB, date_time=_EPOCH), bytes(blob))
+        zf.writestr(zipfile.ZipInfo(MANIFEST, date_time=_EPOCH), text,
+                    compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
     return os.path.getsize(path)
 
 

@@ -49,9 +49,10 @@ RECIPES = {
     "lenet5": Recipe(epochs=15),
     "resnet8": Recipe(epochs=10, batch_size=128, lr=2e-3),
     "mlp_wide": Recipe(epochs=8),
+    "lenet5_caffe": Recipe(epochs=10),  # Han et al.'s LeNet-5 (431 k parameters)
 }
 MODEL_NAMES = tuple(RECIPES)
-SHIPPED = ("lenet300_100", "lenet5", "resnet8")  # small enough to ship; mlp_wide (7 MB) trains on first use
+SHIPPED = ("lenet300_100", "lenet5", "resnet8", "lenet5_caffe")  # small enough to ship (lenet5_caffe: 1.7 MB); mlp_wide (7 MB) trains on first use
 
 
 def cache_dir() -> Path:

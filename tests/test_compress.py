@@ -44,6 +44,6 @@ def test_bad_steps():
     model = cl.zoo.pretrained("lenet5", "torch")
     with pytest.raises(ValueError, match="steps"):
         cl.compress(model, [])
-    with pytest.raises(TypeError, match=r"steps\[0\]"):
+    with pytest.raises(ValueError, match=r"steps\[0\]: unknown step type 'prune'"):
         cl.compress(model, ["prune"], data=cl.datasets.load_mnist("test", layout="torch"),
                     measure_kwargs={"latency": False})

@@ -53,6 +53,9 @@ FRAMEWORK_ONLY = {
         "FakeQuantDense": "Keras 3 has no QAT: compresslib's fake-quant layers",
         "FakeQuantConv2D": "Keras 3 has no QAT: compresslib's fake-quant layers",
     },
+    "sharing": {
+        "CentroidLayer": "Keras has no per-variable gradient hook: a layer whose kernel gathers from a codebook",
+    },
     "train": {
         "labelled_batches": "torch evaluates DataLoader-style iterables of (x, y) batches",
         "first_inputs": "torch evaluates DataLoader-style iterables of (x, y) batches",

@@ -5,7 +5,7 @@ import torch
 import compresslib as cl
 from compresslib import zoo
 
-THRESHOLDS = {"lenet300_100": 0.95, "lenet5": 0.97, "resnet8": 0.975}
+THRESHOLDS = {"lenet300_100": 0.95, "lenet5": 0.97, "resnet8": 0.975, "lenet5_caffe": 0.975}
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])

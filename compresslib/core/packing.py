@@ -41,7 +41,7 @@ Example:
     >>> meta["encoding"], decode(meta, arrays).shape
     ('dense', (2, 3))
     >>> w = np.zeros((100, 100), dtype=np.float32); w[::10, ::2] = 1.0   # 95 % zeros
-    >>> meta, arrays = encode(w)
+    >>> meta, arrays = encode(w, "bitmask_z")
     >>> meta["encoding"], bool((decode(meta, arrays) == w).all())
     ('bitmask_z', True)
     >>> meta, arrays = encode(np.array([0, 3, -7, 100], dtype=np.int64))  # narrowed to int8
@@ -53,8 +53,10 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import zlib
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -384,7 +386,9 @@ def encode(array: np.ndarray, encoding: Optional[str] = None) -> Encoded:
                              f" and shape {array.shape}")
         candidates = [out]
     else:
-        candidates = [c for c in (enc(stored) for enc, _ in ENCODERS.values()) if c is not None]
+        excluded = _EXCLUDED.get()
+        candidates = [c for c in (enc(stored) for name, (enc, _) in ENCODERS.items() if name not in excluded)
+                      if c is not None]
     meta, arrays = min(candidates, key=lambda c: encoded_cost(c[1]))
     meta = dict(meta, shape=list(array.shape), dtype=str(array.dtype))
     return meta, arrays
@@ -431,3 +435,45 @@ def decode(meta: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
             raise ValueError(f"stored {values.dtype} values cannot be {dtype} without loss")
     out = ENCODERS[name][1](meta, arrays, shape, dtype)
     return np.asarray(out, dtype=dtype).reshape(shape)
+
+
+# --------------------------------------------------------------------------- plug-ins and the chooser
+_EXCLUDED: contextvars.ContextVar[frozenset] = contextvars.ContextVar("excluded_encodings", default=frozenset())
+
+
+def register(encoders: dict, expanding: bool = True) -> None:
+    """Add encodings ``{name: (encoder, decoder)}`` to :data:`ENCODERS` (``expanding``: their decoded
+    size is not bounded by the stored bytes, so :data:`MAX_EXPANDED_ELEMENTS` applies)."""
+    global _EXPANDING
+    ENCODERS.update(encoders)
+    if expanding:
+        _EXPANDING = tuple(dict.fromkeys(_EXPANDING + tuple(encoders)))
+
+
+@contextlib.contextmanager
+def excluding(*names: str) -> Iterator[None]:
+    """Within this block, :func:`encode`'s automatic choice skips the encodings ``names``.
+
+    Used to measure what a file would weigh without entropy coding (the stages of
+    Deep Compression). Decoding is never affected.
+
+    Example:
+        >>> w = np.zeros((100, 100), dtype=np.float32); w[::10, ::2] = 1.0
+        >>> encode(w)[0]["encoding"]
+        'codebook_ans'
+        >>> with excluding("bitmask_z", "codebook_ans"):
+        ...     encode(w)[0]["encoding"]
+        'codebook'
+    """
+    unknown = [n for n in names if n not in ENCODERS or n == "dense"]
+    if unknown:
+        raise ValueError(f"names: cannot exclude {unknown}; encodings are {tuple(ENCODERS)} (dense always stays)")
+    token = _EXCLUDED.set(_EXCLUDED.get() | frozenset(names))
+    try:
+        yield
+    finally:
+        _EXCLUDED.reset(token)
+
+
+# Codebook encodings (weight sharing: codebook + indices, relative index gaps, ANS) register here.
+from compresslib.core import entropy as _entropy  # noqa: E402,F401  (circular by design: registers on import)

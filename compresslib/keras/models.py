@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-MODEL_NAMES = ("lenet300_100", "lenet5", "resnet8", "mlp_wide")
+MODEL_NAMES = ("lenet300_100", "lenet5", "resnet8", "mlp_wide", "lenet5_caffe")
 INPUT_SHAPE = (28, 28, 1)
 
 
@@ -50,6 +50,19 @@ def lenet5(num_classes: int = 10) -> keras.Model:
     x = layers.Dense(84, activation="relu", name="fc2")(x)
     outputs = layers.Dense(num_classes, name="fc3")(x)
     return keras.Model(inputs, outputs, name="lenet5")
+
+
+def lenet5_caffe(num_classes: int = 10) -> keras.Model:
+    """Caffe's LeNet-5 (Han et al. 2016): conv 20@5×5, pool, conv 50@5×5, pool, fc 500, ReLU, fc 10; 431,080 parameters."""
+    inputs = keras.Input(INPUT_SHAPE, name="input")
+    x = layers.Conv2D(20, 5, name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(50, 5, name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(500, activation="relu", name="fc1")(x)
+    outputs = layers.Dense(num_classes, name="fc2")(x)
+    return keras.Model(inputs, outputs, name="lenet5_caffe")
 
 
 def _bn(name: str) -> layers.BatchNormalization:
@@ -90,7 +103,8 @@ def resnet8(num_classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64)) 
     return keras.Model(inputs, outputs, name="resnet8")
 
 
-_BUILDERS = {"lenet300_100": lenet300_100, "lenet5": lenet5, "resnet8": resnet8, "mlp_wide": mlp_wide}
+_BUILDERS = {"lenet300_100": lenet300_100, "lenet5": lenet5, "resnet8": resnet8, "mlp_wide": mlp_wide,
+             "lenet5_caffe": lenet5_caffe}
 
 
 def build(name: str, num_classes: int = 10) -> keras.Model:

@@ -15,7 +15,7 @@ from torch import nn
 
 from compresslib.io import register_class
 
-MODEL_NAMES = ("lenet300_100", "lenet5", "resnet8", "mlp_wide")
+MODEL_NAMES = ("lenet300_100", "lenet5", "resnet8", "mlp_wide", "lenet5_caffe")
 
 
 def lenet300_100(num_classes: int = 10) -> nn.Module:
@@ -47,6 +47,21 @@ def lenet5(num_classes: int = 10) -> nn.Module:
         nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
         nn.Linear(120, 84), nn.ReLU(),
         nn.Linear(84, num_classes),
+    )
+
+
+def lenet5_caffe(num_classes: int = 10) -> nn.Module:
+    """Caffe's LeNet-5, the model of Han et al. (2016): conv 20@5×5, pool, conv 50@5×5, pool, fc 500, ReLU, fc 10.
+
+    431,080 parameters. As in Caffe's ``lenet_train_test.prototxt``, the convolutions are
+    not padded and have no activation; the only ReLU follows the 500-unit layer.
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 20, 5), nn.MaxPool2d(2),
+        nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(50 * 4 * 4, 500), nn.ReLU(),
+        nn.Linear(500, num_classes),
     )
 
 
@@ -100,7 +115,8 @@ def resnet8(num_classes: int = 10) -> nn.Module:
     return ResNet8(num_classes)
 
 
-_BUILDERS = {"lenet300_100": lenet300_100, "lenet5": lenet5, "resnet8": resnet8, "mlp_wide": mlp_wide}
+_BUILDERS = {"lenet300_100": lenet300_100, "lenet5": lenet5, "resnet8": resnet8, "mlp_wide": mlp_wide,
+             "lenet5_caffe": lenet5_caffe}
 
 
 def build(name: str, num_classes: int = 10) -> nn.Module:
