@@ -144,7 +144,12 @@ def _example_from(model: nn.Module, data, example_input, batch_size: int) -> tor
 
 def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, name: Optional[str] = None,
             batch_size: int = 32, runs: int = 50, warmup: int = 10, latency: bool = True) -> Report:
-    """Measure ``model`` (see :func:`compresslib.measure`)."""
+    """Measure ``model`` (see :func:`compresslib.measure`); runtime models exported from torch too."""
+    if getattr(model, "__compresslib_runtime__", None) and getattr(model, "__compresslib_framework__", None) == "torch":
+        from compresslib.runtime import measure_runtime
+
+        return measure_runtime(model, data, example_input, name=name, batch_size=batch_size, runs=runs,
+                               warmup=warmup, latency=latency)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if data is not None and (not isinstance(data, (tuple, list)) or len(data) != 2):

@@ -136,7 +136,9 @@ def _distill(out: torch.Tensor, hard: torch.Tensor, teacher: torch.Tensor, alpha
 
 @torch.inference_mode()
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode)."""
+    """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode; runtime models run as they are)."""
+    if not isinstance(model, nn.Module) and getattr(model, "__compresslib_runtime__", None):
+        return np.asarray(model.predict(np.asarray(x), batch_size=batch_size), dtype=np.float32)
     model.eval()
     device = model_device(model)
     dtypes = [p.dtype for p in model.parameters() if p.is_floating_point()]
