@@ -115,7 +115,8 @@ def export_onnx(model: Any, path: str, name: Optional[str] = None) -> dict:
     if isinstance(model, LiteRTModel):
         raise ValueError("model: a LiteRT int8 model has no maintained converter to ONNX; export it with "
                          "runtime='litert', or export the float Keras model to ONNX")
-    onnx = _require("onnx", "tf2onnx")
+    _require("tf2onnx")
+    onnx = _require("onnx")
     meta = metadata(model, name)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -226,15 +226,15 @@ def unsupported_layers(model: nn.Module) -> list[str]:
     for name, m in model.named_modules():
         kind = _quantized_kind(m)
         if isinstance(m, (WeightOnlyLinear, WeightOnlyConv2d)):
-            bad.append(f"{name} ({type(m).__name__}: compresslib's packed weight-only layer)")
+            bad.append(f"{name!r} ({type(m).__name__}: compresslib's packed weight-only layer)")
         elif kind == "other":
-            bad.append(f"{name} ({type(m).__module__}.{type(m).__name__})")
+            bad.append(f"{name!r} ({type(m).__module__}.{type(m).__name__})")
         else:
             for pname, p in m.named_parameters(recurse=False):
                 if type(p) not in (torch.Tensor, nn.Parameter) and hasattr(p, "__tensor_flatten__"):
-                    bad.append(f"{name} ({type(m).__name__} with a torchao {type(p).__name__} weight)")
+                    bad.append(f"{name!r} ({type(m).__name__} with a torchao {type(p).__name__} weight)")
                 elif p.is_floating_point() and p.dtype != torch.float32:
-                    bad.append(f"{name} ({type(m).__name__} with {p.dtype} weights: export the float32 model)")
+                    bad.append(f"{name!r} ({type(m).__name__} with {p.dtype} weights: export the float32 model)")
     return bad
 
 
@@ -376,7 +376,7 @@ def _example(model: nn.Module, example_input: Any) -> torch.Tensor:
         shape = getattr(model, "compresslib_recipe", {}).get("example_shape")
         if not shape:
             raise ValueError("example_input is required to export this model (an input batch, e.g. x[:1])")
-        return torch.zeros(shape)
+        return torch.zeros([max(2, shape[0])] + list(shape[1:]))
     if not isinstance(example_input, (np.ndarray, torch.Tensor)):
         raise TypeError(f"example_input must be a numpy array or torch.Tensor, got {type(example_input).__name__}")
     ex = torch.as_tensor(np.asarray(example_input) if isinstance(example_input, np.ndarray) else example_input)
