@@ -65,7 +65,8 @@ class RuntimeModel:
 
     def predict_on_batch(self, x: Any) -> np.ndarray:
         """Outputs for one batch (float32 NumPy array in, float32 NumPy array out; ``x`` is not changed)."""
-        arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+        arr = np.asarray(x)
+        arr = np.ascontiguousarray(arr if arr.dtype.kind in "iub" else arr.astype(np.float32, copy=False))
         return self._run(arr)
 
     def __call__(self, x: Any) -> np.ndarray:
