@@ -118,29 +118,19 @@ def _state_bytes(model, tmp) -> int:
 
 
 def resnet18_layout():
-    """The ResNet-18 layout (torchvision's, written out: no torchvision here) for 1×224×224 inputs, seeded weights."""
+    """The ResNet-18 layout (torchvision's) for 1×224×224 inputs from compresslib's BasicBlock, seeded weights.
+
+    Built from torch.nn and compresslib classes only, so ``cl.quantize`` can record its recipe.
+    """
     from torch import nn
 
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.relu1 = nn.ReLU()
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.relu2 = nn.ReLU()
-            self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                         if stride != 1 or cin != cout else nn.Identity())
-
-        def forward(self, x):
-            return self.relu2(self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))) + self.down(x))
+    from compresslib.torch.models import BasicBlock
 
     torch.manual_seed(0)
     layers = [nn.Conv2d(1, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
     cin = 64
     for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-        layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
+        layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
         cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10)]
     model = nn.Sequential(*layers)
