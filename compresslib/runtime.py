@@ -1,9 +1,9 @@
 """Runtime models: an exported file loaded into ONNX Runtime, OpenVINO or ``torch.export``, as a model.
 
 A runtime model behaves like the model it came from, as far as compresslib is
-concerned: :func:`compresslib.measure`, ``evaluate``, :func:`compresslib.compare`
+concerned: ``compresslib.measure``, ``evaluate``, ``compresslib.compare``
 and the benches treat it exactly like a framework model. The protocol (the same
-one :class:`compresslib.keras.quantization.LiteRTModel` follows):
+one ``compresslib.keras.quantization.LiteRTModel`` follows):
 
 * ``__compresslib_framework__``: the framework the model was exported from
   (``"torch"`` or ``"keras"``), so inputs keep that framework's layout;
@@ -48,7 +48,7 @@ def _threads(threads: Optional[int]) -> int:
 
 
 class RuntimeModel:
-    """Base of the runtime models: NumPy in, NumPy out, plus what :func:`measure` needs."""
+    """Base of the runtime models: NumPy in, NumPy out, plus what ``measure`` needs."""
 
     __compresslib_runtime__ = "runtime"
 
@@ -264,7 +264,7 @@ def load(path: str, runtime: Optional[str] = None, **kwargs: Any) -> Any:
 
 def measure_runtime(model: Any, data: Any = None, example_input: Any = None, *, name: Optional[str] = None,
                     batch_size: int = 32, runs: int = 50, warmup: int = 10, latency: bool = True) -> Report:
-    """:func:`compresslib.measure` for a runtime model: its file's bytes, recorded layers, latency, accuracy."""
+    """``compresslib.measure`` for a runtime model: its file's bytes, recorded layers, latency, accuracy."""
     from compresslib.core.measure import file_sizes, latency_stats, load_average
     from compresslib.core.training import check_data
     from compresslib.timing import time_calls

@@ -5,7 +5,7 @@ right after another job can be several times slower. Timing models one after
 another lets that drift fall on whichever model came later; timing them in
 rounds (each model a few calls, then the next, over and over) spreads it over
 all of them, so ratios between the medians are fair. Every bench and chapter
-compares speeds through :func:`interleaved_latency`.
+compares speeds through ``interleaved_latency``.
 
 Any model compresslib measures can be timed: a ``torch.nn.Module`` (through
 ``compresslib.torch.measure.time_model``: inference mode, CUDA synchronised,

@@ -106,7 +106,7 @@ for label, levels in (("7-bit (torch x86)", 127), ("8-bit (runtime)", 255)):
     q = np.clip(np.rint(act / s), 0, levels)
     errors[label] = cq.sqnr_db(act, q * s)
     print(f"{label}: step {s:.4f}, SQNR {errors[label]:.1f} dB")
-nb.glue("sqnr_gain_db", errors["8-bit (runtime)"] - errors["7-bit (torch x86)"])
+nb.glue("sqnr_gain_db", float(errors["8-bit (runtime)"] - errors["7-bit (torch x86)"]))
 
 # %% [markdown]
 # One bit more is about {glue:text}`sqnr_gain_db:.1f` dB of signal-to-noise. `cl.export(...,

@@ -1,7 +1,7 @@
 """Export PyTorch models to runtime files: ONNX (ONNX Runtime), OpenVINO IR, ``torch.export`` (``.pt2``).
 
 Every kind of model compresslib makes exports: float models as they are (folded,
-structurally pruned, low-rank), and the int8 models of :func:`compresslib.quantize`
+structurally pruned, low-rank), and the int8 models of ``compresslib.quantize``
 through a *QDQ reference model*: a float graph in which each quantized tensor is
 written as ``dequantize(quantize(x))`` with compresslib's own scales and zero
 points, and each int8 weight is stored as int8 with its per-channel scales. The
