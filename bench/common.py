@@ -77,35 +77,36 @@ def row(report: Report, model: str, method: str, baseline: Optional[Report] = No
 
 
 def interleaved_latency(framework: str, models: dict, example: Any, rounds: int = 7, runs: int = 15) -> dict:
-    """Median milliseconds per model, timing the models in turn for ``rounds`` rounds (``runs`` calls each).
+    """Median milliseconds per model, timed in interleaved rounds: :func:`compresslib.timing.interleaved_latency`.
 
-    On a shared machine the speed drifts by 10-20 % over minutes; timing models one
-    after another lets that drift fall on whichever model came later. Rounds spread
-    it over all of them, so ratios between the returned medians are fair.
+    ``framework`` is kept for the benches' old call shape; each model's own kind decides how it is called.
     """
-    import statistics
+    from compresslib.timing import interleaved_latency as timed
 
-    from compresslib._dispatch import backend
-
-    time_model = backend(framework, "measure").time_model
-    times: dict = {label: [] for label in models}
-    for _ in range(rounds):
-        for label, model in models.items():
-            times[label] += time_model(model, example, runs=runs, warmup=3)
-    return {label: statistics.median(t) for label, t in times.items()}
+    return timed(models, example, rounds=rounds, runs=runs)
 
 
 def retime(rows: list[dict], framework: str, model: str, models: dict, example: Any, baseline: str = "fp32",
-           **kwargs: Any) -> None:
+           runtime_baselines: Optional[dict] = None, **kwargs: Any) -> dict:
     """Replace ``latency_ms`` and ``speedup`` of the ``framework``/``model`` rows whose method is a key
-    of ``models`` by :func:`interleaved_latency` figures (speedup against the ``baseline`` method's model)."""
+    of ``models`` by :func:`interleaved_latency` figures (speedup against the ``baseline`` method's model).
+
+    ``runtime_baselines`` maps a method to the method of the same runtime's fp32 model
+    (e.g. ``{"litert_static": "litert_fp32"}``); those rows also get ``speedup_vs_runtime_fp32``.
+    Rows not in ``runtime_baselines`` get it against ``baseline`` (they run in the framework itself).
+    Returns the medians.
+    """
     medians = interleaved_latency(framework, models, example, **kwargs)
+    runtime_baselines = runtime_baselines or {}
     for r in rows:
         if r["framework"] == framework and r["model"] == model and r["method"] in medians:
             r["latency_ms"] = medians[r["method"]]
             r["speedup"] = medians[baseline] / medians[r["method"]]
+            own = runtime_baselines.get(r["method"], baseline)
+            r["speedup_vs_runtime_fp32"] = medians[own] / medians[r["method"]] if own in medians else None
             r["latency_spread_ms"] = None
             r["timing"] = "interleaved"
+    return medians
 
 
 def machine() -> dict:
@@ -126,7 +127,8 @@ def _fmt(v: Any) -> str:
 
 def markdown(rows: Iterable[dict], keys: Optional[list[str]] = None) -> str:
     rows = list(rows)
-    keys = keys or [k for k in list(BASE_KEYS) + ["size_ratio", "speedup", "accuracy_drop_pt", "sparsity"]
+    keys = keys or [k for k in list(BASE_KEYS) + ["size_ratio", "speedup", "speedup_vs_runtime_fp32",
+                                                  "accuracy_drop_pt", "sparsity"]
                     if any(k in r for r in rows)]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |" for r in rows]

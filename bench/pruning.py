@@ -14,6 +14,9 @@ Rows (each against the fp32 model measured in the same run):
   for labels only); then the same model with BatchNorm folded, timed against
   the fp32 model as given (``speedup``) and folded too (``speedup_vs_folded_fp32``).
 
+Latency: each network's variants are timed together in interleaved rounds
+(:func:`compresslib.timing.interleaved_latency`), so ratios within one run are fair.
+
 ``bytes`` is the packed ``.clz`` file where the row says ``packed``, else the
 framework's native file (state_dict / ``.keras``).
 """
@@ -25,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, parse_args, row  # noqa: E402
+from common import emit, interleaved_latency, parse_args, retime, row  # noqa: E402
 
 import argparse  # noqa: E402
 
@@ -73,6 +76,7 @@ def lenet_rows(framework, args):
         method = "zeros in kernels 0.9 (.keras)"
     r = cl.measure(own, data=test, runs=args.runs, name=method)
     rows.append(row(r, "lenet300_100", method, b, sparsity=_sparsity(r)))
+    timed = {"fp32": base, method: own}
 
     # compresslib: gradual global magnitude pruning while fine-tuning, packed
     steps_per_epoch = -(-len(train[0]) // 64)
@@ -91,6 +95,7 @@ def lenet_rows(framework, args):
     r = cl.measure(final, data=test, runs=args.runs, name="gradual 0.9", packed=True)
     rows.append(row(r, "lenet300_100", "gradual magnitude 0.9 global, packed", b, sparsity=_sparsity(r),
                     native_bytes=r.file_bytes, finetune_s=round(ft, 1)))
+    timed["gradual magnitude 0.9 global, packed"] = final
 
     # N:M 2:4, one-shot then a short fine-tune with the masks kept
     nm = cl.prune(base, cl.NM(2, 4))
@@ -104,13 +109,14 @@ def lenet_rows(framework, args):
     nm = hook.finalize(nm)
     r = cl.measure(nm, data=test, runs=args.runs, name="2:4", packed=True)
     rows.append(row(r, "lenet300_100", "N:M 2:4, packed", b, sparsity=_sparsity(r), finetune_s=round(ft, 1)))
+    timed["N:M 2:4, packed"] = nm
+    retime(rows, framework, "lenet300_100", timed, test[0][:32], rounds=_rounds(args), runs=15)
     return rows
 
 
-def _big_batch_speedup(model, base_ms, test, args):
-    """Speedup at batch 256, where the framework's fixed per-call cost weighs less than at 32."""
-    r = cl.measure(model, data=None, example_input=test[0][:256], runs=max(10, args.runs // 5), latency=True)
-    return base_ms / r.latency_ms
+def _rounds(args) -> int:
+    """Interleaved rounds for ``--runs`` calls per model (15 calls a round)."""
+    return max(3, args.runs // 15)
 
 
 def resnet_rows(framework, args, ratios):
@@ -119,14 +125,16 @@ def resnet_rows(framework, args, ratios):
     train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
     base = cl.zoo.pretrained("resnet8", framework)
     b = cl.measure(base, data=test, runs=args.runs, name="fp32")
-    b256 = cl.measure(base, example_input=test[0][:256], runs=max(10, args.runs // 5)).latency_ms
     rows = [row(b, "resnet8", "fp32", b, speedup_b256=1.0)]
-    bf = cl.measure(cl.fold_batchnorm(base), data=test, runs=args.runs, name="fp32 + fold")
+    folded = cl.fold_batchnorm(base)
+    bf = cl.measure(folded, data=test, runs=args.runs, name="fp32 + fold")
     rows.append(row(bf, "resnet8", "fp32 + fold BN", b))
+    timed, big = {"fp32": base, "fp32 + fold BN": folded}, {"fp32": base}
     for ratio in ratios:
         s = cl.prune(base, cl.Structured(ratio), example_input=test[0][:1])
         r = cl.measure(s, data=test, runs=args.runs, name=f"structured {ratio}")
         rows.append(row(r, "resnet8", f"structured {ratio}, no fine-tune", b, macs_ratio=b.macs / r.macs))
+        timed[rows[-1]["method"]] = fw_prune.finalize(s)  # a copy: s is fine-tuned in place next
         t0 = time.perf_counter()
         fw_train.fit(s, train, epochs=args.epochs, batch_size=128, lr=2e-3, lr_schedule="step",
                      teacher=base if args.distill else None)
@@ -135,13 +143,25 @@ def resnet_rows(framework, args, ratios):
         r = cl.measure(s, data=test, runs=args.runs, name=f"structured {ratio} ft")
         how = f"{'distilled' if args.distill else 'fine-tuned'} {args.epochs} ep"
         rows.append(row(r, "resnet8", f"structured {ratio}, {how}", b,
-                        macs_ratio=b.macs / r.macs, finetune_s=round(ft, 1),
-                        speedup_b256=_big_batch_speedup(s, b256, test, args)))
+                        macs_ratio=b.macs / r.macs, finetune_s=round(ft, 1)))
+        timed[rows[-1]["method"]] = big[rows[-1]["method"]] = s
         # deployment: BatchNorm folded into the convs (exact); against the fp32 model as given
         # and against the fp32 model folded too, so the pruning's own share is visible
-        r = cl.measure(cl.fold_batchnorm(s), data=test, runs=args.runs, name=f"structured {ratio} + fold")
-        rows.append(row(r, "resnet8", f"structured {ratio}, {how} + fold BN", b, macs_ratio=b.macs / r.macs,
-                        speedup_vs_folded_fp32=bf.latency_ms / r.latency_ms))
+        sf = cl.fold_batchnorm(s)
+        r = cl.measure(sf, data=test, runs=args.runs, name=f"structured {ratio} + fold")
+        rows.append(row(r, "resnet8", f"structured {ratio}, {how} + fold BN", b, macs_ratio=b.macs / r.macs))
+        timed[rows[-1]["method"]] = sf
+    # all ResNet8 variants timed together in interleaved rounds (one-shot timings swung 0.85x-3.05x)
+    med = retime(rows, framework, "resnet8", timed, test[0][:32], rounds=_rounds(args), runs=15)
+    # speedup at batch 256, where the framework's fixed per-call cost weighs less than at 32
+    med256 = interleaved_latency(framework, big, test[0][:256], rounds=3, runs=max(3, args.runs // 20))
+    for r in rows:
+        if r["model"] != "resnet8":
+            continue
+        if r["method"] in med256:
+            r["speedup_b256"] = med256["fp32"] / med256[r["method"]]
+        if r["method"].endswith("+ fold BN") and r["method"] != "fp32 + fold BN":
+            r["speedup_vs_folded_fp32"] = med["fp32 + fold BN"] / med[r["method"]]
     return rows
 
 

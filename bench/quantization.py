@@ -8,7 +8,7 @@ Rows per model (each against the fp32 model measured in the same run, batch 32, 
   Conv-BN-ReLU, quantized residual add), ``weight_only_int8`` (torchao), ``weight_only_int4_g16``
   (compresslib's packed 4-bit layers), ``float16``, ``bfloat16``, ``ptq_w4`` (weights rounded to
   4 bits, no training) and ``qat_w4a8`` (prepare_qat, one short epoch, convert).
-* keras: ``litert_dynamic``, ``litert_static`` (full int8, calibrated), ``keras_int8`` (Keras's own
+* keras: ``litert_fp32`` (the fp32 model in LiteRT: the runtime alone), ``litert_dynamic``, ``litert_static`` (full int8, calibrated), ``keras_int8`` (Keras's own
   ``model.quantize("int8")``, Dense only), ``float16``, ``ptq_w4`` and ``qat_w4a8`` (compresslib's
   fake-quant layers, one short epoch).
 
@@ -16,6 +16,11 @@ Rows per model (each against the fp32 model measured in the same run, batch 32, 
 the fp32 native file over it. ``clz_bytes`` is compresslib's packed ``.clz`` file of the same model
 (``cl.save``: int8 values one byte each, zero points and exact float64 scales narrowed) and
 ``clz_size_ratio`` the fp32 ``.clz`` over the quantized ``.clz``.
+
+Latency: all models of one network are timed together in interleaved rounds
+(:func:`compresslib.timing.interleaved_latency`); ``speedup`` is against the framework's eager
+fp32 model, ``speedup_vs_runtime_fp32`` against the same runtime running fp32 (LiteRT rows:
+``litert_fp32``; torch rows run in torch itself, so it equals ``speedup``).
 """
 from __future__ import annotations
 
@@ -27,14 +32,17 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, parse_args, row  # noqa: E402
+from common import emit, parse_args, retime, row  # noqa: E402
 
 import compresslib as cl  # noqa: E402
 from compresslib._dispatch import backend  # noqa: E402
 
 MODELS = ("lenet5", "resnet8", "mlp_wide")
 KEYS = ["framework", "model", "method", "params", "bytes", "clz_bytes", "accuracy", "latency_ms", "size_ratio",
-        "clz_size_ratio", "accuracy_drop_pt", "speedup", "seconds"]
+        "clz_size_ratio", "accuracy_drop_pt", "speedup", "speedup_vs_runtime_fp32", "seconds"]
+# LiteRT int8 rows are also compared with LiteRT running the fp32 model (a runtime change alone is worth 2x).
+RUNTIME_BASELINES = {"litert_dynamic": "litert_fp32", "litert_static": "litert_fp32"}
+UNTIMED = ("float16",)  # Keras float16 on CPU is ~20x slower; timed once, kept out of the rounds
 QAT_SAMPLES, CAL_SAMPLES, QAT_LR = 4000, 256, 1e-4  # a small learning rate: QAT nudges trained weights
 
 
@@ -65,7 +73,11 @@ def _modes(framework):
             ("bfloat16", lambda m, train: cl.quantize(m, cl.BFloat16())),
             ptq4, ("qat_w4a8", qat),
         ]
+    from compresslib.keras.export import litert_flatbuffer
+    from compresslib.keras.quantization import LiteRTModel
+
     return [
+        ("litert_fp32", lambda m, train: LiteRTModel(litert_flatbuffer(m), name="litert_fp32")),
         ("litert_dynamic", lambda m, train: cl.quantize(m, cl.Int8Dynamic())),
         ("litert_static", lambda m, train: cl.quantize(m, cl.Int8Static(), calibration_data=train[0][:CAL_SAMPLES])),
         ("keras_int8", lambda m, train: cl.quantize(m, cl.WeightOnly(bits=8))),
@@ -91,19 +103,25 @@ def main(argv=None) -> list[dict]:
             base = cl.measure(model, data=test, runs=args.runs, name="fp32")
             base_clz = _clz_bytes(model)
             rows.append(row(base, name, "fp32", base, seconds=0.0, clz_bytes=base_clz, clz_size_ratio=1.0))
+            timed = {"fp32": model}
             for method, make in _modes(framework):
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     q = make(model, train)
                 seconds = time.perf_counter() - t0
-                runs = args.runs if not (framework == "keras" and method == "float16") else 5  # fp16 on CPU is slow
-                r = cl.measure(q, data=test, runs=runs, name=method)
+                slow = framework == "keras" and method in UNTIMED
+                r = cl.measure(q, data=test, runs=5 if slow else 3, warmup=2, latency=True, name=method)
+                if not slow:
+                    timed[method] = q
                 clz = _clz_bytes(q)
                 rows.append(row(r, name, method, base, seconds=round(seconds, 1), clz_bytes=clz,
                                 clz_size_ratio=base_clz / clz))
-                print(f"{framework} {name} {method}: acc {r.accuracy:.4f} bytes {r.file_bytes} clz {clz} "
-                      f"x{rows[-1]['speedup']:.2f}", file=sys.stderr, flush=True)
+                print(f"{framework} {name} {method}: acc {r.accuracy:.4f} bytes {r.file_bytes} clz {clz}",
+                      file=sys.stderr, flush=True)
+            # every timed model of this network in interleaved rounds: ratios within one run are fair
+            retime(rows, framework, name, timed, test[0][:32], runtime_baselines=RUNTIME_BASELINES,
+                   rounds=max(3, args.runs // 15), runs=15)
     emit(rows, args.json, KEYS)
     return rows
 

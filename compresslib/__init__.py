@@ -41,6 +41,7 @@ _LAZY = {
     "fold_batchnorm": "compresslib.api",
     "save": "compresslib.api",
     "load": "compresslib.api",
+    "export": "compresslib.deploy",
 }
 _CONFIG_NAMES = (
     "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT", "WeightSharing",

@@ -53,6 +53,18 @@ FRAMEWORK_ONLY = {
         "FakeQuantDense": "Keras 3 has no QAT: compresslib's fake-quant layers",
         "FakeQuantConv2D": "Keras 3 has no QAT: compresslib's fake-quant layers",
     },
+    "export": {
+        "QDQLinear": "torch int8 layers re-expressed as quantize/dequantize ops for ONNX and torch.export",
+        "QDQConv2d": "torch int8 layers re-expressed as quantize/dequantize ops for ONNX and torch.export",
+        "QDQAdd": "torch int8 layers re-expressed as quantize/dequantize ops for ONNX and torch.export",
+        "QDQDynamicLinear": "torch int8 layers re-expressed as quantize/dequantize ops for ONNX and torch.export",
+        "export_torch": "torch.export (.pt2) is a PyTorch runtime",
+        "is_int8": "torch int8 models are torch.ao modules that need translating; Keras int8 is already LiteRT",
+        "reference_model": "the float graph with QDQ ops that a torch int8 model becomes",
+        "unsupported_layers": "torch layers no exporter handles (packed weight-only, torchao tensors)",
+        "litert_flatbuffer": "Keras's own runtime is LiteRT",
+        "load_litert": "Keras's own runtime is LiteRT",
+    },
     "sharing": {
         "CentroidLayer": "Keras has no per-variable gradient hook: a layer whose kernel gathers from a codebook",
     },

@@ -197,7 +197,13 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
 
     ``data``: ``(x, y)`` with ``x`` an array, a tensor or a dict/tuple of them, or an iterable of
     ``(x, y)`` batches (a DataLoader). ``example_input``: one batch in any form the model takes.
+    Runtime models exported from torch (:mod:`compresslib.runtime`) are measured in their runtime.
     """
+    if getattr(model, "__compresslib_runtime__", None) and getattr(model, "__compresslib_framework__", None) == "torch":
+        from compresslib.runtime import measure_runtime
+
+        return measure_runtime(model, data, example_input, name=name, batch_size=batch_size, runs=runs,
+                               warmup=warmup, latency=latency)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_measure_args(batch_size)

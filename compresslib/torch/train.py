@@ -174,11 +174,13 @@ def first_inputs(data: Any, batch_size: int, model: Optional[nn.Module] = None) 
 
 @torch.inference_mode()
 def predict(model: nn.Module, x: Any, batch_size: int = 500) -> np.ndarray:
-    """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode).
+    """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode; runtime models run as they are).
 
     ``x``: an array or tensor, or a dict/tuple of them sharing the batch dimension; the
     logits are the first tensor of whatever the model returns (``ModelOutput``, tuple, …).
     """
+    if not isinstance(model, nn.Module) and getattr(model, "__compresslib_runtime__", None):
+        return np.asarray(model.predict(np.asarray(x), batch_size=batch_size), dtype=np.float32)
     model.eval()
     outs = [inputs.logits(inputs.call(model, inputs.take(x, s, s + batch_size))).float().cpu().numpy()
             for s in range(0, inputs.leading_size(x), batch_size)]
@@ -188,10 +190,15 @@ def predict(model: nn.Module, x: Any, batch_size: int = 500) -> np.ndarray:
 @torch.inference_mode()
 def evaluate(model: nn.Module, data: Any, batch_size: int = 500) -> float:
     """Top-1 accuracy (0..1) of ``model`` on ``data``: ``(x, y)`` or an iterable of ``(x, y)`` batches."""
-    model.eval()
+    runtime = not isinstance(model, nn.Module) and getattr(model, "__compresslib_runtime__", None)
+    if not runtime:
+        model.eval()
     right = total = 0
     for xb, yb in labelled_batches(data, batch_size):
-        pred = inputs.logits(inputs.call(model, xb)).argmax(-1).cpu().numpy()
+        if runtime:
+            pred = predict(model, xb, batch_size).argmax(-1)
+        else:
+            pred = inputs.logits(inputs.call(model, xb)).argmax(-1).cpu().numpy()
         right += int((pred.reshape(-1) == yb.reshape(-1)).sum())
         total += int(yb.size)
     return right / total

