@@ -62,6 +62,8 @@ FRAMEWORK_ONLY = {
         "is_int8": "torch int8 models are torch.ao modules that need translating; Keras int8 is already LiteRT",
         "reference_model": "the float graph with QDQ ops that a torch int8 model becomes",
         "unsupported_layers": "torch layers no exporter handles (packed weight-only, torchao tensors)",
+        "QDQ": "the base of the torch QDQ layers",
+        "export_litert": "Keras's own runtime is LiteRT",
         "litert_flatbuffer": "Keras's own runtime is LiteRT",
         "load_litert": "Keras's own runtime is LiteRT",
     },
@@ -74,7 +76,12 @@ FRAMEWORK_ONLY = {
     },
 }
 # (module, function) -> {argument: why only one framework takes it}
+_TRACE = "torch traces the model with an input batch; a Keras model knows its input signature"
+_RANGE = "torch's x86 int8 activations use 7 bits; full_range re-spreads the calibrated range over 8"
 ARGUMENT_ONLY = {
+    ("export", "export_onnx"): {"example_input": _TRACE, "full_range": _RANGE},
+    ("export", "export_openvino"): {"example_input": _TRACE, "full_range": _RANGE},
+    ("export", "metadata"): {"example": _TRACE},
     ("train", "fit"): {
         "weight_decay": "torch's Adam takes it per call; Keras models carry their optimizer settings",
         "on_step": "torch's training loop hook (Keras uses callbacks)",
