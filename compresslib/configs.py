@@ -294,8 +294,8 @@ class Auto(QuantConfig):
         min_speedup: how much faster than the input the winner must be (>= 1; the default 1.05
             keeps timing noise from choosing a model that is not really faster).
         batch_size: rows per timed batch; None times the first batch of the data as given.
-        rounds, runs, warmup: interleaved timing: ``rounds`` passes over all models, each
-            ``runs`` timed calls after ``warmup`` untimed ones.
+        rounds, runs, warmup: interleaved timing: every model first runs ``warmup`` untimed calls
+            (compiling, if asked), then ``rounds`` passes over all models time ``runs`` calls each.
         compile: time each model under ``torch.compile`` (the returned model is not compiled).
 
     Example:

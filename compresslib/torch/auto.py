@@ -93,11 +93,13 @@ def _timed(models: dict, examples: dict, config: Auto, rows: list) -> dict:
     """Interleaved timing: ``{label: [ms, ...]}``. A candidate that raises (e.g. while compiling) is marked
     failed and dropped; the input raising is a ``ValueError``."""
     times: dict = {label: [] for label in models}
-    for round_ in range(config.rounds):
+    for round_ in range(-1, config.rounds):  # round -1: every model warmed up (first calls, compiling), not kept
         for label in list(models):
             try:
-                times[label] += time_model(models[label], examples[label], runs=config.runs,
-                                           warmup=config.warmup if round_ == 0 else 1, max_seconds=30.0)
+                t = time_model(models[label], examples[label], runs=1 if round_ < 0 else config.runs,
+                               warmup=config.warmup if round_ < 0 else 1, max_seconds=30.0)
+                if round_ >= 0:
+                    times[label] += t
             except Exception as exc:  # noqa: BLE001
                 if label == "input":
                     raise ValueError(f"model: cannot be timed on the data ({type(exc).__name__}: {exc})") from None
