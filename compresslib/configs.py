@@ -258,7 +258,7 @@ class Sparse24(QuantConfig):
     Converts a model whose Linear weights already hold at most 2 non-zeros in every 4
     consecutive inputs — ``cl.prune(model, cl.NM(2, 4))``, then fine-tune — with
     ``torch.sparse.to_sparse_semi_structured``. The conversion is exact: it changes how the
-    zeros are stored, not the values. Applied by :func:`compresslib.quantize` because, like a
+    zeros are stored, not the values. Applied by ``cl.quantize`` because, like a
     quantizer, it converts trained weights into a kernel's format for inference. Needs a
     float16 or bfloat16 model; Linear layers that are not 2:4 or whose shapes the kernels do
     not take stay dense (one warning names them).

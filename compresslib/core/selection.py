@@ -1,6 +1,6 @@
 """Choosing a compressed model by measurement: agreement with the original, the choice rule, the table.
 
-Framework-free (NumPy only): :mod:`compresslib.torch.auto` measures, this module decides.
+Framework-free (NumPy only): ``compresslib.torch.auto`` measures, this module decides.
 A candidate is kept only if its outputs agree with the unquantized model's to at least
 ``budget`` and it is at least ``min_speedup`` times faster than the input, timed in the same
 interleaved rounds; among those the fastest wins, and when none qualifies the input wins.

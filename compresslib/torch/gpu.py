@@ -207,36 +207,21 @@ def convert(model: nn.Module, config: QuantConfig, layers: list[str]) -> nn.Modu
     return new
 
 
-def _quantize(model: nn.Module, config: QuantConfig) -> nn.Module:
+@register("quantize", "torch", Float8Dynamic, Int8DynamicCUDA, Int4WeightOnlyCUDA, Sparse24)
+def quantize_gpu(model: nn.Module, config: QuantConfig, *, calibration_data: Any = None) -> nn.Module:
+    """A copy of ``model`` with its Linear layers converted for ``config``'s CUDA kernel (checks first).
+
+    ``Float8Dynamic``: FP8 weights, FP8 activations scaled per batch (torchao, sm ≥ 8.9).
+    ``Int8DynamicCUDA``: int8 weights per channel, int8 activations per token, ``torch._int_mm`` (torchao).
+    ``Int4WeightOnlyCUDA``: int4 weights in groups, bf16 activations, torch's tinygemm kernel (torchao).
+    ``Sparse24``: 2:4 sparse weights on the sparse tensor cores (``to_sparse_semi_structured``).
+    ``calibration_data`` is not used: every scale is computed from the weights or per batch at run time.
+    """
     check_device(model, config)
     check_dtype(model, config)
     layers, skipped = plan(model, config)
     _warn_skipped(config, skipped)
     return convert(model, config, layers)
-
-
-@register("quantize", "torch", Float8Dynamic)
-def quantize_float8(model: nn.Module, config: Float8Dynamic, *, calibration_data: Any = None) -> nn.Module:
-    """FP8 weights and dynamically scaled FP8 activations on Linear layers (torchao, sm ≥ 8.9)."""
-    return _quantize(model, config)
-
-
-@register("quantize", "torch", Int8DynamicCUDA)
-def quantize_int8_cuda(model: nn.Module, config: Int8DynamicCUDA, *, calibration_data: Any = None) -> nn.Module:
-    """Int8 weights per channel, int8 activations per token, ``torch._int_mm`` (torchao, sm ≥ 8.0)."""
-    return _quantize(model, config)
-
-
-@register("quantize", "torch", Int4WeightOnlyCUDA)
-def quantize_int4_cuda(model: nn.Module, config: Int4WeightOnlyCUDA, *, calibration_data: Any = None) -> nn.Module:
-    """Int4 weights in groups, bfloat16 activations, torch's tinygemm kernel (torchao, sm ≥ 8.0)."""
-    return _quantize(model, config)
-
-
-@register("quantize", "torch", Sparse24)
-def quantize_sparse24(model: nn.Module, config: Sparse24, *, calibration_data: Any = None) -> nn.Module:
-    """2:4 sparse Linear weights on the sparse tensor cores (``to_sparse_semi_structured``, sm ≥ 8.0)."""
-    return _quantize(model, config)
 
 
 def _export(model: nn.Module) -> tuple[dict, dict]:
@@ -253,5 +238,4 @@ def _rebuild(spec: dict, tensors: dict) -> nn.Module:
 
 register_kind("torch", KIND, _export, _rebuild)
 
-__all__ = ["KIND", "check_device", "check_dtype", "plan", "torchao_config", "convert", "quantize_float8",
-           "quantize_int8_cuda", "quantize_int4_cuda", "quantize_sparse24"]
+__all__ = ["KIND", "check_device", "check_dtype", "plan", "torchao_config", "convert", "quantize_gpu"]
