@@ -195,3 +195,11 @@ def test_auto_on_the_model_device(torch_device, x):
         assert cpu_only["status"] == "refused" and "runs on CPU only" in cpu_only["note"]
         assert cuda_only["agreement"] > 0.99 and cuda_only["latency_ms"] > 0
     assert rows["BFloat16()"]["agreement"] > 0.99
+
+
+def test_compile_times_compiled_models_and_returns_an_uncompiled_one(x):
+    q = cl.quantize(_mlp(width=64), cl.Auto([cl.BFloat16()], budget=0.99, compile=True, rounds=1, runs=2, warmup=1,
+                                             min_speedup=1.0), calibration_data=x[:8, :64])
+    t = q.compresslib_auto
+    assert t.setting["compile"] is True and t.rows[0]["latency_ms"] > 0 and t.rows[0]["status"] != "failed"
+    assert not isinstance(q, torch._dynamo.eval_frame.OptimizedModule) and isinstance(q, nn.Sequential)

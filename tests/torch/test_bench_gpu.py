@@ -117,3 +117,16 @@ def test_the_book_page_is_generated_from_the_committed_json(bench):
     assert section == bench.render_results(data), "book/gpu.md is stale: run python bench/gpu.py --update-page"
     if data is None:
         assert section.startswith("**No GPU run has been recorded yet.**")
+
+
+def test_bench_prune24_is_the_rule_of_nm_2_4(bench):
+    import torch
+
+    import compresslib as cl
+
+    torch.manual_seed(0)
+    m = bench.linear8(64)
+    expected = cl.prune(m, cl.NM(2, 4))
+    got = bench.prune24(m)  # in place, on the model's device
+    for a, b in zip(got.parameters(), expected.parameters()):
+        assert torch.equal(a, b)
