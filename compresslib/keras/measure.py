@@ -182,6 +182,8 @@ def time_model(model, example: np.ndarray, runs: int = 50, warmup: int = 10, max
         import tensorflow as tf
 
         example = tf.constant(example)
+    elif isinstance(model, keras.Model) and keras.backend.backend() == "torch":
+        example = keras.ops.convert_to_tensor(example)  # on Keras's torch device once, not a copy per call
     for _ in range(warmup):
         call(example)
     times: list[float] = []
