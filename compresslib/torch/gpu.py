@@ -17,6 +17,13 @@ int4 weight-only halves again the bytes a small batch must read, and 2:4 sparsit
 multiply work of an already pruned model exactly. Which one pays for a given model and batch
 is measured, not assumed: see :mod:`compresslib.torch.auto`.
 
+Names: each says the number format and scheme as the field says it: ``Float8Dynamic`` is "FP8
+dynamic" (vLLM's ``FP8_DYNAMIC``, torchao's ``float8dq``), ``Sparse24`` is "2:4 sparsity" (NVIDIA's
+Sparse Tensor Cores). Where compresslib already names the scheme for its CPU kernels
+(``Int8Dynamic``: torch.ao x86 int8; ``WeightOnly(bits=4)``: compresslib's packed layers), the CUDA
+kernel takes that name plus ``CUDA``, so a reader sees both the scheme and where it runs, and a
+recipe of one is never mistaken for the other.
+
 Saving: the result holds torchao / torch sparse tensor subclasses with GPU-specific packing,
 so :func:`compresslib.save` refuses it with the recipe to use instead (save the float or
 pruned model, quantize again after loading; the conversion takes seconds).
