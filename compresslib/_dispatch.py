@@ -43,10 +43,11 @@ def framework_of(model: Any) -> str:
     """
     if getattr(model, "__compresslib_framework__", None) in FRAMEWORKS:
         return model.__compresslib_framework__
-    if _is_torch_model(model):
-        return "torch"
+    # Keras first: under KERAS_BACKEND=torch a Keras model is also a torch.nn.Module
     if _is_keras_model(model):
         return "keras"
+    if _is_torch_model(model):
+        return "torch"
     raise TypeError(
         "model must be a torch.nn.Module or a Keras 3 model, "
         f"got {type(model).__name__}"

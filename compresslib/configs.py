@@ -241,6 +241,167 @@ class WeightSharing(QuantConfig):
         if self.per_layer_bits and name in self.per_layer_bits:
             return self.per_layer_bits[name]
         return self.conv_bits if conv and self.conv_bits is not None else self.bits
+# --------------------------------------------------------------------------- quantization for GPUs
+#
+# Names. Each CUDA path is named by its number format and scheme, as the field says it:
+# ``Float8Dynamic`` is "FP8 dynamic" (vLLM's ``FP8_DYNAMIC``, torchao's ``float8dq``: FP8 weights and
+# FP8 activations scaled per batch), ``Sparse24`` is "2:4 sparsity" (NVIDIA's Sparse Tensor Cores,
+# PyTorch's semi-structured sparsity). Where compresslib already names the same scheme for CPU kernels
+# (``Int8Dynamic``: torch.ao's x86 int8; ``WeightOnly(bits=4)``: compresslib's packed layers), the CUDA
+# kernel gets that name plus ``CUDA`` (``Int8DynamicCUDA``, ``Int4WeightOnlyCUDA``), so that a reader
+# sees the scheme and where its kernel runs, and a recipe saved from one is never replayed as the other.
+# All four refuse, before any work, a model that is not on a CUDA GPU able to run them.
+
+
+@dataclass(frozen=True)
+class Float8Dynamic(QuantConfig):
+    """FP8 (e4m3) Linear weights and activations, activations scaled per batch at run time (CUDA, sm ≥ 8.9).
+
+    torchao's ``Float8DynamicActivationFloat8WeightConfig`` on Linear layers whose sides are
+    multiples of 16. ``granularity="row"`` (one scale per output row and per token; needs a
+    bfloat16 model) keeps accuracy closest; ``"tensor"`` (one scale per tensor) works in any
+    float dtype. Needs a GPU with FP8 tensor cores (Ada, Hopper, Blackwell; AMD MI300+).
+
+    Example:
+        >>> Float8Dynamic().granularity
+        'row'
+    """
+
+    granularity: str = "row"
+
+    def __post_init__(self) -> None:
+        _choice("Float8Dynamic", "granularity", self.granularity, ("row", "tensor"))
+
+
+@dataclass(frozen=True)
+class Int8DynamicCUDA(QuantConfig):
+    """Int8 Linear weights (per output channel) and int8 activations per token, on CUDA int8 tensor cores.
+
+    torchao's ``Int8DynamicActivationInt8WeightConfig`` (``torch._int_mm``) on Linear layers whose
+    sides are multiples of 8. The CPU path of the same scheme is :class:`Int8Dynamic`.
+
+    Example:
+        >>> Int8DynamicCUDA()
+        Int8DynamicCUDA()
+    """
+
+
+@dataclass(frozen=True)
+class Int4WeightOnlyCUDA(QuantConfig):
+    """Int4 Linear weights in groups of ``group_size`` input channels, bfloat16 activations (CUDA tinygemm).
+
+    torchao's ``Int4WeightOnlyConfig`` with the tile-packed layout that torch's own
+    ``_weight_int4pack_mm`` kernel reads (no extra package). Pays at small batches, where a
+    Linear layer waits on reading its weights. Needs a bfloat16 model. The CPU/any-device path
+    of the scheme is ``WeightOnly(bits=4, group_size=...)``.
+
+    Example:
+        >>> Int4WeightOnlyCUDA(group_size=100)
+        Traceback (most recent call last):
+        ...
+        ValueError: Int4WeightOnlyCUDA.group_size must be one of (32, 64, 128, 256), got 100
+    """
+
+    group_size: int = 128
+
+    def __post_init__(self) -> None:
+        _choice("Int4WeightOnlyCUDA", "group_size", self.group_size, (32, 64, 128, 256))
+
+
+@dataclass(frozen=True)
+class Sparse24(QuantConfig):
+    """2:4 sparse Linear weights run by the sparse tensor cores (cuSPARSELt or CUTLASS; CUDA, sm ≥ 8.0).
+
+    Converts a model whose Linear weights already hold at most 2 non-zeros in every 4
+    consecutive inputs — ``cl.prune(model, cl.NM(2, 4))``, then fine-tune — with
+    ``torch.sparse.to_sparse_semi_structured``. The conversion is exact: it changes how the
+    zeros are stored, not the values. Applied by ``cl.quantize`` because, like a
+    quantizer, it converts trained weights into a kernel's format for inference. Needs a
+    float16 or bfloat16 model; Linear layers that are not 2:4 or whose shapes the kernels do
+    not take stay dense (one warning names them).
+
+    Example:
+        >>> Sparse24().to_dict()
+        {'type': 'Sparse24', 'version': 1}
+    """
+
+
+# --------------------------------------------------------------------------- choice by measurement
+AGREEMENT_METRICS = ("cosine", "top1")
+
+
+@dataclass(frozen=True)
+class Auto(QuantConfig):
+    """Try every config in ``candidates`` and keep the fastest whose outputs agree with the input model's.
+
+    ``cl.quantize(model, Auto(candidates=[...], budget=0.99), calibration_data=x)`` quantizes
+    ``model`` with each candidate, measures *agreement* with the unquantized model on ``x``
+    (``metric="cosine"``: mean cosine similarity of each sample's outputs; ``"top1"``: the
+    fraction of samples whose arg-max matches, i.e. accuracy against the unquantized model),
+    times the candidates that reach ``budget`` against the input model in interleaved rounds on
+    the model's own device and batch, and returns the fastest one at least ``min_speedup`` times
+    faster than the input. When none is, it returns an unchanged copy of the input. Either way
+    the result carries the table of every candidate in ``result.compresslib_auto``.
+
+    Args:
+        candidates: quantization configs to try (a candidate the device or the installed packages
+            cannot run is listed as refused, with the reason).
+        budget: the least agreement a candidate must reach, in (0, 1] (required).
+        metric: ``"cosine"`` or ``"top1"``.
+        min_speedup: how much faster than the input the winner must be (>= 1; the default 1.05
+            keeps timing noise from choosing a model that is not really faster).
+        batch_size: rows per timed batch; None times the first batch of the data as given.
+        rounds, runs, warmup: interleaved timing: every model first runs ``warmup`` untimed calls
+            (compiling, if asked), then ``rounds`` passes over all models time ``runs`` calls each.
+        compile: time each model under ``torch.compile`` (the returned model is not compiled).
+
+    Example:
+        >>> Auto(candidates=[Int8Dynamic(), BFloat16()], budget=0.99).metric
+        'cosine'
+        >>> Auto(candidates=[Int8Dynamic()])
+        Traceback (most recent call last):
+        ...
+        ValueError: Auto.budget is required: the least agreement with the unquantized model a candidate must reach, in (0, 1] (e.g. budget=0.99 with metric='cosine')
+    """
+
+    candidates: tuple = ()
+    budget: Optional[float] = None
+    metric: str = "cosine"
+    min_speedup: float = 1.05
+    batch_size: Optional[int] = None
+    rounds: int = 5
+    runs: int = 20
+    warmup: int = 5
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        items = self.candidates
+        if isinstance(items, (QuantConfig, dict, str)) or not isinstance(items, (tuple, list)) or not items:
+            raise ValueError("Auto.candidates must be a non-empty list of quantization configs, e.g. "
+                             f"[Int8Dynamic(), WeightOnly(bits=8), BFloat16()]; got {items!r}")
+        items = tuple(Config.from_dict(c) if isinstance(c, dict) else c for c in items)  # from_dict gives dicts
+        for i, c in enumerate(items):
+            if not isinstance(c, QuantConfig) or c.verb != "quantize" or isinstance(c, Auto):
+                raise TypeError(f"Auto.candidates[{i}] must be a quantization config applied by quantize() "
+                                f"(not Auto, not QAT), got {c!r}")
+        if len(set(items)) != len(items):
+            raise ValueError(f"Auto.candidates lists a config twice: {items!r}")
+        object.__setattr__(self, "candidates", items)
+        if self.budget is None:
+            raise ValueError("Auto.budget is required: the least agreement with the unquantized model a candidate "
+                             "must reach, in (0, 1] (e.g. budget=0.99 with metric='cosine')")
+        _fraction("Auto", "budget", self.budget, low_open=True, high_open=False)
+        _choice("Auto", "metric", self.metric, AGREEMENT_METRICS)
+        if isinstance(self.min_speedup, bool) or not isinstance(self.min_speedup, (int, float)) or \
+                not 1.0 <= self.min_speedup < 100:
+            raise ValueError(f"Auto.min_speedup must be a number in [1, 100), got {self.min_speedup!r}")
+        if self.batch_size is not None:
+            _int_in("Auto", "batch_size", self.batch_size, 1)
+        _int_in("Auto", "rounds", self.rounds, 1)
+        _int_in("Auto", "runs", self.runs, 1)
+        _int_in("Auto", "warmup", self.warmup, 0)
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"Auto.compile must be True or False, got {self.compile!r}")
 
 
 # --------------------------------------------------------------------------- pruning

@@ -75,6 +75,18 @@ FRAMEWORK_ONLY = {
         "first_inputs": "torch evaluates DataLoader-style iterables of (x, y) batches",
     },
 }
+# config class -> why only torch models have a handler for it (Keras models get registry's TypeError naming
+# what quantize supports for them)
+TORCH_ONLY_CONFIGS = {
+    "Float8Dynamic": "torchao's FP8 tensor subclass for torch Linear layers on CUDA; Keras on a GPU runs through "
+                     "the torch backend, whose Keras layers are not nn.Linear",
+    "Int8DynamicCUDA": "torchao's int8 tensor subclass (torch._int_mm) for torch Linear layers on CUDA",
+    "Int4WeightOnlyCUDA": "torchao's int4 tinygemm tensor subclass for torch Linear layers on CUDA",
+    "Sparse24": "torch.sparse.to_sparse_semi_structured for torch Linear weights on CUDA",
+    "Auto": "times candidates with torch's CUDA-synchronised timer; the Keras candidates (LiteRT) run elsewhere",
+}
+# configs that need arguments to exist
+EXAMPLE_ARGS = {"SVD": {"rank": 4}, "Tucker": {"ranks": (2, 2)}, "Auto": {"budget": 0.99}}  # Auto: candidates below
 # (module, function) -> {argument: why only one framework takes it}
 _TRACE = "torch traces the model with an input batch; a Keras model knows its input signature"
 _RANGE = "torch's x86 int8 activations use 7 bits; full_range re-spreads the calibrated range over 8"
@@ -142,10 +154,23 @@ def test_every_config_has_a_handler_in_both_frameworks():
     configs = [c for c in CONFIG_CLASSES.values() if hasattr(c, "__dataclass_fields__") and c.verb]
     assert len(configs) >= 12
     for cls in configs:
+        kwargs = dict(EXAMPLE_ARGS.get(cls.__name__, {}))
+        if cls.__name__ == "Auto":
+            kwargs["candidates"] = [CONFIG_CLASSES["BFloat16"]()]
+        config = cls(**kwargs)
         for framework in ("torch", "keras"):
-            config = cls() if cls.__name__ not in ("SVD", "Tucker") else cls(**({"rank": 4} if cls.__name__ == "SVD" else {"ranks": (2, 2)}))
+            if framework == "keras" and cls.__name__ in TORCH_ONLY_CONFIGS:
+                with pytest.raises(TypeError, match=f"config: {cls.__name__} has no {cls.verb} for keras models"):
+                    registry.handler(cls.verb, framework, config)
+                continue
             fn = registry.handler(cls.verb, framework, config)
             assert fn.__module__.startswith(f"compresslib.{framework}."), (cls.__name__, framework, fn.__module__)
+
+
+def test_torch_only_configs_exist():
+    """The exceptions above must not outlive the configs they excuse."""
+    for name in TORCH_ONLY_CONFIGS:
+        assert name in CONFIG_CLASSES, name
 
 
 def test_unknown_config_is_refused_naming_what_is_supported():

@@ -160,6 +160,13 @@ def native_file_bytes(model) -> tuple[int, int, str]:
 
 def _call_fn(model):
     """A fast inference callable: a traced tf.function on the TensorFlow backend, else ``__call__``."""
+    if isinstance(model, keras.Model) and keras.backend.backend() == "torch":  # no autograd; GPU tensors to host
+        import torch
+
+        def call(x):
+            with torch.no_grad():
+                return keras.ops.convert_to_numpy(model(x, training=False))
+        return call
     if not isinstance(model, keras.Model) or keras.backend.backend() != "tensorflow":
         return lambda x: np.asarray(model(x))
     import tensorflow as tf
@@ -175,6 +182,8 @@ def time_model(model, example: np.ndarray, runs: int = 50, warmup: int = 10, max
         import tensorflow as tf
 
         example = tf.constant(example)
+    elif isinstance(model, keras.Model) and keras.backend.backend() == "torch":
+        example = keras.ops.convert_to_tensor(example)  # on Keras's torch device once, not a copy per call
     for _ in range(warmup):
         call(example)
     times: list[float] = []
@@ -199,8 +208,8 @@ def _threads() -> int:
 def _device(model) -> str:
     variables = getattr(model, "weights", None) or []
     for v in variables:
-        dev = getattr(getattr(v, "value", v), "device", "") or ""
-        return "cuda" if "GPU" in dev.upper() else "cpu"
+        dev = str(getattr(getattr(v, "value", v), "device", "") or "").upper()  # TF: '/GPU:0'; torch: 'cuda:0'
+        return "cuda" if "GPU" in dev or "CUDA" in dev else "cpu"
     return getattr(model, "device", "cpu")
 
 

@@ -110,6 +110,11 @@ register_kind("keras", "litert", LiteRTModel.clz_export, _load_litert)
 
 
 def _to_litert(model, calibration: Optional[np.ndarray]) -> LiteRTModel:
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"model: Int8Dynamic and Int8Static convert Keras models with TensorFlow's LiteRT "
+                         f"converter, which needs KERAS_BACKEND=tensorflow; this Keras runs on the "
+                         f"{keras.backend.backend()!r} backend. Here use WeightOnly(bits=8) (Keras's own int8), "
+                         "QAT or Float16/BFloat16, or run the conversion in a TensorFlow process")
     import tensorflow as tf
 
     from compresslib.keras.measure import layer_stats

@@ -39,7 +39,7 @@ from torch import nn
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_state_dict_hooks",
                "_load_state_dict_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
-_INTERNAL = {"compresslib_kind", "compresslib_recipe", "compresslib_constants", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_backward_pre_hooks",
+_INTERNAL = {"compresslib_kind", "compresslib_recipe", "compresslib_constants", "compresslib_auto", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set", "_backward_pre_hooks",
              "_state_dict_pre_hooks", "_load_state_dict_post_hooks", "_forward_hooks_always_called",
              "_is_full_backward_hook", "_compiled_call_impl"} | set(_HOOK_DICTS)
 _NODE_KEYS = {"class", "attrs", "params", "buffers", "children", "non_persistent"}
