@@ -12,6 +12,10 @@ import torch  # noqa: E402  (must precede tensorflow)
 
 import compresslib as cl
 
+# Scripts run in subprocesses by tests (never imported here: torch_backend_run.py blocks TensorFlow
+# imports for the whole process it runs in, and --doctest-modules would import it).
+collect_ignore = ["keras/torch_backend_run.py"]
+
 
 def _torch_devices() -> list:
     return ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
