@@ -39,6 +39,7 @@ _LAZY = {
     "fold_batchnorm": "compresslib.api",
     "save": "compresslib.api",
     "load": "compresslib.api",
+    "transfer": "compresslib.twin",
 }
 _CONFIG_NAMES = (
     "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT",

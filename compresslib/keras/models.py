@@ -219,7 +219,8 @@ def build(name: str, num_classes: int = 10) -> keras.Model:
     (``"resnet20_w16"``, ``"invres_x0.5"``, ...; see :func:`compresslib.core.architectures.parse`)."""
     if name in _BUILDERS:
         return _BUILDERS[name](num_classes)
-    if isinstance(name, str) and arch.is_family_name(name):
-        return from_spec(arch.parse(name), num_classes)
-    raise ValueError(f"name must be one of {MODEL_NAMES} or a family member such as 'resnet20_w16' or "
-                     f"'invres_x0.5', got {name!r}")
+    try:
+        spec = arch.parse(name)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"name must be one of {MODEL_NAMES} or a family member: {exc}") from None
+    return from_spec(spec, num_classes)
