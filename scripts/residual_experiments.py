@@ -1,0 +1,199 @@
+"""Train the residual family for chapter 5 and write the results the chapter reads.
+
+    python scripts/residual_experiments.py [--out notebooks/cache/05_residual.json] [--frameworks torch,keras]
+                                           [--groups degradation,family] [--threads 1] [--quick]
+
+Chapter 5 has 180 s; training 30 networks in two frameworks takes about an hour on a quiet
+2-core machine. So this script trains them once and the chapter plots what it wrote (the
+chapter says so where it loads the file), and ``tests/torch/test_residual_cache.py``
+re-trains one member and checks that it reproduces its cached figures.
+
+What it trains, all with :data:`RECIPE` (Adam, step schedule, seed 0) on the 8,000
+training digits, evaluating on the 2,000 test digits after every epoch:
+
+* ``degradation``: ResNets of depth 8, 20 and 32 (widths 16, 32, 64) and the same networks
+  without shortcuts (``plain=True``), same budget.
+* ``family``: small members trained alone, then the same members distilled
+  (``fit(..., teacher=...)``) from the teacher :data:`TEACHER`, which comes trained from the
+  zoo (``compresslib.zoo.pretrained``, recipe in ``compresslib.zoo.RECIPES``). The Keras
+  runs distil from the *same* teacher moved to Keras with ``compresslib.transfer``.
+
+Every finished run is written at once (the file is rewritten atomically), and a run already
+in the file is skipped, so an interrupted run resumes. Timing is not recorded here (the
+chapter and ``bench/residual.py`` measure latency themselves); training is deterministic
+for a given thread count.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CI", "1")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402  (torch before tensorflow)
+
+import compresslib as cl  # noqa: E402
+from compresslib._dispatch import backend  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "notebooks" / "cache" / "05_residual.json"
+RECIPE = {"epochs": 6, "batch_size": 128, "lr": 2e-3, "lr_schedule": "step", "seed": 0}
+DISTILL = {"distill_alpha": 0.7, "temperature": 4.0}
+TEACHER = "resnet8_w64"
+DEGRADATION = ("resnet8_w16", "resnet8_w16_plain", "resnet20_w16", "resnet20_w16_plain",
+               "resnet32_w16", "resnet32_w16_plain")
+STUDENTS = ("resnet8_w8", "resnet14_w8", "resnet8_w16", "resnet11_w8_bottleneck", "invres_x0.25", "invres_x0.5")
+
+
+def set_threads(n: int, frameworks: tuple = ("torch", "keras")) -> None:
+    """``n`` CPU threads per framework (0 keeps the defaults)."""
+    if n <= 0:
+        return
+    torch.set_num_threads(n)
+    if "keras" in frameworks:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(n)
+        except RuntimeError:  # already initialised in this process: keep what it has
+            pass
+
+
+def data(framework: str, quick: bool = False) -> tuple[tuple, tuple]:
+    """(train, test) digits in ``framework``'s layout (``quick``: 1,024 and 500 of them)."""
+    train = cl.datasets.load_mnist("train", layout=framework)
+    test = cl.datasets.load_mnist("test", layout=framework)
+    if quick:
+        train, test = (train[0][:1024], train[1][:1024]), (test[0][:500], test[1][:500])
+    return train, test
+
+
+def size(framework: str, model: Any) -> dict:
+    """Parameters and MACs per image (no timing)."""
+    shape = (1, 1, 28, 28) if framework == "torch" else None
+    example = torch.zeros(shape) if shape else None
+    r = cl.measure(model, example_input=example, latency=False)
+    return {"params": int(r.params), "macs": int(r.macs)}
+
+
+def teacher(framework: str) -> Any:
+    """The zoo's trained :data:`TEACHER` in ``framework`` (Keras: the PyTorch weights, transferred)."""
+    t = cl.zoo.pretrained(TEACHER, "torch")
+    return t if framework == "torch" else cl.transfer(t, framework="keras")
+
+
+def _epoch_hook_torch(test, steps_per_epoch: int, out: list):
+    evaluate = backend("torch", "train").evaluate
+
+    def hook(model, step):
+        if step % steps_per_epoch == 0:
+            out.append(evaluate(model, test))
+            model.train()  # evaluate left it in eval mode; fit expects training mode
+
+    return hook
+
+
+def _epoch_callback_keras(test, out: list):
+    import keras
+
+    evaluate = backend("keras", "train").evaluate
+
+    class EpochEval(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            out.append(evaluate(self.model, test))
+
+    return EpochEval()
+
+
+def train(framework: str, name: str, train_data, test_data, recipe: Optional[dict] = None,
+          teacher_model: Any = None) -> tuple[Any, dict]:
+    """Build family member ``name`` and train it with ``recipe`` (distilled when ``teacher_model``
+    is given); return the model and a record with the per-epoch loss and test accuracy."""
+    recipe = dict(RECIPE, **(recipe or {}))
+    models, trainer = backend(framework, "models"), backend(framework, "train")
+    backend(framework, "zoo_io").seed_everything(recipe["seed"])
+    model = models.build(name)
+    accuracies: list[float] = []
+    kwargs: dict = dict(recipe)
+    if teacher_model is not None:
+        kwargs.update(DISTILL, teacher=teacher_model)
+    if framework == "torch":
+        steps = -(-len(train_data[0]) // recipe["batch_size"])
+        kwargs["on_step"] = _epoch_hook_torch(test_data, steps, accuracies)
+    else:
+        kwargs["callbacks"] = [_epoch_callback_keras(test_data, accuracies)]
+    t0 = time.perf_counter()
+    losses = trainer.fit(model, train_data, **kwargs)
+    seconds = time.perf_counter() - t0
+    record = {"framework": framework, "model": name, "mode": "distilled" if teacher_model is not None else "alone",
+              "loss": [round(v, 6) for v in losses], "test_accuracy": accuracies,
+              "accuracy": trainer.evaluate(model, test_data), "train_seconds": round(seconds, 1),
+              "threads": torch.get_num_threads(), **size(framework, model)}
+    return model, record
+
+
+def _key(r: dict) -> str:
+    return f"{r['framework']}/{r['model']}/{r['mode']}"
+
+
+def _write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[list] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--frameworks", default="torch,keras")
+    p.add_argument("--groups", default="degradation,family")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="1,024 digits, 2 epochs: checks the script runs")
+    args = p.parse_args(argv)
+    frameworks = tuple(f for f in args.frameworks.split(",") if f)
+    set_threads(args.threads, frameworks)
+    path = Path(args.out)
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    recipe = dict(RECIPE, epochs=2) if args.quick else dict(RECIPE)
+    doc.setdefault("recipe", recipe)
+    if doc["recipe"] != recipe:
+        sys.exit(f"{path} was made with recipe {doc['recipe']}, not {recipe}: use another --out")
+    doc.update({"teacher": TEACHER, "distill": DISTILL, "quick": args.quick, "torch": torch.__version__})
+    runs = doc.setdefault("runs", {})
+    groups = args.groups.split(",")
+    for framework in frameworks:
+        train_data, test_data = data(framework, args.quick)
+        todo: list[tuple[str, bool]] = []
+        if "degradation" in groups:
+            todo += [(n, False) for n in DEGRADATION]
+        if "family" in groups:
+            todo += [(n, False) for n in STUDENTS] + [(n, True) for n in STUDENTS]
+        t_model = None
+        for name, distilled in todo:
+            key = f"{framework}/{name}/{'distilled' if distilled else 'alone'}"
+            if key in runs:
+                continue
+            if distilled and t_model is None:
+                t_model = teacher(framework)
+                runs[f"{framework}/{TEACHER}/teacher"] = {
+                    "framework": framework, "model": TEACHER, "mode": "teacher",
+                    "accuracy": backend(framework, "train").evaluate(t_model, test_data),
+                    "recipe": dict(vars(cl.zoo.RECIPES[TEACHER])), **size(framework, t_model)}
+            _, record = train(framework, name, train_data, test_data, recipe, t_model if distilled else None)
+            runs[_key(record)] = record
+            print(json.dumps({k: record[k] for k in ("framework", "model", "mode", "accuracy", "train_seconds")}),
+                  flush=True)
+            _write(path, doc)
+    _write(path, doc)
+
+
+if __name__ == "__main__":
+    main()
