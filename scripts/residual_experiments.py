@@ -1,6 +1,6 @@
 """Train the residual family for chapter 5 and write the results the chapter reads.
 
-    python scripts/residual_experiments.py [--out notebooks/cache/05_residual.json] [--frameworks torch,keras]
+    python scripts/residual_experiments.py [--out compresslib/data/results/05_residual.json] [--frameworks torch,keras]
                                            [--groups degradation,family] [--threads 1] [--quick]
 
 Chapter 5 has 180 s; training 30 networks in two frameworks takes about an hour on a quiet
@@ -42,7 +42,7 @@ import compresslib as cl  # noqa: E402
 from compresslib._dispatch import backend  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "notebooks" / "cache" / "05_residual.json"
+OUT = ROOT / "compresslib" / "data" / "results" / "05_residual.json"
 RECIPE = {"epochs": 6, "batch_size": 128, "lr": 2e-3, "lr_schedule": "step", "seed": 0}
 DISTILL = {"distill_alpha": 0.7, "temperature": 4.0}
 TEACHER = "resnet8_w64"
@@ -166,7 +166,8 @@ def main(argv: Optional[list] = None) -> None:
     doc.setdefault("recipe", recipe)
     if doc["recipe"] != recipe:
         sys.exit(f"{path} was made with recipe {doc['recipe']}, not {recipe}: use another --out")
-    doc.update({"teacher": TEACHER, "distill": DISTILL, "quick": args.quick, "torch": torch.__version__})
+    doc.update({"teacher": TEACHER, "students": list(STUDENTS), "degradation": list(DEGRADATION), "distill": DISTILL,
+                "quick": args.quick, "torch": torch.__version__})
     runs = doc.setdefault("runs", {})
     groups = args.groups.split(",")
     for framework in frameworks:

@@ -134,8 +134,21 @@ def _shortcut(x, filters: int, stride: int, name: str):
     return _bn(f"{name}.shortcut.1")(x)
 
 
-def _residual_block(x, width: int, stride: int, name: str, block: str, residual: bool):
-    """A basic or bottleneck block named like ``compresslib.torch.models.BasicBlock`` / ``Bottleneck``."""
+def residual_block(x, width: int, stride: int = 1, name: str = "block", block: str = "basic", residual: bool = True):
+    """A basic or bottleneck block on tensor ``x``, layers named like ``compresslib.torch.models.BasicBlock`` /
+    ``Bottleneck`` under ``name``: basic ``conv1-bn1-relu1-conv2-bn2`` (``width`` channels out), bottleneck
+    ``conv1 (1×1) … conv3 (1×1, 4·width out)``; plus the shortcut (a 1×1 conv + BN where the shape
+    changes) and a final ReLU. ``residual=False``: no shortcut (a block of a plain network).
+
+    Example:
+        >>> import keras
+        >>> x = keras.Input((28, 28, 16))
+        >>> y = residual_block(x, 8, stride=2, name="b", block="bottleneck")
+        >>> tuple(y.shape), [l.name for l in keras.Model(x, y).layers if l.weights][:3]
+        ((None, 14, 14, 32), ['b.conv1', 'b.bn1', 'b.conv2'])
+    """
+    if block not in arch.BLOCKS:
+        raise ValueError(f"block must be one of {arch.BLOCKS}, got {block!r}")
     if block == "basic":
         out_channels, chain = width, [(width, 3, stride), (width, 3, 1)]
     else:
@@ -163,7 +176,7 @@ def _from_resnet_spec(spec: arch.ResNetSpec, num_classes: int) -> keras.Model:
     for stage, width in enumerate(spec.widths):
         for i in range(spec.blocks_per_stage):
             stride = 2 if stage > 0 and i == 0 else 1
-            x = _residual_block(x, width, stride, f"layer{stage + 1}.{i}", spec.block, not spec.plain)
+            x = residual_block(x, width, stride, f"layer{stage + 1}.{i}", spec.block, not spec.plain)
     return _head(x, num_classes, spec, inputs)
 
 
