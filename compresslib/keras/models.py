@@ -199,7 +199,7 @@ def resnet(depth: int = 20, widths: Union[int, tuple[int, int, int]] = 16, block
     """A ResNet family member (depth ``6n+2`` basic / ``9n+2`` bottleneck; ``plain=True``: no shortcuts).
 
     Example:
-        >>> resnet(depth=11, widths=8, block="bottleneck").get_layer("layer2.0.conv3").kernel.shape
+        >>> tuple(resnet(depth=11, widths=8, block="bottleneck").get_layer("layer2.0.conv3").kernel.shape)
         (1, 1, 16, 64)
     """
     return _from_resnet_spec(arch.resnet_spec(depth, widths, block, plain, input_size), num_classes)
@@ -209,7 +209,7 @@ def inverted_residual(width_mult: float = 1.0, num_classes: int = 10, input_size
     """An inverted-residual (MobileNetV2-style) family member with channels scaled by ``width_mult``.
 
     Example:
-        >>> inverted_residual(0.5).get_layer("blocks.1.depthwise.conv").kernel.shape
+        >>> tuple(inverted_residual(0.5).get_layer("blocks.1.depthwise.conv").kernel.shape)
         (3, 3, 48, 1)
     """
     return _from_invres_spec(arch.inverted_residual_spec(width_mult, input_size), num_classes)
