@@ -1,32 +1,36 @@
 """Residual models, both frameworks: distillation into small members, degradation, folding, where convs dominate.
 
     python bench/residual.py [--json PATH] [--quick] [--frameworks torch,keras] [--threads 1] [--runs N]
-                             [--sections distill,degradation,fold,convdom] [--students resnet8_w16,resnet14_w8]
+                             [--sections distill,degradation,fold,convdom] [--students resnet8_w8,resnet14_w8]
                              [--ranks 16x32,16x16] [--finetune-epochs 3]
 
 Every section's figures come from this one run; the end prints which chapter-5 targets pass.
 
-* ``distill``: the teacher ``resnet8_w64`` (zoo; the Keras rows use the *same* weights, moved
-  with ``compresslib.transfer``) against small students, each trained alone and distilled
-  (``fit(..., teacher=...)``) with the recipe of ``scripts/residual_experiments.py``.
-  ``params_ratio`` = teacher ÷ student parameters, beside ``size_ratio`` (file bytes).
-  Target: a student with ``params_ratio`` ≥ 4 and ≥ 2× the teacher's speed ends within 0.5 pt
-  of the teacher and above the same student trained alone, in both frameworks.
+* ``distill``: the teacher ``resnet20_w16`` (zoo, trained with the recipe of
+  ``scripts/residual_experiments.py``; the Keras rows use the *same* weights, moved with
+  ``compresslib.transfer``) against small students, each trained alone and distilled
+  (``fit(..., teacher=...)``) with that recipe. ``params_ratio`` = teacher ÷ student parameters,
+  beside ``size_ratio`` (file bytes). Target: a student with ``params_ratio`` ≥ 4 and ≥ 2× the
+  teacher's speed ends within 0.5 pt of the teacher and above the same student trained alone, in
+  both frameworks.
 * ``degradation``: ``resnet20_w16`` against ``resnet20_w16_plain`` (no shortcuts), same recipe.
   Target: the residual net is better (test accuracy) at depth ≥ 20, in both frameworks.
-* ``fold``: BatchNorm folding of the teacher: max difference of the logits relative to their
-  largest value (target ≤ 1e-5), identical predictions on the 2,000 test digits, speedup.
-* ``convdom``: on the teacher, where 3×3 convolutions take ~80 % of the time (ResNet8 with
-  16 channels: ~60 %), Tucker-2 of every 3×3 conv but the stem at ``--ranks`` and
-  ``Structured(0.5)``, each fine-tuned for ``--finetune-epochs`` distilling from the original,
-  then folded. Target: Tucker-2 ≥ 2× faster at ≤ 1 pt drop, in both frameworks.
-  ``speedup`` is against the teacher as given, ``speedup_vs_folded`` against it folded.
+* ``fold``: BatchNorm folding (of the teacher, and of the wide member when ``convdom`` runs): max
+  difference of the logits relative to their largest value (target ≤ 1e-5), identical
+  predictions on the 2,000 test digits, speedup.
+* ``convdom``: ``resnet8_w64`` (64, 128, 256 channels; zoo), where 3×3 convolutions take ~80 %
+  of the time (~60 % with 16 channels): Tucker-2 of every 3×3 conv but the stem at ``--ranks``
+  and ``Structured(0.5)``, each fine-tuned for ``--finetune-epochs`` distilling from the
+  original, then folded. Target: Tucker-2 ≥ 2× faster at ≤ 1 pt drop, in both frameworks.
+  ``speedup`` is against ``resnet8_w64`` as given, ``speedup_vs_folded`` against it folded.
 
 Latency: batch 32 on ``--threads`` CPU threads (1 by default: on a shared 2-core machine 2-thread
 timings swing far more), every model of a framework timed in the same interleaved rounds
-(``bench/common.interleaved_latency``); ``load_average`` is recorded on each row. ``--quick``
-trains on 1,024 digits for one epoch (the teacher too, if the zoo has none cached) and times
-fewer rounds: it checks the script, its figures mean nothing.
+(``bench/common.interleaved_latency``; the teacher's group and the wide member's group each in
+their own rounds); ``load_average`` is recorded on each row. The zoo models train on first use
+(a few minutes each on a quiet machine) and are cached. ``--quick`` trains on 1,024 digits for
+one epoch (the zoo models too, when none are cached) and times fewer rounds: it checks the
+script, its figures mean nothing.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ from compresslib.core.measure import load_average  # noqa: E402
 KEYS = ["framework", "model", "method", "params", "bytes", "accuracy", "latency_ms", "params_ratio", "size_ratio",
         "speedup", "speedup_vs_folded", "accuracy_drop_pt", "final_loss"]
 SECTIONS = ("distill", "degradation", "fold", "convdom")
+WIDE = "resnet8_w64"  # 64-128-256 channels: 3×3 convolutions take ~80 % of its time
 
 
 def _extra_args(argv):
@@ -59,7 +64,7 @@ def _extra_args(argv):
     p.add_argument("--quick", action="store_true", help="tiny training budgets: checks the script runs")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per framework (0: the frameworks' defaults)")
     p.add_argument("--sections", default=",".join(SECTIONS))
-    p.add_argument("--students", default="resnet8_w16,resnet14_w8")
+    p.add_argument("--students", default="resnet8_w8,resnet14_w8")
     p.add_argument("--ranks", default="16x32,16x16", help="Tucker-2 ranks R1xR2 for the convdom section")
     p.add_argument("--finetune-epochs", type=int, default=3)
     return p.parse_known_args(argv)
@@ -72,15 +77,16 @@ def _is_3x3(framework):
                                 and layer.kernel.shape[2] > 1)
 
 
-def _teacher(framework, args, train):
-    """The zoo teacher (torch; Keras gets the same weights through transfer). Quick: a 1-epoch stand-in."""
+def _zoo(name, framework, args):
+    """A zoo model in PyTorch, or its weights moved to Keras with ``transfer``. Quick: a 1-epoch stand-in
+    when the zoo has none cached."""
     try:
-        t = cl.zoo.pretrained(exp.TEACHER, "torch", train_if_missing=not args.quick)
+        t = cl.zoo.pretrained(name, "torch", train_if_missing=not args.quick)
     except FileNotFoundError:
-        t = backend("torch", "models").build(exp.TEACHER)
+        t = backend("torch", "models").build(name)
         backend("torch", "train").fit(t, exp.data("torch", quick=True)[0], epochs=1, batch_size=128, lr=2e-3)
-        t.eval()
-        args.teacher_note = "quick stand-in (1 epoch on 1,024 digits)"
+        args.notes[name] = "quick stand-in (1 epoch on 1,024 digits)"
+    t.eval()
     return t if framework == "torch" else cl.transfer(t, framework="keras")
 
 
@@ -97,74 +103,78 @@ def framework_rows(framework, args):
     x32 = test[0][:32]
     example = torch.as_tensor(x32) if framework == "torch" else x32
     lowrank = backend(framework, "lowrank")
-    rows, timed = [], {}
-    measure_kw = {"latency": False}  # every model is timed below, in interleaved rounds
+    rows = []
+    groups: dict = {}  # timing group -> {timing key: model}; speedups are against the group's first model
 
-    def add(model, name, method, base, **extra):
-        r = cl.measure(model, data=test, name=method, **measure_kw)
+    def add(model, name, method, base, group, **extra):
+        r = cl.measure(model, data=test, name=method, latency=False)  # timed below, in interleaved rounds
         out = row(r, name, method, base, **extra)
-        out["timing_key"] = f"{name}/{method}"
-        timed[out["timing_key"]] = model
+        out["timing_key"], out["timing_group"] = f"{name}/{method}", group
+        groups.setdefault(group, {})[out["timing_key"]] = model
         rows.append(out)
         return r, out
 
-    teacher = _teacher(framework, args, train_data)
-    base, trow = add(teacher, exp.TEACHER, "teacher fp32", None)
-    trow.update(size_ratio=1.0, speedup=1.0, accuracy_drop_pt=0.0, params_ratio=1.0)
-    folded_teacher = cl.fold_batchnorm(teacher)
+    def baseline(model, name, group):
+        r, out = add(model, name, "fp32", None, group)
+        out.update(size_ratio=1.0, accuracy_drop_pt=0.0, params_ratio=1.0)
+        folded = cl.fold_batchnorm(model)
+        diff, same = _max_rel_diff(framework, model, folded, test[0])
+        add(folded, name, "fold BN", r, group, max_rel_logit_diff=diff, same_predictions=same,
+            params_ratio=r.params / cl.measure(folded, example_input=example, latency=False).params)
+        return r, folded
 
-    if "fold" in args.sections:
-        diff, same = _max_rel_diff(framework, teacher, folded_teacher, test[0])
-        add(folded_teacher, exp.TEACHER, "fold BN", base, max_rel_logit_diff=diff, same_predictions=same,
-            params_ratio=base.params / cl.measure(folded_teacher, example_input=example, latency=False).params)
-
-    if "distill" in args.sections:
-        for student in args.students:
+    if set(args.sections) & {"fold", "distill", "degradation"}:
+        teacher = _zoo(exp.TEACHER, framework, args)
+        base, _ = baseline(teacher, exp.TEACHER, "teacher")
+        for student in args.students if "distill" in args.sections else ():
             for mode in ("alone", "distilled"):
                 model, record = exp.train(framework, student, train_data, test, recipe,
                                           teacher if mode == "distilled" else None)
-                add(model, student, f"student {mode}", base, params_ratio=base.params / record["params"],
+                add(model, student, f"student {mode}", base, "teacher", params_ratio=base.params / record["params"],
                     final_loss=record["loss"][-1], train_s=record["train_seconds"])
-
-    if "degradation" in args.sections:
-        for name in ("resnet20_w16", "resnet20_w16_plain"):
+        for name in ("resnet20_w16", "resnet20_w16_plain") if "degradation" in args.sections else ():
             model, record = exp.train(framework, name, train_data, test, recipe)
-            add(model, name, "degradation (plain)" if "plain" in name else "degradation (residual)", base,
+            add(model, name, "degradation (plain)" if "plain" in name else "degradation (residual)", base, "teacher",
                 params_ratio=base.params / record["params"], final_loss=record["loss"][-1],
                 train_s=record["train_seconds"], epoch_loss=record["loss"], epoch_accuracy=record["test_accuracy"])
 
     if "convdom" in args.sections:
+        wide = _zoo(WIDE, framework, args)
+        base, _ = baseline(wide, WIDE, "wide")
         epochs = 1 if args.quick else args.finetune_epochs
-        configs = [(cl.Tucker(ranks=r), f"tucker ({r[0]},{r[1]})") for r in args.ranks]
-        for config, label in configs:
+        compressed = []
+        for r in args.ranks:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # layers a rank would not shrink are kept (and named)
-                d = cl.decompose(teacher, config, layers=_is_3x3(framework))
-            t0 = time.perf_counter()
-            f = lowrank.finetune(d, train_data, epochs=epochs, lr=1e-3, lr_schedule="step", teacher=teacher)
-            add(cl.fold_batchnorm(f), exp.TEACHER, f"{label} + ft + fold", base,
-                finetune_s=round(time.perf_counter() - t0, 1))
+                compressed.append((f"tucker ({r[0]},{r[1]})", cl.decompose(wide, cl.Tucker(ranks=r), layers=_is_3x3(framework))))
         kwargs = {"example_input": torch.zeros(1, 1, 28, 28)} if framework == "torch" else {}
-        p = cl.prune(teacher, cl.Structured(0.5), **kwargs)
-        t0 = time.perf_counter()
-        f = lowrank.finetune(p, train_data, epochs=epochs, lr=1e-3, lr_schedule="step", teacher=teacher)
-        add(cl.fold_batchnorm(f), exp.TEACHER, "structured 0.5 + ft + fold", base,
-            finetune_s=round(time.perf_counter() - t0, 1))
+        compressed.append(("structured 0.5", cl.prune(wide, cl.Structured(0.5), **kwargs)))
+        for label, model in compressed:
+            t0 = time.perf_counter()
+            f = lowrank.finetune(model, train_data, epochs=epochs, lr=1e-3, lr_schedule="step", teacher=wide)
+            add(cl.fold_batchnorm(f), WIDE, f"{label} + ft + fold", base, "wide",
+                finetune_s=round(time.perf_counter() - t0, 1))
 
-    # one interleaved timing of every model of this framework (fold BN as the reference for speedup_vs_folded)
-    timed.setdefault(f"{exp.TEACHER}/fold BN (reference)", folded_teacher)
+    # every group's models timed in the same interleaved rounds; speedup against the group's fp32 model,
+    # speedup_vs_folded against the same model with BatchNorm folded
     rounds, runs = (3, 5) if args.quick else (7, 15)
-    medians = interleaved_latency(framework, timed, example, rounds=rounds, runs=runs)
-    ref, folded_ref = medians[f"{exp.TEACHER}/teacher fp32"], medians[f"{exp.TEACHER}/fold BN (reference)"]
+    for group, models in groups.items():
+        medians = interleaved_latency(framework, models, example, rounds=rounds, runs=runs)
+        name = exp.TEACHER if group == "teacher" else WIDE
+        ref, folded_ref = medians[f"{name}/fp32"], medians[f"{name}/fold BN"]
+        for r in rows:
+            if r["timing_group"] != group:
+                continue
+            r["latency_ms"] = medians[r["timing_key"]]
+            r["speedup"] = ref / r["latency_ms"]
+            if r["method"] not in ("fp32", "fold BN"):
+                r["speedup_vs_folded"] = folded_ref / r["latency_ms"]
+            r.update(latency_spread_ms=None, timing="interleaved", load_average=load_average(),
+                     speedup_against=f"{name} fp32")
+            if r["model"] in args.notes:
+                r["note"] = args.notes[r["model"]]
     for r in rows:
-        r["latency_ms"] = medians[r["timing_key"]]
-        r["speedup"] = ref / r["latency_ms"]
-        if r["model"] == exp.TEACHER and r["method"] not in ("teacher fp32", "fold BN"):
-            r["speedup_vs_folded"] = folded_ref / r["latency_ms"]
-        r.update(latency_spread_ms=None, timing="interleaved", load_average=load_average())
-        if args.teacher_note and r["model"] == exp.TEACHER:
-            r["teacher_note"] = args.teacher_note
-        del r["timing_key"]
+        del r["timing_key"], r["timing_group"]
     return rows
 
 
@@ -173,7 +183,7 @@ def targets(rows, frameworks) -> list[dict]:
     out = []
     for fw in frameworks:
         mine = [r for r in rows if r["framework"] == fw]
-        teacher = next(r for r in mine if r["method"] == "teacher fp32")
+        teacher = next((r for r in mine if r["model"] == exp.TEACHER and r["method"] == "fp32"), None)
         students = {r["model"] for r in mine if r["method"].startswith("student")}
         best = None
         for s in sorted(students):
@@ -194,11 +204,10 @@ def targets(rows, frameworks) -> list[dict]:
             out.append({"target": "degradation (depth 20)", "framework": fw, "residual": res[0]["accuracy"],
                         "plain": plain[0]["accuracy"], "residual_loss": res[0]["final_loss"],
                         "plain_loss": plain[0]["final_loss"], "pass": res[0]["accuracy"] > plain[0]["accuracy"]})
-        fold = [r for r in mine if r["method"] == "fold BN"]
-        if fold:
-            f = fold[0]
-            out.append({"target": "folding", "framework": fw, "max_rel_logit_diff": f["max_rel_logit_diff"],
-                        "same_predictions": f["same_predictions"], "speedup": round(f["speedup"], 2),
+        for f in (r for r in mine if r["method"] == "fold BN"):
+            out.append({"target": f"folding ({f['model']})", "framework": fw,
+                        "max_rel_logit_diff": f["max_rel_logit_diff"], "same_predictions": f["same_predictions"],
+                        "speedup": round(f["speedup"], 2),
                         "pass": f["max_rel_logit_diff"] <= 1e-5 and f["same_predictions"]})
         tucker = [r for r in mine if r["method"].startswith("tucker")]
         if tucker:
@@ -222,7 +231,7 @@ def main(argv=None):
         sys.exit(f"--sections: unknown {unknown}; choose from {SECTIONS}")
     args.students = [s for s in extra.students.split(",") if s]
     args.ranks = [tuple(int(v) for v in r.split("x")) for r in extra.ranks.split(",") if r]
-    args.teacher_note = None
+    args.notes = {}
     exp.set_threads(extra.threads, tuple(args.frameworks))
     rows = []
     for framework in args.frameworks:

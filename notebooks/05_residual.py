@@ -248,8 +248,8 @@ display(Markdown("| block | channels | stride | shortcut | torch weights | keras
 # network trained once can be compressed in both.
 
 # %% tags=["nbval-check-output"]
-MEMBERS = ["resnet8_w8", "resnet14_w8", "resnet8_w16", "resnet11_w8_bottleneck", "resnet20_w16", "resnet32_w16",
-           "invres_x0.25", "invres_x0.5", "resnet8_w64"]
+MEMBERS = ["resnet8_w8", "resnet14_w8", "resnet11_w8_bottleneck", "invres_x0.5", "resnet8_w16", "resnet20_w16",
+           "resnet32_w16", "resnet8_w64"]
 family_rows = []
 for name in MEMBERS:
     r = cl.measure(tm.build(name), example_input=torch.zeros(1, 1, 28, 28), latency=False)
@@ -308,16 +308,17 @@ for name, g in grads_t.items():
 # %% [markdown]
 # ### Why shortcuts: plain against residual, same budget
 #
-# Training three depths, plain and residual, in both frameworks takes about an hour on two cores, more than a
-# chapter may take. `scripts/residual_experiments.py` trained them once (6 epochs on the 8,000
-# training digits, Adam, the same seed and schedule for every network; recipe in the file) and wrote
-# `compresslib/data/results/05_residual.json`, which this chapter loads. `tests/torch/test_residual_cache.py`
-# re-trains one member and checks that it reproduces the file.
+# Training three depths, plain and residual, in both frameworks takes far longer than a chapter may.
+# `scripts/residual_experiments.py` trained them once ({glue:text}`recipe_epochs` epochs on the 8,000 training
+# digits, Adam, the same seed, batch size and learning-rate schedule for every network; the recipe is printed
+# below) and wrote `compresslib/data/results/05_residual.json`, which this chapter loads.
+# `tests/torch/test_residual_cache.py` re-trains one member and checks that it reproduces the file.
 
 # %%
 CACHE = json.loads(resources.files("compresslib.data").joinpath("results/05_residual.json").read_text())
 runs = CACHE["runs"]
 print("recipe:", CACHE["recipe"], "| teacher:", CACHE["teacher"])
+nb.glue("recipe_epochs", CACHE["recipe"]["epochs"])
 deg_rows = []
 for fw in ("torch", "keras"):
     for depth in (8, 20, 32):
@@ -356,8 +357,8 @@ plt.tight_layout(); plt.show()
 #
 # ### Compression by architecture: small members, alone and distilled
 #
-# The teacher is the widest member, `resnet8_w64` (from the zoo: trained once and cached, recipe in
-# `compresslib.zoo.RECIPES`). Each small member is trained twice on the same budget: alone, and
+# The teacher is the 20-layer residual network of the degradation runs, `resnet20_w16` (also in the zoo:
+# `cl.zoo.pretrained("resnet20_w16")` trains the same network with the same recipe). Each small member is trained twice on the same budget: alone, and
 # distilled from the teacher with `fit(student, data, teacher=teacher)` (cached as above). Accuracy,
 # parameters and MACs come from those runs; the latency is measured here, now, for every member in
 # interleaved rounds (batch 32, one thread), because a one-shot timing of the same model swings ±15 %
@@ -868,8 +869,8 @@ plt.tight_layout(); plt.show()
 #
 # Tucker-2 (chapter 4) and structured pruning shrink the 3×3 convolutions. In the 16-channel ResNet8 those
 # take only part of the time; the stem, the shortcuts, ReLUs, additions and a fixed cost per layer take the
-# rest, and no amount of shrinking the convolutions removes it. The widest member, `resnet8_w64`, is
-# dominated by them. Time per layer kind, with forward hooks (PyTorch, batch 32, one thread):
+# rest, and no amount of shrinking the convolutions removes it. The widest member, `resnet8_w64` (64, 128 and 256
+# channels), is dominated by them. Time per layer kind, with forward hooks (PyTorch, batch 32, one thread):
 
 # %% tags=["nbval-check-output"]
 def conv_share(model, x, runs=5):
@@ -905,7 +906,7 @@ nb.glue("share_w16", shares["resnet8_w16"]); nb.glue("share_w64", shares["resnet
 # %% [markdown]
 # With {glue:text}`share_w64:.0%` of the time in the layers Tucker-2 shrinks (against {glue:text}`share_w16:.0%`),
 # Amdahl's law leaves room for a real speedup. Tucker-2 of every 3×3 convolution but the stem at ranks
-# (16, 16), folded, timed against the teacher in both frameworks (the speed does not depend on the
+# (16, 16), folded, timed against the original in both frameworks (the speed does not depend on the
 # values of the weights, so fresh models are timed here):
 
 # %%
@@ -916,7 +917,8 @@ def is_3x3(fw):
 
 
 tucker_speed = {}
-for fw, build, example in (("torch", lambda: tm.build(TEACHER).eval(), x32), ("keras", lambda: km.build(TEACHER), test_k[0][:32])):
+WIDE = "resnet8_w64"
+for fw, build, example in (("torch", lambda: tm.build(WIDE).eval(), x32), ("keras", lambda: km.build(WIDE), test_k[0][:32])):
     wide = build()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -929,8 +931,8 @@ nb.glue("tucker_torch", tucker_speed["torch"]["tucker (16, 16)"]); nb.glue("tuck
 # %% [markdown]
 # Tucker-2 at ranks (16, 16) makes the wide member {glue:text}`tucker_torch:.1f`× faster in PyTorch and
 # {glue:text}`tucker_keras:.1f`× in Keras. Whether the accuracy survives is the other half: `bench/residual.py`
-# fine-tunes each decomposed (and structurally pruned) teacher for three epochs, distilling from the original,
-# and reports accuracy and speed in one run (`python bench/residual.py --sections convdom`).
+# trains `resnet8_w64` (zoo), fine-tunes its Tucker-2 and `Structured(0.5)` versions for three epochs, distilling
+# from the original, and reports accuracy and speed in one run (`python bench/residual.py --sections convdom`).
 #
 # ## Summary
 #
@@ -947,7 +949,7 @@ nb.glue("tucker_torch", tucker_speed["torch"]["tucker (16, 16)"]); nb.glue("tuck
 #
 # 1. Train `resnet56_w16` and `resnet56_w16_plain` with `scripts/residual_experiments.py`'s recipe (add them to
 #    `DEGRADATION`). Does the gap grow with depth?
-# 2. Distil `invres_x0.5` from `resnet8_w64` with `temperature=2` and `temperature=8`. Which is closer to the teacher?
+# 2. Distil `invres_x0.5` from `resnet20_w16` with `temperature=2` and `temperature=8`. Which is closer to the teacher?
 # 3. Put the eager-mode model of the int8 section right: replace the `+` of `BasicBlock.forward` by a
 #    `torch.ao.nn.quantized.FloatFunctional` and quantise again. Compare its accuracy and speed with FX mode.
 # 4. Apply `cl.prune(..., cl.Structured(0.5))` to `invres_x1.0` in both frameworks. Which layers does each framework
