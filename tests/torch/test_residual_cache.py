@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import compresslib as cl
 from compresslib.keras import models as km
 from compresslib.torch import models as tm
 
@@ -23,8 +24,9 @@ def cache():
 
 
 def test_cache_matches_the_script(cache):
-    assert cache["recipe"] == exp.RECIPE and not cache["quick"]
+    assert cache["recipes"] == {"degradation": exp.RECIPE, "family": exp.FAMILY_RECIPE} and not cache["quick"]
     assert cache["teacher"] == exp.TEACHER and cache["students"] == list(exp.STUDENTS)
+    assert cache["teacher_recipe"] == dict(vars(cl.zoo.RECIPES[exp.TEACHER]))
     assert cache["degradation"] == list(exp.DEGRADATION)
     expected = {f"{fw}/{n}/alone" for fw in ("torch", "keras") for n in exp.DEGRADATION + exp.STUDENTS}
     expected |= {f"{fw}/{n}/distilled" for fw in ("torch", "keras") for n in exp.STUDENTS}
@@ -37,20 +39,20 @@ def test_cache_matches_the_script(cache):
                   else sum(int(np.prod(w.shape)) for w in model.trainable_weights))
         assert run["params"] == params, key
         if run["mode"] != "teacher":
-            assert len(run["loss"]) == len(run["test_accuracy"]) == exp.RECIPE["epochs"], key
+            assert len(run["loss"]) == len(run["test_accuracy"]) == cache["recipes"][run["group"]]["epochs"], key
             assert run["accuracy"] == run["test_accuracy"][-1], key
             assert 0.9 < run["accuracy"] <= 1.0, key
 
 
 def test_one_member_reproduces_its_cached_run(cache):
     """Re-train torch resnet8_w8 for the first two epochs of its recipe (the step schedule keeps the full
-    learning rate for 60 % of the epochs, so two epochs of a 2-epoch run equal the first two of 6)."""
+    learning rate for 60 % of the epochs, so a 2-epoch run equals the first two epochs of the 6)."""
     run = cache["runs"]["torch/resnet8_w8/alone"]
     threads = torch.get_num_threads()
     torch.set_num_threads(run["threads"])
     try:
         train, test = exp.data("torch")
-        _, record = exp.train("torch", "resnet8_w8", train, test, dict(exp.RECIPE, epochs=2))
+        _, record = exp.train("torch", "resnet8_w8", train, test, dict(exp.FAMILY_RECIPE, epochs=2))
     finally:
         torch.set_num_threads(threads)
     assert record["params"] == run["params"] and record["macs"] == run["macs"]
