@@ -156,7 +156,7 @@ class ResNet(nn.Module):
 
     def __init__(self, spec: arch.ResNetSpec, num_classes: int = 10) -> None:
         super().__init__()
-        self.spec, self.arch_name = spec, spec.name
+        self.arch_name = spec.name  # a plain string, so compresslib.save can store it; spec is derived
         residual = not spec.plain
         self.stem = _conv_bn_act(1, spec.widths[0], 3)
         c_in = spec.widths[0]
@@ -173,6 +173,10 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(c_in, num_classes)
+
+    @property
+    def spec(self) -> arch.ResNetSpec:
+        return arch.parse(self.arch_name)  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))
@@ -201,7 +205,7 @@ class InvertedResidualNet(nn.Module):
 
     def __init__(self, spec: arch.InvertedResidualSpec, num_classes: int = 10) -> None:
         super().__init__()
-        self.spec, self.arch_name = spec, spec.name
+        self.arch_name = spec.name  # a plain string, so compresslib.save can store it; spec is derived
         self.stem = _conv_bn_act(1, spec.stem, 3, act=nn.ReLU6)
         blocks = spec.blocks()
         self.blocks = nn.Sequential(*[InvertedResidual(b) for b in blocks])
@@ -209,6 +213,10 @@ class InvertedResidualNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(spec.head, num_classes)
+
+    @property
+    def spec(self) -> arch.InvertedResidualSpec:
+        return arch.parse(self.arch_name)  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.flatten(self.pool(self.head(self.blocks(self.stem(x))))))

@@ -103,3 +103,15 @@ def test_family_member_trains(torch_device):
     # from ~2.3 (chance); eval-mode accuracy is not asserted: after 48 steps the BN running
     # averages still lag behind the weights
     assert losses[2] < losses[1] < losses[0] < 2.4 and losses[2] < 1.6
+
+
+@pytest.mark.parametrize("name", ["resnet20_w16_bottleneck", "invres_x0.5"])
+def test_family_member_saves_and_loads(name, tmp_path):
+    m = _randomized(name)
+    cl.save(m, str(tmp_path / "m.clz"))
+    again = cl.load(str(tmp_path / "m.clz"))
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(again(x), m(x))
+    assert again.arch_name == name and again.spec == m.spec  # still knows what it is: transfer works on it
+    assert cl.transfer(again, framework="keras").name == name
