@@ -42,6 +42,7 @@ _LAZY = {
     "save": "compresslib.api",
     "load": "compresslib.api",
     "export": "compresslib.deploy",
+    "transfer": "compresslib.twin",
 }
 _CONFIG_NAMES = (
     "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT", "WeightSharing",

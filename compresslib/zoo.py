@@ -50,6 +50,10 @@ RECIPES = {
     "resnet8": Recipe(epochs=10, batch_size=128, lr=2e-3),
     "mlp_wide": Recipe(epochs=8),
     "lenet5_caffe": Recipe(epochs=10),  # Han et al.'s LeNet-5 (431 k parameters)
+    # chapter 5: the teacher of the small members (scripts/residual_experiments.py, bench/residual.py), and a
+    # member wide enough that convolutions dominate its time (bench/residual.py)
+    "resnet20_w16": Recipe(epochs=8, batch_size=128, lr=2e-3),
+    "resnet8_w64": Recipe(epochs=4, batch_size=128, lr=2e-3),
 }
 MODEL_NAMES = tuple(RECIPES)
 SHIPPED = ("lenet300_100", "lenet5", "resnet8", "lenet5_caffe")  # small enough to ship (lenet5_caffe: 1.7 MB); mlp_wide (7 MB) trains on first use

@@ -1,4 +1,4 @@
-"""Fold BatchNormalization into the Conv2D or Dense layer before it (Keras 3).
+"""Fold BatchNormalization into the Conv2D, DepthwiseConv2D or Dense layer before it (Keras 3).
 
 The same arithmetic as PyTorch (``compresslib.core.lowrank.fold_bn``): in
 inference a BN is ``s·(z − μ) + β`` per channel with ``s = γ/√(σ² + ε)``, so the
@@ -6,7 +6,7 @@ layer before it becomes ``W' = s·W``, ``b' = s·(b − μ) + β``. The function
 graph is rebuilt without the folded BN layers (``compresslib.keras.rebuild``);
 residual models are handled because the pairs are read from the graph. A BN is
 left in place, and named in one warning, when its input is not a Conv2D/Dense
-output, that output is also used elsewhere, the layer has a non-linear
+output (DepthwiseConv2D counts), that output is also used elsewhere, the layer has a non-linear
 activation built in, or the BN does not normalise the last axis. Keras has no
 public folding tool (the LiteRT converter folds BN internally when it converts).
 
@@ -32,7 +32,7 @@ import numpy as np
 from compresslib.core.lowrank import fold_bn
 from compresslib.keras.rebuild import consumers, functional_of, identity, producer, rebuild
 
-_PRODUCERS = ("Conv2D", "Dense")
+_PRODUCERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
 def batchnorm_pairs(model, example_input: Any = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
@@ -54,7 +54,7 @@ def batchnorm_pairs(model, example_input: Any = None) -> tuple[list[tuple[str, s
             skipped[layer.name] = f"{src.name} has a built-in activation before the BatchNorm"
         elif axis is None or (axis != -1 and (rank is None or axis != rank - 1)):
             skipped[layer.name] = f"axis={layer.axis} is not the channel (last) axis"
-        elif type(src).__name__ == "Conv2D" and src.data_format != "channels_last":
+        elif type(src).__name__ != "Dense" and src.data_format != "channels_last":
             skipped[layer.name] = f"{src.name} is channels_first"
         else:
             pairs.append((src.name, layer.name))
@@ -64,11 +64,15 @@ def batchnorm_pairs(model, example_input: Any = None) -> tuple[list[tuple[str, s
 def _folded(layer, bn) -> Any:
     """A callable that applies a fresh copy of ``layer`` with ``bn`` folded in (and a bias)."""
     kernel = np.asarray(layer.kernel, dtype=np.float64)
+    shape = kernel.shape
+    if type(layer).__name__ == "DepthwiseConv2D":  # kh×kw×C×mult: output channel c·mult + m, as a last axis
+        kernel = kernel.reshape(shape[0], shape[1], 1, shape[2] * shape[3])
     bias = np.asarray(layer.bias, dtype=np.float64) if layer.use_bias else None
     gamma = np.asarray(bn.gamma) if bn.scale else np.ones(kernel.shape[-1])
     beta = np.asarray(bn.beta) if bn.center else np.zeros(kernel.shape[-1])
     new_k, new_b = fold_bn(kernel, bias, gamma, beta, np.asarray(bn.moving_mean), np.asarray(bn.moving_variance),
                            bn.epsilon, out_axis=kernel.ndim - 1)
+    new_k = new_k.reshape(shape)
     config = layer.get_config()
     config["use_bias"] = True
     new = layer.__class__.from_config(config)

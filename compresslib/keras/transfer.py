@@ -1,0 +1,146 @@
+"""Keras side of :func:`compresslib.transfer`: weight layers converted to and from PyTorch's layout.
+
+Conv2D kernels are ``kh×kw×in×out`` (PyTorch: ``out×in×kh×kw``), DepthwiseConv2D kernels
+``kh×kw×C×1`` (PyTorch: a grouped conv ``C×1×kh×kw``), Dense kernels ``in×out`` and, after a
+Flatten of an H×W×C map, their rows in H·W·C order where PyTorch flattens C·H·W.
+
+Example:
+    >>> from compresslib.keras.models import build
+    >>> layers = export_layers(build("lenet5"))
+    >>> [(lw.name, lw.kind, tuple(lw.arrays["weight"].shape)) for lw in layers][:3]
+    [('conv1', 'conv', (6, 1, 5, 5)), ('conv2', 'conv', (16, 6, 5, 5)), ('fc1', 'linear', (120, 400))]
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+
+from compresslib.keras.rebuild import functional_of, producer, rebuild
+from compresslib.twin import LayerWeights
+
+
+def arch_name(model) -> Optional[str]:
+    """The model's name when it names a reference model or a family member, else None."""
+    from compresslib.twin import known_architecture
+
+    return model.name if known_architecture(getattr(model, "name", None)) else None
+
+
+def _flat_layers(model) -> list:
+    out = []
+    for layer in model.layers:
+        out.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
+def _flatten_source(model, layer) -> Optional[tuple[int, int, int]]:
+    """(H, W, C) when ``layer`` (a Dense) reads a Flatten of an H×W×C map with H·W > 1, else None."""
+    src = producer(model, layer)
+    if src is None or type(src).__name__ != "Flatten":
+        return None
+    shape = tuple(src.input.shape[1:])
+    if len(shape) != 3 or shape[0] * shape[1] == 1:
+        return None
+    return tuple(int(d) for d in shape)  # type: ignore[return-value]
+
+
+def _a(v) -> np.ndarray:
+    return np.array(keras.ops.convert_to_numpy(v), dtype=np.float32)
+
+
+def export_layers(model) -> list[LayerWeights]:
+    """Every Conv2D, DepthwiseConv2D, Dense and BatchNormalization, in PyTorch's layout, in layer order."""
+    out = []
+    for layer in _flat_layers(model):
+        kind = type(layer).__name__
+        if kind == "DepthwiseConv2D":
+            k = _a(layer.kernel)  # kh, kw, C, mult -> C*mult, 1, kh, kw (torch channel c*mult + m)
+            kh, kw, c, mult = k.shape
+            arrays = {"weight": k.transpose(2, 3, 0, 1).reshape(c * mult, 1, kh, kw)}
+            if layer.use_bias:
+                arrays["bias"] = _a(layer.bias)
+            out.append(LayerWeights(layer.name, "conv", arrays, {"stride": tuple(layer.strides), "groups": c}))
+        elif kind == "Conv2D":
+            arrays = {"weight": _a(layer.kernel).transpose(3, 2, 0, 1)}
+            if layer.use_bias:
+                arrays["bias"] = _a(layer.bias)
+            out.append(LayerWeights(layer.name, "conv", arrays,
+                                    {"stride": tuple(layer.strides), "groups": int(layer.groups)}))
+        elif kind == "Dense":
+            k = _a(layer.kernel)
+            hwc = _flatten_source(model, layer)
+            if hwc is not None:
+                h, w, c = hwc
+                k = k.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
+            arrays = {"weight": np.ascontiguousarray(k.T)}
+            if layer.use_bias:
+                arrays["bias"] = _a(layer.bias)
+            out.append(LayerWeights(layer.name, "linear", arrays))
+        elif kind == "BatchNormalization":
+            n = int(layer.moving_mean.shape[0])
+            arrays = {"weight": _a(layer.gamma) if layer.scale else np.ones(n, np.float32),
+                      "bias": _a(layer.beta) if layer.center else np.zeros(n, np.float32),
+                      "running_mean": _a(layer.moving_mean), "running_var": _a(layer.moving_variance)}
+            out.append(LayerWeights(layer.name, "batchnorm", arrays, {"eps": float(layer.epsilon)}))
+        elif layer.weights:
+            raise ValueError(f"model: layer {layer.name!r} ({kind}) holds weights transfer does not know "
+                             "(it moves Conv2D, DepthwiseConv2D, Dense and BatchNormalization)")
+    return out
+
+
+def import_layers(model, assignments: dict[str, LayerWeights]) -> None:
+    """Write canonical arrays into ``model``'s layers by name, in place."""
+    layers = {layer.name: layer for layer in _flat_layers(model)}
+    for name, lw in assignments.items():
+        layer = layers[name]
+        kind = type(layer).__name__
+        a = lw.arrays
+        if kind == "BatchNormalization":
+            values = ([a["weight"]] if layer.scale else []) + ([a["bias"]] if layer.center else [])
+            layer.set_weights(values + [a["running_mean"], a["running_var"]])
+            continue
+        w = a["weight"]
+        if kind == "DepthwiseConv2D":
+            kh, kw, c, mult = layer.kernel.shape
+            kernel = w.reshape(c, mult, kh, kw).transpose(2, 3, 0, 1)
+        elif kind == "Conv2D":
+            kernel = w.transpose(2, 3, 1, 0)
+        else:  # Dense
+            kernel = w.T
+            hwc = _flatten_source(model, layer)
+            if hwc is not None:
+                h, ww, c = hwc
+                kernel = kernel.reshape(c, h, ww, -1).transpose(1, 2, 0, 3).reshape(h * ww * c, -1)
+        layer.set_weights([np.ascontiguousarray(kernel)] + ([a["bias"]] if "bias" in a else []))
+
+
+def copy_model(model) -> keras.Model:
+    """A copy of a functional or Sequential model with its weights (nothing shared)."""
+    return rebuild(functional_of(model)) if not isinstance(model, keras.Sequential) else rebuild(model)
+
+
+def input_shape(model) -> tuple:
+    """The per-sample input shape (H, W, C)."""
+    shape = tuple(model.inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        raise ValueError(f"model: transfer's check needs a fixed input shape, got {shape}; pass check=False")
+    return shape
+
+
+def outputs(model, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model(x, training=False), dtype=np.float32)
+
+
+def layer_outputs(model, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Outputs of the named layers on one batch (one functional model with those outputs)."""
+    graph = functional_of(model)
+    present = [n for n in names if any(layer.name == n for layer in graph.layers)]
+    if not present:
+        return {}
+    inputs = graph.inputs[0] if len(graph.inputs) == 1 else graph.inputs
+    probe = keras.Model(inputs, [graph.get_layer(n).output for n in present])
+    outs = probe(x, training=False)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    return {n: np.asarray(o, dtype=np.float32) for n, o in zip(present, outs)}
