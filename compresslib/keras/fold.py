@@ -30,16 +30,35 @@ import keras
 import numpy as np
 
 from compresslib.core.lowrank import fold_bn
-from compresslib.keras.rebuild import consumers, functional_of, identity, producer, rebuild
+from compresslib.keras.checks import warn_unchanged
+from compresslib.keras.rebuild import consumers, functional_of, graph_layers, identity, is_graph_model, producer, rebuild
 
 _PRODUCERS = ("Conv2D", "Dense")
 
 
+def _graphs(model) -> list:
+    """``model`` and every Sequential/functional model nested in it, outermost first."""
+    out = [model]
+    for layer in functional_of(model, "fold_batchnorm").layers:
+        if is_graph_model(layer):
+            out.extend(_graphs(layer))
+    return out
+
+
 def batchnorm_pairs(model) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """``[(layer_name, bn_name), ...]`` that can be folded, and ``{bn_name: reason}`` for those that cannot."""
+    """``[(layer_name, bn_name), ...]`` that can be folded, and ``{bn_name: reason}`` for those that cannot.
+
+    Nested Sequential/functional models (a ``keras.applications`` backbone) are read too.
+    """
+    pairs, skipped = [], {}
+    for sub in _graphs(model):
+        _pairs_in(sub, pairs, skipped)
+    return pairs, skipped
+
+
+def _pairs_in(model, pairs: list, skipped: dict) -> None:
     graph = functional_of(model)
     uses = consumers(model)
-    pairs, skipped = [], {}
     for layer in graph.layers:
         if type(layer).__name__ != "BatchNormalization":
             continue
@@ -58,7 +77,6 @@ def batchnorm_pairs(model) -> tuple[list[tuple[str, str]], dict[str, str]]:
             skipped[layer.name] = f"{src.name} is channels_first"
         else:
             pairs.append((src.name, layer.name))
-    return pairs, skipped
 
 
 def _folded(layer, bn) -> Any:
@@ -81,18 +99,24 @@ def _folded(layer, bn) -> Any:
     return apply
 
 
-def fold_batchnorm(model, **kwargs: Any) -> keras.Model:
+def fold_batchnorm(model, *, example_input: Any = None) -> keras.Model:
     """A rebuilt copy of ``model`` without the BatchNorm layers that follow a Conv2D/Dense.
 
     Outputs equal the original's in inference (``training=False``) to float tolerance.
+    ``example_input`` is unused (the pairs are read from the graph; accepted so that both
+    frameworks take the same arguments). A subclassed model is refused (its graph is its code).
     """
-    if kwargs:
-        raise TypeError(f"fold_batchnorm got unexpected arguments {sorted(kwargs)}")
-    graph = functional_of(model)
+    functional_of(model, "fold_batchnorm")
     pairs, skipped = batchnorm_pairs(model)
+    if not pairs:
+        why = "; ".join(f"{n}: {w}" for n, w in skipped.items())
+        warn_unchanged("fold_batchnorm", f"no BatchNormalization can be folded ({why})" if skipped
+                       else "it has no BatchNormalization layer")
+        return rebuild(model)
+    by_name = {layer.name: layer for layer in graph_layers(model)}
     replacements = {}
     for layer_name, bn_name in pairs:
-        layer, bn = graph.get_layer(layer_name), graph.get_layer(bn_name)
+        layer, bn = by_name[layer_name], by_name[bn_name]
         replacements[layer_name] = (lambda l, b: (lambda _: _folded(l, b)))(layer, bn)
         replacements[bn_name] = lambda _: identity
     if skipped:

@@ -29,10 +29,38 @@ def export(model) -> tuple[dict, dict[str, np.ndarray]]:
     weights = model.get_weights()
     tensors = {f"w{i:03d}": np.asarray(w) for i, w in enumerate(weights)}
     spec = {"kind": "keras_model", "config": json.loads(model.to_json())}
+    quantized = _quantized_sublayers(model)
+    if quantized:
+        spec["quantized"] = quantized
     bf16 = _bfloat16_to_bits(tensors)
     if bf16:
         spec["bfloat16"] = bf16
     return spec, tensors
+
+
+def _quantized_sublayers(model) -> list:
+    """``[[index, class name, mode], ...]`` of Keras-quantized layers (``model.quantize``) in flattening order.
+
+    A layer's config records its own quantization, but a layer that holds others (the
+    ``EinsumDense`` projections of ``MultiHeadAttention``, the layers a subclassed model creates in
+    ``__init__``) does not record theirs, so loading must quantize them again before the weights fit.
+    """
+    return [[i, type(layer).__name__, layer.quantization_mode]
+            for i, layer in enumerate(model._flatten_layers(include_self=False, recursive=True))
+            if getattr(layer, "quantization_mode", None)]
+
+
+def _requantize(model, quantized: list) -> None:
+    import warnings
+
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    for index, kind, mode in quantized:  # by position: a subclassed model's sublayers get new names
+        if index >= len(layers) or type(layers[index]).__name__ != kind:
+            raise ValueError(f"file: quantized {kind} layer #{index} is not in the rebuilt model")
+        if getattr(layers[index], "quantization_mode", None) is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                layers[index].quantize(mode)
 
 
 def _bfloat16_to_bits(tensors: dict[str, np.ndarray]) -> list[str]:
@@ -58,7 +86,15 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray]):
     import compresslib.keras  # noqa: F401  (registers compresslib's serializable layers)
 
     _import_custom_layers()
-    model = keras.models.model_from_json(json.dumps(spec["config"]))
+    previous = keras.config.dtype_policy()
+    policy = spec["config"].get("config", {}).get("dtype")  # a subclassed model's layers take the global policy
+    try:
+        if isinstance(policy, dict) and policy.get("class_name") == "DTypePolicy":
+            keras.config.set_dtype_policy(policy["config"]["name"])
+        model = keras.models.model_from_json(json.dumps(spec["config"]))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    _requantize(model, spec.get("quantized", []))
     _bits_to_bfloat16(tensors, spec.get("bfloat16", []))
     model.set_weights([tensors[k] for k in sorted(tensors)])
     return model

@@ -79,3 +79,41 @@ def test_save_load(resnet, tmp_path):
     back = cl.load(tmp_path / "f.clz")
     x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
     np.testing.assert_array_equal(back(x), f(x))
+
+
+def test_nested_backbone_is_folded_and_example_input_is_accepted():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((6, 6, 2))
+    h = keras.layers.BatchNormalization(name="inner_bn")(keras.layers.Conv2D(3, 3, name="inner_conv")(i))
+    backbone = keras.Model(i, keras.layers.GlobalAveragePooling2D()(h), name="backbone")
+    m = keras.Sequential([keras.Input((6, 6, 2)), backbone, keras.layers.Dense(2, name="head")])
+    bn = backbone.get_layer("inner_bn")
+    bn.moving_mean.assign(np.array([0.5, -1.0, 2.0], np.float32))
+    bn.moving_variance.assign(np.array([0.25, 4.0, 1.5], np.float32))
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 2)).astype(np.float32)
+    f = cl.fold_batchnorm(m, example_input=x)
+    kinds = [type(l).__name__ for l in f.get_layer("backbone").layers]
+    assert "BatchNormalization" not in kinds and "BatchNormalization" in [type(l).__name__ for l in backbone.layers]
+    np.testing.assert_allclose(f(x), m(x, training=False), atol=1e-5, rtol=1e-5)
+
+
+def test_model_without_batchnorm_warns_that_nothing_changes():
+    m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.warns(UserWarning, match="fold_batchnorm: the model comes back unchanged: it has no BatchNormalization"):
+        f = cl.fold_batchnorm(m)
+    assert f is not m and np.array_equal(f.get_weights()[0], m.get_weights()[0])
+
+
+def test_subclassed_model_is_refused_by_class_name():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.c, self.bn = keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()
+
+        def call(self, x):
+            return self.bn(self.c(x))
+
+    m = Net()
+    m(np.zeros((1, 5, 5, 1), np.float32))
+    with pytest.raises(TypeError, match="fold_batchnorm rewires the model's layers.*Net is a subclassed"):
+        cl.fold_batchnorm(m)
