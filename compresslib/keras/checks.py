@@ -112,6 +112,19 @@ def require_graph(model: Any, what: str) -> None:
                         f"to use {what}")
 
 
+def leaf_layers(model: Any) -> list:
+    """The layers that do the work: nested models and layers holding others (MultiHeadAttention, a custom
+    layer, TimeDistributed) are opened; a recurrent layer or ``Bidirectional`` counts as one (not its cells)."""
+    out = []
+    for layer in model._flatten_layers(include_self=False, recursive=False):
+        inner = list(layer._flatten_layers(include_self=False, recursive=False))
+        if inner and not isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            out.extend(leaf_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
 def describe(names: list[str], limit: int = 8) -> str:
     """``a, b, c`` or ``a, b, … and 12 more``."""
     if len(names) <= limit:
@@ -120,4 +133,4 @@ def describe(names: list[str], limit: int = 8) -> str:
 
 
 __all__ = ["check_model", "is_subclassed", "input_specs", "single_input", "check_batch", "probe_input",
-           "warn_unchanged", "require_graph", "describe", "Spec"]
+           "warn_unchanged", "require_graph", "leaf_layers", "describe", "Spec"]

@@ -1,4 +1,4 @@
-"""Fold BatchNormalization into the Conv2D or Dense layer before it (Keras 3).
+"""Fold BatchNormalization into the Conv2D, DepthwiseConv2D or Dense layer before it (Keras 3).
 
 The same arithmetic as PyTorch (``compresslib.core.lowrank.fold_bn``): in
 inference a BN is ``s·(z − μ) + β`` per channel with ``s = γ/√(σ² + ε)``, so the
@@ -6,9 +6,10 @@ layer before it becomes ``W' = s·W``, ``b' = s·(b − μ) + β``. The function
 graph is rebuilt without the folded BN layers (``compresslib.keras.rebuild``);
 residual models are handled because the pairs are read from the graph. A BN is
 left in place, and named in one warning, when its input is not a Conv2D/Dense
-output, that output is also used elsewhere, the layer has a non-linear
-activation built in, or the BN does not normalise the last axis. Keras has no
-public folding tool (the LiteRT converter folds BN internally when it converts).
+output (or a DepthwiseConv2D with ``depth_multiplier=1``), that output is also
+used elsewhere, the layer has a non-linear activation built in, or the BN does
+not normalise the last axis. Keras has no public folding tool (the LiteRT
+converter folds BN internally when it converts).
 
 Example:
     >>> import numpy as np
@@ -33,7 +34,7 @@ from compresslib.core.lowrank import fold_bn
 from compresslib.keras.checks import warn_unchanged
 from compresslib.keras.rebuild import consumers, functional_of, graph_layers, identity, is_graph_model, producer, rebuild
 
-_PRODUCERS = ("Conv2D", "Dense")
+_PRODUCERS = ("Conv2D", "Dense", "DepthwiseConv2D")
 
 
 def _graphs(model) -> list:
@@ -66,15 +67,17 @@ def _pairs_in(model, pairs: list, skipped: dict) -> None:
         rank = len(layer.input.shape) if hasattr(layer, "input") else None
         axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
         if src is None or type(src).__name__ not in _PRODUCERS:
-            skipped[layer.name] = "its input is not a Conv2D/Dense output"
+            skipped[layer.name] = "its input is not a Conv2D/DepthwiseConv2D/Dense output"
         elif uses.get(src.name, 0) != 1:
             skipped[layer.name] = f"{src.name}'s output is also used elsewhere"
         elif getattr(src.activation, "__name__", "") != "linear":
             skipped[layer.name] = f"{src.name} has a built-in activation before the BatchNorm"
         elif axis is None or (axis != -1 and (rank is None or axis != rank - 1)):
             skipped[layer.name] = f"axis={layer.axis} is not the channel (last) axis"
-        elif type(src).__name__ == "Conv2D" and src.data_format != "channels_last":
+        elif type(src).__name__ != "Dense" and src.data_format != "channels_last":
             skipped[layer.name] = f"{src.name} is channels_first"
+        elif type(src).__name__ == "DepthwiseConv2D" and src.depth_multiplier != 1:
+            skipped[layer.name] = f"{src.name} has depth_multiplier {src.depth_multiplier}"
         else:
             pairs.append((src.name, layer.name))
 
@@ -83,10 +86,12 @@ def _folded(layer, bn) -> Any:
     """A callable that applies a fresh copy of ``layer`` with ``bn`` folded in (and a bias)."""
     kernel = np.asarray(layer.kernel, dtype=np.float64)
     bias = np.asarray(layer.bias, dtype=np.float64) if layer.use_bias else None
-    gamma = np.asarray(bn.gamma) if bn.scale else np.ones(kernel.shape[-1])
-    beta = np.asarray(bn.beta) if bn.center else np.zeros(kernel.shape[-1])
+    channels = int(np.asarray(bn.moving_mean).shape[0])
+    gamma = np.asarray(bn.gamma) if bn.scale else np.ones(channels)
+    beta = np.asarray(bn.beta) if bn.center else np.zeros(channels)
+    out_axis = 2 if type(layer).__name__ == "DepthwiseConv2D" else kernel.ndim - 1  # (kh, kw, C, 1)
     new_k, new_b = fold_bn(kernel, bias, gamma, beta, np.asarray(bn.moving_mean), np.asarray(bn.moving_variance),
-                           bn.epsilon, out_axis=kernel.ndim - 1)
+                           bn.epsilon, out_axis=out_axis)
     config = layer.get_config()
     config["use_bias"] = True
     new = layer.__class__.from_config(config)

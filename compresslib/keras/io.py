@@ -28,7 +28,13 @@ def export(model) -> tuple[dict, dict[str, np.ndarray]]:
         raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
     weights = model.get_weights()
     tensors = {f"w{i:03d}": np.asarray(w) for i, w in enumerate(weights)}
-    spec = {"kind": "keras_model", "config": json.loads(model.to_json())}
+    try:
+        config = json.loads(model.to_json())
+    except NotImplementedError as exc:  # a subclassed model without get_config
+        raise TypeError(f"model: cannot save the subclassed model {type(model).__name__}: Keras cannot describe it "
+                        f"without get_config(); give it get_config()/from_config() (and register it with "
+                        f"keras.saving.register_keras_serializable) or build it as a functional model") from exc
+    spec = {"kind": "keras_model", "config": config}
     quantized = _quantized_sublayers(model)
     if quantized:
         spec["quantized"] = quantized

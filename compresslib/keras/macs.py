@@ -3,12 +3,13 @@
 :func:`macs_by_layer` runs the model once on an example row while every ``Layer.__call__``
 is recorded (the patch is undone when the call returns), so it sees what the model really
 runs: layers of nested models, layers called inside a subclassed model's ``call`` or a
-custom layer, shared layers (counted at every call), ``TimeDistributed``, and the real
+custom layer, shared layers (counted at every call), and the real
 sequence length of a model built with ``Input((None, ...))``. Layers with a formula are
 counted whole and their inner calls are not looked at again: convolutions (incl. depthwise
 and grouped), ``Dense``, ``EinsumDense``, ``LSTM``/``GRU``/``SimpleRNN`` (per step and
 gate, :func:`compresslib.core.measure.rnn_macs`), ``Bidirectional`` (both directions) and
-``MultiHeadAttention`` (projections and both attention products). Element-wise layers count 0.
+``MultiHeadAttention`` (projections and both attention products), ``TimeDistributed`` (its
+layer once per step). Element-wise layers count 0.
 
 When the model cannot be run on the example, :func:`symbolic_macs` counts from the shapes
 recorded in a functional graph instead.
@@ -39,7 +40,7 @@ def _counted(layer: Any) -> bool:
     return isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
                               keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
                               keras.layers.EinsumDense, keras.layers.MultiHeadAttention,
-                              keras.layers.Bidirectional)) or type(layer).__name__ in _RNN
+                              keras.layers.Bidirectional, keras.layers.TimeDistributed)) or type(layer).__name__ in _RNN
 
 
 def _shape(t: Any) -> Optional[tuple]:
@@ -94,6 +95,9 @@ def layer_macs(layer: Any, in_shape: tuple, out_shape: tuple, extra: Optional[di
         return dense_macs(per_sample, int(in_shape[-1]))
     if isinstance(layer, keras.layers.EinsumDense):
         return _einsum(layer, per_sample)
+    if isinstance(layer, keras.layers.TimeDistributed):  # the wrapped layer once per step (it calls layer.call)
+        steps = int(in_shape[1] or 1)
+        return steps * layer_macs(layer.layer, (1,) + tuple(in_shape[2:]), (1,) + tuple(out_shape[2:]), extra)
     if isinstance(layer, keras.layers.Bidirectional):
         return _rnn(layer.forward_layer, in_shape) + _rnn(layer.backward_layer, in_shape)
     if isinstance(layer, keras.layers.MultiHeadAttention):

@@ -38,7 +38,7 @@ from compresslib.keras.checks import check_model, describe, require_graph, warn_
 from compresslib.keras.rebuild import copy_model, is_graph_model, rebuild
 from compresslib.registry import register
 
-PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D")
+PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D")
 _QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 
 
@@ -93,24 +93,32 @@ def _keys(layers: list) -> list[str]:
 def kernel_output_major(layer) -> np.ndarray:
     """The layer's kernel as PyTorch lays it out: ``(out, in, k…)``; an EinsumDense as ``(out, in)``."""
     kernel = np.asarray(layer.kernel.numpy())
-    if type(layer).__name__ == "EinsumDense":
+    kind = type(layer).__name__
+    if kind == "EinsumDense":
         n = _contracted_prefix(layer)
         return kernel.reshape(int(np.prod(kernel.shape[:n])), -1).T
+    if kind == "DepthwiseConv2D":  # (kh, kw, C, M) -> torch's grouped layout (C·M, 1, kh, kw)
+        kh, kw, c, m = kernel.shape
+        return kernel.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)
     return to_output_major(kernel)
 
 
 def kernel_layout(layer, array: np.ndarray) -> np.ndarray:
     """Inverse of :func:`kernel_output_major` for ``layer``: an output-major array in the kernel's layout."""
-    if type(layer).__name__ == "EinsumDense":
+    kind = type(layer).__name__
+    if kind == "EinsumDense":
         return array.T.reshape(tuple(layer.kernel.shape))
+    if kind == "DepthwiseConv2D":
+        kh, kw, c, m = tuple(layer.kernel.shape)
+        return array.reshape(c, m, kh, kw).transpose(2, 3, 0, 1)
     return from_output_major(array)
 
 
 def prunable_layers(model, warn: bool = True) -> dict[str, Any]:
     """``{key: layer}`` of the layers whose kernels unstructured pruning touches, in model order.
 
-    Dense, Conv1D/2D/3D and EinsumDense (whose summed axes come first, as in
-    MultiHeadAttention's projections), also inside nested models and layers that hold others;
+    Dense, Conv1D/2D/3D, DepthwiseConv2D and EinsumDense (whose summed axes come first, as
+    in MultiHeadAttention's projections), also inside nested models and layers that hold others;
     the key is the layer's name, or its path where names repeat. Layers of other kinds that
     own weights (except normalisation layers) are skipped with one warning naming them.
     """
@@ -155,8 +163,8 @@ def prune_unstructured(model, config: PruneConfig, *, example_input: Any = None,
     """
     check_model(model)
     if not prunable_layers(model, warn=False):
-        raise ValueError(f"model: {type(config).__name__} prunes the kernels of Dense, Conv1D/2D/3D and "
-                         f"EinsumDense layers; {model.name} has none (its layers: "
+        raise ValueError(f"model: {type(config).__name__} prunes the kernels of Dense, Conv1D/2D/3D, "
+                         f"DepthwiseConv2D and EinsumDense layers; {model.name} has none (its layers: "
                          f"{describe(sorted({type(l).__name__ for l in model._flatten_layers(include_self=False)}))})")
     new = copy_model(model)
     ignored = _check_ignored(new, ignored_layers)
@@ -344,7 +352,8 @@ def _structured(model, config: Structured, ignored: tuple, seed: int) -> keras.M
     original, model = model, _inlined(model)
     g, keep = structured_plan(model, config, ignored, seed, warn=False)
     if not keep:
-        why = "every channel group reaches a model output"
+        groups = describe(sorted({p for members in g.groups().values() for p in members}))
+        why = f"every channel group ({groups or 'none'}) reaches a model output"
         if g.skipped:
             why += f" or a layer the channel walk keeps whole ({describe(g.skipped)})"
         if ignored:

@@ -33,7 +33,7 @@ from keras import ops
 from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly
 from compresslib.core import quant as cq
 from compresslib.core.sensitivity import scan
-from compresslib.keras.checks import check_model, describe, is_subclassed, require_graph, warn_unchanged
+from compresslib.keras.checks import check_model, describe, is_subclassed, leaf_layers, require_graph, warn_unchanged
 from compresslib.keras.litert import LiteRTModel, to_litert
 from compresslib.keras.rebuild import copy_model, graph_layers, rebuild
 from compresslib.registry import register
@@ -202,18 +202,13 @@ def convert(model) -> keras.Model:
     return _swap(model, factory)
 
 
-def _own_float_weights(layer) -> bool:
-    own = list(layer._trainable_variables) + list(layer._non_trainable_variables)
-    return any("float" in str(v.dtype) and "seed" not in v.path for v in own)
-
-
-def _leaves(model) -> list:
-    return list(model._flatten_layers(include_self=False, recursive=True))
+def _float_weights(layer) -> bool:
+    return any("float" in str(v.dtype) and "seed" not in v.path for v in layer.weights)
 
 
 def _warn_skipped(model, handled: tuple, verb: str) -> None:
-    skipped = [f"{l.name} ({type(l).__name__})" for l in _leaves(model)
-               if _own_float_weights(l) and not isinstance(l, handled) and not _is_normalization(l)]
+    skipped = [f"{l.name} ({type(l).__name__})" for l in leaf_layers(model)
+               if _float_weights(l) and not isinstance(l, handled) and not _is_normalization(l)]
     if skipped:
         warnings.warn(f"{verb}: layers left in float (not supported by this mode): {describe(skipped)}",
                       UserWarning, stacklevel=3)
@@ -253,7 +248,7 @@ def quantize_weight_only(model, config: WeightOnly, *, calibration_data: Any = N
     if config.group_size is not None:
         raise ValueError("config.group_size: Keras's model.quantize has no groups; use group_size=None")
     handled = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
-    if not any(isinstance(l, handled) for l in _leaves(model)):
+    if not any(isinstance(l, handled) for l in leaf_layers(model)):
         raise ValueError(f"model: WeightOnly({config.bits}) uses Keras's model.quantize, which quantizes Dense, "
                          f"EinsumDense and Embedding layers; {model.name} has none")
     new = copy_model(model)

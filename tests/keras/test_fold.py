@@ -117,3 +117,17 @@ def test_subclassed_model_is_refused_by_class_name():
     m(np.zeros((1, 5, 5, 1), np.float32))
     with pytest.raises(TypeError, match="fold_batchnorm rewires the model's layers.*Net is a subclassed"):
         cl.fold_batchnorm(m)
+
+
+def test_depthwise_conv_is_folded():
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.DepthwiseConv2D(3, use_bias=False, name="dw"),
+                          keras.layers.BatchNormalization(name="bn")])
+    bn = m.get_layer("bn")
+    bn.moving_mean.assign(np.array([0.1, -0.2, 0.3], np.float32))
+    bn.moving_variance.assign(np.array([2.0, 0.5, 1.0], np.float32))
+    bn.gamma.assign(np.array([1.5, -1.0, 0.5], np.float32))
+    f = cl.fold_batchnorm(m)
+    assert [type(l).__name__ for l in f.layers][1:] == ["DepthwiseConv2D"] and f.get_layer("dw").use_bias
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(f(x), m(x, training=False), atol=1e-5, rtol=1e-5)

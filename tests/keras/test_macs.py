@@ -72,14 +72,14 @@ def test_subclassed_model_and_custom_layer_are_seen_through_their_calls():
 
 
 def test_nested_model_and_time_distributed():
-    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="c"),
+    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(16, 3, name="c"),
                               keras.layers.GlobalAveragePooling2D()], name="inner")
     i = keras.Input((8, 8, 3))
     h = keras.layers.Reshape((4, 4))(inner(i))
     h = keras.layers.TimeDistributed(keras.layers.Dense(5, name="td_dense"), name="td")(h)
     m = keras.Model(i, keras.layers.Flatten()(h))
     got = _macs(m, np.zeros((2, 8, 8, 3), np.float32))
-    assert got == {"c": 6 * 6 * 4 * 3 * 9, "td_dense": 4 * 5 * 4}
+    assert got == {"c": 6 * 6 * 16 * 3 * 9, "td": 4 * 5 * 4}
 
 
 def test_shapes_recorded_in_the_graph_when_the_model_cannot_run():

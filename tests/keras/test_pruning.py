@@ -246,6 +246,18 @@ def test_magnitude_prunes_attention_projections_named_by_path():
 def test_unstructured_pruning_with_nothing_to_prune_is_refused():
     i = keras.Input((5,), dtype="int32")
     m = keras.Model(i, keras.layers.LSTM(3)(keras.layers.Embedding(10, 3)(i)), name="rnn_only")
-    with pytest.raises(ValueError, match="Magnitude prunes the kernels of Dense, Conv1D/2D/3D and EinsumDense "
-                                         "layers; rnn_only has none"):
+    with pytest.raises(ValueError, match="Magnitude prunes the kernels of Dense, Conv1D/2D/3D, DepthwiseConv2D "
+                                         "and EinsumDense layers; rnn_only has none"):
         cl.prune(m, cl.Magnitude(0.5))
+
+
+def test_depthwise_kernels_use_torch_layout():
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((5, 5, 3)), keras.layers.DepthwiseConv2D(2, depth_multiplier=2, name="dw")])
+    layer = m.get_layer("dw")
+    om = pruning.kernel_output_major(layer)
+    k = np.asarray(layer.kernel)
+    assert om.shape == (6, 1, 2, 2) and np.array_equal(om[3, 0], k[:, :, 1, 1])  # channel 1, multiplier 1
+    assert np.array_equal(pruning.kernel_layout(layer, om), k)
+    p = cl.prune(m, cl.Magnitude(0.5))
+    assert int((np.asarray(p.get_layer("dw").kernel) == 0).sum()) == 12
