@@ -12,7 +12,7 @@ Example:
     >>> import keras, numpy as np
     >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     >>> h = retyped(m, "float16", "Float16")
-    >>> h.layers[0].kernel.dtype, m.layers[0].kernel.dtype
+    >>> h.layers[-1].kernel.dtype, m.layers[-1].kernel.dtype
     ('float16', 'float32')
 """
 from __future__ import annotations

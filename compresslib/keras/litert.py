@@ -230,6 +230,9 @@ def to_litert(model: keras.Model, calibration: Any = None, *, what: str = "Int8D
     from compresslib.keras.measure import layer_stats
 
     check_model(model)
+    outputs = None if is_subclassed(model) else len(keras.tree.flatten(model.outputs))
+    if outputs not in (None, 1):
+        raise ValueError(f"model: {what}: compresslib's LiteRT wrapper returns one output; {model.name} has {outputs}")
     data = calibration if calibration is not None else example
     shape, dtype = single_input(model, f"{what} (LiteRT)", data)
     x = None if data is None else check_batch(data, (shape, dtype), "calibration_data")
@@ -293,7 +296,7 @@ def _flex_or_raise(saved: str, model: keras.Model, x: Optional[np.ndarray], text
     ops, layers = _ops_and_layers(text, model)
     tried = ""
     try:
-        flat = _convert(saved, None, None, flex=True)
+        flat = _convert(saved, x, None, flex=True)
         LiteRTModel(flat).predict_on_batch(example)
         return flat
     except Exception as exc:  # noqa: BLE001 - the fallback is best effort; its failure is reported below

@@ -1,6 +1,6 @@
 """Multiply-accumulates of a Keras 3 model, counted from the layer calls of one forward pass.
 
-:func:`macs_by_layer` runs the model once on an example row while every ``Layer.__call__``
+:func:`macs_by_call` runs the model once on an example row while every ``Layer.__call__``
 is recorded (the patch is undone when the call returns), so it sees what the model really
 runs: layers of nested models, layers called inside a subclassed model's ``call`` or a
 custom layer, shared layers (counted at every call), and the real
@@ -17,9 +17,9 @@ recorded in a functional graph instead.
 Example:
     >>> import keras, numpy as np
     >>> i = keras.Input((None,), dtype="int32")
-    >>> h = keras.layers.LSTM(16)(keras.layers.Embedding(100, 8)(i))
-    >>> m = keras.Model(i, keras.layers.Dense(3)(h))
-    >>> counts = macs_by_layer(m, np.zeros((2, 5), "int32"))
+    >>> h = keras.layers.LSTM(16, name="lstm")(keras.layers.Embedding(100, 8)(i))
+    >>> m = keras.Model(i, keras.layers.Dense(3, name="dense")(h))
+    >>> counts = macs_by_call(m, np.zeros((2, 5), "int32"))
     >>> sorted((layer.name, n) for layer, n in counts.values())   # 5 steps · 4 gates · 16 · (8 + 16)
     [('dense', 48), ('lstm', 7680)]
 """
@@ -134,7 +134,7 @@ def _recording(calls: list) -> Iterator[None]:
         layer_cls.__call__ = original
 
 
-def macs_by_layer(model: Any, example: Any) -> dict[int, tuple[Any, int]]:
+def macs_by_call(model: Any, example: Any) -> dict[int, tuple[Any, int]]:
     """``{id(layer): (layer, MACs per sample)}`` from one forward pass of ``model`` on ``example``.
 
     Shared layers are counted at every call. Raises whatever the model raises on the example.
@@ -181,4 +181,4 @@ def symbolic_macs(layer: Any, steps: Optional[int] = None) -> int:
     return layer_macs(layer, known(in_shape), known(out_shape), extra)
 
 
-__all__ = ["macs_by_layer", "symbolic_macs", "layer_macs"]
+__all__ = ["macs_by_call", "symbolic_macs", "layer_macs"]

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from compresslib.core.measure import assemble, check_measure_args, file_sizes
-from compresslib.keras.macs import macs_by_layer, symbolic_macs
+from compresslib.keras.macs import macs_by_call, symbolic_macs
 from compresslib.keras.train import evaluate
 from compresslib.report import LayerStats, Report
 
@@ -52,7 +52,7 @@ def _flat_layers(model) -> list:
 def layer_stats(model, steps: Optional[int] = None, example: Any = None) -> list[LayerStats]:
     """Per-layer parameters, non-zeros and MACs of a built Keras model.
 
-    MACs come from one forward pass on ``example[:1]`` (:func:`compresslib.keras.macs.macs_by_layer`:
+    MACs come from one forward pass on ``example[:1]`` (:func:`compresslib.keras.macs.macs_by_call`:
     every layer call, nested and subclassed models included); without an example, or when the
     model cannot run on it, from the shapes its graph recorded (``steps``: the length of a time
     axis built as ``None``). Layers that only a forward pass finds (inside a custom layer) get
@@ -63,7 +63,7 @@ def layer_stats(model, steps: Optional[int] = None, example: Any = None) -> list
     counted: Optional[dict] = None
     if example is not None:
         try:
-            counted = macs_by_layer(model, example)
+            counted = macs_by_call(model, example)
         except Exception:  # noqa: BLE001 - fall back to the graph's recorded shapes
             counted = None
     stats = []
@@ -78,6 +78,21 @@ def layer_stats(model, steps: Optional[int] = None, example: Any = None) -> list
         if macs:
             stats.append(LayerStats(layer.name, type(layer).__name__, 0, 0, macs))
     return stats
+
+
+def macs_by_layer(model, example: Any) -> dict[str, int]:
+    """MACs per sample of each layer that does any, from one forward pass on a row of ``example``
+    (same name and meaning as ``compresslib.torch.measure.macs_by_layer``; a layer name that repeats,
+    as in two attention layers' projections, is given as the layer's path).
+
+    Example:
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+        >>> macs_by_layer(m, np.zeros((2, 4), "float32"))
+        {'d': 12}
+    """
+    counted = [(layer, n) for layer, n in macs_by_call(model, example).values() if n]
+    names = [layer.name for layer, _ in counted]
+    return {(layer.name if names.count(layer.name) == 1 else layer.path): n for layer, n in counted}
 
 
 def native_file_bytes(model) -> tuple[int, int, str]:
