@@ -215,17 +215,6 @@ def test_qat_without_dense_or_conv_warns_that_nothing_changes():
         cl.prepare_qat(m, cl.QAT())
 
 
-class _Sub(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.d = keras.layers.Dense(2)
-
-    def call(self, x):
-        return self.d(x)
-
-
-def test_qat_refuses_subclassed_models_by_class_name():
-    m = _Sub()
-    m(np.zeros((1, 3), np.float32))
-    with pytest.raises(TypeError, match="_Sub is a subclassed keras.Model"):
-        cl.prepare_qat(m, cl.QAT())
+def test_qat_refuses_subclassed_models_by_class_name(subnet):
+    with pytest.raises(TypeError, match="SubNet is a subclassed keras.Model"):
+        cl.prepare_qat(subnet, cl.QAT())
