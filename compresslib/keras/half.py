@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any
 
 import keras
 import numpy as np

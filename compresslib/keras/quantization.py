@@ -1,13 +1,16 @@
 """Quantization of Keras 3 models: LiteRT int8 (dynamic-range, full-integer), Keras-native, QAT.
 
-* ``Int8Dynamic`` / ``Int8Static``: the LiteRT (TFLite) converter, returned as a
+* ``Int8Dynamic`` / ``Int8Static``: the LiteRT (TFLite) converter (:mod:`compresslib.keras.litert`:
+  recurrent layers unrolled, converter errors explained), returned as a
   :class:`LiteRTModel` (``__call__``, ``predict``, ``predict_on_batch``) that
   :func:`compresslib.measure`, :func:`compresslib.keras.train.evaluate` and
   :func:`compresslib.save` accept. Static = full integer, calibrated on
   ``calibration_data`` (float input and output, int8 inside).
 * ``WeightOnly(bits=8|4)`` without a group size: Keras's own ``model.quantize("int8"|"int4")``
-  (Dense/EinsumDense/Embedding only; Conv2D stays float, with one warning).
-* ``Float16`` / ``BFloat16``: the model rebuilt with that dtype policy.
+  (Dense/EinsumDense/Embedding only; Conv2D stays float, with one warning; a model with
+  none of them is refused).
+* ``Float16`` / ``BFloat16``: the model rebuilt with that dtype policy (:mod:`compresslib.keras.half`:
+  layers whose ops lack the dtype stay float32, named in one warning).
 * ``QAT``: compresslib's own :class:`FakeQuantDense` / :class:`FakeQuantConv2D` layers
   (Keras 3 has no QAT): weights (per channel) and outputs are fake-quantized in the
   forward pass, gradients pass straight through the rounding. :func:`convert` returns
@@ -22,7 +25,6 @@ Example:
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any, Optional
 
@@ -37,13 +39,9 @@ from compresslib.keras.checks import check_model, describe, is_subclassed, leaf_
 from compresslib.keras.litert import LiteRTModel, to_litert
 from compresslib.keras.rebuild import copy_model, graph_layers, rebuild
 from compresslib.registry import register
-from compresslib.report import LayerStats
 
 
 _check_model = check_model
-
-
-# --------------------------------------------------------------------------- LiteRT (compresslib.keras.litert)
 
 
 # --------------------------------------------------------------------------- fake quantization (QAT)

@@ -1,6 +1,4 @@
 """Keras BatchNorm folding: graph rebuilt without BN, same outputs in inference, residual model, warnings."""
-import warnings
-
 import numpy as np
 import pytest
 import torch  # noqa: F401  (before tensorflow)
