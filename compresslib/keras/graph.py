@@ -6,8 +6,9 @@ from a model with residual connections, so compresslib does it here.
 Every Conv2D/Dense output starts its own *channel group*. Channels flow
 unchanged through BatchNormalization, activations, Dropout, ZeroPadding2D,
 pooling, global pooling, depthwise convolutions (``depth_multiplier=1``: their
-kernels are sliced with the channels) and element-wise ``keras.ops`` recorded in
-the graph (``x + 3.0`` in MobileNetV3's hard-swish). An ``Add`` (or another element-wise merge) unites
+kernels are sliced with the channels), a Reshape that only adds or drops unit axes
+(``(C,)`` → ``(1, 1, C)`` in squeeze-and-excitation blocks) and element-wise
+``keras.ops`` recorded in the graph (``x + 3.0`` in MobileNetV3's hard-swish). An ``Add`` (or another element-wise merge) unites
 the groups of its inputs: the residual branch and its shortcut must keep the
 same channels. ``Flatten`` turns ``C`` channels of an ``H×W`` map into
 ``H·W·C`` features in H, W, C order, so a Dense after it loses the rows
@@ -215,6 +216,8 @@ def analyse(model) -> Graph:
                 g.skipped.append(f"{name} ({kind}, axis {getattr(layer, 'axis', None)})")
                 g.freeze(first)
             node.out_desc = first
+        elif kind == "Reshape" and _keeps_channels(layer):
+            node.out_desc = first
         elif kind == "Flatten":
             shape = layer.input.shape if hasattr(layer, "input") else None
             if first is not None and shape is not None and len(shape) == 4:
@@ -241,6 +244,18 @@ def analyse(model) -> Graph:
     for out in g.outputs:
         g.freeze(g.nodes[out].out_desc)
     return g
+
+
+def _keeps_channels(layer) -> bool:
+    """True for a Reshape that only adds or drops unit axes before the channels: ``(C,)`` ↔ ``(1, 1, C)``
+    (squeeze-and-excitation blocks reshape their pooled vector so)."""
+    try:
+        before = tuple(layer.input.shape[1:])
+    except (AttributeError, ValueError):
+        return False
+    after = tuple(layer.target_shape)
+    return bool(before) and bool(after) and before[-1] is not None and before[-1] == after[-1] \
+        and all(d == 1 for d in before[:-1]) and all(d == 1 for d in after[:-1])
 
 
 def _norm_axis(layer) -> int:

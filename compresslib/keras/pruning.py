@@ -39,7 +39,7 @@ from compresslib.keras.rebuild import copy_model, is_graph_model, rebuild
 from compresslib.registry import register
 
 PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D")
-_QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
+_QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization")
 
 
 # --------------------------------------------------------------------------- layout
@@ -376,6 +376,9 @@ def _structured(model, config: Structured, ignored: tuple, seed: int) -> keras.M
             k = kept(node.out_desc)
             if k is not None:
                 entries[name]["config"]["filters" if node.kind == "Conv2D" else "units"] = int(len(k))
+        elif node.kind == "Reshape" and node.out_desc is not None and kept(node.out_desc) is not None:
+            target = list(entries[name]["config"]["target_shape"])
+            entries[name]["config"]["target_shape"] = target[:-1] + [int(len(kept(node.out_desc)))]
     new = type(model).from_config(config_dict)
     for name, node in g.nodes.items():
         if node.layer is None or not getattr(node.layer, "weights", None):

@@ -214,7 +214,7 @@ def _warn_skipped(model, handled: tuple, verb: str) -> None:
 
 def _is_normalization(layer) -> bool:
     return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization,
-                              keras.layers.GroupNormalization))
+                              keras.layers.GroupNormalization, keras.layers.Normalization))
 
 
 # --------------------------------------------------------------------------- the verb

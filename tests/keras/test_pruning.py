@@ -252,3 +252,19 @@ def test_depthwise_kernels_use_torch_layout():
     assert np.array_equal(pruning.kernel_layout(layer, om), k)
     p = cl.prune(m, cl.Magnitude(0.5))
     assert int((np.asarray(p.get_layer("dw").kernel) == 0).sum()) == 12
+
+
+def test_structured_through_a_squeeze_excitation_reshape():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((6, 6, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", name="conv")(i)
+    se = keras.layers.Reshape((1, 1, 8), name="se_reshape")(keras.layers.GlobalAveragePooling2D()(h))
+    se = keras.layers.Conv2D(8, 1, activation="sigmoid", name="se_expand")(se)
+    h = keras.layers.Multiply(name="se_scale")([h, se])
+    m = keras.Model(i, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(h)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = cl.prune(m, cl.Structured(0.5))
+    assert s.get_layer("conv").filters == 4 and s.get_layer("se_expand").filters == 4
+    assert s.get_layer("se_reshape").target_shape == (1, 1, 4)
+    assert s(np.zeros((2, 6, 6, 3), np.float32)).shape == (2, 2)
