@@ -36,7 +36,9 @@ import numpy as np
 PRODUCERS = ("Conv2D", "Dense")
 PASS_THROUGH = ("ReLU", "Activation", "Dropout", "SpatialDropout2D", "ZeroPadding2D", "MaxPooling2D",
                 "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "LeakyReLU", "ELU",
-                "Identity", "Cropping2D", "UpSampling2D", "GaussianNoise", "GaussianDropout")
+                "Identity", "Cropping2D", "UpSampling2D", "GaussianNoise", "GaussianDropout",
+                "SpatialDropout1D", "ZeroPadding1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+                "GlobalMaxPooling1D", "Cropping1D", "UpSampling1D")
 PER_CHANNEL = ("BatchNormalization", "LayerNormalization")  # own weights sliced with their input's channels
 DEPTHWISE = ("DepthwiseConv2D",)  # depth_multiplier 1: output channel c is input channel c (kernel axis 2)
 MERGES = ("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average")
@@ -211,7 +213,8 @@ def analyse(model) -> Graph:
                 node.out_desc = Desc(g.new_group(name))
         elif kind in DEPTHWISE and layer.depth_multiplier == 1 and layer.data_format == "channels_last":
             node.out_desc = first
-        elif kind in PASS_THROUGH or kind in PER_CHANNEL:
+        elif (kind in PASS_THROUGH and getattr(layer, "data_format", "channels_last") == "channels_last") \
+                or kind in PER_CHANNEL:
             if kind in PER_CHANNEL and first is not None and _norm_axis(layer) != -1:
                 g.skipped.append(f"{name} ({kind}, axis {getattr(layer, 'axis', None)})")
                 g.freeze(first)

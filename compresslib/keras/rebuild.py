@@ -138,8 +138,10 @@ def copy_model(model) -> keras.Model:
         else:
             new = keras.models.clone_model(model)
     except Exception as exc:  # noqa: BLE001 - subclassed models without a usable get_config
-        raise TypeError(f"model: cannot copy the subclassed model {type(model).__name__} ({type(exc).__name__}: "
-                        f"{exc}); give it get_config()/from_config() or build it as a functional model") from exc
+        why = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise TypeError(f"model: cannot copy the subclassed model {type(model).__name__}: Keras cannot re-create it "
+                        f"from its config ({why[:160]}); give it get_config()/from_config() or build it as a "
+                        f"functional model") from exc
     new.set_weights(model.get_weights())
     return new
 

@@ -30,10 +30,7 @@ _NO_CONFIG = "OpaqueConvNet"
 REFUSALS = {
     ("keras_mobilenet_v3", "WeightOnly(8)"): "MobileNetV3Small has none",
     ("keras_mobilenet_v3", "WeightOnly(4)"): "MobileNetV3Small has none",
-    ("keras_efficientnet_b0", "WeightOnly(8)"): "has none",
-    ("keras_efficientnet_b0", "WeightOnly(4)"): "has none",
     ("keras_recurrent", "Int8Dynamic"): "recurrent layer(s) bilstm, gru",
-    ("keras_recurrent", "fold_batchnorm"): "",
     **{("keras_subclassed", cell): f"SmallConvNet {_GRAPH}"
        for cell in ("QAT", "Structured", "SVD", "Tucker", "fold_batchnorm")},
     **{("keras_subclassed_noconfig", cell): f"{_NO_CONFIG} {_GRAPH}"
@@ -43,7 +40,6 @@ REFUSALS = {
     **{("keras_subclassed_noconfig", cell): f"the subclassed {_NO_CONFIG} has no get_config()"
        for cell in ("Float16", "BFloat16")},
 }
-REFUSALS = {k: v for k, v in REFUSALS.items() if v or k != ("keras_recurrent", "fold_batchnorm")}
 
 
 @pytest.mark.parametrize("cell", keras_cells.CELLS)
