@@ -6,9 +6,10 @@ layer before it becomes ``W' = s·W``, ``b' = s·(b − μ) + β``. The function
 graph is rebuilt without the folded BN layers (``compresslib.keras.rebuild``);
 residual models are handled because the pairs are read from the graph. A BN is
 left in place, and named in one warning, when its input is not a Conv2D/Dense
-output (DepthwiseConv2D counts), that output is also used elsewhere, the layer has a non-linear
-activation built in, or the BN does not normalise the last axis. Keras has no
-public folding tool (the LiteRT converter folds BN internally when it converts).
+output (or a DepthwiseConv2D with ``depth_multiplier=1``), that output is also
+used elsewhere, the layer has a non-linear activation built in, or the BN does
+not normalise the last axis. Keras has no public folding tool (the LiteRT
+converter folds BN internally when it converts).
 
 Example:
     >>> import numpy as np
@@ -30,16 +31,35 @@ import keras
 import numpy as np
 
 from compresslib.core.lowrank import fold_bn
-from compresslib.keras.rebuild import consumers, functional_of, identity, producer, rebuild
+from compresslib.keras.checks import warn_unchanged
+from compresslib.keras.rebuild import consumers, functional_of, graph_layers, identity, is_graph_model, producer, rebuild
 
-_PRODUCERS = ("Conv2D", "DepthwiseConv2D", "Dense")
+_PRODUCERS = ("Conv2D", "Dense", "DepthwiseConv2D")
 
 
-def batchnorm_pairs(model, example_input: Any = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """``[(layer_name, bn_name), ...]`` that can be folded, and ``{bn_name: reason}`` for those that cannot."""
+def _graphs(model) -> list:
+    """``model`` and every Sequential/functional model nested in it, outermost first."""
+    out = [model]
+    for layer in functional_of(model, "fold_batchnorm").layers:
+        if is_graph_model(layer):
+            out.extend(_graphs(layer))
+    return out
+
+
+def batchnorm_pairs(model) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """``[(layer_name, bn_name), ...]`` that can be folded, and ``{bn_name: reason}`` for those that cannot.
+
+    Nested Sequential/functional models (a ``keras.applications`` backbone) are read too.
+    """
+    pairs, skipped = [], {}
+    for sub in _graphs(model):
+        _pairs_in(sub, pairs, skipped)
+    return pairs, skipped
+
+
+def _pairs_in(model, pairs: list, skipped: dict) -> None:
     graph = functional_of(model)
     uses = consumers(model)
-    pairs, skipped = [], {}
     for layer in graph.layers:
         if type(layer).__name__ != "BatchNormalization":
             continue
@@ -47,7 +67,7 @@ def batchnorm_pairs(model, example_input: Any = None) -> tuple[list[tuple[str, s
         rank = len(layer.input.shape) if hasattr(layer, "input") else None
         axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
         if src is None or type(src).__name__ not in _PRODUCERS:
-            skipped[layer.name] = "its input is not a Conv2D/Dense output"
+            skipped[layer.name] = "its input is not a Conv2D/DepthwiseConv2D/Dense output"
         elif uses.get(src.name, 0) != 1:
             skipped[layer.name] = f"{src.name}'s output is also used elsewhere"
         elif getattr(src.activation, "__name__", "") != "linear":
@@ -56,9 +76,10 @@ def batchnorm_pairs(model, example_input: Any = None) -> tuple[list[tuple[str, s
             skipped[layer.name] = f"axis={layer.axis} is not the channel (last) axis"
         elif type(src).__name__ != "Dense" and src.data_format != "channels_last":
             skipped[layer.name] = f"{src.name} is channels_first"
+        elif type(src).__name__ == "DepthwiseConv2D" and src.depth_multiplier != 1:
+            skipped[layer.name] = f"{src.name} has depth_multiplier {src.depth_multiplier}"
         else:
             pairs.append((src.name, layer.name))
-    return pairs, skipped
 
 
 def _folded(layer, bn) -> Any:
@@ -68,8 +89,9 @@ def _folded(layer, bn) -> Any:
     if type(layer).__name__ == "DepthwiseConv2D":  # kh×kw×C×mult: output channel c·mult + m, as a last axis
         kernel = kernel.reshape(shape[0], shape[1], 1, shape[2] * shape[3])
     bias = np.asarray(layer.bias, dtype=np.float64) if layer.use_bias else None
-    gamma = np.asarray(bn.gamma) if bn.scale else np.ones(kernel.shape[-1])
-    beta = np.asarray(bn.beta) if bn.center else np.zeros(kernel.shape[-1])
+    channels = int(np.asarray(bn.moving_mean).shape[0])
+    gamma = np.asarray(bn.gamma) if bn.scale else np.ones(channels)
+    beta = np.asarray(bn.beta) if bn.center else np.zeros(channels)
     new_k, new_b = fold_bn(kernel, bias, gamma, beta, np.asarray(bn.moving_mean), np.asarray(bn.moving_variance),
                            bn.epsilon, out_axis=kernel.ndim - 1)
     new_k = new_k.reshape(shape)
@@ -89,14 +111,20 @@ def fold_batchnorm(model, *, example_input: Any = None) -> keras.Model:
     """A rebuilt copy of ``model`` without the BatchNorm layers that follow a Conv2D/Dense.
 
     Outputs equal the original's in inference (``training=False``) to float tolerance.
-    ``example_input`` is unused (the Keras graph is known without running the model;
-    accepted so both frameworks take the same arguments).
+    ``example_input`` is unused (the pairs are read from the graph; accepted so that both
+    frameworks take the same arguments). A subclassed model is refused (its graph is its code).
     """
-    graph = functional_of(model)
+    functional_of(model, "fold_batchnorm")
     pairs, skipped = batchnorm_pairs(model)
+    if not pairs:
+        why = "; ".join(f"{n}: {w}" for n, w in skipped.items())
+        warn_unchanged("fold_batchnorm", f"no BatchNormalization can be folded ({why})" if skipped
+                       else "it has no BatchNormalization layer")
+        return rebuild(model)
+    by_name = {layer.name: layer for layer in graph_layers(model)}
     replacements = {}
     for layer_name, bn_name in pairs:
-        layer, bn = graph.get_layer(layer_name), graph.get_layer(bn_name)
+        layer, bn = by_name[layer_name], by_name[bn_name]
         replacements[layer_name] = (lambda l, b: (lambda _: _folded(l, b)))(layer, bn)
         replacements[bn_name] = lambda _: identity
     if skipped:

@@ -5,7 +5,10 @@ from a model with residual connections, so compresslib does it here.
 
 Every Conv2D/Dense output starts its own *channel group*. Channels flow
 unchanged through BatchNormalization, activations, Dropout, ZeroPadding2D,
-pooling and global pooling. An ``Add`` (or another element-wise merge) unites
+pooling, global pooling, depthwise convolutions (``depth_multiplier=1``: their
+kernels are sliced with the channels), a Reshape that only adds or drops unit axes
+(``(C,)`` → ``(1, 1, C)`` in squeeze-and-excitation blocks) and element-wise
+``keras.ops`` recorded in the graph (``x + 3.0`` in MobileNetV3's hard-swish). An ``Add`` (or another element-wise merge) unites
 the groups of its inputs: the residual branch and its shortcut must keep the
 same channels. ``Flatten`` turns ``C`` channels of an ``H×W`` map into
 ``H·W·C`` features in H, W, C order, so a Dense after it loses the rows
@@ -33,9 +36,17 @@ import numpy as np
 PRODUCERS = ("Conv2D", "Dense")
 PASS_THROUGH = ("ReLU", "Activation", "Dropout", "SpatialDropout2D", "ZeroPadding2D", "MaxPooling2D",
                 "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "LeakyReLU", "ELU",
-                "Identity", "Cropping2D", "UpSampling2D", "GaussianNoise", "GaussianDropout")
+                "Identity", "Cropping2D", "UpSampling2D", "GaussianNoise", "GaussianDropout",
+                "SpatialDropout1D", "ZeroPadding1D", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+                "GlobalMaxPooling1D", "Cropping1D", "UpSampling1D")
 PER_CHANNEL = ("BatchNormalization", "LayerNormalization")  # own weights sliced with their input's channels
+DEPTHWISE = ("DepthwiseConv2D",)  # depth_multiplier 1: output channel c is input channel c (kernel axis 2)
 MERGES = ("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average")
+# bare keras.ops operations recorded in a functional graph (``x + 3.0``, ``x * y`` on symbolic
+# tensors): element-wise, so channels pass through them (their other arguments must be scalars)
+ELEMENTWISE_OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Relu", "Relu6",
+                   "Sigmoid", "HardSigmoid", "HardSwish", "HardSilu", "Silu", "Swish", "Tanh", "Gelu", "Elu",
+                   "LeakyRelu", "Abs", "Negative", "Square", "Sqrt", "Exp", "Clip")
 
 
 @dataclass
@@ -123,6 +134,27 @@ def is_walkable(model: Any) -> bool:
     return isinstance(model, keras.Sequential) or type(model).__name__ == "Functional"
 
 
+def _scalar_constants(obj: Any) -> bool:
+    """True when every argument of a node other than its symbolic tensors is a Python number (or None)."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            return True
+        return all(_scalar_constants(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(_scalar_constants(v) for v in obj)
+    return obj is None or isinstance(obj, (bool, int, float, str))
+
+
+def _op_kind(op: Any, entry: dict) -> str:
+    """The walk's name for a bare keras.ops operation: a merge or pass-through when element-wise."""
+    name = type(op).__name__
+    nodes = entry.get("inbound_nodes", [])
+    if name in ELEMENTWISE_OPS and len(nodes) == 1 and _scalar_constants(nodes[0].get("args", [])) \
+            and not nodes[0].get("kwargs"):
+        return "Add" if len(_history_names(nodes)) > 1 else "Identity"
+    return f"keras.ops.{name}"
+
+
 def _nodes(model) -> tuple[list[tuple[str, Any, list[str]]], list[str]]:
     if isinstance(model, keras.Sequential):
         names, prev = [], "__input__"
@@ -132,14 +164,17 @@ def _nodes(model) -> tuple[list[tuple[str, Any, list[str]]], list[str]]:
             prev = layer.name
         return out, [prev]
     config = model.get_config()
+    by_name = {op.name: op for op in model.operations}
     out = []
     for entry in config["layers"]:
         name = entry["name"]
         if len(entry.get("inbound_nodes", [])) > 1:
-            out.append((name, model.get_layer(name), ["__shared__"]))
+            out.append((name, by_name[name], ["__shared__"]))
             continue
         inputs = _history_names(entry.get("inbound_nodes", []))
-        out.append((name, model.get_layer(name), inputs))
+        op = by_name[name]
+        kind = None if isinstance(op, keras.layers.Layer) else _op_kind(op, entry)
+        out.append((name, op, inputs, kind) if kind else (name, op, inputs))
     outputs = config["output_layers"]
     if outputs and isinstance(outputs[0], str):
         outputs = [outputs]
@@ -156,8 +191,8 @@ def analyse(model) -> Graph:
                         f"{type(model).__name__} is subclassed and its graph cannot be walked")
     g = Graph()
     entries, g.outputs = _nodes(model)
-    for name, layer, inputs in entries:
-        kind = "InputLayer" if layer is None else type(layer).__name__
+    for name, layer, inputs, *op_kind in entries:
+        kind = op_kind[0] if op_kind else "InputLayer" if layer is None else type(layer).__name__
         ins = [g.nodes[i].out_desc if i in g.nodes else None for i in inputs]
         node = Node(name, layer, kind, inputs, ins)
         g.nodes[name] = node
@@ -176,10 +211,15 @@ def analyse(model) -> Graph:
                 g.freeze(node.out_desc)
             else:
                 node.out_desc = Desc(g.new_group(name))
-        elif kind in PASS_THROUGH or kind in PER_CHANNEL:
+        elif kind in DEPTHWISE and layer.depth_multiplier == 1 and layer.data_format == "channels_last":
+            node.out_desc = first
+        elif (kind in PASS_THROUGH and getattr(layer, "data_format", "channels_last") == "channels_last") \
+                or kind in PER_CHANNEL:
             if kind in PER_CHANNEL and first is not None and _norm_axis(layer) != -1:
                 g.skipped.append(f"{name} ({kind}, axis {getattr(layer, 'axis', None)})")
                 g.freeze(first)
+            node.out_desc = first
+        elif kind == "Reshape" and _keeps_channels(layer):
             node.out_desc = first
         elif kind == "Flatten":
             shape = layer.input.shape if hasattr(layer, "input") else None
@@ -209,6 +249,18 @@ def analyse(model) -> Graph:
     return g
 
 
+def _keeps_channels(layer) -> bool:
+    """True for a Reshape that only adds or drops unit axes before the channels: ``(C,)`` ↔ ``(1, 1, C)``
+    (squeeze-and-excitation blocks reshape their pooled vector so)."""
+    try:
+        before = tuple(layer.input.shape[1:])
+    except (AttributeError, ValueError):
+        return False
+    after = tuple(layer.target_shape)
+    return bool(before) and bool(after) and before[-1] is not None and before[-1] == after[-1] \
+        and all(d == 1 for d in before[:-1]) and all(d == 1 for d in after[:-1])
+
+
 def _norm_axis(layer) -> int:
     axis = getattr(layer, "axis", -1)
     if isinstance(axis, (list, tuple)):
@@ -228,4 +280,5 @@ def rows_for(desc: Desc, keep: np.ndarray, channels: int) -> np.ndarray:
     return (np.arange(desc.spatial)[:, None] * channels + keep[None, :]).ravel()
 
 
-__all__ = ["analyse", "Graph", "Node", "Desc", "rows_for", "is_walkable", "PRODUCERS", "PASS_THROUGH", "MERGES"]
+__all__ = ["analyse", "Graph", "Node", "Desc", "rows_for", "is_walkable", "PRODUCERS", "PASS_THROUGH", "MERGES",
+           "PER_CHANNEL", "DEPTHWISE"]

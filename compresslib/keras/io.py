@@ -122,11 +122,66 @@ def export(model) -> tuple[dict, dict[str, np.ndarray]]:
         raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
     weights = model.get_weights()
     tensors = {f"w{i:03d}": np.asarray(w) for i, w in enumerate(weights)}
-    spec = {"kind": "keras_model", "config": json.loads(model.to_json())}
+    try:
+        config = json.loads(model.to_json())
+    except NotImplementedError as exc:  # a subclassed model without get_config
+        raise TypeError(f"model: cannot save the subclassed model {type(model).__name__}: Keras cannot describe it "
+                        f"without get_config(); give it get_config()/from_config() (and register it with "
+                        f"keras.saving.register_keras_serializable) or build it as a functional model") from exc
+    spec = {"kind": "keras_model", "config": config}
+    quantized = _quantized_sublayers(model)
+    if quantized:
+        spec["quantized"] = quantized
     bf16 = _bfloat16_to_bits(tensors)
     if bf16:
         spec["bfloat16"] = bf16
     return spec, tensors
+
+
+_QUANTIZATION_MODES = ("int8", "int4", "float8")
+
+
+@contextlib.contextmanager
+def _dtype_policy_of(config: Any):
+    """The model's own global dtype policy while it is built (a subclassed model's layers take the global one)."""
+    policy = config.get("config", {}).get("dtype") if isinstance(config, dict) else None
+    name = policy.get("config", {}).get("name") if isinstance(policy, dict) and \
+        policy.get("class_name") == "DTypePolicy" and isinstance(policy.get("config"), dict) else None
+    if not isinstance(name, str) or name not in ("float32", "float16", "bfloat16", "mixed_float16",
+                                                 "mixed_bfloat16", "float64"):
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _quantized_sublayers(model) -> list:
+    """``[[index, class name, mode], ...]`` of Keras-quantized layers (``model.quantize``) in flattening order.
+
+    A layer's config records its own quantization, but a layer that holds others (the
+    ``EinsumDense`` projections of ``MultiHeadAttention``, the layers a subclassed model creates in
+    ``__init__``) does not record theirs, so loading must quantize them again before the weights fit.
+    """
+    return [[i, type(layer).__name__, layer.quantization_mode]
+            for i, layer in enumerate(model._flatten_layers(include_self=False, recursive=True))
+            if getattr(layer, "quantization_mode", None)]
+
+
+def _requantize(model, quantized: list) -> None:
+    import warnings
+
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    for index, kind, mode in quantized:  # by position: a subclassed model's sublayers get new names
+        if index >= len(layers) or type(layers[index]).__name__ != kind:
+            raise ValueError(f"file: quantized {kind} layer #{index} is not in the rebuilt model")
+        if getattr(layers[index], "quantization_mode", None) is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                layers[index].quantize(mode)
 
 
 def _bfloat16_to_bits(tensors: dict[str, np.ndarray]) -> list[str]:
@@ -239,8 +294,14 @@ def _weight_order(tensors: Mapping[str, np.ndarray]) -> list[str]:
     return [numbers[i] for i in range(len(numbers))]
 
 
-def _build(config: Any, allowed: dict[str, Any], tensors: dict[str, np.ndarray], bfloat16: list):
-    """Deserialize with variables left uninitialised, check their shapes against ``tensors``, then fill them."""
+def _build(config: Any, allowed: dict[str, Any], tensors: dict[str, np.ndarray], bfloat16: list,
+           quantized: list = ()):
+    """Deserialize with variables left uninitialised, check their shapes against ``tensors``, then fill them.
+
+    ``quantized``: Keras-quantized sublayers (``[[index, class, mode], ...]``) to quantize again before the
+    weights fit. Quantizing reads the float kernels, so the float model is allocated first, and only when it
+    holds no more elements than four times the file's tensors.
+    """
     order = _weight_order(tensors)
     compile_config = config.get("compile_config") if isinstance(config, dict) else None
     if compile_config:  # compiled after the weights are set: an optimizer makes variables in __init__
@@ -249,11 +310,23 @@ def _build(config: Any, allowed: dict[str, Any], tensors: dict[str, np.ndarray],
     before = list(pending) if pending is not None else None
     ok = False
     try:
-        with keras.saving.custom_object_scope(allowed), _safe_mode(), \
+        with keras.saving.custom_object_scope(allowed), _safe_mode(), _dtype_policy_of(config), \
                 keras.StatelessScope(initialize_variables=False):
             model = keras.saving.deserialize_keras_object(config, custom_objects=allowed, safe_mode=True)
         if not isinstance(model, keras.Model):
             raise ValueError(f"the config describes a {type(model).__name__}, not a Keras model")
+        if quantized:
+            declared = sum(int(np.prod(v.shape)) for v in model.weights)
+            stored = sum(int(np.size(t)) for t in tensors.values())
+            if declared > 4 * stored + 1024:
+                raise ValueError(f"the config declares {declared} float weights for a file of {stored} elements")
+            if pending is not None:
+                ours = pending[len(before):]
+                pending[:] = before
+                for variable in ours:
+                    variable._deferred_initialize()
+                before = list(pending)
+            _requantize(model, quantized)
         weights = model.weights
         if len(weights) != len(order):
             raise ValueError(f"the config builds {len(weights)} weights, the file holds {len(order)}")
@@ -299,14 +372,19 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
         return _wrapper_rebuild(kind, spec, tensors)
     if model is not None:
         return _onto(model, spec, tensors)
-    if not set(spec) <= {"kind", "config", "bfloat16"} or "config" not in spec:
-        raise ValueError("a Keras model is described by 'kind', 'config' (and 'bfloat16')")
+    if not set(spec) <= {"kind", "config", "bfloat16", "quantized"} or "config" not in spec:
+        raise ValueError("a Keras model is described by 'kind', 'config' (and 'bfloat16', 'quantized')")
+    quantized = spec.get("quantized", [])
+    if not isinstance(quantized, list) or not all(
+            isinstance(q, list) and len(q) == 3 and isinstance(q[0], int) and not isinstance(q[0], bool)
+            and 0 <= q[0] < 1_000_000 and isinstance(q[1], str) and q[2] in _QUANTIZATION_MODES for q in quantized):
+        raise ValueError(f"quantized must list [index, layer class, mode] with a mode in {_QUANTIZATION_MODES}")
     bfloat16 = spec.get("bfloat16", [])
     if not isinstance(bfloat16, list) or not all(
             isinstance(k, str) and k in tensors and np.asarray(tensors[k]).dtype == np.uint16 for k in bfloat16):
         raise ValueError("bfloat16 must list uint16 weight tensors of the file")
     check_config(spec["config"], allowed)
-    return _build(spec["config"], allowed, tensors, bfloat16)
+    return _build(spec["config"], allowed, tensors, bfloat16, quantized)
 
 
 def _onto(model: Any, spec: dict, tensors: dict[str, np.ndarray]):
@@ -320,7 +398,8 @@ def _onto(model: Any, spec: dict, tensors: dict[str, np.ndarray]):
     if saved not in (None, type(model).__name__):
         raise ValueError(f"the file holds a {str(saved)[:60]!r}, the model given is a {type(model).__name__!r}")
     new = copy_model(model)
-    names = sorted(tensors)
+    names = _weight_order(tensors)
+    _requantize(new, spec.get("quantized", []))
     _bits_to_bfloat16(tensors, spec.get("bfloat16", []))
     current = new.get_weights()
     if len(current) != len(names) or any(tuple(np.shape(tensors[n])) != tuple(np.shape(w))

@@ -31,7 +31,8 @@ import numpy as np
 
 from compresslib.configs import CP, SVD, LowRankConfig, Tucker, check_config
 from compresslib.core import lowrank as core
-from compresslib.keras.rebuild import functional_of, rebuild
+from compresslib.keras.checks import warn_unchanged
+from compresslib.keras.rebuild import functional_of, graph_layers, rebuild
 from compresslib.registry import register
 
 LayerFilter = Union[None, str, Sequence[str], Callable[[str, Any], bool]]
@@ -70,7 +71,8 @@ def select(model, config: LowRankConfig, layers: LayerFilter = None) -> tuple[li
     ``layers``: None (every Dense for SVD, every Conv2D for Tucker/CP), a layer
     name, a list of names, or ``fn(name, layer) -> bool``.
     """
-    by_name = {layer.name: layer for layer in functional_of(model).layers}
+    functional_of(model, f"decompose({type(config).__name__})")
+    by_name = {layer.name: layer for layer in graph_layers(model)}
     return core.select_layers(by_name, config, layers, lambda l: type(l).__name__ == _target(config),
                               lambda l: _unsupported(l, config))
 
@@ -86,8 +88,8 @@ def plan(model, config: LowRankConfig, layers: LayerFilter = None) -> dict[str, 
     """
     check_config(config, LowRankConfig)
     names, _ = select(model, config, layers)
-    graph = functional_of(model)
-    return core.plan_layers(config, {n: _weight(graph.get_layer(n)) for n in names},
+    by_name = {layer.name: layer for layer in graph_layers(model)}
+    return core.plan_layers(config, {n: _weight(by_name[n]) for n in names},
                             explicit=layers is not None and not callable(layers))
 
 
@@ -166,7 +168,8 @@ def decompose(model, config: LowRankConfig, *, layers: LayerFilter = None) -> ke
     """A rebuilt copy of ``model`` with the selected layers replaced by their low-rank factors.
 
     Args:
-        model: a Keras 3 Sequential or functional model; it is not changed.
+        model: a Keras 3 Sequential or functional model (nested ones included); it is not changed.
+            A subclassed model is refused (its layers are wired by its own code).
         config: ``SVD(rank=|energy=|ratio=)``, ``Tucker(ranks=|energy=)`` or ``CP(rank=)``.
         layers: which layers (see :func:`select`); default every Dense (SVD) or Conv2D (Tucker, CP).
 
@@ -187,7 +190,12 @@ def decompose(model, config: LowRankConfig, *, layers: LayerFilter = None) -> ke
         factor = (factor_svd if isinstance(config, SVD)
                   else factor_tucker if isinstance(config, Tucker) else factor_cp)
         replacements[name] = (lambda f, r: (lambda layer: _apply(f(layer, r))))(factor, p.rank)
-    core.warn_skipped(config, skipped)
+    verb = f"decompose({type(config).__name__})"
+    if not replacements:
+        warn_unchanged(verb, "no layer was factored: " + "; ".join(f"{n}: {why}" for n, why in skipped.items())
+                       if skipped else f"it factors {_target(config)} layers and the model has none")
+    else:
+        core.warn_skipped(config, skipped)
     return rebuild(model, replacements)
 
 

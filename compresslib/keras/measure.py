@@ -22,7 +22,8 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from compresslib.core.measure import assemble, check_measure_args, conv_macs, dense_macs, file_sizes, rnn_macs
+from compresslib.core.measure import assemble, check_measure_args, file_sizes
+from compresslib.keras.macs import macs_by_call, symbolic_macs
 from compresslib.keras.train import evaluate
 from compresslib.report import LayerStats, Report
 
@@ -41,85 +42,6 @@ def _own_variables(layer) -> list:
     return [v for v in layer.weights if is_parameter(v)]
 
 
-def _shape(t) -> tuple:
-    return tuple(1 if d is None else int(d) for d in t.shape)
-
-
-def _known(shape: tuple, steps: Optional[int]) -> tuple:
-    """A symbolic shape with the batch set to 1 and an unknown time axis (axis 1) set to ``steps``."""
-    out = [1] + [d for d in shape[1:]]
-    if len(out) > 1 and out[1] is None and steps is not None:
-        out[1] = steps
-    return tuple(1 if d is None else int(d) for d in out)
-
-
-def _einsum_macs(layer, out_shape: tuple) -> int:
-    """Output elements × the kernel dimensions the equation sums over."""
-    lhs, out = layer.equation.split("->")
-    kernel = lhs.split(",")[1]
-    dims = dict(zip(kernel, tuple(layer.kernel.shape)))
-    summed = int(np.prod([n for k, n in dims.items() if k not in out] or [1]))
-    return int(np.prod(out_shape[1:])) * summed
-
-
-def _layer_macs(layer, steps: Optional[int] = None) -> int:
-    """MACs per sample of a layer from its symbolic input/output shapes (``steps``: the example's time axis)."""
-    try:
-        out_shape = _known(_shape_of(layer.output), steps)
-        in_shape = _known(_shape_of(layer.input), steps)
-    except (AttributeError, ValueError, TypeError):
-        return 0
-    per_sample = int(np.prod(out_shape[1:]))
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return conv_macs(per_sample, 1, int(np.prod(layer.kernel_size)))
-    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
-        channels = in_shape[-1] if layer.data_format == "channels_last" else in_shape[1]
-        return conv_macs(per_sample, channels // layer.groups, int(np.prod(layer.kernel_size)))
-    if isinstance(layer, keras.layers.Dense):
-        return dense_macs(per_sample, in_shape[-1])
-    if isinstance(layer, keras.layers.EinsumDense):
-        return _einsum_macs(layer, out_shape)
-    if isinstance(layer, keras.layers.Bidirectional):
-        inner = layer.forward_layer
-        return 2 * _rnn_macs(inner, in_shape)
-    if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)):
-        return _rnn_macs(layer, in_shape)
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        return _attention_macs(layer)
-    return 0
-
-
-def _shape_of(t) -> tuple:
-    if isinstance(t, (list, tuple)):
-        if not t:
-            raise ValueError("no tensor")
-        t = t[0]
-    return tuple(t.shape)
-
-
-def _rnn_macs(layer, in_shape: tuple) -> int:
-    kind = {"LSTM": "LSTM", "GRU": "GRU", "SimpleRNN": "RNN"}[type(layer).__name__]
-    return rnn_macs(kind, int(in_shape[1]), int(in_shape[-1]), int(layer.units))
-
-
-def _attention_macs(layer) -> int:
-    """Q/K/V and output projections plus the two attention products, per sample."""
-    shapes = getattr(layer, "_build_shapes_dict", None) or {}
-    q_shape, v_shape = shapes.get("query_shape"), shapes.get("value_shape")
-    if q_shape is None or v_shape is None:
-        return 0
-    k_shape = shapes.get("key_shape") or v_shape
-    if any(d is None for d in tuple(q_shape)[1:] + tuple(v_shape)[1:]):
-        return 0
-    tq, dq = int(np.prod(q_shape[1:-1])), int(q_shape[-1])
-    tk, dk, dv = int(np.prod(v_shape[1:-1])), int(k_shape[-1]), int(v_shape[-1])
-    h, kd = layer.num_heads, layer.key_dim
-    vd = layer.value_dim or kd
-    out_dim = dq if layer._output_shape is None else int(np.prod(layer._output_shape))
-    return tq * dq * h * kd + tk * dk * h * kd + tk * dv * h * vd + \
-        h * tq * tk * kd + h * tq * tk * vd + tq * h * vd * out_dim
-
-
 def _flat_layers(model) -> list:
     out = []
     for layer in model.layers:
@@ -127,33 +49,65 @@ def _flat_layers(model) -> list:
     return out
 
 
-def layer_stats(model, steps: Optional[int] = None) -> list[LayerStats]:
+def layer_stats(model, steps: Optional[int] = None, example: Any = None) -> list[LayerStats]:
     """Per-layer parameters, non-zeros and MACs of a built Keras model.
 
-    ``steps``: the length of the time axis for sequence models built with ``None`` there
-    (the example's); recurrent and attention layers are counted per step.
+    MACs come from one forward pass on ``example[:1]`` (:func:`compresslib.keras.macs.macs_by_call`:
+    every layer call, nested and subclassed models included); without an example, or when the
+    model cannot run on it, from the shapes its graph recorded (``steps``: the length of a time
+    axis built as ``None``). Layers that only a forward pass finds (inside a custom layer) get
+    their own row with 0 parameters (their weights are counted in their parent's row).
     """
     if hasattr(model, "layer_stats"):
         return model.layer_stats()
+    counted: Optional[dict] = None
+    if example is not None:
+        try:
+            counted = macs_by_call(model, example)
+        except Exception:  # noqa: BLE001 - fall back to the graph's recorded shapes
+            counted = None
     stats = []
     for layer in _flat_layers(model):
         variables = _own_variables(layer)
         arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
-        macs = _layer_macs(layer, steps)
+        macs = counted.pop(id(layer), (layer, 0))[1] if counted is not None else symbolic_macs(layer, steps)
         if arrays or macs:
             stats.append(LayerStats(layer.name, type(layer).__name__, sum(a.size for a in arrays),
                                     sum(int(np.count_nonzero(a)) for a in arrays), macs))
+    for layer, macs in (counted or {}).values():
+        if macs:
+            stats.append(LayerStats(layer.name, type(layer).__name__, 0, 0, macs))
     return stats
 
 
+def macs_by_layer(model, example: Any) -> dict[str, int]:
+    """MACs per sample of each layer that does any, from one forward pass on a row of ``example``
+    (same name and meaning as ``compresslib.torch.measure.macs_by_layer``; a layer name that repeats,
+    as in two attention layers' projections, is given as the layer's path).
+
+    Example:
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+        >>> macs_by_layer(m, np.zeros((2, 4), "float32"))
+        {'d': 12}
+    """
+    counted = [(layer, n) for layer, n in macs_by_call(model, example).values() if n]
+    names = [layer.name for layer, _ in counted]
+    return {(layer.name if names.count(layer.name) == 1 else layer.path): n for layer, n in counted}
+
+
 def native_file_bytes(model) -> tuple[int, int, str]:
-    """Bytes of the model's native file (``.keras``, or the wrapper's own format) and of it gzipped."""
+    """Bytes of the model's native file and of it gzipped: ``.keras``, the wrapper's own format, or
+    ``.weights.h5`` for a subclassed model without ``get_config`` (Keras cannot write its ``.keras``)."""
     with tempfile.TemporaryDirectory() as tmp:
         if hasattr(model, "save_native"):
             path, fmt = model.save_native(tmp)
         else:
             path, fmt = os.path.join(tmp, "model.keras"), ".keras"
-            model.save(path)
+            try:
+                model.save(path)
+            except NotImplementedError:  # a subclassed model without get_config: its weights file
+                path, fmt = os.path.join(tmp, "model.weights.h5"), ".weights.h5"
+                model.save_weights(path)
         size, gz = file_sizes(path)
     return size, gz, fmt
 
@@ -245,6 +199,6 @@ def measure(model, data: Any = None, example_input: Any = None, *, name: Optiona
     steps = int(example.shape[1]) if example.ndim >= 2 else None
     return assemble(
         framework="keras", name=name or getattr(model, "name", type(model).__name__),
-        layers=layer_stats(model, steps), native=native_file_bytes(model), device=_device(model),
+        layers=layer_stats(model, steps, example), native=native_file_bytes(model), device=_device(model),
         threads=_threads(), time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,
         batch_size=int(example.shape[0]), accuracy=(lambda: evaluate(model, data)) if data is not None else None)

@@ -34,11 +34,12 @@ from compresslib.core import masks as core_masks
 from compresslib.core.schedules import Schedule, resolve
 from compresslib.core.sensitivity import scan
 from compresslib.keras import graph as kgraph
-from compresslib.keras.rebuild import copy_model
+from compresslib.keras.checks import check_model, describe, require_graph, warn_unchanged
+from compresslib.keras.rebuild import copy_model, is_graph_model, rebuild
 from compresslib.registry import register
 
-PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D")
-_QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
+PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D")
+_QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization")
 
 
 # --------------------------------------------------------------------------- layout
@@ -54,47 +55,94 @@ def from_output_major(array: np.ndarray) -> np.ndarray:
     return np.transpose(array, tuple(range(2, nd)) + (1, 0))
 
 
-def _all_layers(model) -> list:
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out.extend(_all_layers(layer))
-        else:
-            out.append(layer)
-    return out
+def _contracted_prefix(layer) -> int:
+    """How many leading kernel axes an ``EinsumDense`` sums over (0 when they are not a prefix)."""
+    lhs, out = layer.equation.split("->")
+    kernel = lhs.split(",")[1]
+    summed = [c not in out for c in kernel]
+    n = summed.index(False) if False in summed else len(summed)
+    return n if n and not any(summed[n:]) and n < len(kernel) else 0
+
+
+def _is_prunable(layer) -> bool:
+    kind = type(layer).__name__
+    if kind == "EinsumDense":
+        return _contracted_prefix(layer) > 0 and getattr(layer, "quantization_mode", None) is None
+    return kind in PRUNABLE and getattr(layer, "data_format", "channels_last") == "channels_last" \
+        and getattr(layer, "quantization_mode", None) is None
+
+
+def _walk(layers, prunable: list, skipped: list) -> None:
+    for layer in layers:
+        kind = type(layer).__name__
+        inner = [l for l in layer._flatten_layers(include_self=False, recursive=False)]
+        if _is_prunable(layer):
+            prunable.append(layer)
+        elif inner and not isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            _walk(inner, prunable, skipped)  # nested models, MultiHeadAttention, custom layers, TimeDistributed
+        elif kind not in _QUIET and layer.weights:
+            skipped.append(f"{layer.name} ({kind})")
+
+
+def _keys(layers: list) -> list[str]:
+    """Each layer's name, or its path where names repeat (the projections of two attention layers)."""
+    names = [l.name for l in layers]
+    return [n if names.count(n) == 1 else l.path for n, l in zip(names, layers)]
+
+
+def kernel_output_major(layer) -> np.ndarray:
+    """The layer's kernel as PyTorch lays it out: ``(out, in, k…)``; an EinsumDense as ``(out, in)``."""
+    kernel = np.asarray(layer.kernel.numpy())
+    kind = type(layer).__name__
+    if kind == "EinsumDense":
+        n = _contracted_prefix(layer)
+        return kernel.reshape(int(np.prod(kernel.shape[:n])), -1).T
+    if kind == "DepthwiseConv2D":  # (kh, kw, C, M) -> torch's grouped layout (C·M, 1, kh, kw)
+        kh, kw, c, m = kernel.shape
+        return kernel.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)
+    return to_output_major(kernel)
+
+
+def kernel_layout(layer, array: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`kernel_output_major` for ``layer``: an output-major array in the kernel's layout."""
+    kind = type(layer).__name__
+    if kind == "EinsumDense":
+        return array.T.reshape(tuple(layer.kernel.shape))
+    if kind == "DepthwiseConv2D":
+        kh, kw, c, m = tuple(layer.kernel.shape)
+        return array.reshape(c, m, kh, kw).transpose(2, 3, 0, 1)
+    return from_output_major(array)
 
 
 def prunable_layers(model, warn: bool = True) -> dict[str, Any]:
-    """``{layer_name: layer}`` of the layers whose kernels unstructured pruning touches, in model order.
+    """``{key: layer}`` of the layers whose kernels unstructured pruning touches, in model order.
 
-    Layers of other kinds that own weights (except normalisation layers) are skipped
-    with one warning naming them.
+    Dense, Conv1D/2D/3D, DepthwiseConv2D and EinsumDense (whose summed axes come first, as
+    in MultiHeadAttention's projections), also inside nested models and layers that hold others;
+    the key is the layer's name, or its path where names repeat. Layers of other kinds that
+    own weights (except normalisation layers) are skipped with one warning naming them.
     """
-    out, skipped = {}, []
-    for layer in _all_layers(model):
-        kind = type(layer).__name__
-        if kind in PRUNABLE and getattr(layer, "data_format", "channels_last") == "channels_last":
-            out[layer.name] = layer
-        elif kind not in _QUIET and layer.weights:
-            skipped.append(f"{layer.name} ({kind})")
+    prunable: list = []
+    skipped: list = []
+    _walk(model.layers, prunable, skipped)
     if skipped and warn:
         warnings.warn(f"pruning skipped layers of unsupported kinds: {', '.join(skipped)}", stacklevel=3)
-    return out
+    return dict(zip(_keys(prunable), prunable))
 
 
 def compute_masks(model, config: PruneConfig, sparsity: Optional[float] = None, warn: bool = True) -> dict[str, np.ndarray]:
-    """Boolean masks ``{layer_name: mask}`` in each kernel's Keras layout (``sparsity`` overrides the config's)."""
+    """Boolean masks ``{layer_key: mask}`` in each kernel's Keras layout (``sparsity`` overrides the config's)."""
     layers = prunable_layers(model, warn=warn)
-    kernels = {n: to_output_major(np.asarray(l.kernel.numpy())) for n, l in layers.items()}
+    kernels = {n: kernel_output_major(l) for n, l in layers.items()}
     found = core_masks.masks_for(config, kernels, sparsity, warn)
-    return {n: from_output_major(m) for n, m in found.items()}
+    return {n: kernel_layout(layers[n], m) for n, m in found.items()}
 
 
 def apply_masks(model, masks: dict[str, np.ndarray]) -> None:
     """Zero the masked-out kernel weights of ``model`` in place."""
-    by_name = {l.name: l for l in _all_layers(model)}
+    by_key = prunable_layers(model, warn=False)
     for name, mask in masks.items():
-        kernel = by_name[name].kernel
+        kernel = by_key[name].kernel
         values = np.asarray(kernel.numpy())
         kernel.assign(np.where(mask, values, np.zeros((), values.dtype)))  # +0.0 (a product would leave -0.0)
 
@@ -113,11 +161,20 @@ def prune_unstructured(model, config: PruneConfig, *, example_input: Any = None,
         >>> int((cl.prune(m, cl.NM(2, 4)).layers[0].get_weights()[0] == 0).sum())
         16
     """
+    check_model(model)
+    if not prunable_layers(model, warn=False):
+        raise ValueError(f"model: {type(config).__name__} prunes the kernels of Dense, Conv1D/2D/3D, "
+                         f"DepthwiseConv2D and EinsumDense layers; {model.name} has none (its layers: "
+                         f"{describe(sorted({type(l).__name__ for l in model._flatten_layers(include_self=False)}))})")
     new = copy_model(model)
     ignored = _check_ignored(new, ignored_layers)
     sparsity = resolve(config.schedule, config.sparsity)(0) if isinstance(config, Magnitude) else None
     masks = compute_masks(new, config, sparsity=sparsity)
-    apply_masks(new, {n: m for n, m in masks.items() if n not in ignored})
+    masks = {n: m for n, m in masks.items() if n not in ignored}
+    if not any((~m).any() for m in masks.values()):
+        warn_unchanged(type(config).__name__, "no weight was set to zero (every prunable layer is ignored, "
+                       "or too small for this sparsity)")
+    apply_masks(new, masks)
     return new
 
 
@@ -125,7 +182,7 @@ def _check_ignored(model, ignored_layers: Iterable[str]) -> set[str]:
     if isinstance(ignored_layers, str):
         raise TypeError("ignored_layers must be a list of layer names, not a string")
     names = set(ignored_layers)
-    known = {l.name for l in _all_layers(model)}
+    known = set(prunable_layers(model, warn=False)) | {l.name for l in model._flatten_layers(include_self=False)}
     unknown = sorted(names - known)
     if unknown:
         raise ValueError(f"ignored_layers: no layers named {unknown}; layers are {sorted(known)}")
@@ -235,7 +292,7 @@ def sensitivity(model, data, sparsities: Iterable[float] = (0.5, 0.7, 0.8, 0.9, 
     def score(name: str, s: float) -> float:
         kernel = layers[name].kernel
         original = np.asarray(kernel.numpy()).copy()
-        mask = from_output_major(core_masks.magnitude_mask(to_output_major(original), s))
+        mask = kernel_layout(layers[name], core_masks.magnitude_mask(kernel_output_major(layers[name]), s))
         kernel.assign(np.where(mask, original, np.zeros((), original.dtype)))
         try:
             return evaluate(work, data, batch_size)
@@ -255,10 +312,11 @@ def _layer_entries(config: dict) -> dict[str, dict]:
     return out
 
 
-def structured_plan(model, config: Structured, ignored_layers: Iterable[str] = (), seed: int = 0):
+def structured_plan(model, config: Structured, ignored_layers: Iterable[str] = (), seed: int = 0,
+                    warn: bool = True):
     """The graph and ``{group root: kept channel indices}`` that :func:`prune` would apply."""
     g = kgraph.analyse(model)
-    if g.skipped:
+    if g.skipped and warn:
         warnings.warn(f"structured pruning kept whole the channels that reach unsupported layers: "
                       f"{', '.join(g.skipped)}", stacklevel=3)
     ignored = set(ignored_layers)
@@ -276,10 +334,35 @@ def structured_plan(model, config: Structured, ignored_layers: Iterable[str] = (
     return g, keep
 
 
+def _inlined(model) -> keras.Model:
+    """``model`` with nested Sequential/functional models run inline (their layers join the outer graph)."""
+    nested = [l.name for l in model.layers if is_graph_model(l)]
+    if not nested:
+        return model
+    try:
+        return rebuild(model, inline=True)
+    except ValueError as exc:
+        raise ValueError(f"model: Structured walks the channels through the nested model(s) {describe(nested)} "
+                         f"by inlining them, which fails ({exc}); give their layers names unique across the "
+                         f"whole model") from exc
+
+
 def _structured(model, config: Structured, ignored: tuple, seed: int) -> keras.Model:
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
-    g, keep = structured_plan(model, config, ignored, seed)
+    require_graph(model, "Structured pruning")
+    original, model = model, _inlined(model)
+    g, keep = structured_plan(model, config, ignored, seed, warn=False)
+    if not keep:
+        groups = describe(sorted({p for members in g.groups().values() for p in members}))
+        why = f"every channel group ({groups or 'none'}) reaches a model output"
+        if g.skipped:
+            why += f" or a layer the channel walk keeps whole ({describe(g.skipped)})"
+        if ignored:
+            why += f", or is in ignored_layers"
+        warn_unchanged("Structured", why)
+        return copy_model(original)
+    if g.skipped:
+        warnings.warn(f"structured pruning kept whole the channels that reach unsupported layers: "
+                      f"{describe(g.skipped)}", stacklevel=4)
 
     def kept(desc: Optional[kgraph.Desc]) -> Optional[np.ndarray]:
         if desc is None:
@@ -293,9 +376,12 @@ def _structured(model, config: Structured, ignored: tuple, seed: int) -> keras.M
             k = kept(node.out_desc)
             if k is not None:
                 entries[name]["config"]["filters" if node.kind == "Conv2D" else "units"] = int(len(k))
+        elif node.kind == "Reshape" and node.out_desc is not None and kept(node.out_desc) is not None:
+            target = list(entries[name]["config"]["target_shape"])
+            entries[name]["config"]["target_shape"] = target[:-1] + [int(len(kept(node.out_desc)))]
     new = type(model).from_config(config_dict)
     for name, node in g.nodes.items():
-        if node.layer is None or not node.layer.weights:
+        if node.layer is None or not getattr(node.layer, "weights", None):
             continue
         weights = [np.asarray(w) for w in node.layer.get_weights()]
         src = node.in_desc[0] if node.in_desc else None
@@ -312,6 +398,8 @@ def _structured(model, config: Structured, ignored: tuple, seed: int) -> keras.M
                 weights = [kernel] + [np.take(w, k_out, axis=-1) for w in weights[1:]]
             else:
                 weights = [kernel] + weights[1:]
+        elif node.kind in kgraph.DEPTHWISE and k_in is not None:
+            weights = [np.take(weights[0], k_in, axis=2)] + [np.take(w, k_in, axis=-1) for w in weights[1:]]
         elif node.kind in kgraph.PER_CHANNEL and k_in is not None:
             weights = [np.take(w, k_in, axis=-1) for w in weights]
         new.get_layer(name).set_weights(weights)

@@ -1,13 +1,16 @@
 """Quantization of Keras 3 models: LiteRT int8 (dynamic-range, full-integer), Keras-native, QAT.
 
-* ``Int8Dynamic`` / ``Int8Static``: the LiteRT (TFLite) converter, returned as a
+* ``Int8Dynamic`` / ``Int8Static``: the LiteRT (TFLite) converter (:mod:`compresslib.keras.litert`:
+  recurrent layers unrolled, converter errors explained), returned as a
   :class:`LiteRTModel` (``__call__``, ``predict``, ``predict_on_batch``) that
   :func:`compresslib.measure`, :func:`compresslib.keras.train.evaluate` and
   :func:`compresslib.save` accept. Static = full integer, calibrated on
   ``calibration_data`` (float input and output, int8 inside).
 * ``WeightOnly(bits=8|4)`` without a group size: Keras's own ``model.quantize("int8"|"int4")``
-  (Dense/EinsumDense/Embedding only; Conv2D stays float, with one warning).
-* ``Float16`` / ``BFloat16``: the model rebuilt with that dtype policy.
+  (Dense/EinsumDense/Embedding only; Conv2D stays float, with one warning; a model with
+  none of them is refused).
+* ``Float16`` / ``BFloat16``: the model rebuilt with that dtype policy (:mod:`compresslib.keras.half`:
+  layers whose ops lack the dtype stay float32, named in one warning).
 * ``QAT``: compresslib's own :class:`FakeQuantDense` / :class:`FakeQuantConv2D` layers
   (Keras 3 has no QAT): weights (per channel) and outputs are fake-quantized in the
   forward pass, gradients pass straight through the rounding. :func:`convert` returns
@@ -22,7 +25,6 @@ Example:
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any, Optional
 
@@ -34,114 +36,13 @@ from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static,
 from compresslib.core import quant as cq
 from compresslib.core.sensitivity import scan
 from compresslib.io import register_class
-from compresslib.keras import io as kio
-from compresslib.keras.rebuild import copy_model, rebuild
-from compresslib.registry import register, register_kind
-from compresslib.report import LayerStats
+from compresslib.keras.checks import check_model, describe, is_subclassed, leaf_layers, require_graph, warn_unchanged
+from compresslib.keras.litert import LiteRTModel, to_litert
+from compresslib.keras.rebuild import copy_model, graph_layers, rebuild
+from compresslib.registry import register
 
 
-def _check_model(model: Any):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
-    return model
-
-
-# --------------------------------------------------------------------------- LiteRT
-
-
-class LiteRTModel:
-    """A LiteRT (TFLite) flatbuffer behind a Keras-like interface.
-
-    Example:
-        >>> q = quantize(keras_model, cl.Int8Static(), calibration_data=x[:256])   # doctest: +SKIP
-        >>> q.predict(x[:10]).shape                                                # doctest: +SKIP
-        (10, 10)
-    """
-
-    __compresslib_framework__ = "keras"
-
-    def __init__(self, flatbuffer: bytes, name: str = "litert", stats: Optional[list] = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.flatbuffer = bytes(flatbuffer)
-        self.name = name
-        self._stats = stats or []
-        self._interp = Interpreter(model_content=self.flatbuffer, num_threads=os.cpu_count() or 1)
-        self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
-        self._batch = None
-        self.input_shape = (None,) + tuple(int(d) for d in self._in["shape"][1:])
-
-    def predict_on_batch(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if self._batch != x.shape[0]:
-            self._interp.resize_tensor_input(self._in["index"], list(x.shape))
-            self._interp.allocate_tensors()
-            self._batch = x.shape[0]
-        self._interp.set_tensor(self._in["index"], x)
-        self._interp.invoke()
-        return np.array(self._interp.get_tensor(self._out["index"]))
-
-    __call__ = predict_on_batch
-
-    def predict(self, x, batch_size: int = 500, verbose: int = 0) -> np.ndarray:
-        x = np.asarray(x)
-        return np.concatenate([self.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-    def save_native(self, dirpath: str) -> tuple[str, str]:
-        path = os.path.join(dirpath, "model.tflite")
-        with open(path, "wb") as fh:
-            fh.write(self.flatbuffer)
-        return path, ".tflite"
-
-    def layer_stats(self) -> list[LayerStats]:
-        return list(self._stats)
-
-    def clz_export(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return ({"kind": "litert", "name": self.name},
-                {"flatbuffer": np.frombuffer(self.flatbuffer, dtype=np.uint8).copy()})
-
-
-def _load_litert(spec: dict, tensors: dict[str, np.ndarray]) -> LiteRTModel:
-    return LiteRTModel(tensors["flatbuffer"].tobytes(), name=spec.get("name", "litert"))
-
-
-register_kind("keras", "litert", LiteRTModel.clz_export, _load_litert)
-
-
-def _to_litert(model, calibration: Optional[np.ndarray]) -> LiteRTModel:
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(f"model: Int8Dynamic and Int8Static convert Keras models with TensorFlow's LiteRT "
-                         f"converter, which needs KERAS_BACKEND=tensorflow; this Keras runs on the "
-                         f"{keras.backend.backend()!r} backend. Here use WeightOnly(bits=8) (Keras's own int8), "
-                         "QAT or Float16/BFloat16, or run the conversion in a TensorFlow process")
-    import tensorflow as tf
-
-    from compresslib.keras.measure import layer_stats
-
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:  # Keras 3 variables must be frozen via a SavedModel
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.export(tmp, format="tf_saved_model", verbose=False)
-        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        return _convert(conv, model, calibration, tf, layer_stats)
-
-
-def _convert(conv, model, calibration, tf, layer_stats) -> "LiteRTModel":
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if calibration is not None:
-        def representative():
-            for i in range(0, len(calibration), 32):
-                for x in calibration[i:i + 32]:
-                    yield [x[None].astype(np.float32)]
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        flat = conv.convert()
-    return LiteRTModel(flat, name=f"{model.name}_litert", stats=layer_stats(model))
+_check_model = check_model
 
 
 # --------------------------------------------------------------------------- fake quantization (QAT)
@@ -226,9 +127,10 @@ class FakeQuantConv2D(_FakeQuantMixin, keras.layers.Conv2D):
 
 
 def _swap(model, factory) -> keras.Model:
-    """Rebuild ``model`` with each plain Dense/Conv2D replaced by ``factory(layer)`` (weights copied)."""
+    """Rebuild ``model`` with each plain Dense/Conv2D replaced by ``factory(layer)`` (weights copied),
+    inside nested Sequential/functional models too."""
     reps = {}
-    for layer in model.layers:
+    for layer in graph_layers(model):
         new_cls = factory(layer)
         if new_cls is None:
             continue
@@ -254,11 +156,15 @@ def _swap(model, factory) -> keras.Model:
 def prepare_qat(model, config: QAT = QAT(), *, example_input: Any = None) -> keras.Model:
     """A copy of ``model`` with Dense/Conv2D replaced by fake-quant layers, ready to ``fit``.
 
+    Layers of other kinds keep float weights (named in one warning); a model with no
+    Dense/Conv2D comes back unchanged, with a warning. Subclassed models are refused
+    (their layers are wired by their own code).
+
     Example:
         >>> q = prepare_qat(model, cl.QAT(weight_bits=4))            # doctest: +SKIP
         >>> fit(q, train, epochs=1); m4 = convert(q)                  # doctest: +SKIP
     """
-    _check_model(model)
+    require_graph(model, "prepare_qat(QAT)")
     extra = dict(weight_bits=config.weight_bits, activation_bits=config.activation_bits,
                  per_channel=config.per_channel)
 
@@ -269,14 +175,17 @@ def prepare_qat(model, config: QAT = QAT(), *, example_input: Any = None) -> ker
             return FakeQuantConv2D, extra, lambda l: [np.array(w) for w in l.get_weights()]
         return None
 
-    _warn_skipped(model, (keras.layers.Dense, keras.layers.Conv2D), "prepare_qat")
+    if not any(factory(layer) for layer in graph_layers(model)):
+        warn_unchanged("prepare_qat(QAT)", "it fake-quantizes Dense and Conv2D layers and the model has none")
+    else:
+        _warn_skipped(model, (keras.layers.Dense, keras.layers.Conv2D), "prepare_qat")
     return _swap(model, factory)
 
 
 def convert(model) -> keras.Model:
     """A plain Keras model from a QAT model: each kernel snapped to its ``weight_bits`` grid (core math)."""
     _check_model(model)
-    if not any(isinstance(l, _FakeQuantMixin) for l in model.layers):
+    if is_subclassed(model) or not any(isinstance(l, _FakeQuantMixin) for l in graph_layers(model)):
         raise TypeError("model must come from prepare_qat(model, QAT(...)) (no fake-quant layers found)")
 
     def snapped(layer):
@@ -294,12 +203,21 @@ def convert(model) -> keras.Model:
     return _swap(model, factory)
 
 
+def _float_weights(layer) -> bool:
+    return any("float" in str(v.dtype) and "seed" not in v.path for v in layer.weights)
+
+
 def _warn_skipped(model, handled: tuple, verb: str) -> None:
-    skipped = [f"{l.name} ({type(l).__name__})" for l in model.layers
-               if l.weights and not isinstance(l, handled) and not isinstance(l, keras.layers.BatchNormalization)]
+    skipped = [f"{l.name} ({type(l).__name__})" for l in leaf_layers(model)
+               if _float_weights(l) and not isinstance(l, handled) and not _is_normalization(l)]
     if skipped:
-        warnings.warn(f"{verb}: layers left in float (not supported by this mode): {', '.join(skipped)}",
+        warnings.warn(f"{verb}: layers left in float (not supported by this mode): {describe(skipped)}",
                       UserWarning, stacklevel=3)
+
+
+def _is_normalization(layer) -> bool:
+    return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+                              keras.layers.GroupNormalization, keras.layers.Normalization))
 
 
 # --------------------------------------------------------------------------- the verb
@@ -307,26 +225,35 @@ def _warn_skipped(model, handled: tuple, verb: str) -> None:
 
 @register("quantize", "keras", Int8Dynamic)
 def quantize_dynamic(model, config: Int8Dynamic, *, calibration_data: Any = None) -> "LiteRTModel":
-    """LiteRT dynamic-range int8: int8 weights, activations quantized per batch at run time."""
-    return _to_litert(_check_model(model), None)
+    """LiteRT dynamic-range int8: int8 weights, activations quantized per batch at run time.
+
+    ``calibration_data`` is not needed; for a recurrent model with a free sequence length it
+    gives the length to convert for (see :mod:`compresslib.keras.litert`).
+    """
+    return to_litert(model, None, what="Int8Dynamic", example=calibration_data)
 
 
 @register("quantize", "keras", Int8Static)
 def quantize_static(model, config: Int8Static, *, calibration_data: Any = None) -> "LiteRTModel":
     """LiteRT full-integer int8 calibrated on ``calibration_data`` (float input and output, int8 inside)."""
-    _check_model(model)
-    x = cq.check_calibration(calibration_data, feature_shape=tuple(model.input_shape[1:]))
-    return _to_litert(model, x)
+    check_model(model)
+    if calibration_data is None:
+        raise ValueError("calibration_data is required for static quantization: an array of example inputs")
+    return to_litert(model, calibration_data, what="Int8Static")
 
 
 @register("quantize", "keras", WeightOnly)
 def quantize_weight_only(model, config: WeightOnly, *, calibration_data: Any = None) -> keras.Model:
     """Keras's own ``model.quantize("int8" | "int4")`` on a copy (Dense/EinsumDense/Embedding only)."""
-    _check_model(model)
+    check_model(model)
     if config.group_size is not None:
         raise ValueError("config.group_size: Keras's model.quantize has no groups; use group_size=None")
+    handled = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
+    if not any(isinstance(l, handled) for l in leaf_layers(model)):
+        raise ValueError(f"model: WeightOnly({config.bits}) uses Keras's model.quantize, which quantizes Dense, "
+                         f"EinsumDense and Embedding layers; {model.name} has none")
     new = copy_model(model)
-    _warn_skipped(new, (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding), "quantize")
+    _warn_skipped(new, handled, f"WeightOnly({config.bits})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         new.quantize("int8" if config.bits == 8 else "int4")
@@ -335,13 +262,15 @@ def quantize_weight_only(model, config: WeightOnly, *, calibration_data: Any = N
 
 @register("quantize", "keras", Float16, BFloat16)
 def quantize_half(model, config: QuantConfig, *, calibration_data: Any = None) -> keras.Model:
-    """A copy rebuilt with the float16 or bfloat16 dtype policy."""
-    _check_model(model)
-    policy = "float16" if isinstance(config, Float16) else "bfloat16"
-    half = keras.models.clone_model(model, clone_function=lambda l: l.__class__.from_config(
-        {**l.get_config(), "dtype": policy}))
-    half.set_weights(model.get_weights())
-    return half
+    """A copy rebuilt with the float16 or bfloat16 dtype policy.
+
+    Layers that cannot run in that dtype here (e.g. recurrent layers in bfloat16 on
+    TensorFlow's CPU, whose initializer needs ``qr``) stay float32, named in one warning.
+    """
+    from compresslib.keras.half import retyped
+
+    check_model(model)
+    return retyped(model, "float16" if isinstance(config, Float16) else "bfloat16", type(config).__name__)
 
 
 # --------------------------------------------------------------------------- sensitivity

@@ -22,12 +22,21 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
+from compresslib.keras.checks import require_graph
+
 # layer name -> factory(layer) returning a callable(tensor, **kwargs) -> tensor
 Replacements = dict[str, Callable[[Any], Callable[..., Any]]]
 
 
 def copy_layer(layer) -> Callable[..., Any]:
-    """A callable that applies a fresh copy of ``layer`` (same config, copied weights)."""
+    """A callable that applies a fresh copy of ``layer`` (same config, copied weights).
+
+    ``layer`` may also be a bare Keras operation from the graph (``x + 3.0`` on a symbolic
+    tensor records a ``keras.ops`` ``Add``, as ``keras.applications.MobileNetV3`` does): it
+    has no weights and is re-created from its config.
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        return layer.__class__.from_config(layer.get_config())
     new = layer.__class__.from_config(layer.get_config())
     weights = [np.array(w) for w in layer.get_weights()]
 
@@ -45,29 +54,62 @@ def identity(*args, **kwargs):
     return args[0]
 
 
-def functional_of(model) -> Any:
-    """The functional graph of a Sequential model (or the model itself if already functional)."""
+def functional_of(model, what: str = "this") -> Any:
+    """The functional graph of a Sequential model (or the model itself if already functional).
+
+    ``TypeError`` naming the class (and ``what`` needs the graph) for a subclassed model.
+    """
     if isinstance(model, keras.Sequential):
         graph = getattr(model, "_functional", None)
         if graph is None:
             raise ValueError("model: a Sequential model must be built with an Input to be rebuilt")
         return graph
     if type(model).__name__ != "Functional" and not hasattr(model, "_run_through_graph"):
-        raise TypeError(f"model must be a Keras Sequential or functional model, got subclassed "
-                        f"{type(model).__name__} (its graph is not known)")
+        require_graph(model, what)
     return model
 
 
-def rebuild(model, replacements: Optional[Replacements] = None, name: Optional[str] = None) -> keras.Model:
-    """A new functional model: layers named in ``replacements`` go through their factory, others are copied."""
+def is_graph_model(layer: Any) -> bool:
+    """True for a Sequential or functional model (whose graph :func:`rebuild` can walk)."""
+    return isinstance(layer, keras.Sequential) or type(layer).__name__ == "Functional"
+
+
+def graph_layers(model) -> list:
+    """Every layer of ``model``'s graph, descending into nested Sequential/functional models (not the nested
+    models themselves), in graph order; bare ``keras.ops`` operations are left out."""
+    out = []
+    for layer in functional_of(model).layers:
+        out.extend(graph_layers(layer) if is_graph_model(layer) else [layer])
+    return out
+
+
+def rebuild(model, replacements: Optional[Replacements] = None, name: Optional[str] = None,
+            input_shapes: Optional[list[tuple]] = None, inline: bool = False) -> keras.Model:
+    """A new functional model: layers named in ``replacements`` go through their factory, others are copied.
+
+    Names are looked up inside nested Sequential/functional models too (a ``keras.applications``
+    backbone inside a ``Sequential``): a nested model holding a named layer is rebuilt the same
+    way and stays nested, under its own name. ``input_shapes``: new shapes (without the batch
+    axis) for the model's inputs, e.g. to fix a sequence length. ``inline=True``: nested
+    models are not kept as one layer; their layers join the new model's graph (layer names
+    must then be unique across the whole model, or Keras raises ``ValueError``).
+    """
     replacements = replacements or {}
     graph = functional_of(model)
-    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t._keras_history.operation.name)
-              for t in graph.inputs]
+    shapes = input_shapes or [t.shape[1:] for t in graph.inputs]
+    if len(shapes) != len(graph.inputs):
+        raise ValueError(f"input_shapes: {model.name} has {len(graph.inputs)} inputs, got {len(shapes)} shapes")
+    inputs = [keras.Input(shape=shape, dtype=t.dtype, name=t._keras_history.operation.name)
+              for shape, t in zip(shapes, graph.inputs)]
 
     def operation_fn(op):
         if op.name in replacements:
             return replacements[op.name](op)
+        if inline and is_graph_model(op):
+            sub = functional_of(op)
+            return lambda *args, **kwargs: sub._run_through_graph(list(args), operation_fn=operation_fn)
+        if is_graph_model(op) and any(layer.name in replacements for layer in graph_layers(op)):
+            return rebuild(op, replacements)
         return copy_layer(op)
 
     outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
@@ -96,8 +138,10 @@ def copy_model(model) -> keras.Model:
         else:
             new = keras.models.clone_model(model)
     except Exception as exc:  # noqa: BLE001 - subclassed models without a usable get_config
-        raise TypeError(f"model: cannot copy the subclassed model {type(model).__name__} ({type(exc).__name__}: "
-                        f"{exc}); give it get_config()/from_config() or build it as a functional model") from exc
+        why = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise TypeError(f"model: cannot copy the subclassed model {type(model).__name__}: Keras cannot re-create it "
+                        f"from its config ({why[:160]}); give it get_config()/from_config() or build it as a "
+                        f"functional model") from exc
     new.set_weights(model.get_weights())
     return new
 

@@ -94,7 +94,8 @@ def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Logits of ``model`` on ``x`` as a NumPy array (works for Keras models and compresslib wrappers)."""
     outs = []
     for start in range(0, len(x), batch_size):
-        xb = np.asarray(x[start:start + batch_size], dtype=np.float32)
+        xb = np.asarray(x[start:start + batch_size])
+        xb = xb if xb.dtype.kind in "biu" else xb.astype(np.float32)  # token ids stay integers
         if hasattr(model, "predict_on_batch"):
             outs.append(np.asarray(model.predict_on_batch(xb)))
         else:

@@ -1,6 +1,4 @@
 """Keras BatchNorm folding: graph rebuilt without BN, same outputs in inference, residual model, warnings."""
-import warnings
-
 import numpy as np
 import pytest
 import torch  # noqa: F401  (before tensorflow)
@@ -64,11 +62,11 @@ def test_shared_output_is_not_folded():
     assert "bn" in [l.name for l in f.layers]
 
 
-def test_no_bn_no_change():
+def test_no_bn_no_change_and_says_so():
     m = cl.zoo.pretrained("lenet5", framework="keras")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(UserWarning, match="fold_batchnorm: the model comes back unchanged: it has no BatchNormalization"):
         f = cl.fold_batchnorm(m)
+    assert f is not m
     for a, b in zip(m.get_weights(), f.get_weights()):
         np.testing.assert_array_equal(a, b)
 
@@ -79,3 +77,48 @@ def test_save_load(resnet, tmp_path):
     back = cl.load(tmp_path / "f.clz")
     x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
     np.testing.assert_array_equal(back(x), f(x))
+
+
+def test_nested_backbone_is_folded_and_example_input_is_accepted():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((6, 6, 2))
+    h = keras.layers.BatchNormalization(name="inner_bn")(keras.layers.Conv2D(3, 3, name="inner_conv")(i))
+    backbone = keras.Model(i, keras.layers.GlobalAveragePooling2D()(h), name="backbone")
+    m = keras.Sequential([keras.Input((6, 6, 2)), backbone, keras.layers.Dense(2, name="head")])
+    bn = backbone.get_layer("inner_bn")
+    bn.moving_mean.assign(np.array([0.5, -1.0, 2.0], np.float32))
+    bn.moving_variance.assign(np.array([0.25, 4.0, 1.5], np.float32))
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 2)).astype(np.float32)
+    f = cl.fold_batchnorm(m, example_input=x)
+    kinds = [type(l).__name__ for l in f.get_layer("backbone").layers]
+    assert "BatchNormalization" not in kinds and "BatchNormalization" in [type(l).__name__ for l in backbone.layers]
+    np.testing.assert_allclose(f(x), m(x, training=False), atol=1e-5, rtol=1e-5)
+
+
+def test_subclassed_model_is_refused_by_class_name():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.c, self.bn = keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()
+
+        def call(self, x):
+            return self.bn(self.c(x))
+
+    m = Net()
+    m(np.zeros((1, 5, 5, 1), np.float32))
+    with pytest.raises(TypeError, match="fold_batchnorm rewires the model's layers.*Net is a subclassed"):
+        cl.fold_batchnorm(m)
+
+
+def test_depthwise_conv_is_folded():
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.DepthwiseConv2D(3, use_bias=False, name="dw"),
+                          keras.layers.BatchNormalization(name="bn")])
+    bn = m.get_layer("bn")
+    bn.moving_mean.assign(np.array([0.1, -0.2, 0.3], np.float32))
+    bn.moving_variance.assign(np.array([2.0, 0.5, 1.0], np.float32))
+    bn.gamma.assign(np.array([1.5, -1.0, 0.5], np.float32))
+    f = cl.fold_batchnorm(m)
+    assert [type(l).__name__ for l in f.layers][1:] == ["DepthwiseConv2D"] and f.get_layer("dw").use_bias
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(f(x), m(x, training=False), atol=1e-5, rtol=1e-5)

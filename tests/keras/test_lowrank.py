@@ -152,3 +152,31 @@ def test_sequential_model_rebuilt_as_functional():
     a, b = L.svd_factors(np.asarray(m.get_layer("a").kernel, dtype=np.float64).T, 4)
     x = np.random.default_rng(0).normal(size=(3, 8)).astype("float32")
     np.testing.assert_allclose(d(x), _with_kernel(m, "a", a @ b)(x), atol=1e-5, rtol=1e-5)
+
+
+def test_svd_factors_dense_layers_inside_a_nested_model():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((16,))
+    inner = keras.Model(i, keras.layers.Dense(16, name="inner_fc")(i), name="inner")
+    m = keras.Sequential([keras.Input((16,)), inner, keras.layers.Dense(3, name="head")])
+    d = cl.decompose(m, cl.SVD(rank=4), layers=["inner_fc"])
+    names = [l.name for l in d.get_layer("inner").layers]
+    assert names[1:] == ["inner_fc_svd0", "inner_fc_svd1"]
+    w = np.asarray(inner.get_layer("inner_fc").kernel)
+    u, sv, vt = np.linalg.svd(w)
+    x = np.random.default_rng(0).normal(size=(2, 16)).astype(np.float32)
+    b = np.asarray(inner.get_layer("inner_fc").bias)
+    expected = m.get_layer("head")(x @ ((u[:, :4] * sv[:4]) @ vt[:4]) + b)
+    np.testing.assert_allclose(d(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_no_layer_to_factor_warns_that_nothing_changes():
+    i = keras.Input((5,), dtype="int32")
+    m = keras.Model(i, keras.layers.Dense(2)(keras.layers.Embedding(10, 3)(i)))
+    with pytest.warns(UserWarning, match=r"decompose\(Tucker\): the model comes back unchanged: it factors Conv2D"):
+        cl.decompose(m, cl.Tucker(energy=0.9))
+
+
+def test_subclassed_model_is_refused_by_class_name(subnet):
+    with pytest.raises(TypeError, match=r"decompose\(SVD\) rewires the model's layers.*SubNet is a subclassed"):
+        cl.decompose(subnet, cl.SVD(rank=1))

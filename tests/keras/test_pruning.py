@@ -1,4 +1,6 @@
 """Keras pruning: unstructured, N:M, gradual callback, structured (own graph walk), packed save/load."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -158,20 +160,111 @@ def test_unsupported_layer_freezes_its_group_with_one_warning():
     assert s.get_layer("a").units == 6 and s.get_layer("b").units == 6 and s.get_layer("h").units == 2
 
 
-def test_errors():
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = keras.layers.Dense(4)
-
-        def call(self, x):
-            return self.d(x)
-
-    sub = Sub()
-    sub(np.zeros((1, 3), np.float32))
-    with pytest.raises(TypeError, match="subclassed and its graph cannot be walked"):
-        cl.prune(sub, cl.Structured(0.5))
+def test_errors(subnet):
+    with pytest.raises(TypeError, match="SubNet is a subclassed keras.Model whose layers are connected by its own"):
+        cl.prune(subnet, cl.Structured(0.5))
     with pytest.raises(ValueError, match="remove every one of the 6 channels of conv1"):
         cl.prune(models.build("lenet5"), cl.Structured(0.9))
     with pytest.raises(TypeError, match="config must be one of"):
         cl.prune(models.build("lenet5"), "magnitude")
+
+
+# --------------------------------------------------------------------------- models compresslib did not write
+
+
+def _mobile_block_model():
+    """A MobileNet-like block (1×1 expand, hard-swish written with keras.ops, depthwise, 1×1 project)
+    nested in a Sequential with a new head: the keras.applications transfer-learning pattern."""
+    keras.utils.set_random_seed(0)
+    i = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 1, name="expand")(i)
+    h = h * keras.ops.relu6(h + 3.0) / 6.0
+    h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(h)
+    h = keras.layers.Conv2D(4, 1, name="project")(h)
+    block = keras.Model(i, h, name="block")
+    return keras.Sequential([keras.Input((8, 8, 3)), block, keras.layers.GlobalAveragePooling2D(name="pool"),
+                             keras.layers.Dense(2, name="head")], name="transfer")
+
+
+def test_structured_through_nested_models_depthwise_convs_and_bare_ops():
+    m = _mobile_block_model()
+    block = m.get_layer("block")
+    for name, dead in (("expand", [1, 3, 4, 6]), ("project", [0, 2])):  # channels that contribute nothing
+        ws = [w.copy() for w in block.get_layer(name).get_weights()]
+        for w in ws:
+            w[..., dead] = 0.0
+        block.get_layer(name).set_weights(ws)
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer is understood: no warning
+        s = cl.prune(m, cl.Structured(0.5))
+    assert s.get_layer("expand").filters == 4 and s.get_layer("project").filters == 2
+    assert tuple(s.get_layer("dw").kernel.shape) == (3, 3, 4, 1) and tuple(s.get_layer("head").kernel.shape) == (2, 2)
+    np.testing.assert_allclose(np.asarray(s(x)), np.asarray(m(x)), rtol=1e-5, atol=1e-5)
+    assert m.get_layer("block").get_layer("expand").filters == 8  # the input is untouched
+
+
+def test_structured_on_a_recurrent_model_warns_that_nothing_changes():
+    i = keras.Input((5,), dtype="int32")
+    h = keras.layers.LSTM(4, name="lstm")(keras.layers.Embedding(10, 3)(i))
+    m = keras.Model(i, keras.layers.Dense(2, name="out")(h))
+    with pytest.warns(UserWarning, match=r"Structured: the model comes back unchanged: every channel group "
+                                         r"\(out\) reaches a model output"):
+        s = cl.prune(m, cl.Structured(0.3))
+    assert s is not m and all(np.array_equal(a, b) for a, b in zip(s.get_weights(), m.get_weights()))
+
+
+def test_magnitude_prunes_attention_projections_named_by_path():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((4, 8))
+    h = keras.layers.MultiHeadAttention(2, 4, name="mha1")(i, i)
+    h = keras.layers.MultiHeadAttention(2, 4, name="mha2")(h, h)
+    m = keras.Model(i, h)
+    layers = pruning.prunable_layers(m)
+    assert sorted(layers) == sorted(f"{mha}/{p}" for mha in ("mha1", "mha2")
+                                    for p in ("query", "key", "value", "attention_output"))
+    p = cl.prune(m, cl.Magnitude(0.5))
+    for key in layers:  # query (8, 2, 4): 64 weights, 32 zeros; attention_output (2, 4, 8) likewise
+        mha, proj = key.split("/")
+        attribute = {"attention_output": "_output_dense"}.get(proj, f"_{proj}_dense")
+        kernel = np.asarray(getattr(p.get_layer(mha), attribute).kernel)
+        assert kernel.size == 64 and int((kernel == 0).sum()) == 32
+    n = cl.prune(m, cl.NM(2, 4))
+    q = np.asarray(n.get_layer("mha1")._query_dense.kernel).reshape(8, 8)  # (in, out): 2 of every 4 inputs
+    assert all(int((q[g:g + 4, o] == 0).sum()) == 2 for g in range(0, 8, 4) for o in range(8))
+
+
+def test_unstructured_pruning_with_nothing_to_prune_is_refused():
+    i = keras.Input((5,), dtype="int32")
+    m = keras.Model(i, keras.layers.LSTM(3)(keras.layers.Embedding(10, 3)(i)), name="rnn_only")
+    with pytest.raises(ValueError, match="Magnitude prunes the kernels of Dense, Conv1D/2D/3D, DepthwiseConv2D "
+                                         "and EinsumDense layers; rnn_only has none"):
+        cl.prune(m, cl.Magnitude(0.5))
+
+
+def test_depthwise_kernels_use_torch_layout():
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((5, 5, 3)), keras.layers.DepthwiseConv2D(2, depth_multiplier=2, name="dw")])
+    layer = m.get_layer("dw")
+    om = pruning.kernel_output_major(layer)
+    k = np.asarray(layer.kernel)
+    assert om.shape == (6, 1, 2, 2) and np.array_equal(om[3, 0], k[:, :, 1, 1])  # channel 1, multiplier 1
+    assert np.array_equal(pruning.kernel_layout(layer, om), k)
+    p = cl.prune(m, cl.Magnitude(0.5))
+    assert int((np.asarray(p.get_layer("dw").kernel) == 0).sum()) == 12
+
+
+def test_structured_through_a_squeeze_excitation_reshape():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((6, 6, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", name="conv")(i)
+    se = keras.layers.Reshape((1, 1, 8), name="se_reshape")(keras.layers.GlobalAveragePooling2D()(h))
+    se = keras.layers.Conv2D(8, 1, activation="sigmoid", name="se_expand")(se)
+    h = keras.layers.Multiply(name="se_scale")([h, se])
+    m = keras.Model(i, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(h)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = cl.prune(m, cl.Structured(0.5))
+    assert s.get_layer("conv").filters == 4 and s.get_layer("se_expand").filters == 4
+    assert s.get_layer("se_reshape").target_shape == (1, 1, 4)
+    assert s(np.zeros((2, 6, 6, 3), np.float32)).shape == (2, 2)

@@ -163,3 +163,58 @@ def test_save_load_round_trip(lenet, data, tmp_path, config):
     path = tmp_path / "q.clz"
     cl.save(q, path)
     np.testing.assert_array_equal(predict(cl.load(path), test[0][:32]), predict(q, test[0][:32]))
+
+
+# --------------------------------------------------------------------------- models compresslib did not write
+
+
+def _attention_model():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(40, 8, name="emb")(i)
+    h = keras.layers.MultiHeadAttention(2, 4, name="mha")(h, h)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(i, keras.layers.Dense(3, name="out")(h))
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_weight_only_attention_model_saves_and_loads(bits, tmp_path):
+    m = _attention_model()
+    q = cl.quantize(m, cl.WeightOnly(bits))
+    modes = {l.name: l.quantization_mode for l in q._flatten_layers() if getattr(l, "quantization_mode", None)}
+    assert {"emb", "query", "key", "value", "attention_output", "out"} <= set(modes)
+    cl.save(q, tmp_path / "q.clz")
+    back = cl.load(tmp_path / "q.clz")  # MultiHeadAttention's config does not say its projections are int
+    x = np.arange(12, dtype=np.int32).reshape(2, 6)
+    np.testing.assert_array_equal(np.asarray(back(x)), np.asarray(q(x)))
+
+
+def test_weight_only_without_dense_layers_is_refused():
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)], name="convs")
+    with pytest.raises(ValueError, match="Dense, EinsumDense and Embedding layers; convs has none"):
+        cl.quantize(m, cl.WeightOnly(8))
+
+
+def test_qat_reaches_inside_nested_models_and_bare_ops():
+    inner_in = keras.Input((8, 8, 1))
+    c = keras.layers.Conv2D(4, 3, name="inner_conv")(inner_in)
+    inner = keras.Model(inner_in, keras.ops.relu(c + 3.0) * (1.0 / 6.0), name="inner")  # hard-swish-like ops
+    m = keras.Sequential([keras.Input((8, 8, 1)), inner, keras.layers.Flatten(), keras.layers.Dense(2, name="d")])
+    q = cl.prepare_qat(m, cl.QAT())
+    assert isinstance(q.get_layer("inner").get_layer("inner_conv"), kq.FakeQuantConv2D)
+    assert isinstance(q.get_layer("d"), kq.FakeQuantDense)
+    c = cl.convert(q)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    assert c(x).shape == (2, 2) and type(c.get_layer("inner").get_layer("inner_conv")) is keras.layers.Conv2D
+
+
+def test_qat_without_dense_or_conv_warns_that_nothing_changes():
+    i = keras.Input((5,), dtype="int32")
+    m = keras.Model(i, keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(9, 3)(i)))
+    with pytest.warns(UserWarning, match=r"prepare_qat\(QAT\): the model comes back unchanged"):
+        cl.prepare_qat(m, cl.QAT())
+
+
+def test_qat_refuses_subclassed_models_by_class_name(subnet):
+    with pytest.raises(TypeError, match="SubNet is a subclassed keras.Model"):
+        cl.prepare_qat(subnet, cl.QAT())
