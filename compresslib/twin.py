@@ -77,6 +77,7 @@ REFERENCE_NAMES: dict[str, Callable[[str], str]] = {
     "mlp_wide": lambda n: _MLP.get(n, n),
     "lenet5": lambda n: {"0": "conv1", "3": "conv2", "7": "fc1", "9": "fc2", "11": "fc3"}.get(n, n),
     "resnet8": _resnet8_keras_name,
+    "lenet5_caffe": lambda n: {"0": "conv1", "2": "conv2", "5": "fc1", "7": "fc2"}.get(n, n),
 }
 
 

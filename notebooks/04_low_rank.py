@@ -326,15 +326,17 @@ cl.report.compare(reports_t)
 #
 # TensorLy-Torch (`tltorch`) replaces a layer by a `FactorizedConv` holding the factors of a
 # full Tucker (all four modes) or CP tensor, and runs it either by rebuilding the kernel or as a
-# chain of contractions. compresslib instead emits plain `nn.Conv2d` layers (Tucker-2), which
-# `torch.save`, `torch.ao` quantization and `compresslib.save` handle without knowing about
-# factorizations. Same layer, similar budgets:
+# chain of contractions. compresslib instead emits a `FactoredConv2d` whose children are plain
+# `nn.Conv2d` layers (Tucker-2) and which keeps the original layer's attributes (`stride`,
+# `padding`, a dense `.weight` on demand), so `torch.ao` quantization and `compresslib.save` see
+# ordinary convolutions and a model's own code that reads `conv.stride` still runs. Same layer,
+# similar budgets:
 
 # %%
 import tltorch
 conv = resnet_t.layer3.conv1
 x = torch.randn(32, conv.in_channels, 14, 14)
-ours = torch_lowrank.factor_conv_tucker(conv, (16, 16)).eval()
+ours = torch_lowrank.factor_tucker(conv, (16, 16)).eval()
 theirs = tltorch.FactorizedConv.from_conv(conv, rank=0.3, factorization="tucker", implementation="factorized",
                                           decompose_weights=True).eval()
 rows = []

@@ -36,7 +36,7 @@
 import sys
 if "google.colab" in sys.modules:  # Colab: install compresslib with the runtimes (quietly)
     import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "compresslib[all,onnx,openvino,minilm]"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "compresslib[all,onnx,openvino,minilm] @ git+https://github.com/compresslib/compresslib"], check=True)
 
 import os, tempfile, warnings
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

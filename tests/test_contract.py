@@ -34,7 +34,6 @@ FRAMEWORK_ONLY = {
         "registered_objects": "the Keras object registry",
     },
     "measure": {
-        "macs_by_layer": "torch counts MACs by running the model under torch.utils.flop_counter",
         "layer_stats": "Keras reads per-layer shapes from the symbolic graph",
         "is_parameter": "Keras keeps BatchNorm statistics among its weights",
     },
@@ -42,6 +41,14 @@ FRAMEWORK_ONLY = {
         "BasicBlock": "an nn.Module class; Keras builds blocks with functions",
         "ResNet8": "an nn.Module class; Keras builds the model with a function",
         "basic_block": "the Keras functional block",
+        "Bottleneck": "an nn.Module class; Keras builds blocks with functions (residual_block)",
+        "ResNet": "an nn.Module class; Keras builds the family with a function",
+        "InvertedResidual": "an nn.Module class; Keras builds blocks with functions",
+        "InvertedResidualNet": "an nn.Module class; Keras builds the family with a function",
+        "residual_block": "the Keras functional block on a tensor (torch's blocks are the module classes)",
+    },
+    "transfer": {
+        "input_shape": "a Keras model fixes its input shape; torch family models take any size",
     },
     "pruning": {
         "to_output_major": "Keras kernels are (…, in, out); masks are computed output-major",

@@ -154,10 +154,12 @@ def _allowed(framework: str, quantized: bool) -> set:
 
 def _outside(seen: set, framework: str, quantized: bool) -> set:
     """Classes constructed that the registry does not hold. An int8 torch recipe re-runs torch's own
-    quantization (the file picks one of four modes), which creates torch.ao and torch.fx modules."""
+    quantization (the file picks one of four modes), which creates torch.ao and torch.fx modules, and
+    for the PT2E path torch.export's own wrapper modules (classes torch defines, never named by the file)."""
     allowed = _allowed(framework, quantized)
     return {c for c in seen if c not in allowed
-            and not (quantized and c.__module__.startswith(("torch.ao.", "torch.fx.", "torch.nn.intrinsic")))}
+            and not (quantized and c.__module__.startswith(("torch.ao.", "torch.fx.", "torch.nn.intrinsic",
+                                                               "torch.export.", "torch._export.")))}
 
 
 @contextlib.contextmanager

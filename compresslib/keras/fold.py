@@ -46,8 +46,10 @@ def _graphs(model) -> list:
     return out
 
 
-def batchnorm_pairs(model) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def batchnorm_pairs(model, example_input: Any = None) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """``[(layer_name, bn_name), ...]`` that can be folded, and ``{bn_name: reason}`` for those that cannot.
+
+    ``example_input`` is unused (the graph is read without running the model; as torch's signature).
 
     Nested Sequential/functional models (a ``keras.applications`` backbone) are read too.
     """

@@ -13,7 +13,7 @@ Example:
     >>> build("lenet300_100").count_params()
     266610
     >>> m = resnet(depth=20, widths=16)
-    >>> m.name, m.count_params() - sum(int(v.size) for v in m.non_trainable_weights)
+    >>> m.name, sum(int(v.numpy().size) for v in m.trainable_weights)
     ('resnet20_w16', 272186)
 """
 from __future__ import annotations

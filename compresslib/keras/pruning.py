@@ -72,22 +72,26 @@ def _is_prunable(layer) -> bool:
         and getattr(layer, "quantization_mode", None) is None
 
 
-def _walk(layers, prunable: list, skipped: list) -> None:
+def _walk(layers, prunable: list, skipped: list, prefix: str = "") -> None:
+    """Append ``(path, layer)`` for prunable layers; the path is the names from the model down ("mha1/query")."""
     for layer in layers:
         kind = type(layer).__name__
         inner = [l for l in layer._flatten_layers(include_self=False, recursive=False)]
         if _is_prunable(layer):
-            prunable.append(layer)
+            prunable.append((prefix + layer.name, layer))
         elif inner and not isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
-            _walk(inner, prunable, skipped)  # nested models, MultiHeadAttention, custom layers, TimeDistributed
+            # nested models, MultiHeadAttention, custom layers, TimeDistributed
+            _walk(inner, prunable, skipped, f"{prefix}{layer.name}/")
         elif kind not in _QUIET and layer.weights:
             skipped.append(f"{layer.name} ({kind})")
 
 
-def _keys(layers: list) -> list[str]:
-    """Each layer's name, or its path where names repeat (the projections of two attention layers)."""
-    names = [l.name for l in layers]
-    return [n if names.count(n) == 1 else l.path for n, l in zip(names, layers)]
+def _keys(found: list) -> list[str]:
+    """Each layer's name, or its path inside the model where names repeat (the projections of two attention
+    layers). The path is built from the model down, not Keras's ``layer.path``, which also holds any name
+    scope that was open when the layer was created."""
+    names = [l.name for _, l in found]
+    return [l.name if names.count(l.name) == 1 else path for path, l in found]
 
 
 def kernel_output_major(layer) -> np.ndarray:
@@ -127,7 +131,7 @@ def prunable_layers(model, warn: bool = True) -> dict[str, Any]:
     _walk(model.layers, prunable, skipped)
     if skipped and warn:
         warnings.warn(f"pruning skipped layers of unsupported kinds: {', '.join(skipped)}", stacklevel=3)
-    return dict(zip(_keys(prunable), prunable))
+    return dict(zip(_keys(prunable), [layer for _, layer in prunable]))
 
 
 def compute_masks(model, config: PruneConfig, sparsity: Optional[float] = None, warn: bool = True) -> dict[str, np.ndarray]:

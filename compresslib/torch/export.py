@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compresslib.io import register_class
 from compresslib.runtime import _require
 
 OPSET = 18
@@ -66,6 +67,7 @@ def _qdq(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
     return qd.dequantize_per_tensor.default(q, scale, zero_point, 0, 255, torch.uint8)
 
 
+@register_class
 class QDQ(nn.Module):
     """``dequantize(quantize(x))`` per tensor, uint8, with a fixed scale and zero point."""
 
@@ -98,6 +100,7 @@ class _Int8Weight(nn.Module):
                                                     0, -128, 127, torch.int8)
 
 
+@register_class
 class QDQConv2d(_Int8Weight):
     """A quantized Conv2d (optionally fused ReLU) as float ops between Q/DQ pairs."""
 
@@ -117,6 +120,7 @@ class QDQConv2d(_Int8Weight):
         return _qdq(torch.relu(y) if self.relu else y, self.scale, self.zero_point)
 
 
+@register_class
 class QDQLinear(_Int8Weight):
     """A quantized Linear (optionally fused ReLU) as float ops between Q/DQ pairs."""
 
@@ -133,6 +137,7 @@ class QDQLinear(_Int8Weight):
         return _qdq(torch.relu(y) if self.relu else y, self.scale, self.zero_point)
 
 
+@register_class
 class QDQAdd(nn.Module):
     """The quantized residual ``+`` (optionally fused ReLU): float add, then Q/DQ."""
 
@@ -187,6 +192,7 @@ def _onnx_dynamic_qdq():
     return dynamic_qdq
 
 
+@register_class
 class QDQDynamicLinear(_Int8Weight):
     """A dynamically quantized Linear: input fake-quantized per batch, int8 per-channel weight."""
 

@@ -212,6 +212,9 @@ def fold_batchnorm(model: nn.Module, *, example_input: Any = None) -> nn.Module:
         _fold_pairs(out, pairs, skipped)
     else:
         out = _fold_checked(model, pairs, skipped, example)
+    if not pairs and not skipped:
+        warnings.warn("fold_batchnorm: the model comes back unchanged: it has no BatchNorm layer", UserWarning,
+                      stacklevel=2)
     if skipped:
         warnings.warn(f"fold_batchnorm: left {len(skipped)} BatchNorm layer(s) unfolded: "
                       + "; ".join(f"{n}: {why}" for n, why in skipped.items()), UserWarning, stacklevel=2)

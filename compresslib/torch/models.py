@@ -95,6 +95,7 @@ class BasicBlock(nn.Module):
         self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (a model) or the block's output (a block) for an NCHW batch ``x``."""
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu2(out + self.shortcut(x) if self.residual else out)
@@ -129,6 +130,7 @@ class Bottleneck(nn.Module):
         self.relu3 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (a model) or the block's output (a block) for an NCHW batch ``x``."""
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.relu2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -151,6 +153,7 @@ class ResNet8(nn.Module):
         self.fc = nn.Linear(w3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (a model) or the block's output (a block) for an NCHW batch ``x``."""
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return self.fc(self.flatten(self.pool(x)))
 
@@ -199,6 +202,7 @@ class ResNet(nn.Module):
         return arch.parse(self.arch_name)  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (a model) or the block's output (a block) for an NCHW batch ``x``."""
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return self.fc(self.flatten(self.pool(x)))
 
@@ -216,6 +220,7 @@ class InvertedResidual(nn.Module):
         self.project = _conv_bn_act(block.hidden, block.out_channels, 1, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (a model) or the block's output (a block) for an NCHW batch ``x``."""
         out = self.expand(x) if hasattr(self, "expand") else x
         out = self.project(self.depthwise(out))
         return out + x if self.residual else out
@@ -241,6 +246,7 @@ class InvertedResidualNet(nn.Module):
         return arch.parse(self.arch_name)  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (a model) or the block's output (a block) for an NCHW batch ``x``."""
         return self.fc(self.flatten(self.pool(self.head(self.blocks(self.stem(x))))))
 
 

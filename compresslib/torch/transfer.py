@@ -106,19 +106,19 @@ def _nchw(x_nhwc: np.ndarray, model: nn.Module) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))).to(_device(model))
 
 
-def outputs(model: nn.Module, x_nhwc: np.ndarray) -> np.ndarray:
+def outputs(model: nn.Module, x: np.ndarray) -> np.ndarray:
     """``model``'s outputs on an NHWC batch (given to it as NCHW), in eval mode; the model's mode is restored."""
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return model(_nchw(x_nhwc, model)).float().cpu().numpy()
+            return model(_nchw(x, model)).float().cpu().numpy()
     finally:
         model.train(was)
 
 
-def layer_outputs(model: nn.Module, x_nhwc: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """Outputs of the named modules on one batch (4-D ones as NHWC, to compare with Keras)."""
+def layer_outputs(model: nn.Module, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Outputs of the named modules on one NHWC batch ``x`` (4-D ones as NHWC, to compare with Keras)."""
     modules = dict(model.named_modules())
     found: dict[str, np.ndarray] = {}
     hooks = []
@@ -129,7 +129,7 @@ def layer_outputs(model: nn.Module, x_nhwc: np.ndarray, names: list[str]) -> dic
                 found[n] = a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
             hooks.append(modules[n].register_forward_hook(hook))
     try:
-        outputs(model, x_nhwc)
+        outputs(model, x)
     finally:
         for h in hooks:
             h.remove()
