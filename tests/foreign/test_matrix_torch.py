@@ -1,5 +1,10 @@
-"""Every verb and config on every foreign PyTorch model: works or refuses clearly, as the book's table says."""
+"""Every verb and config on every foreign PyTorch model: works or refuses clearly, as the book's table says.
+
+``COMPRESSLIB_FULL_MATRIX=1`` adds the cells in :data:`SLOW` (``scripts/support_matrix.py`` always runs them).
+"""
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch  # noqa: F401  (torch before tensorflow)
@@ -9,6 +14,12 @@ pytest.importorskip("transformers")
 from tests.foreign import support, torch_cells, torch_zoo  # noqa: E402
 
 COMMITTED = support.load().get("torch", {})
+# (model, cell) -> why it is left to the full run: minutes of CI for one cell
+SLOW = {
+    ("hf_resnet", "QAT"): "torch.export falls back to PT2E, whose convert_pt2e exports ~230 conv-BN patterns "
+                          "(about 1.5 min per convert; the save/load check converts twice)",
+}
+FULL = bool(os.environ.get("COMPRESSLIB_FULL_MATRIX"))
 
 
 @pytest.mark.parametrize("model", torch_zoo.NAMES)
@@ -16,6 +27,8 @@ def test_every_cell_works_or_refuses(model):
     case = torch_zoo.case(model)
     failures, drift = [], []
     for cell in torch_cells.CELLS:
+        if (model, cell) in SLOW and not FULL:
+            continue
         outcome = torch_cells.run(case, cell)
         if not outcome.ok:
             failures.append(f"{cell}: {outcome.status}: {outcome.detail}")
