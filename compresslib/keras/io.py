@@ -99,8 +99,35 @@ def builtin_objects() -> dict[str, Any]:
         from keras.src.models.functional import Functional
 
         table["keras.src.models.functional.Functional"] = Functional  # how Keras 3 names a functional model
+        table.update(_operation_classes())
         _builtins = table
     return _builtins
+
+
+# Operations that take Python callables in their config (control flow, custom gradients): never from a file.
+REFUSED_OPERATIONS = ("Cond", "WhileLoop", "Map", "Scan", "ForiLoop", "AssociativeScan", "Switch",
+                      "VectorizedMap", "CustomGradient")
+
+
+def _operation_classes() -> dict[str, Any]:
+    """The ops a functional graph records when a model applies one to a symbolic tensor (``x * y`` in a
+    ``keras.applications`` squeeze-and-excitation block is ``keras.src.ops.numpy.Multiply``): the
+    ``Operation`` classes Keras defines in ``keras.ops``' own modules, by the module path Keras writes."""
+    import importlib
+
+    from keras.src.ops.operation import Operation
+
+    table: dict[str, Any] = {}
+    for name in ("core", "image", "linalg", "math", "nn", "numpy"):  # fixed names, never from a file
+        try:
+            module = importlib.import_module(f"keras.src.ops.{name}")
+        except ImportError:
+            continue
+        for attr, obj in vars(module).items():
+            if (isinstance(obj, type) and issubclass(obj, Operation) and obj.__module__ == module.__name__
+                    and not attr.startswith("_") and attr not in REFUSED_OPERATIONS):
+                table[f"{module.__name__}.{attr}"] = obj
+    return table
 
 
 def check_custom_objects(custom_objects: Optional[Mapping[str, Any]]) -> dict[str, Any]:

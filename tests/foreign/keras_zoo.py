@@ -38,6 +38,8 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from compresslib.io import register_class
+
 
 @dataclass
 class Case:
@@ -125,6 +127,7 @@ def transformer(length: int = 12, dim: int = 32) -> keras.Model:
 
 # --------------------------------------------------------------------------- subclassed
 
+@register_class  # as a user would: compresslib's loader trusts only what is registered with it
 @keras.saving.register_keras_serializable(package="compresslib_tests")
 class SmallConvNet(keras.Model):
     """A subclassed model with ``get_config``: conv → BN → ReLU → conv → pool → dense."""
