@@ -319,7 +319,8 @@ for (model, fw), tab in ours.items():
 # losing {glue:text}`l5_torch_drop:.2f` and {glue:text}`l5_keras_drop:.2f` points. We prune harder than the
 # paper (95 % of the weights against its 92 %) and count every byte of the file, biases and headers
 # included. On 2,000 test digits one digit is 0.05 points, so differences of a few tenths between the
-# frameworks are within the noise of the fine-tuning.
+# frameworks are within the noise of the fine-tuning. These are the chapter's shortened fine-tunes; what
+# the full preset's longer ones recover is measured by `bench/deep_compression.py`.
 #
 # **Accuracy against size for several bit widths.** The pruning step alone (gradual, fine-tuned as above)
 # on LeNet-300-100 (PyTorch), then shared at 2 to 6 bits, without and with one epoch of centroid
