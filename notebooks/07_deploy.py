@@ -38,6 +38,7 @@ if "google.colab" in sys.modules:  # Colab: install compresslib with the runtime
     import subprocess
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "compresslib[all,onnx,openvino,minilm] @ git+https://github.com/compresslib/compresslib"], check=True)
 
+# %% tags=["hide-input"]
 import os, tempfile, warnings
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["HF_HUB_OFFLINE"] = "1"

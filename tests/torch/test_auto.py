@@ -187,7 +187,7 @@ def test_auto_on_the_model_device(torch_device, x):
     q = cl.quantize(m, cl.Auto(candidates, budget=0.98, **FAST), calibration_data=x)
     rows = {r["candidate"]: r for r in q.compresslib_auto.rows}
     assert q.compresslib_auto.setting["device"].startswith(torch_device)
-    assert {t.device.type for t in q.parameters()} == {torch_device}
+    assert {t.device.type for t in q.parameters()} <= {torch_device}  # an Int8Dynamic winner has no Parameters
     cpu_only, cuda_only = rows["Int8Dynamic(per_channel=True)"], rows["Int8DynamicCUDA()"]
     if torch_device == "cpu":
         assert cpu_only["agreement"] > 0.99 and cuda_only["status"] == "refused"
