@@ -787,7 +787,7 @@ except ValueError as exc:
 # integer sum from the NumPy section, put in place of every `Add` layer of the float model, with each input's
 # scale calibrated on 256 digits; beside it the same layer with the requantisation:
 
-# %% tags=["nbval-check-output"]
+# %%
 int8_k = cl.quantize(resnet_k, cl.Int8Static(), calibration_data=train_k[0][:256])
 int8_acc_k = ktrain.evaluate(int8_k, test_k)
 print(f"LiteRT int8: accuracy {int8_acc_k:.2%} ({acc_k:.2%} in float)")
@@ -899,7 +899,7 @@ plt.tight_layout(); plt.show()
 # rest, and no amount of shrinking the convolutions removes it. The widest member, `resnet8_w64` (64, 128 and 256
 # channels), is dominated by them. Time per layer kind, with forward hooks (PyTorch, batch 32, one thread):
 
-# %% tags=["nbval-check-output"]
+# %%
 def conv_share(model, x, runs=5):
     spent, hooks = {"3×3": 0.0, "1×1": 0.0}, []
 
