@@ -211,8 +211,15 @@ def torch_network(name, args, tmp, peers):
               "compresslib", "torch.export", "compresslib fp32 → torch.export (Inductor)", _size(p("int8.pt2")))
         R.add("torch.compile fp32", torch.compile(model), "torch", "torch.compile", "torch.compile fp32",
               _state_bytes(model, tmp))
-        R.add("PT2E X86InductorQuantizer int8 (compiled)", _pt2e(model, cal, ex), "torchao", "torch.compile",
-              "torch.compile fp32", None)
+        try:  # a peer that fails in this torch/torchao build is reported, not fatal
+            pt2e = _pt2e(model, cal, ex)
+            for batch in (32, 8, 1):  # the timed batch sizes: fail here, not in the middle of the timing
+                pt2e(np.asarray(cal[:batch]))
+            R.add("PT2E X86InductorQuantizer int8 (compiled)", pt2e, "torchao", "torch.compile",
+                  "torch.compile fp32", None)
+        except Exception as exc:  # noqa: BLE001
+            print(f"  {name} PT2E X86InductorQuantizer int8 (compiled): skipped, it fails here: "
+                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}", flush=True)
     return R.finish(rounds=3 if args.quick else max(5, args.runs // 15), runs=10 if args.quick else 15)
 
 
@@ -226,7 +233,7 @@ def _pt2e(model, cal, ex):
     ex2 = torch.as_tensor(np.repeat(ex, 2, axis=0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        gm = torch.export.export(model, (ex2,)).module()
+        gm = torch.export.export(model, (ex2,), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
         prepared = prepare_pt2e(gm, quantizer)
         with torch.no_grad():
             prepared(torch.as_tensor(cal))
