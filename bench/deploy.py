@@ -310,7 +310,12 @@ def minilm_rows(args, tmp):
 
 
 def targets(rows) -> list[str]:
-    """One line per target of the issue: PASS/FAIL with the figures it was judged on."""
+    """One line per target of the issue: PASS/FAIL with the figures it was judged on.
+
+    compresslib's *best deployed path* is the fastest of its int8 rows outside torch eager that meets the
+    target's quality bound (ResNet8: accuracy drop ≤ the most accurate peer's + 0.1 pt; the others: cosine to
+    fp32 ≥ the best peer's); when none meets it, the fastest int8 row is judged (and fails on quality).
+    """
     out = []
     for name in ("resnet8", "lenet5", "mlp_wide", "resnet18"):
         r = [x for x in rows if x["framework"] == "torch" and x["model"] == name]
@@ -318,19 +323,22 @@ def targets(rows) -> list[str]:
         peers = [x for x in r if x["tool"] not in ("compresslib", "torch")]
         if not ours or not peers:
             continue
-        best, fastest = max(ours, key=lambda x: x["speedup"]), max(peers, key=lambda x: x["speedup"])
-        ok = best["speedup"] >= fastest["speedup"]
+        fastest = max(peers, key=lambda x: x["speedup"])
+        if name == "resnet8":
+            fp = next(x for x in r if x["method"] == "torch fp32")["accuracy"]
+            bound = min(100 * (fp - x["accuracy"]) for x in peers) + 0.1 + 1e-9  # float rounding of 0.1 pt
+            good = lambda x: 100 * (fp - x["accuracy"]) <= bound  # noqa: E731
+        else:
+            best_cos = max(x["cosine"] for x in peers)
+            good = lambda x: x["cosine"] >= best_cos  # noqa: E731
+        best = max(ours, key=lambda x: (good(x), x["speedup"]))
+        ok = good(best) and best["speedup"] >= fastest["speedup"]
         line = (f"{name}: compresslib best '{best['method']}' {best['speedup']:.2f}x vs fastest peer "
                 f"'{fastest['method']}' {fastest['speedup']:.2f}x")
         if name == "resnet8":
-            fp = next(x for x in r if x["method"] == "torch fp32")["accuracy"]
-            best_peer_drop = min(100 * (fp - x["accuracy"]) for x in peers)
-            drop = 100 * (fp - best["accuracy"])
-            ok = ok and drop <= best_peer_drop + 0.1 + 1e-9  # float rounding of 0.1 pt
-            line += f"; drop {drop:.2f} pt vs most accurate peer {best_peer_drop:.2f} pt (+0.1 allowed)"
+            line += (f"; drop {100 * (fp - best['accuracy']):.2f} pt vs most accurate peer "
+                     f"{bound - 0.1 - 1e-9:.2f} pt (+0.1 allowed)")
         else:
-            best_cos = max(x["cosine"] for x in peers)
-            ok = ok and best["cosine"] >= best_cos
             line += f"; cosine {best['cosine']:.5f} vs best peer {best_cos:.5f}"
         out.append(("PASS " if ok else "FAIL ") + line)
     m = [x for x in rows if x["model"] == "all-MiniLM-L6-v2" and x["batch_size"] == 32 and x["tool"] == "compresslib"

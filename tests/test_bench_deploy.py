@@ -51,6 +51,14 @@ def test_targets_pass_and_fail():
     assert lines[1].startswith("FAIL lenet5")
     rows[1]["accuracy"] = 0.982  # 0.3 pt drop against a peer without drop: fails
     assert deploy.targets(rows)[0].startswith("FAIL resnet8")
+    # the judged path is the fastest one within the accuracy bound, not the fastest overall
+    rows.append(_row("resnet8", "compresslib", "compresslib int8 full-range → OpenVINO", 5.0, 0.982))
+    rows[1]["accuracy"] = 0.984
+    first = deploy.targets(rows)[0]
+    assert first.startswith("PASS resnet8") and "'compresslib int8 → OpenVINO' 4.00x" in first
+    rows[1]["accuracy"] = 0.980  # no row within the bound: the fastest is judged, and fails on its drop
+    first = deploy.targets(rows)[0]
+    assert first.startswith("FAIL resnet8") and "full-range" in first and "drop 0.30 pt" in first
     mini = [dict(_row("all-MiniLM-L6-v2", "compresslib", "compresslib int8 → ORT", 1.4, None, 0.993), batch_size=32)]
     assert deploy.targets(mini) == ["PASS MiniLM: 'compresslib int8 → ORT' cosine 0.9930 (>= 0.99), 1.40x torch fp32 "
                                     "at batch 32 (>= 1.3)"]
