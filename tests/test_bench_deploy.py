@@ -59,6 +59,15 @@ def test_targets_pass_and_fail():
     rows[1]["accuracy"] = 0.980  # no row within the bound: the fastest is judged, and fails on its drop
     first = deploy.targets(rows)[0]
     assert first.startswith("FAIL resnet8") and "full-range" in first and "drop 0.30 pt" in first
+    # a head-to-head re-timing of the two judged rows decides the speed comparison
+    rows[1]["accuracy"] = 0.984
+    h2h = {"compresslib": "compresslib int8 → OpenVINO", "peer": "NNCF int8 → OpenVINO", "compresslib_ms": 1.1,
+           "peer_ms": 1.0, "peer_over_compresslib": 0.91, "pairs": 400}
+    rows[1]["head_to_head"] = rows[2]["head_to_head"] = h2h
+    first = deploy.targets(rows)[0]
+    assert first.startswith("FAIL resnet8") and "head to head: 0.910x (table" in first
+    h2h["peer_over_compresslib"] = 1.004
+    assert deploy.targets(rows)[0].startswith("PASS resnet8") and "1.004x (within 1 %: a tie)" in deploy.targets(rows)[0]
     mini = [dict(_row("all-MiniLM-L6-v2", "compresslib", "compresslib int8 → ORT", 1.4, None, 0.993), batch_size=32)]
     assert deploy.targets(mini) == ["PASS MiniLM: 'compresslib int8 → ORT' cosine 0.9930 (>= 0.99), 1.40x torch fp32 "
                                     "at batch 32 (>= 1.3)"]

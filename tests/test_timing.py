@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from compresslib.timing import interleaved_latency, interleaved_times, time_calls
+from compresslib.timing import interleaved_latency, interleaved_times, paired_ratio, time_calls
 
 
 def test_time_calls_counts_runs_and_measures_sleep():
@@ -19,6 +19,7 @@ def test_interleaved_rounds_and_spread():
     times = interleaved_times(models, np.zeros((2, 2), np.float32), rounds=3, runs=2, warmup=1)
     assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6}
     assert calls[:6] == ["a"] * 3 + ["b"] * 3  # a's round (1 warm-up + 2 runs), then b's: interleaved
+    assert calls[6:12] == ["b"] * 3 + ["a"] * 3  # the next round starts one model later
     med = interleaved_latency(models, np.zeros((2, 2)), rounds=2, runs=2, spread=True)
     assert set(med) == {"a", "b"} and all(len(v) == 2 for v in med.values())
 
@@ -36,3 +37,14 @@ def test_bad_arguments():
         interleaved_latency({"a": lambda x: x}, np.zeros(1), rounds=0)
     with pytest.raises(TypeError, match="cannot time"):
         interleaved_latency({"a": 3}, np.zeros(1))
+
+
+def test_paired_ratio_alternates_and_measures():
+    calls = []
+    slow = lambda x: (calls.append("b"), time.sleep(0.003))  # noqa: E731
+    fast = lambda x: (calls.append("a"), time.sleep(0.001))  # noqa: E731
+    r = paired_ratio(fast, slow, None, pairs=12, warmup=1)
+    assert r["pairs"] == 12 and 2.0 < r["ratio"] < 3.5 and r["a_ms"] < r["b_ms"]
+    assert calls[:8] == ["a", "a", "b", "b", "a", "b", "b", "a"]  # warm-ups (+1 call each), then a-b, b-a
+    with pytest.raises(ValueError, match="pairs must be"):
+        paired_ratio(fast, slow, None, pairs=0)
