@@ -48,3 +48,9 @@ def test_paired_ratio_alternates_and_measures():
     assert calls[:8] == ["a", "a", "b", "b", "a", "b", "b", "a"]  # warm-ups (+1 call each), then a-b, b-a
     with pytest.raises(ValueError, match="pairs must be"):
         paired_ratio(fast, slow, None, pairs=0)
+
+
+def test_paired_ratio_times_torch_modules_on_tensors():
+    small, big = torch.nn.Linear(16, 4), torch.nn.Sequential(torch.nn.Linear(16, 2048), torch.nn.Linear(2048, 2048))
+    r = paired_ratio(small, big, np.zeros((32, 16), np.float32), pairs=20, warmup=2)
+    assert r["pairs"] == 20 and r["ratio"] > 1.5  # NumPy in, a tensor for the modules; the big one is slower
