@@ -138,14 +138,25 @@ class Int8Dynamic(QuantConfig):
 
 @dataclass(frozen=True)
 class Int8Static(QuantConfig):
-    """Int8 weights and activations with scales calibrated on ``calibration_data``."""
+    """Int8 weights and activations with scales calibrated on ``calibration_data``.
+
+    ``bias_correction`` (PyTorch FX path): after calibration, each int8 layer's mean output
+    error on the first calibration batch is added back to its bias, layer after layer
+    (as NNCF does by default). ``float_output`` (PyTorch FX path): the Conv/Linear layers
+    that produce the model's outputs stay in float, so the outputs are not rounded to
+    uint8 (PT2E and NNCF leave outputs float too); costs those layers' int8 speed and size.
+    """
 
     per_channel: bool = True
     observer: str = "minmax"
     percentile: float = 99.99
+    bias_correction: bool = True
+    float_output: bool = False
 
     def __post_init__(self) -> None:
         _bool("Int8Static", "per_channel", self.per_channel)
+        _bool("Int8Static", "bias_correction", self.bias_correction)
+        _bool("Int8Static", "float_output", self.float_output)
         _choice("Int8Static", "observer", self.observer, OBSERVERS)
         if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)) or \
                 not 50.0 < float(self.percentile) <= 100.0:

@@ -16,7 +16,9 @@ So one set of integers runs in every runtime.
   (``reduce_range``); runtimes quantize to 0..255 with the *same* scale and zero
   point, so the integers agree wherever torch does not saturate (inside the
   calibrated range). ``full_range=True`` instead spreads the calibrated range over
-  all 256 levels (scale × 127/255), which tracks fp32 more closely.
+  all 256 levels (scale × 127/255), which tracks fp32 more closely; a model made
+  with ``Int8Static(bias_correction=True)`` then carries the bias corrections found
+  on that grid at quantize time.
 * ``Int8Dynamic`` models: int8 per-channel weights as compresslib made them;
   activations quantized per batch by the runtime (ONNX ``DynamicQuantizeLinear``,
   full uint8 range, where torch's dynamic kernels use 7 bits).
@@ -255,6 +257,16 @@ def _scalar(v: Any) -> float:
     return float(v.item()) if isinstance(v, torch.Tensor) else float(v)
 
 
+def _shift_bias(layer: nn.Module, shift: Optional[list]) -> None:
+    if shift is None:
+        return
+    delta = torch.tensor(shift, dtype=torch.float32)
+    if delta.shape != (layer.weight_int8.shape[0],):
+        raise ValueError(f"the model's full-range bias correction has {tuple(delta.shape)} values for a layer "
+                         f"with {layer.weight_int8.shape[0]} output channels")
+    layer.bias = nn.Parameter(delta if layer.bias is None else layer.bias.detach() + delta, requires_grad=False)
+
+
 def _static_reference(gm: torch.fx.GraphModule, full_range: bool) -> torch.fx.GraphModule:
     """Translate a converted FX int8 GraphModule into a float graph with Q/DQ ops (compresslib's scales)."""
     def qparams(scale: float, zp: int) -> tuple[float, int]:
@@ -262,6 +274,8 @@ def _static_reference(gm: torch.fx.GraphModule, full_range: bool) -> torch.fx.Gr
             return scale, zp
         return scale * 127.0 / 255.0, int(round(zp * 255.0 / 127.0))
 
+    # bias corrections found on the full 8-bit grid at quantize time (compresslib.torch.bias_correction)
+    shifts = (getattr(gm, "compresslib_recipe", {}).get("bias_correction") or {}).get("full_range_shift", {})
     root = nn.Module()
     graph = torch.fx.Graph()
     env: dict = {}
@@ -299,6 +313,7 @@ def _static_reference(gm: torch.fx.GraphModule, full_range: bool) -> torch.fx.Gr
                 new = cls(module, relu=kind.endswith("relu"))
                 if full_range:
                     new.scale, new.zero_point = qparams(new.scale, new.zero_point)
+                    _shift_bias(new, shifts.get(str(node.target)))
                 root.add_module(name, new)
                 env[node] = graph.call_module(name, (args[0],))
                 qp[env[node]] = (new.scale, new.zero_point)

@@ -45,7 +45,7 @@ from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static,
 from compresslib.core import quant as cq
 from compresslib.core.sensitivity import scan
 from compresslib.registry import register
-from compresslib.torch import ao, inputs, replay
+from compresslib.torch import ao, bias_correction, inputs, replay
 from compresslib.torch.layers import WeightOnlyConv2d, WeightOnlyLinear
 
 
@@ -128,11 +128,12 @@ def quantize_static(model: nn.Module, config: Int8Static, *, calibration_data: A
     example = inputs.take(batches[0], 0, 1) if inputs.is_batched_example(batches[0]) else batches[0]
     _leaves_skipped(float_model, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
     try:
-        q, path = _static_fx(float_model, config, batches, example), "fx"
+        (q, notes), path = _static_fx(float_model, config, batches, example), "fx"
     except _FxTraceFailed as fx_error:
-        q, path = _static_pt2e(float_model, config, batches, example, str(fx_error)), "pt2e"
+        q, notes, path = _static_pt2e(float_model, config, batches, example, str(fx_error)), {}, "pt2e"
     q = replay.attach(q, float_model, config, example)
     q.compresslib_recipe["path"] = path
+    q.compresslib_recipe.update(notes)
     return q
 
 
@@ -140,22 +141,91 @@ class _FxTraceFailed(Exception):
     """torch.fx could not trace the model (the message says where)."""
 
 
-def _static_fx(float_model: nn.Module, config: Int8Static, batches: list, example: Any) -> nn.Module:
+def _static_fx(float_model: nn.Module, config: Int8Static, batches: list, example: Any) -> tuple[nn.Module, dict]:
+    """The FX int8 model and what was done beyond torch's recipe (layers kept float, bias correction)."""
     mapping = ao.qconfig_mapping(ao.weight_observer(config.per_channel),
                                  ao.activation_observer(config.observer, config.percentile))
     _, qfx = ao.modules()
     args, kwargs = inputs.to_call(example)
+    kept: list[str] = []
     with ao.quiet(), ao.x86_engine():
         try:
+            if config.float_output:
+                kept = output_layers(float_model)
+                for name in kept:
+                    mapping.set_module_name(name, None)
             prepared = qfx.prepare_fx(copy.deepcopy(float_model), mapping, example_inputs=args)
             with torch.inference_mode():
                 inputs.call(prepared, example)
         except Exception as exc:  # noqa: BLE001 - TraceError, TypeError, … from symbolic tracing
             raise _FxTraceFailed(f"{type(exc).__name__}: {exc}") from None
+        means, unhook = ({}, lambda: None)
+        if config.bias_correction:
+            means, unhook = bias_correction.float_means_hooks(prepared, _fused_layer_names(prepared))
         with torch.inference_mode():
             for batch in batches:
                 inputs.call(prepared, batch)
-        return qfx.convert_fx(prepared)
+        unhook()
+        q = qfx.convert_fx(prepared)
+        notes: dict[str, Any] = {"float_output": kept}
+        if config.bias_correction:
+            notes["bias_correction"] = bias_correction.correct(q, means, batches[0])
+        return q, notes
+
+
+def _fused_layer_names(prepared: nn.Module) -> list[str]:
+    """Conv/Linear modules (fused with ReLU or not) of an observed FX model (those kept float included)."""
+    names = []
+    for name, m in prepared.named_modules():
+        if not name or "." in name and any(name.startswith(n + ".") for n in names):
+            continue
+        inner = m[0] if isinstance(m, nn.Sequential) and len(m) else m
+        if isinstance(inner, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            names.append(name)
+    return names
+
+
+_FLOAT_WITH_OUTPUT = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AvgPool1d, nn.AvgPool2d,
+                      nn.AvgPool3d, nn.Flatten, nn.Dropout, nn.Identity)
+
+
+def output_layers(model: nn.Module) -> list[str]:
+    """Names of the Conv/Linear layers whose outputs reach the model's outputs through parameter-free ops only,
+    and of the parameter-free modules on that way (pooling, flatten, dropout), which stay float with them.
+
+    Example:
+        >>> output_layers(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)))
+        ['2']
+    """
+    traced = torch.fx.symbolic_trace(model)
+    layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+    def module(node: torch.fx.Node) -> Optional[nn.Module]:
+        return traced.get_submodule(node.target) if node.op == "call_module" else None
+
+    found: list[torch.fx.Node] = []
+    seen: set = set()
+    stack = [n for n in traced.graph.nodes if n.op == "output"]
+    while stack:  # back from the outputs to the first Conv/Linear on each way
+        node = stack.pop()
+        if node in seen or node.op in ("placeholder", "get_attr"):
+            continue
+        seen.add(node)
+        m = module(node)
+        if isinstance(m, layers):
+            found.append(node)
+        elif m is None or not any(True for _ in m.parameters()):
+            stack.extend(node.all_input_nodes)
+    passed: list[str] = []
+    stack = [i for n in found for i in n.all_input_nodes]
+    while stack:  # the parameter-free modules (pooling, flatten) feeding only those layers
+        node = stack.pop()
+        m = module(node)
+        if not isinstance(m, _FLOAT_WITH_OUTPUT) or len(node.users) != 1:
+            continue
+        passed.append(str(node.target))
+        stack.extend(node.all_input_nodes)
+    return sorted({str(n.target) for n in found}) + sorted(set(passed))
 
 
 def _static_pt2e(float_model: nn.Module, config: Int8Static, batches: list, example: Any, fx_error: str) -> nn.Module:

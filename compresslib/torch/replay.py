@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Optional
 
 import numpy as np
@@ -194,6 +195,12 @@ def replay(skeleton: nn.Module, config: Config, example: Any) -> nn.Module:
             with torch.no_grad():
                 inputs.call(prepared, example)
             return convert(prepared)
+        if isinstance(config, Int8Static) and config.bias_correction:
+            # the file holds the corrected biases: do not correct again on the zero example
+            q = handler("quantize", "torch", config)(skeleton, replace(config, bias_correction=False),
+                                                     calibration_data=example)
+            q.compresslib_recipe["config"] = config.to_dict()
+            return q
         return handler("quantize", "torch", config)(skeleton, config, calibration_data=example)
 
 
@@ -221,8 +228,14 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
             raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
         config = _config_of(recipe)
     else:
-        if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error"}:
+        if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error", "float_output", "bias_correction"}:
             raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
+        kept = recipe.get("float_output", [])
+        if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
+            raise ValueError("the recipe's float_output must be a list of layer names")
+        if "bias_correction" in recipe:
+            from compresslib.torch.bias_correction import check_note
+            check_note(recipe["bias_correction"])
         if recipe.get("path", "fx") not in ("fx", "pt2e"):
             raise ValueError(f"unknown quantization path {str(recipe.get('path'))[:20]!r}")
         config = Config.from_dict(recipe["config"])

@@ -62,7 +62,8 @@ def test_auto_round_trips_through_a_dict():
     a = cl.Auto([cl.Int8Static(observer="mse"), cl.Float8Dynamic(granularity="tensor"), cl.Sparse24()], budget=0.98,
                 metric="top1", batch_size=16)
     d = a.to_dict()
-    assert d["candidates"][0] == {"type": "Int8Static", "per_channel": True, "observer": "mse", "percentile": 99.99}
+    assert d["candidates"][0] == {"type": "Int8Static", "per_channel": True, "observer": "mse", "percentile": 99.99,
+                                  "bias_correction": True, "float_output": False}
     assert Config.from_dict(d) == a and isinstance(Config.from_dict(d).candidates, tuple)
 
 

@@ -1,0 +1,136 @@
+"""Empirical bias correction for ``Int8Static`` (FX) models: the mean error of each int8 layer, removed.
+
+Rounding weights to int8 and activations to uint8 shifts the *mean* of each
+layer's output channels a little, and the shifts add up through the network.
+After calibration compresslib measures, on the first calibration batch:
+
+* the float mean of every quantized Conv/Linear output channel (before its fused
+  ReLU), in the float model with BatchNorm folded, and
+* the same mean in the int8 model, layer after layer in graph order, each layer
+  seeing the int8 outputs of the layers before it, already corrected;
+
+and adds the difference to the layer's bias (the int8 kernels keep biases in
+float). This is the "empirical bias correction" of Nagel et al., *Data-Free
+Quantization* (2019), sec. 4.2, in the sequential form NNCF's ``BiasCorrection``
+uses. No library exposes it for ``torch.ao`` FX models, so it is written here; the
+int8 layers are read through their QDQ twins (:mod:`compresslib.torch.export`),
+which compute what the int8 kernels compute before requantisation.
+
+Example:
+    >>> import torch, compresslib as cl
+    >>> m = torch.nn.Sequential(torch.nn.Linear(8, 4))
+    >>> q = cl.quantize(m, cl.Int8Static(bias_correction=True), calibration_data=torch.randn(64, 8))
+    >>> q.compresslib_recipe["bias_correction"]["layers"]
+    1
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from compresslib.torch import inputs
+
+
+def _channel_mean(t: torch.Tensor) -> torch.Tensor:
+    """Mean over every dimension but the channel one (dim 1), in float64."""
+    dims = [d for d in range(t.dim()) if d != 1]
+    return t.detach().double().mean(dim=dims) if dims else t.detach().double()
+
+
+def float_means_hooks(prepared: nn.Module, targets: list[str]) -> tuple[dict[str, torch.Tensor], Callable[[], None]]:
+    """Hooks on the float (observed) model that record each target layer's pre-ReLU channel means.
+
+    ``targets`` are module names of the prepared FX model (fused ``ConvReLU2d``/``LinearReLU``
+    or plain Conv/Linear). Returns the dict the hooks fill and a function removing them.
+    Only the first call through the model is recorded.
+    """
+    means: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in targets:
+        module = prepared.get_submodule(name)
+        inner = module[0] if isinstance(module, nn.Sequential) else module  # fused X+ReLU: the X
+
+        def hook(_mod, _inp, out, name=name):
+            if name not in means and isinstance(out, torch.Tensor):
+                means[name] = _channel_mean(out)
+
+        handles.append(inner.register_forward_hook(hook))
+    return means, lambda: [h.remove() for h in handles]
+
+
+def quantized_layer_targets(q: torch.fx.GraphModule) -> dict[str, str]:
+    """``{node name: module name}`` of the int8 Conv/Linear layers of a converted FX model."""
+    from compresslib.torch.export import _fetch, _quantized_kind
+
+    return {n.name: str(n.target) for n in q.graph.nodes if n.op == "call_module"
+            and _quantized_kind(_fetch(q, n.target)) in ("conv", "conv_relu", "linear", "linear_relu")}
+
+
+def _deltas(q: torch.fx.GraphModule, float_means: dict[str, torch.Tensor], batch: Any,
+            full_range: bool) -> dict[str, torch.Tensor]:
+    """Each int8 layer's bias change, found in one pass through ``q``'s QDQ twin (corrected as it goes)."""
+    from compresslib.torch.export import QDQConv2d, QDQLinear, _qdq, reference_model
+
+    ref = reference_model(q, full_range=full_range)
+    deltas: dict[str, torch.Tensor] = {}
+
+    def corrected_forward(m: nn.Module, module_name: str) -> Callable:
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            if isinstance(m, QDQConv2d):
+                y = nn.functional.conv2d(x, m.weight(), m.bias, m.stride, m.padding, m.dilation, m.groups)
+            else:
+                y = nn.functional.linear(x, m.weight(), m.bias)
+            target = float_means.get(module_name)
+            if target is not None and module_name not in deltas and target.shape[0] == y.shape[1]:
+                delta = (target - _channel_mean(y)).float()
+                deltas[module_name] = delta
+                y = y + delta.view([1, -1] + [1] * (y.dim() - 2))
+            return _qdq(torch.relu(y) if m.relu else y, m.scale, m.zero_point)
+        return forward
+
+    for node_name, module_name in quantized_layer_targets(q).items():
+        m = ref.get_submodule(node_name)
+        if isinstance(m, (QDQConv2d, QDQLinear)):
+            m.forward = corrected_forward(m, module_name)
+    with torch.inference_mode():
+        inputs.call(ref, batch)
+    return deltas
+
+
+def correct(q: torch.fx.GraphModule, float_means: dict[str, torch.Tensor], batch: Any) -> dict[str, Any]:
+    """Add each int8 layer's mean output error to its bias, in place on ``q`` (a fresh converted model).
+
+    Two passes: one on torch's own grid (the corrections go into ``q``), one on the full 8-bit
+    grid a ``full_range`` export uses (activation scales × 127/255), whose rounding errors differ;
+    the second pass's extra shifts are returned for the exporter.
+
+    Returns ``{"layers": n corrected, "max_shift": largest |bias change|,
+    "full_range_shift": {layer: [extra shift per channel]}}``.
+    """
+    own = _deltas(q, float_means, batch, full_range=False)
+    full = _deltas(q, float_means, batch, full_range=True)
+    shift = 0.0
+    for module_name, delta in own.items():
+        module = q.get_submodule(module_name)
+        bias = module.bias()
+        new = delta.clone() if bias is None else bias.detach().float() + delta
+        module.set_weight_bias(module.weight(), new)
+        shift = max(shift, float(delta.abs().max()))
+    extra = {name: [float(v) for v in (full[name] - own[name])] for name in own if name in full}
+    return {"layers": len(own), "max_shift": shift, "full_range_shift": extra}
+
+
+def check_note(note: Any) -> None:
+    """Validate a saved ``bias_correction`` recipe entry (a file is never trusted)."""
+    if not isinstance(note, dict) or set(note) - {"layers", "max_shift", "full_range_shift"}:
+        raise ValueError("the recipe's bias_correction must be an object with layers, max_shift, full_range_shift")
+    extra = note.get("full_range_shift", {})
+    if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, list) for k, v in extra.items()):
+        raise ValueError("the recipe's bias_correction.full_range_shift must map layer names to lists of numbers")
+    if sum(len(v) for v in extra.values()) > 2 ** 22:
+        raise ValueError("the recipe's bias_correction.full_range_shift is too large")
+    for v in extra.values():
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise ValueError("the recipe's bias_correction.full_range_shift must hold numbers only")
