@@ -175,9 +175,10 @@ def torch_network(name, args, tmp, peers):
         cal, x, y, batch = train[0][:CAL], test[0], test[1], 32
     R = Rows("torch", name, x, y, "torch fp32", batch)
     R.add("torch fp32", model, "torch", "torch eager", "torch fp32", _state_bytes(model, tmp))
+    # the deployment recipe: bias correction (on by default) and float outputs, as the peers keep theirs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        q = cl.quantize(model, cl.Int8Static(), calibration_data=cal)
+        q = cl.quantize(model, cl.Int8Static(float_output=True), calibration_data=cal)
     R.add("compresslib int8 (FX x86)", q, "compresslib", "torch eager", "torch fp32",
           cl.save(q, os.path.join(tmp, f"{name}.clz")))
     p = lambda s: os.path.join(tmp, f"{name}_{s}")  # noqa: E731

@@ -140,11 +140,13 @@ class Int8Dynamic(QuantConfig):
 class Int8Static(QuantConfig):
     """Int8 weights and activations with scales calibrated on ``calibration_data``.
 
-    ``bias_correction`` (PyTorch FX path): after calibration, each int8 layer's mean output
-    error on the first calibration batch is added back to its bias, layer after layer
-    (as NNCF does by default). ``float_output`` (PyTorch FX path): the Conv/Linear layers
-    that produce the model's outputs stay in float, so the outputs are not rounded to
-    uint8 (PT2E and NNCF leave outputs float too); costs those layers' int8 speed and size.
+    ``bias_correction``: remove the mean output error rounding causes, per channel. PyTorch (FX
+    path): after calibration each int8 layer's mean error on the first calibration batch, seen
+    through the int8 layers before it, is added back to its bias (as NNCF does by default).
+    Keras (LiteRT): the converter gets a BN-folded copy whose biases absorb the mean error of
+    rounding the weights. ``float_output`` (PyTorch FX path only; Keras refuses it): the
+    Conv/Linear layers that produce the model's outputs stay in float, so the outputs are not
+    rounded to uint8 (PT2E and NNCF leave outputs float too); costs those layers' int8 speed and size.
     """
 
     per_channel: bool = True

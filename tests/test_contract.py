@@ -20,6 +20,14 @@ from compresslib.configs import CONFIG_CLASSES
 
 # module -> {name: why only one framework has it}
 FRAMEWORK_ONLY = {
+    "bias_correction": {
+        "float_means_hooks": "torch corrects the int8 model after convert_fx, from float means recorded in calibration",
+        "quantized_layer_targets": "the int8 layers of a converted torch FX graph",
+        "correct": "torch's sequential empirical correction on the converted int8 model",
+        "check_note": "torch int8 files carry the full-range corrections in their recipe",
+        "corrected_copy": "Keras corrects a float copy before LiteRT's converter (which rounds inside the flatbuffer)",
+        "int8_kernel": "LiteRT's weight rounding, reproduced for the Keras correction",
+    },
     "io": {
         "build": "torch rebuilds module trees node by node (Keras builds from its JSON config)",
         "check_spec": "the torch module tree is checked node by node before anything is built",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
@@ -231,11 +231,14 @@ def _first_error(text: str) -> str:
 
 
 def to_litert(model: keras.Model, calibration: Any = None, *, what: str = "Int8Dynamic",
-              example: Any = None) -> LiteRTModel:
+              example: Any = None, transform: Optional[Callable[[keras.Model, np.ndarray], keras.Model]] = None
+              ) -> LiteRTModel:
     """Convert ``model`` with LiteRT: dynamic-range int8, or full-integer int8 calibrated on ``calibration``.
 
     ``what`` names the config in messages; ``example`` (inputs, for dynamic-range conversion)
-    fixes a free sequence length. See the module docstring for what is handled.
+    fixes a free sequence length; ``transform(model, calibration)`` returns the model actually
+    converted, once every check has passed (bias correction). See the module docstring for
+    what is handled.
     """
     if keras.backend.backend() != "tensorflow":
         raise ValueError(f"model: {what} converts Keras models with TensorFlow's LiteRT converter, which needs "
@@ -276,6 +279,8 @@ def to_litert(model: keras.Model, calibration: Any = None, *, what: str = "Int8D
                      f"their loop with a free batch size; the outputs are the same, for sequences of length {steps})")
     probe = x[:1] if x is not None else probe_input(spec or (shape, dtype))
     x = x if calibration is not None else None  # dynamic range: the example only fixed the length
+    if transform is not None and x is not None:
+        work = transform(work, x)
     int8_only = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] if x is not None else None
     error = _converter_error()
     source = _source(work, spec or (shape, dtype))

@@ -37,6 +37,7 @@ from compresslib.core import quant as cq
 from compresslib.core.sensitivity import scan
 from compresslib.io import register_class
 from compresslib.keras.checks import check_model, describe, is_subclassed, leaf_layers, require_graph, warn_unchanged
+from compresslib.keras.bias_correction import corrected_copy
 from compresslib.keras.litert import LiteRTModel, to_litert
 from compresslib.keras.rebuild import copy_model, graph_layers, rebuild
 from compresslib.registry import register
@@ -235,11 +236,31 @@ def quantize_dynamic(model, config: Int8Dynamic, *, calibration_data: Any = None
 
 @register("quantize", "keras", Int8Static)
 def quantize_static(model, config: Int8Static, *, calibration_data: Any = None) -> "LiteRTModel":
-    """LiteRT full-integer int8 calibrated on ``calibration_data`` (float input and output, int8 inside)."""
+    """LiteRT full-integer int8 calibrated on ``calibration_data`` (float input and output, int8 inside).
+
+    ``config.bias_correction``: the converter is given a BN-folded copy whose biases absorb the
+    mean error of rounding the weights (:mod:`compresslib.keras.bias_correction`); the result's
+    ``bias_correction`` says how many layers. ``config.float_output=True`` is refused (PyTorch only).
+    """
     check_model(model)
+    if config.float_output:
+        raise ValueError("config: Int8Static(float_output=True) is PyTorch-only. LiteRT's converter has no public "
+                         "per-layer float option; its experimental QuantizationDebugger can keep the output layer "
+                         "float, but on ResNet8 that left the cosine to fp32 unchanged (0.99937 both), so "
+                         "compresslib does not offer it for Keras; use float_output=False")
     if calibration_data is None:
         raise ValueError("calibration_data is required for static quantization: an array of example inputs")
-    return to_litert(model, calibration_data, what="Int8Static")
+    notes: list = []
+
+    def correct(work: keras.Model, x: np.ndarray) -> keras.Model:
+        fixed, note = corrected_copy(work, x)
+        notes.append(note)
+        return fixed
+
+    result = to_litert(model, calibration_data, what="Int8Static",
+                       transform=correct if config.bias_correction else None)
+    result.bias_correction = notes[0] if notes else None
+    return result
 
 
 @register("quantize", "keras", WeightOnly)
