@@ -67,7 +67,17 @@ def test_targets_pass_and_fail():
     first = deploy.targets(rows)[0]
     assert first.startswith("FAIL resnet8") and "head to head: 0.910x (table" in first
     h2h["peer_over_compresslib"] = 1.004
-    assert deploy.targets(rows)[0].startswith("PASS resnet8") and "1.004x (within 1 %: a tie)" in deploy.targets(rows)[0]
+    assert deploy.targets(rows)[0].startswith("PASS resnet8") and "head to head: 1.004x (table" in deploy.targets(rows)[0]
+    # slower head to head, but by less than the peer differs from a second copy of itself: a tie, not a pass
+    h2h["peer_over_compresslib"], h2h["peer_over_itself"] = 0.992, 1.011
+    first = deploy.targets(rows)[0]
+    assert first.startswith("TIE  resnet8") and "0.992x (the peer against a copy of itself: 1.011x)" in first
+    h2h["peer_over_itself"] = 0.995  # a spread of 0.5 % cannot hide a 0.8 % gap
+    assert deploy.targets(rows)[0].startswith("FAIL resnet8")
+    rows[1]["accuracy"] = 0.980  # nor can it excuse a quality miss
+    h2h["peer_over_itself"] = 1.02
+    assert deploy.targets(rows)[0].startswith("FAIL resnet8")
+    rows[1]["accuracy"] = 0.984
     mini = [dict(_row("all-MiniLM-L6-v2", "compresslib", "compresslib int8 → ORT", 1.4, None, 0.993), batch_size=32)]
     assert deploy.targets(mini) == ["PASS MiniLM: 'compresslib int8 → ORT' cosine 0.9930 (>= 0.99), 1.40x torch fp32 "
                                     "at batch 32 (>= 1.3)"]
