@@ -36,8 +36,9 @@ def int8_kernel(kernel: np.ndarray, depthwise: bool = False) -> np.ndarray:
     """The kernel as LiteRT's full-integer conversion rounds it: per output channel, symmetric, −127..127.
 
     Example:
-        >>> int8_kernel(np.array([[1.0, 0.5], [0.3, -0.25]], np.float32)).round(4).tolist()
-        [[1.0, 0.5], [0.2992, -0.248]]
+        >>> w = np.array([[1.0, 0.5], [0.3, -0.25]], np.float32)
+        >>> (int8_kernel(w) / (np.abs(w).max(axis=0) / 127)).round().astype(int).tolist()  # the int8 levels
+        [[127, 127], [38, -64]]
     """
     k = np.asarray(kernel, np.float64)
     flat = k.reshape(k.shape[:-2] + (-1,)) if depthwise else k  # depthwise: output channel = cin × multiplier

@@ -246,7 +246,7 @@ def quantize_static(model, config: Int8Static, *, calibration_data: Any = None) 
     if config.float_output:
         raise ValueError("config: Int8Static(float_output=True) is PyTorch-only. LiteRT's converter has no public "
                          "per-layer float option; its experimental QuantizationDebugger can keep the output layer "
-                         "float, but on ResNet8 that left the cosine to fp32 unchanged (0.99937 both), so "
+                         "float, but on ResNet8 that did not raise the int8 model's cosine to fp32, so "
                          "compresslib does not offer it for Keras; use float_output=False")
     if calibration_data is None:
         raise ValueError("calibration_data is required for static quantization: an array of example inputs")
