@@ -25,6 +25,7 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -109,8 +110,14 @@ def correct(q: torch.fx.GraphModule, float_means: dict[str, torch.Tensor], batch
     Returns ``{"layers": n corrected, "max_shift": largest |bias change|,
     "full_range_shift": {layer: [extra shift per channel]}}``.
     """
-    own = _deltas(q, float_means, batch, full_range=False)
-    full = _deltas(q, float_means, batch, full_range=True)
+    try:
+        own = _deltas(q, float_means, batch, full_range=False)
+        full = _deltas(q, float_means, batch, full_range=True)
+    except ValueError as exc:  # a layer without a QDQ twin (e.g. an int8 Conv1d): the int8 model stays as is
+        reason = str(exc)[:300]
+        warnings.warn(f"quantize(Int8Static): bias correction skipped: it reads each int8 layer through its QDQ "
+                      f"twin, and {reason}", UserWarning, stacklevel=4)
+        return {"layers": 0, "max_shift": 0.0, "full_range_shift": {}, "skipped": reason}
     shift = 0.0
     for module_name, delta in own.items():
         module = q.get_submodule(module_name)
@@ -124,8 +131,10 @@ def correct(q: torch.fx.GraphModule, float_means: dict[str, torch.Tensor], batch
 
 def check_note(note: Any) -> None:
     """Validate a saved ``bias_correction`` recipe entry (a file is never trusted)."""
-    if not isinstance(note, dict) or set(note) - {"layers", "max_shift", "full_range_shift"}:
+    if not isinstance(note, dict) or set(note) - {"layers", "max_shift", "full_range_shift", "skipped"}:
         raise ValueError("the recipe's bias_correction must be an object with layers, max_shift, full_range_shift")
+    if not isinstance(note.get("skipped", ""), str):
+        raise ValueError("the recipe's bias_correction.skipped must be a string")
     extra = note.get("full_range_shift", {})
     if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, list) for k, v in extra.items()):
         raise ValueError("the recipe's bias_correction.full_range_shift must map layer names to lists of numbers")

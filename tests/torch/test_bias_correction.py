@@ -110,3 +110,13 @@ def test_config_fields_are_checked():
         cl.Int8Static(bias_correction="yes")
     with pytest.raises(ValueError, match="Int8Static.float_output"):
         cl.Int8Static(float_output=1)
+
+
+def test_a_layer_without_qdq_twin_skips_the_correction_with_a_warning():
+    net = nn.Sequential(nn.Conv1d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14, 4))
+    x = torch.randn(64, 3, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match=r"bias correction skipped: .*'0' \(.*ConvReLU1d\)"):
+        q = cl.quantize(net, cl.Int8Static(), calibration_data=x)
+    note = q.compresslib_recipe["bias_correction"]
+    assert note["layers"] == 0 and "ConvReLU1d" in note["skipped"]
+    assert q(x).shape == (64, 4) and float((q(x) - net(x)).abs().max()) < 0.1  # still an int8 model
