@@ -69,12 +69,22 @@ def corrected_copy(model: keras.Model, calibration: np.ndarray) -> tuple[keras.M
     """A BN-folded copy of ``model`` whose biases absorb the mean int8 weight-rounding error; and a note.
 
     A model that is not a functional graph (subclassed) comes back unchanged with
-    ``note["layers"] == 0`` and the reason in ``note["skipped"]``.
+    ``note["layers"] == 0`` and the reason in ``note["skipped"]``; so does one the fold or the
+    probe of layer inputs cannot take (with one warning).
     """
-    from compresslib.keras.fold import fold_batchnorm
-
     if not is_graph_model(model):
         return model, {"layers": 0, "max_shift": 0.0, "skipped": "not a functional graph (subclassed)"}
+    try:
+        return _corrected(model, calibration)
+    except Exception as exc:  # noqa: BLE001 - a graph the fold or the probe cannot take: convert it as it is
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+        warnings.warn(f"quantize(Int8Static): bias correction skipped ({reason})", UserWarning, stacklevel=4)
+        return model, {"layers": 0, "max_shift": 0.0, "skipped": reason}
+
+
+def _corrected(model: keras.Model, calibration: np.ndarray) -> tuple[keras.Model, dict]:
+    from compresslib.keras.fold import fold_batchnorm
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         work = fold_batchnorm(model)

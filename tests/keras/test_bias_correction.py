@@ -76,3 +76,20 @@ def test_bias_correction_raises_litert_cosine(resnet, mnist):
 def test_float_output_is_refused_before_any_work(resnet):
     with pytest.raises(ValueError, match=r"config: Int8Static\(float_output=True\) is PyTorch-only"):
         cl.quantize(resnet, cl.Int8Static(float_output=True), calibration_data=None)
+
+
+def test_a_subclassed_model_is_converted_uncorrected_with_the_reason():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.b(self.a(x))
+
+    net = Net()
+    x = np.random.default_rng(0).random((32, 5), dtype=np.float32)
+    net(x)
+    q = cl.quantize(net, cl.Int8Static(), calibration_data=x)
+    assert q.bias_correction["layers"] == 0 and "subclassed" in q.bias_correction["skipped"]
+    assert q.predict(x).shape == (32, 3)
