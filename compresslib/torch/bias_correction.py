@@ -40,18 +40,29 @@ def _channel_mean(t: torch.Tensor) -> torch.Tensor:
     return t.detach().double().mean(dim=dims) if dims else t.detach().double()
 
 
-def float_means_hooks(prepared: nn.Module, targets: list[str]) -> tuple[dict[str, torch.Tensor], Callable[[], None]]:
-    """Hooks on the float (observed) model that record each target layer's pre-ReLU channel means.
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
-    ``targets`` are module names of the prepared FX model (fused ``ConvReLU2d``/``LinearReLU``
-    or plain Conv/Linear). Returns the dict the hooks fill and a function removing them.
+
+def _inner(module: nn.Module) -> nn.Module:
+    """A fused X+ReLU module (``ConvReLU2d``, ``LinearReLU``: a Sequential) → its X; any other → itself."""
+    return module[0] if isinstance(module, nn.Sequential) and len(module) else module
+
+
+def float_means_hooks(prepared: nn.Module) -> tuple[dict[str, torch.Tensor], Callable[[], None]]:
+    """Hooks on the float (observed) FX model that record each Conv/Linear layer's pre-ReLU channel means.
+
+    Keyed by the module names ``convert_fx`` keeps for the int8 layers (layers kept float are
+    recorded too, and not used). Returns the dict the hooks fill and a function removing them.
     Only the first call through the model is recorded.
     """
     means: dict[str, torch.Tensor] = {}
     handles = []
-    for name in targets:
-        module = prepared.get_submodule(name)
-        inner = module[0] if isinstance(module, nn.Sequential) else module  # fused X+ReLU: the X
+    names: list[str] = []
+    for name, module in prepared.named_modules():
+        if name and not any(name.startswith(n + ".") for n in names) and isinstance(_inner(module), _LAYERS):
+            names.append(name)
+    for name in names:
+        inner = _inner(prepared.get_submodule(name))
 
         def hook(_mod, _inp, out, name=name):
             if name not in means and isinstance(out, torch.Tensor):
@@ -72,23 +83,20 @@ def quantized_layer_targets(q: torch.fx.GraphModule) -> dict[str, str]:
 def _deltas(q: torch.fx.GraphModule, float_means: dict[str, torch.Tensor], batch: Any,
             full_range: bool) -> dict[str, torch.Tensor]:
     """Each int8 layer's bias change, found in one pass through ``q``'s QDQ twin (corrected as it goes)."""
-    from compresslib.torch.export import QDQConv2d, QDQLinear, _qdq, reference_model
+    from compresslib.torch.export import QDQConv2d, QDQLinear, reference_model
 
     ref = reference_model(q, full_range=full_range)
     deltas: dict[str, torch.Tensor] = {}
 
     def corrected_forward(m: nn.Module, module_name: str) -> Callable:
         def forward(x: torch.Tensor) -> torch.Tensor:
-            if isinstance(m, QDQConv2d):
-                y = nn.functional.conv2d(x, m.weight(), m.bias, m.stride, m.padding, m.dilation, m.groups)
-            else:
-                y = nn.functional.linear(x, m.weight(), m.bias)
+            y = m.pre_activation(x)
             target = float_means.get(module_name)
             if target is not None and module_name not in deltas and target.shape[0] == y.shape[1]:
                 delta = (target - _channel_mean(y)).float()
                 deltas[module_name] = delta
                 y = y + delta.view([1, -1] + [1] * (y.dim() - 2))
-            return _qdq(torch.relu(y) if m.relu else y, m.scale, m.zero_point)
+            return m.requantize(y)
         return forward
 
     for node_name, module_name in quantized_layer_targets(q).items():

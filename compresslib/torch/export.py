@@ -102,8 +102,23 @@ class _Int8Weight(nn.Module):
                                                     0, -128, 127, torch.int8)
 
 
+class _Int8Output(_Int8Weight):
+    """An int8 layer with a uint8 output: ``pre_activation`` (the float product), then ``requantize``."""
+
+    relu: bool
+    scale: float
+    zero_point: int
+
+    def requantize(self, y: torch.Tensor) -> torch.Tensor:
+        """The fused ReLU (if any), then the output's Q/DQ."""
+        return _qdq(torch.relu(y) if self.relu else y, self.scale, self.zero_point)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.requantize(self.pre_activation(x))
+
+
 @register_class
-class QDQConv2d(_Int8Weight):
+class QDQConv2d(_Int8Output):
     """A quantized Conv2d (optionally fused ReLU) as float ops between Q/DQ pairs."""
 
     def __init__(self, qconv: nn.Module, relu: bool) -> None:
@@ -117,13 +132,13 @@ class QDQConv2d(_Int8Weight):
         self.dilation, self.groups, self.relu = tuple(qconv.dilation), int(qconv.groups), relu
         self.scale, self.zero_point = float(qconv.scale), int(qconv.zero_point)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = nn.functional.conv2d(x, self.weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
-        return _qdq(torch.relu(y) if self.relu else y, self.scale, self.zero_point)
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution in float, before the ReLU and the output's Q/DQ."""
+        return nn.functional.conv2d(x, self.weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 @register_class
-class QDQLinear(_Int8Weight):
+class QDQLinear(_Int8Output):
     """A quantized Linear (optionally fused ReLU) as float ops between Q/DQ pairs."""
 
     def __init__(self, qlinear: nn.Module, relu: bool) -> None:
@@ -134,9 +149,9 @@ class QDQLinear(_Int8Weight):
         self.relu = relu
         self.scale, self.zero_point = float(qlinear.scale), int(qlinear.zero_point)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = nn.functional.linear(x, self.weight(), self.bias)
-        return _qdq(torch.relu(y) if self.relu else y, self.scale, self.zero_point)
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """The matrix product in float, before the ReLU and the output's Q/DQ."""
+        return nn.functional.linear(x, self.weight(), self.bias)
 
 
 @register_class

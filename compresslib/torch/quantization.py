@@ -161,7 +161,7 @@ def _static_fx(float_model: nn.Module, config: Int8Static, batches: list, exampl
             raise _FxTraceFailed(f"{type(exc).__name__}: {exc}") from None
         means, unhook = ({}, lambda: None)
         if config.bias_correction:
-            means, unhook = bias_correction.float_means_hooks(prepared, _fused_layer_names(prepared))
+            means, unhook = bias_correction.float_means_hooks(prepared)
         with torch.inference_mode():
             for batch in batches:
                 inputs.call(prepared, batch)
@@ -171,18 +171,6 @@ def _static_fx(float_model: nn.Module, config: Int8Static, batches: list, exampl
         if config.bias_correction:
             notes["bias_correction"] = bias_correction.correct(q, means, batches[0])
         return q, notes
-
-
-def _fused_layer_names(prepared: nn.Module) -> list[str]:
-    """Conv/Linear modules (fused with ReLU or not) of an observed FX model (those kept float included)."""
-    names = []
-    for name, m in prepared.named_modules():
-        if not name or "." in name and any(name.startswith(n + ".") for n in names):
-            continue
-        inner = m[0] if isinstance(m, nn.Sequential) and len(m) else m
-        if isinstance(inner, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-            names.append(name)
-    return names
 
 
 _FLOAT_WITH_OUTPUT = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AvgPool1d, nn.AvgPool2d,

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import compresslib as cl
+from compresslib.minilm import cosine  # row-wise cosine
 from compresslib.torch import quantization as tq
 from compresslib.torch.export import reference_model
 
@@ -27,7 +28,7 @@ def _out(m, x):
 
 
 def _cos(a, b):
-    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+    return float(cosine(np.asarray(a, np.float64), np.asarray(b, np.float64)).mean())
 
 
 def _channel_error(q, model, x):
