@@ -180,7 +180,7 @@ def main(argv: Optional[list] = None) -> None:
     doc.setdefault("recipes", recipes)
     if doc["recipes"] != recipes:
         sys.exit(f"{path} was made with recipes {doc['recipes']}, not {recipes}: use another --out")
-    doc.update({"teacher": TEACHER, "teacher_recipe": dict(vars(cl.zoo.RECIPES[TEACHER])), "students": list(STUDENTS),
+    doc.update({"teacher": TEACHER, "teacher_recipe": {k: v for k, v in cl.zoo.RECIPES[TEACHER].as_dict().items() if k != "dataset"}, "students": list(STUDENTS),
                 "degradation": list(DEGRADATION), "distill": DISTILL, "quick": args.quick, "torch": torch.__version__})
     runs = doc.setdefault("runs", {})
     groups = args.groups.split(",")

