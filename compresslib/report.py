@@ -17,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
 
 @dataclass
 class LayerStats:
@@ -51,17 +53,33 @@ class Report:
     file_format: str = ""
     packed_bytes: Optional[int] = None
     layers: list[LayerStats] = field(default_factory=list)
+    # each test sample's correctness (a boolean array), when accuracy was measured: the paired test of
+    # ``compare`` needs it; not part of ``summary()``/``to_dict()``
+    correct: Optional[Any] = field(default=None, repr=False, compare=False)
 
     @property
     def sparsity(self) -> float:
         """Fraction of parameters that are exactly zero."""
         return 1.0 - self.nonzero_params / self.params if self.params else 0.0
 
+    @property
+    def accuracy_interval(self) -> Optional[tuple[float, float]]:
+        """The 95 % (Wilson) interval of ``accuracy``, when the per-sample results are known."""
+        if self.correct is None or not len(self.correct):
+            return None
+        from compresslib.core.stats import wilson_interval
+
+        return wilson_interval(int(self.correct.sum()), int(len(self.correct)))
+
     def summary(self) -> dict[str, Any]:
         """The headline figures as a flat dict (no per-layer rows)."""
         out = asdict(self)
         out.pop("layers")
+        out.pop("correct")
         out["sparsity"] = self.sparsity
+        interval = self.accuracy_interval
+        out["accuracy_low"], out["accuracy_high"] = interval if interval else (None, None)
+        out["test_samples"] = int(len(self.correct)) if self.correct is not None else None
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +110,10 @@ class Report:
                 + (f", load average {self.load_average:.2f}" if self.load_average is not None else ""),
             ))
         if self.accuracy is not None:
-            rows.append(("accuracy", f"{100 * self.accuracy:.2f} %"))
+            interval = self.accuracy_interval
+            rows.append(("accuracy", f"{100 * self.accuracy:.2f} %" + (
+                f" (95 % CI {100 * interval[0]:.2f}–{100 * interval[1]:.2f}, {len(self.correct):,} samples)"
+                if interval else "")))
         return rows
 
     def to_markdown(self, layers: bool = False) -> str:
@@ -154,6 +175,9 @@ _COLUMNS = [  # (key, header, formatter): every column, exact values (markdown, 
     ("size_ratio", "size ×", "{:.2f}".format),
     ("speedup", "speedup ×", "{:.2f}".format),
     ("accuracy_drop_pt", "acc. drop pt", "{:+.2f}".format),
+    ("drop_interval_pt", "drop 95 % CI pt", lambda v: f"{v[0]:+.2f} to {v[1]:+.2f}"),
+    ("paired_p", "McNemar p", "{:.2g}".format),
+    ("paired_verdict", "vs baseline", str),
 ]
 
 _COMPACT = [  # what a reader compares first, in short units, so the table fits a ~700 px column
@@ -167,8 +191,9 @@ _COMPACT = [  # what a reader compares first, in short units, so the table fits 
     ("size_ratio", "size ×", "{:.2f}".format),
     ("speedup", "speedup ×", "{:.2f}".format),
     ("accuracy_drop_pt", "drop pt", "{:+.2f}".format),
+    ("paired_verdict", "vs baseline", str),
 ]
-_TEXT_KEYS = {"name", "framework"}
+_TEXT_KEYS = {"name", "framework", "paired_verdict"}
 
 
 @dataclass(repr=False)
@@ -246,7 +271,10 @@ def compare(reports: Sequence[Report], baseline: int | Report = 0) -> Comparison
 
     Adds ``size_ratio`` (baseline file bytes / file bytes; packed bytes when
     present), ``speedup`` (baseline latency / latency) and ``accuracy_drop_pt``
-    (percentage points lost against the baseline).
+    (percentage points lost against the baseline). When both reports carry per-sample
+    results (``measure(..., data=...)`` records them) on the same test set, the drop is judged
+    with McNemar's exact test (:func:`compresslib.core.stats.paired`): ``drop_interval_pt``
+    (its 95 % interval), ``paired_p`` and ``paired_verdict`` ("within noise", "lower", "higher").
     """
     reports = list(reports)
     if not reports or not all(isinstance(r, Report) for r in reports):
@@ -268,8 +296,20 @@ def compare(reports: Sequence[Report], baseline: int | Report = 0) -> Comparison
         row["accuracy_drop_pt"] = (
             100.0 * (base.accuracy - r.accuracy) if base.accuracy is not None and r.accuracy is not None else None
         )
+        row.update(_paired_columns(base, r))
         rows.append(row)
     return Comparison(rows)
+
+
+def _paired_columns(base: Report, r: Report) -> dict[str, Any]:
+    """McNemar's test of ``r`` against ``base`` on the same test samples (empty when either lacks them)."""
+    if r is base or base.correct is None or r.correct is None or len(base.correct) != len(r.correct):
+        return {}
+    from compresslib.core.stats import paired
+
+    result = paired(None, np.asarray(base.correct, dtype=bool), np.asarray(r.correct, dtype=bool))
+    lo, hi = result.difference_interval_pt
+    return {"drop_interval_pt": (-hi, -lo), "paired_p": result.p_value, "paired_verdict": result.verdict}
 
 
 def plot_accuracy_vs_bytes(reports: Sequence[Report], ax=None, label_points: bool = True):

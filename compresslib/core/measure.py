@@ -65,7 +65,8 @@ def assemble(*, framework: str, name: str, layers: list, native: tuple[int, int,
     """A :class:`compresslib.report.Report` from what a backend measured: the one place its fields are filled.
 
     ``layers``: per-layer ``LayerStats``; ``native``: ``(bytes, gzipped bytes, format)``;
-    ``time()``: the latency samples in ms (skipped when None); ``accuracy()``: top-1 in 0..1.
+    ``time()``: the latency samples in ms (skipped when None); ``accuracy()``: top-1 in 0..1, or each
+    sample's correctness (a boolean array: the report then carries ``correct`` and its interval).
 
     Example:
         >>> from compresslib.report import LayerStats
@@ -88,7 +89,12 @@ def assemble(*, framework: str, name: str, layers: list, native: tuple[int, int,
         report.latency_runs, report.batch_size = len(times), batch_size
         report.load_average = load_average()
     if accuracy is not None:
-        report.accuracy = accuracy()
+        value = accuracy()
+        if isinstance(value, np.ndarray):  # per-sample correctness: the report can carry its interval
+            report.correct = value.astype(bool).reshape(-1)
+            report.accuracy = float(report.correct.mean()) if report.correct.size else None
+        else:
+            report.accuracy = value
     return report
 
 

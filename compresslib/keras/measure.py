@@ -201,4 +201,4 @@ def measure(model, data: Any = None, example_input: Any = None, *, name: Optiona
         framework="keras", name=name or getattr(model, "name", type(model).__name__),
         layers=layer_stats(model, steps, example), native=native_file_bytes(model), device=_device(model),
         threads=_threads(), time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,
-        batch_size=int(example.shape[0]), accuracy=(lambda: evaluate(model, data)) if data is not None else None)
+        batch_size=int(example.shape[0]), accuracy=(lambda: evaluate(model, data, per_sample=True)) if data is not None else None)

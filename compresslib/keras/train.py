@@ -103,7 +103,8 @@ def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def evaluate(model, data: Sequence[np.ndarray], batch_size: int = 500) -> float:
-    """Top-1 accuracy (0..1) of ``model`` on ``data = (x, y)``."""
+def evaluate(model, data: Sequence[np.ndarray], batch_size: int = 500, per_sample: bool = False) -> float | np.ndarray:
+    """Top-1 accuracy (0..1) of ``model`` on ``data = (x, y)``; ``per_sample=True``: each sample's correctness."""
     x, y = _check_data(data)
-    return float((predict(model, x, batch_size).argmax(1) == y).mean())
+    correct = predict(model, x, batch_size).argmax(1) == y
+    return correct if per_sample else float(correct.mean())

@@ -226,7 +226,7 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
             device=str(inputs.model_device(model)), threads=torch.get_num_threads(),
             time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,
             batch_size=inputs.leading_size(example),
-            accuracy=(lambda: train.evaluate(model, data)) if data is not None else None)
+            accuracy=(lambda: train.evaluate(model, data, per_sample=True)) if data is not None else None)
     finally:
         for m, flag in flags.items():
             m.training = flag

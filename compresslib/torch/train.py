@@ -188,17 +188,21 @@ def predict(model: nn.Module, x: Any, batch_size: int = 500) -> np.ndarray:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Any, batch_size: int = 500) -> float:
-    """Top-1 accuracy (0..1) of ``model`` on ``data``: ``(x, y)`` or an iterable of ``(x, y)`` batches."""
+def evaluate(model: nn.Module, data: Any, batch_size: int = 500, per_sample: bool = False) -> float | np.ndarray:
+    """Top-1 accuracy (0..1) of ``model`` on ``data``: ``(x, y)`` or an iterable of ``(x, y)`` batches.
+
+    ``per_sample=True`` returns the boolean correctness of every sample instead (what the paired test of
+    :mod:`compresslib.core.stats` compares between two models).
+    """
     runtime = not isinstance(model, nn.Module) and getattr(model, "__compresslib_runtime__", None)
     if not runtime:
         model.eval()
-    right = total = 0
+    hits = []
     for xb, yb in labelled_batches(data, batch_size):
         if runtime:
             pred = predict(model, xb, batch_size).argmax(-1)
         else:
             pred = inputs.logits(inputs.call(model, xb)).argmax(-1).cpu().numpy()
-        right += int((pred.reshape(-1) == yb.reshape(-1)).sum())
-        total += int(yb.size)
-    return right / total
+        hits.append(pred.reshape(-1) == yb.reshape(-1))
+    correct = np.concatenate(hits) if hits else np.zeros(0, dtype=bool)
+    return correct if per_sample else int(correct.sum()) / int(correct.size)
