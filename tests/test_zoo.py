@@ -20,6 +20,29 @@ def test_shipped_weights_reach_their_accuracy(name, framework):
     assert record["test_accuracy"] == pytest.approx(acc, abs=1e-9)  # the manifest tells the truth
 
 
+# Fashion-MNIST networks (scripts/train_fashion_zoo.py): every one the manifest records must ship in both
+# frameworks and reach its bar on all 10,000 test images (the targets: ResNet-20 >= 93 %, plain >= 92 %)
+FASHION_THRESHOLDS = {"fashion_resnet20": 0.93, "fashion_resnet20_wide": 0.93, "fashion_plain20": 0.92}
+FASHION_SHIPPED = sorted({r["name"] for r in zoo.manifest().values() if r.get("dataset") == "fashion_mnist"})
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("name", FASHION_SHIPPED)
+def test_shipped_fashion_networks_reach_their_accuracy(name, framework):
+    model = zoo.pretrained(name, framework=framework, train_if_missing=False)
+    test = cl.datasets.load_fashion_mnist("test", layout=framework)
+    acc = cl._dispatch.backend(framework, "train").evaluate(model, test)
+    assert acc >= FASHION_THRESHOLDS[name]
+    record = zoo.manifest()[f"{framework}_{name}"]
+    assert record["test_accuracy"] == pytest.approx(acc, abs=1e-9)
+    assert record["arch"] == zoo.RECIPES[name].arch and record["recipe"] == zoo.RECIPES[name].as_dict()
+
+
+def test_fashion_networks_are_not_trained_on_first_use():
+    with pytest.raises(ValueError, match="train_fashion_zoo"):
+        zoo.train("fashion_resnet20", "torch")
+
+
 def test_fresh_copy_each_call():
     a = zoo.pretrained("lenet5", "torch")
     with torch.no_grad():
