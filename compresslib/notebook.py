@@ -49,10 +49,34 @@ ROW_HEIGHT_IN = 2.8
 GLUED: dict[str, Any] = {}
 
 
+class GluedText:
+    """A glued string, in two forms: plain text for ``{glue:text}`` and Markdown for ``{glue:md}``.
+
+    ``{glue:text}`` pastes text verbatim, so Markdown in it (a `` `name` `` in backticks) would show its
+    backticks to the reader: the plain form drops them. ``{glue:md}`` renders the Markdown form, code
+    spans included. Written by :func:`glue` for every ``str`` value.
+
+    Example:
+        >>> t = GluedText("the member `resnet8_w8` is fastest")
+        >>> repr(t), t._repr_markdown_()
+        ("'the member resnet8_w8 is fastest'", 'the member `resnet8_w8` is fastest')
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:  # text/plain: MyST-NB strips the quotes with literal_eval
+        return repr(self.text.replace("`", ""))
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Bind ``value`` to ``name`` for ``{glue:text}`name``` in Markdown cells (MyST-NB), and keep it in :data:`GLUED`.
 
-    A theory page quotes it as ``{glue:text}`../notebooks/NN_topic.ipynb::name:.2f```.
+    A theory page quotes it as ``{glue:text}`../notebooks/NN_topic.ipynb::name:.2f```. A string is glued as
+    :class:`GluedText`: ``{glue:text}`` shows it without Markdown backticks, ``{glue:md}`` renders its Markdown.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -63,7 +87,7 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         from myst_nb import glue as _glue
     except ImportError:  # Colab or plain Jupyter: nothing renders glued text, the value is still kept
         return
-    _glue(name, value, display=display)
+    _glue(name, GluedText(value) if isinstance(value, str) else value, display=display)
 
 
 def device() -> str:
