@@ -90,6 +90,41 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     _glue(name, GluedText(value) if isinstance(value, str) else value, display=display)
 
 
+def pace(ratio: float, noise: float = 0.05) -> str:
+    """How a speed ratio (the other model's time ÷ this one's) reads in prose, so a sentence cannot say
+    "faster" where the table says slower: ``"faster than"``, ``"slower than"`` or, when the ratio is within
+    ``noise`` (relative) of 1, ``"as fast as (within noise)"``.
+
+    ``noise``: the relative spread the timing allows, e.g. the two latencies' relative half-IQRs added;
+    5 % when not given (the drift of interleaved rounds on a shared machine).
+
+    Example:
+        >>> pace(1.12), pace(0.82), pace(1.03), pace(1.12, noise=0.2)
+        ('faster than', 'slower than', 'as fast as (within noise)', 'as fast as (within noise)')
+    """
+    if not ratio > 0:
+        raise ValueError(f"ratio must be a positive number, got {ratio!r}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    if ratio > 1 + noise:
+        return "faster than"
+    if ratio < 1 / (1 + noise):
+        return "slower than"
+    return "as fast as (within noise)"
+
+
+def timing_noise(*reports: Any, floor: float = 0.05) -> float:
+    """The relative noise of a ratio of the reports' latencies: their relative half-IQRs added (at least ``floor``).
+
+    Example:
+        >>> from types import SimpleNamespace as R
+        >>> round(timing_noise(R(latency_ms=2.0, latency_spread_ms=0.2), R(latency_ms=1.0, latency_spread_ms=0.05)), 3)
+        0.15
+    """
+    rel = sum((r.latency_spread_ms or 0.0) / r.latency_ms for r in reports if r.latency_ms)
+    return max(floor, rel)
+
+
 def device() -> str:
     """``"cuda"`` when PyTorch sees a GPU (e.g. a Colab GPU runtime), else ``"cpu"``."""
     import torch
