@@ -1,6 +1,8 @@
 """The reference models, fp32, both frameworks: the baseline every other bench compares to.
 
-    python bench/baseline.py [--json PATH] [--frameworks torch,keras] [--runs N] [--device cpu|cuda]
+    python bench/baseline.py [--json PATH] [--frameworks torch,keras] [--runs N] [--device cpu|cuda] [--quick]
+
+``--quick``: 256 test images, 3 timed runs (a smoke run: checks the script, its figures mean nothing).
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, parse_args, row, to_device  # noqa: E402
+from common import emit, mnist, parse_args, row, to_device  # noqa: E402
 
 import compresslib as cl  # noqa: E402
 
@@ -19,7 +21,7 @@ def main(argv=None) -> list[dict]:
     args = parse_args(__doc__, argv)
     rows = []
     for framework in args.frameworks:
-        test = cl.datasets.load_mnist("test", layout=framework)
+        _, test = mnist(framework, args.quick)
         for name in MODELS:
             model = to_device(cl.zoo.pretrained(name, framework=framework), args.device)
             report = cl.measure(model, data=test, runs=args.runs, name=name)

@@ -20,6 +20,9 @@ import torch  # noqa: E402,F401  (torch before tensorflow)
 
 from compresslib.report import Report  # noqa: E402
 
+# --quick: a smoke run that checks a bench still runs end to end (CI runs every bench so); its figures mean nothing
+QUICK_TRAIN, QUICK_TEST, QUICK_RUNS = 512, 256, 3
+
 BASE_KEYS = ("framework", "model", "method", "device", "params", "bytes", "accuracy", "latency_ms")
 
 
@@ -30,7 +33,12 @@ def parse_args(description: str, argv: Optional[list[str]] = None) -> argparse.N
     parser.add_argument("--runs", type=int, default=100, help="timed runs per latency measurement")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where torch models run (cuda: torch only, needs a GPU)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a smoke run (seconds): {QUICK_TRAIN} training and {QUICK_TEST} test images, "
+                             f"at most {QUICK_RUNS} timed runs, one epoch, the shipped models only")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = min(args.runs, QUICK_RUNS)
     args.frameworks = [f for f in args.frameworks.split(",") if f]
     for f in args.frameworks:
         if f not in ("torch", "keras"):
@@ -41,6 +49,30 @@ def parse_args(description: str, argv: Optional[list[str]] = None) -> argparse.N
         if not torch.cuda.is_available():
             parser.error("--device cuda: torch sees no CUDA device here")
     return args
+
+
+def mnist(framework: str, quick: bool = False) -> tuple:
+    """``(train, test)`` MNIST in ``framework``'s layout; ``quick``: the first 512 and 256 images only.
+
+    Example:
+        >>> train, test = mnist("torch", quick=True)
+        >>> train[0].shape, test[0].shape
+        ((512, 1, 28, 28), (256, 1, 28, 28))
+    """
+    import compresslib as cl
+
+    train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+    if quick:
+        train = type(train)(train[0][:QUICK_TRAIN], train[1][:QUICK_TRAIN])
+        test = type(test)(test[0][:QUICK_TEST], test[1][:QUICK_TEST])
+    return train, test
+
+
+def rounds_for(args: argparse.Namespace) -> dict:
+    """Interleaved-timing settings for ``--runs`` calls per model: 15 calls a round; one short round when quick."""
+    if getattr(args, "quick", False):
+        return {"rounds": 1, "runs": args.runs}
+    return {"rounds": max(3, args.runs // 15), "runs": 15}
 
 
 def to_device(model: Any, device: str) -> Any:

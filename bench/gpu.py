@@ -202,8 +202,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOK_JSON = os.path.join(ROOT, "book", "data", "gpu.json")
 BOOK_PAGE = os.path.join(ROOT, "book", "gpu.md")
 START, END = "<!-- gpu-results:start (written by: python bench/gpu.py --update-page) -->", "<!-- gpu-results:end -->"
-NO_RUN = ("**No GPU run has been recorded yet.** The book is built on CPU machines; the table appears here once "
-          "`bench/gpu.py` has run on a GPU and its JSON is committed as `book/data/gpu.json` (see below).")
+NO_RUN = ("**No GPU run has been recorded yet: nothing on this page has been measured on a GPU.** The book is "
+          "built on CPU machines. What the tests check there is that every GPU config refuses, before doing any "
+          "work, a model it cannot run (on the CPU, on a GPU without the kernel, without torchao, in a dtype the "
+          "kernel does not take) and that `Auto`'s choice follows its own table. No GPU kernel's speed or accuracy "
+          "has been measured; the hardware each needs is taken from the documentation cited below. The results "
+          "table appears here once `bench/gpu.py` has run on a GPU and its JSON is committed as "
+          "`book/data/gpu.json` (see *Producing a run*).")
 
 
 def _cell(v: Any, digits: int = 4) -> str:

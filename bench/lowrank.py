@@ -1,7 +1,7 @@
 """Low-rank decomposition, both frameworks: fewer weights, and is it faster?
 
     python bench/lowrank.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N] [--ranks 4x16,8x16,8x8]
-                            [--cp-rank 8] [--threads N] [--no-distill]
+                            [--cp-rank 8] [--threads N] [--no-distill] [--quick]
 
 Rows (each against the fp32 model measured in the same run):
 
@@ -27,6 +27,10 @@ drift over minutes falls on every model alike; ``compresslib.measure``'s one-sho
 figure, taken right after each model was built, swung ±15 % on the same model.
 Speedups come from measured time only; ``macs_ratio`` is shown beside them so a
 reader can see when fewer MACs did not make a model faster.
+``--quick``: LeNet-5 and ResNet8 (MLP-wide is not shipped: it would train first), the first Tucker rank
+and CP, 512 training and 256 test images, one epoch, 3 timed runs: a smoke run that checks the
+script; its figures mean nothing.
+
 ``bench/results/lowrank.json`` is a default (1-thread) run,
 ``bench/results/lowrank_2threads.json`` one with ``--threads 2``.
 """
@@ -39,7 +43,7 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, parse_args, retime, row  # noqa: E402
+from common import emit, mnist, parse_args, retime, rounds_for, row  # noqa: E402
 
 import torch  # noqa: E402  (common imported it already: torch before tensorflow)
 
@@ -93,9 +97,27 @@ def _row(model, name, method, base, test, args, timed=None, **extra):
     return out
 
 
+def mlp_rows(framework, args, train, test, example, finetune) -> list[dict]:
+    """MLP-wide: SVD of the two hidden layers, before and after a one-epoch fine-tune."""
+    lowrank = backend(framework, "lowrank")
+    mlp = cl.zoo.pretrained("mlp_wide", framework)
+    base = cl.measure(mlp, data=test, runs=args.runs, name="fp32")
+    rows = [row(base, "mlp_wide", "fp32", base)]
+    timed = {"fp32": mlp}
+    svd = cl.SVD(ratio=0.3)
+    ratio = _factored_ratio(lowrank, mlp, svd, HIDDEN[framework])
+    d = cl.decompose(mlp, svd, layers=HIDDEN[framework])
+    rows.append(_row(d, "mlp_wide", "svd ratio=0.3", base, test, args, timed, factored_ratio=ratio))
+    f, secs = finetune(d, 1, lr=1e-4)
+    rows.append(_row(f, "mlp_wide", "svd ratio=0.3 + ft", base, test, args, timed, factored_ratio=ratio,
+                     finetune_s=secs))
+    retime(rows, framework, "mlp_wide", timed, example, **rounds_for(args))
+    return rows
+
+
 def framework_rows(framework, args):
     lowrank = backend(framework, "lowrank")
-    train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+    train, test = mnist(framework, args.quick)
     example = test[0][:32]
     if framework == "torch":
         example = torch.as_tensor(example)
@@ -108,18 +130,8 @@ def framework_rows(framework, args):
         return out, round(time.perf_counter() - t0, 1)
 
     # MLP-wide: SVD of the two hidden layers
-    mlp = cl.zoo.pretrained("mlp_wide", framework)
-    base = cl.measure(mlp, data=test, runs=args.runs, name="fp32")
-    rows.append(row(base, "mlp_wide", "fp32", base))
-    timed = {"fp32": mlp}
-    svd = cl.SVD(ratio=0.3)
-    ratio = _factored_ratio(lowrank, mlp, svd, HIDDEN[framework])
-    d = cl.decompose(mlp, svd, layers=HIDDEN[framework])
-    rows.append(_row(d, "mlp_wide", "svd ratio=0.3", base, test, args, timed, factored_ratio=ratio))
-    f, secs = finetune(d, 1, lr=1e-4)
-    rows.append(_row(f, "mlp_wide", "svd ratio=0.3 + ft", base, test, args, timed, factored_ratio=ratio,
-                     finetune_s=secs))
-    retime(rows, framework, "mlp_wide", timed, example)
+    if not args.quick:
+        rows += mlp_rows(framework, args, train, test, example, finetune)
 
     # LeNet-5: Tucker-2 of conv2
     lenet = cl.zoo.pretrained("lenet5", framework)
@@ -129,10 +141,10 @@ def framework_rows(framework, args):
     tucker = cl.Tucker(ranks=(3, 6))
     layers = [LENET_CONV2[framework]]
     ratio = _factored_ratio(lowrank, lenet, tucker, layers)
-    f, secs = finetune(cl.decompose(lenet, tucker, layers=layers), 2)
+    f, secs = finetune(cl.decompose(lenet, tucker, layers=layers), 1 if args.quick else 2)
     rows.append(_row(f, "lenet5", "tucker conv2 (3,6) + ft", base, test, args, timed, factored_ratio=ratio,
                      finetune_s=secs))
-    retime(rows, framework, "lenet5", timed, example)
+    retime(rows, framework, "lenet5", timed, example, **rounds_for(args))
 
     # ResNet8: fold, Tucker-2 and CP of the 3×3 convs
     resnet = cl.zoo.pretrained("resnet8", framework)
@@ -159,15 +171,15 @@ def framework_rows(framework, args):
     if framework == "torch":
         rows.append(_row(cl.fold_batchnorm(resnet).to(memory_format=torch.channels_last), "resnet8",
                          "fold BN, channels_last", base, test, args, timed))
-    retime(rows, framework, "resnet8", timed, example)
+    retime(rows, framework, "resnet8", timed, example, **rounds_for(args))
     return rows
 
 
 def main(argv=None):
     extra, rest = _extra_args(sys.argv[1:] if argv is None else argv)
     args = parse_args(__doc__.splitlines()[0], rest)
-    args.epochs, args.cp_rank = extra.epochs, extra.cp_rank
-    args.ranks = [_rank_pair(r) for r in extra.ranks.split(",") if r]
+    args.epochs, args.cp_rank = (1 if args.quick else extra.epochs), extra.cp_rank
+    args.ranks = [_rank_pair(r) for r in extra.ranks.split(",") if r][:1 if args.quick else None]
     args.distill = extra.distill
     if extra.threads > 0:
         torch.set_num_threads(extra.threads)

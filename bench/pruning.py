@@ -1,6 +1,7 @@
 """Pruning, both frameworks: do masks, packing and structured pruning change bytes and latency?
 
     python bench/pruning.py [--json PATH] [--frameworks torch,keras] [--runs N] [--epochs N] [--ratios 0.5,0.6] [--no-distill]
+                            [--quick]
 
 Rows (each against the fp32 model measured in the same run):
 
@@ -13,6 +14,9 @@ Rows (each against the fp32 model measured in the same run):
   with the unpruned model as teacher (knowledge distillation; ``--no-distill``
   for labels only); then the same model with BatchNorm folded, timed against
   the fp32 model as given (``speedup``) and folded too (``speedup_vs_folded_fp32``).
+
+``--quick``: 512 training and 256 test images, one epoch wherever the bench fine-tunes, ResNet8 at
+the first ratio only, 3 timed runs: a smoke run that checks the script; its figures mean nothing.
 
 Latency: each network's variants are timed together in interleaved rounds
 (:func:`compresslib.timing.interleaved_latency`), so ratios within one run are fair.
@@ -28,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, interleaved_latency, parse_args, retime, row  # noqa: E402
+from common import emit, interleaved_latency, mnist, parse_args, retime, rounds_for, row  # noqa: E402
 
 import argparse  # noqa: E402
 
@@ -58,7 +62,7 @@ def _sparsity(report):
 def lenet_rows(framework, args):
     fw_train = backend(framework, "train")
     fw_prune = backend(framework, "pruning")
-    train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+    train, test = mnist(framework, args.quick)
     base = cl.zoo.pretrained("lenet300_100", framework)
     b = cl.measure(base, data=test, runs=args.runs, name="fp32")
     rows = [row(b, "lenet300_100", "fp32", b, sparsity=_sparsity(b))]
@@ -80,7 +84,7 @@ def lenet_rows(framework, args):
 
     # compresslib: gradual global magnitude pruning while fine-tuning, packed
     steps_per_epoch = -(-len(train[0]) // 64)
-    epochs = 6
+    epochs = 1 if args.quick else 6
     sched = PolynomialDecay(0.0, 0.9, begin_step=0, end_step=int(0.6 * epochs * steps_per_epoch), frequency=25)
     cfg = cl.Magnitude(0.9, scope="global", schedule=sched)
     model = fw_prune.finalize(base)
@@ -100,29 +104,25 @@ def lenet_rows(framework, args):
     # N:M 2:4, one-shot then a short fine-tune with the masks kept
     nm = cl.prune(base, cl.NM(2, 4))
     hook = fw_prune.GradualPruning(cl.NM(2, 4), nm)
+    nm_epochs = 1 if args.quick else 2
     t0 = time.perf_counter()
     if framework == "torch":
-        fw_train.fit(nm, train, epochs=2, batch_size=64, lr=5e-4, on_step=hook)
+        fw_train.fit(nm, train, epochs=nm_epochs, batch_size=64, lr=5e-4, on_step=hook)
     else:
-        fw_train.fit(nm, train, epochs=2, batch_size=64, lr=5e-4, callbacks=[hook])
+        fw_train.fit(nm, train, epochs=nm_epochs, batch_size=64, lr=5e-4, callbacks=[hook])
     ft = time.perf_counter() - t0
     nm = hook.finalize(nm)
     r = cl.measure(nm, data=test, runs=args.runs, name="2:4", packed=True)
     rows.append(row(r, "lenet300_100", "N:M 2:4, packed", b, sparsity=_sparsity(r), finetune_s=round(ft, 1)))
     timed["N:M 2:4, packed"] = nm
-    retime(rows, framework, "lenet300_100", timed, test[0][:32], rounds=_rounds(args), runs=15)
+    retime(rows, framework, "lenet300_100", timed, test[0][:32], **rounds_for(args))
     return rows
-
-
-def _rounds(args) -> int:
-    """Interleaved rounds for ``--runs`` calls per model (15 calls a round)."""
-    return max(3, args.runs // 15)
 
 
 def resnet_rows(framework, args, ratios):
     fw_train = backend(framework, "train")
     fw_prune = backend(framework, "pruning")
-    train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+    train, test = mnist(framework, args.quick)
     base = cl.zoo.pretrained("resnet8", framework)
     b = cl.measure(base, data=test, runs=args.runs, name="fp32")
     rows = [row(b, "resnet8", "fp32", b, speedup_b256=1.0)]
@@ -152,9 +152,10 @@ def resnet_rows(framework, args, ratios):
         rows.append(row(r, "resnet8", f"structured {ratio}, {how} + fold BN", b, macs_ratio=b.macs / r.macs))
         timed[rows[-1]["method"]] = sf
     # all ResNet8 variants timed together in interleaved rounds (one-shot timings swung 0.85x-3.05x)
-    med = retime(rows, framework, "resnet8", timed, test[0][:32], rounds=_rounds(args), runs=15)
+    med = retime(rows, framework, "resnet8", timed, test[0][:32], **rounds_for(args))
     # speedup at batch 256, where the framework's fixed per-call cost weighs less than at 32
-    med256 = interleaved_latency(framework, big, test[0][:256], rounds=3, runs=max(3, args.runs // 20))
+    med256 = interleaved_latency(framework, big, test[0][:256], rounds=1 if args.quick else 3,
+                                 runs=max(3, args.runs // 20))
     for r in rows:
         if r["model"] != "resnet8":
             continue
@@ -168,8 +169,8 @@ def resnet_rows(framework, args, ratios):
 def main(argv=None) -> list[dict]:
     extra, rest = _extra_args(sys.argv[1:] if argv is None else argv)
     args = parse_args(__doc__, rest)
-    args.epochs, args.distill = extra.epochs, extra.distill
-    ratios = [float(r) for r in extra.ratios.split(",") if r]
+    args.epochs, args.distill = (1 if args.quick else extra.epochs), extra.distill
+    ratios = [float(r) for r in extra.ratios.split(",") if r][:1 if args.quick else None]
     rows = []
     for framework in args.frameworks:
         rows += lenet_rows(framework, args)

@@ -1,6 +1,6 @@
 """Quantization, both frameworks: fp32 against every mode on LeNet-5, ResNet8 and the Dense-heavy MLP.
 
-    python bench/quantization.py [--json PATH] [--frameworks torch,keras] [--runs N] [--models a,b]
+    python bench/quantization.py [--json PATH] [--frameworks torch,keras] [--runs N] [--models a,b] [--quick]
 
 Rows per model (each against the fp32 model measured in the same run, batch 32, CPU):
 
@@ -21,6 +21,9 @@ Latency: all models of one network are timed together in interleaved rounds
 (:func:`compresslib.timing.interleaved_latency`); ``speedup`` is against the framework's eager
 fp32 model, ``speedup_vs_runtime_fp32`` against the same runtime running fp32 (LiteRT rows:
 ``litert_fp32``; torch rows run in torch itself, so it equals ``speedup``).
+
+``--quick``: LeNet-5 only (every mode, Float16 included), 512 training and 256 test images, 3 timed
+runs: a smoke run that checks every mode still quantizes, saves and times; its figures mean nothing.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, parse_args, retime, row  # noqa: E402
+from common import QUICK_TRAIN, emit, mnist, parse_args, retime, rounds_for, row  # noqa: E402
 
 import compresslib as cl  # noqa: E402
 from compresslib._dispatch import backend  # noqa: E402
@@ -53,13 +56,14 @@ def _extra(argv):
     return [m for m in known.models.split(",") if m], rest
 
 
-def _modes(framework):
+def _modes(framework, quick=False):
     fw_q = backend(framework, "quantization")
     fw_train = backend(framework, "train")
 
     def qat(m, train):
         p = cl.prepare_qat(m, cl.QAT(weight_bits=4, activation_bits=8))
-        fw_train.fit(p, (train[0][:QAT_SAMPLES], train[1][:QAT_SAMPLES]), epochs=1, lr=QAT_LR)
+        n = QUICK_TRAIN if quick else QAT_SAMPLES
+        fw_train.fit(p, (train[0][:n], train[1][:n]), epochs=1, lr=QAT_LR)
         return cl.convert(p)
 
     ptq4 = ("ptq_w4", lambda m, train: fw_q.fake_quantize_weights(m, 4))
@@ -95,23 +99,25 @@ def _clz_bytes(model) -> int:
 def main(argv=None) -> list[dict]:
     models, rest = _extra(argv if argv is not None else sys.argv[1:])
     args = parse_args(__doc__, rest)
+    if args.quick:
+        models = ["lenet5"]
     rows = []
     for framework in args.frameworks:
-        train, test = (cl.datasets.load_mnist(s, layout=framework) for s in ("train", "test"))
+        train, test = mnist(framework, args.quick)
         for name in models:
             model = cl.zoo.pretrained(name, framework=framework)
             base = cl.measure(model, data=test, runs=args.runs, name="fp32")
             base_clz = _clz_bytes(model)
             rows.append(row(base, name, "fp32", base, seconds=0.0, clz_bytes=base_clz, clz_size_ratio=1.0))
             timed = {"fp32": model}
-            for method, make in _modes(framework):
+            for method, make in _modes(framework, args.quick):
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     q = make(model, train)
                 seconds = time.perf_counter() - t0
                 slow = framework == "keras" and method in UNTIMED
-                r = cl.measure(q, data=test, runs=5 if slow else 3, warmup=2, latency=True, name=method)
+                r = cl.measure(q, data=test, runs=min(args.runs, 5 if slow else 3), warmup=2, latency=True, name=method)
                 if not slow:
                     timed[method] = q
                 clz = _clz_bytes(q)
@@ -121,7 +127,7 @@ def main(argv=None) -> list[dict]:
                       file=sys.stderr, flush=True)
             # every timed model of this network in interleaved rounds: ratios within one run are fair
             retime(rows, framework, name, timed, test[0][:32], runtime_baselines=RUNTIME_BASELINES,
-                   rounds=max(3, args.runs // 15), runs=15)
+                   **rounds_for(args))
     emit(rows, args.json, KEYS)
     return rows
 

@@ -49,10 +49,34 @@ ROW_HEIGHT_IN = 2.8
 GLUED: dict[str, Any] = {}
 
 
+class GluedText:
+    """A glued string, in two forms: plain text for ``{glue:text}`` and Markdown for ``{glue:md}``.
+
+    ``{glue:text}`` pastes text verbatim, so Markdown in it (a `` `name` `` in backticks) would show its
+    backticks to the reader: the plain form drops them. ``{glue:md}`` renders the Markdown form, code
+    spans included. Written by :func:`glue` for every ``str`` value.
+
+    Example:
+        >>> t = GluedText("the member `resnet8_w8` is fastest")
+        >>> repr(t), t._repr_markdown_()
+        ("'the member resnet8_w8 is fastest'", 'the member `resnet8_w8` is fastest')
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:  # text/plain: MyST-NB strips the quotes with literal_eval
+        return repr(self.text.replace("`", ""))
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Bind ``value`` to ``name`` for ``{glue:text}`name``` in Markdown cells (MyST-NB), and keep it in :data:`GLUED`.
 
-    A theory page quotes it as ``{glue:text}`../notebooks/NN_topic.ipynb::name:.2f```.
+    A theory page quotes it as ``{glue:text}`../notebooks/NN_topic.ipynb::name:.2f```. A string is glued as
+    :class:`GluedText`: ``{glue:text}`` shows it without Markdown backticks, ``{glue:md}`` renders its Markdown.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -63,7 +87,42 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         from myst_nb import glue as _glue
     except ImportError:  # Colab or plain Jupyter: nothing renders glued text, the value is still kept
         return
-    _glue(name, value, display=display)
+    _glue(name, GluedText(value) if isinstance(value, str) else value, display=display)
+
+
+def pace(ratio: float, noise: float = 0.05) -> str:
+    """How a speed ratio (the other model's time ÷ this one's) reads in prose, so a sentence cannot say
+    "faster" where the table says slower: ``"faster than"``, ``"slower than"`` or, when the ratio is within
+    ``noise`` (relative) of 1, ``"as fast as (within noise)"``.
+
+    ``noise``: the relative spread the timing allows, e.g. the two latencies' relative half-IQRs added;
+    5 % when not given (the drift of interleaved rounds on a shared machine).
+
+    Example:
+        >>> pace(1.12), pace(0.82), pace(1.03), pace(1.12, noise=0.2)
+        ('faster than', 'slower than', 'as fast as (within noise)', 'as fast as (within noise)')
+    """
+    if not ratio > 0:
+        raise ValueError(f"ratio must be a positive number, got {ratio!r}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    if ratio > 1 + noise:
+        return "faster than"
+    if ratio < 1 / (1 + noise):
+        return "slower than"
+    return "as fast as (within noise)"
+
+
+def timing_noise(*reports: Any, floor: float = 0.05) -> float:
+    """The relative noise of a ratio of the reports' latencies: their relative half-IQRs added (at least ``floor``).
+
+    Example:
+        >>> from types import SimpleNamespace as R
+        >>> round(timing_noise(R(latency_ms=2.0, latency_spread_ms=0.2), R(latency_ms=1.0, latency_spread_ms=0.05)), 3)
+        0.15
+    """
+    rel = sum((r.latency_spread_ms or 0.0) / r.latency_ms for r in reports if r.latency_ms)
+    return max(floor, rel)
 
 
 def device() -> str:

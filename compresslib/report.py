@@ -182,10 +182,8 @@ _COLUMNS = [  # (key, header, formatter): every column, exact values (markdown, 
 
 _COMPACT = [  # what a reader compares first, in short units, so the table fits a ~700 px column
     ("name", "model", str),
-    ("params", "params", _si),
-    ("macs", "MACs", _si),
-    ("file_bytes", "file", _bytes),
-    ("packed_bytes", ".clz", _bytes),
+    ("params", "params", _si),  # MACs are in the full table: parameters and size say "how big" here
+    ("stored_bytes", "size", _bytes),  # the packed .clz where there is one, else the native file: what size × compares
     ("latency_ms", "latency ms", "{:.3g}".format),
     ("accuracy", "accuracy %", lambda v: f"{100 * v:.2f}"),
     ("size_ratio", "size ×", "{:.2f}".format),
@@ -196,27 +194,35 @@ _COMPACT = [  # what a reader compares first, in short units, so the table fits 
 _TEXT_KEYS = {"name", "framework", "paired_verdict"}
 
 
+def _value(row: dict[str, Any], key: str) -> Any:
+    """``row[key]``; ``stored_bytes`` is the packed size where there is one, else the file's."""
+    if key == "stored_bytes":
+        return row.get("packed_bytes") if row.get("packed_bytes") is not None else row.get("file_bytes")
+    return row.get(key)
+
+
 @dataclass(repr=False)
 class Comparison:
     """Several reports against a baseline: ratios > 1 mean smaller / faster than the baseline.
 
-    In Jupyter it shows a compact table (short units, the columns a reader compares first, a column that is
-    the same in every row named once under it) and, folded under it, every column with exact values;
+    In Jupyter it shows a compact table that fits the book's 688 px column (at most 8 columns: short units,
+    the columns a reader compares first, one size column, a column that is the same in every row named once
+    under it) and, folded under it, every column with exact values; :meth:`full` shows only that one,
     :meth:`to_markdown` and :meth:`to_html` give either form.
     """
 
     rows: list[dict[str, Any]]
 
     def _constant(self, key: str) -> bool:
-        values = [r.get(key) for r in self.rows]
+        values = [_value(r, key) for r in self.rows]
         return len(self.rows) > 1 and key not in _TEXT_KEYS and not key.endswith("_ratio") and len(set(values)) == 1
 
     def _cells(self, columns=_COLUMNS, drop_constant: bool = False) -> tuple[list[tuple[str, str]], list[list[str]]]:
-        cols = [c for c in columns if any(r.get(c[0]) is not None for r in self.rows)]
+        cols = [c for c in columns if any(_value(r, c[0]) is not None for r in self.rows)]
         if drop_constant:
             cols = [c for c in cols if not self._constant(c[0])]
         header = [(key, title) for key, title, _ in cols]
-        body = [["" if r.get(key) is None else fmt(r[key]) for key, _, fmt in cols] for r in self.rows]
+        body = [["" if _value(r, key) is None else fmt(_value(r, key)) for key, _, fmt in cols] for r in self.rows]
         return header, body
 
     def to_markdown(self) -> str:
@@ -249,8 +255,8 @@ class Comparison:
         if not compact:
             return f"<div {_WRAP}>{self._html_table(_COLUMNS, compact=False)}</div>"
         n = len(self._cells()[0])
-        same = [(title, fmt(self.rows[0][key])) for key, title, fmt in _COMPACT
-                if self.rows[0].get(key) is not None and self._constant(key)]
+        same = [(title, fmt(_value(self.rows[0], key))) for key, title, fmt in _COMPACT
+                if _value(self.rows[0], key) is not None and self._constant(key)]
         note = (f'<div {_MUTED}>the same in every row: {html.escape(" · ".join(f"{t} {v}" for t, v in same))}</div>'
                 if same else "")
         return (f"<div {_WRAP}>{self._html_table(_COMPACT, compact=True)}</div>{note}"
@@ -260,10 +266,30 @@ class Comparison:
     def _repr_html_(self) -> str:
         return self.to_html()
 
+    def full(self) -> "_Html":
+        """Every column with exact values, shown as one table in Jupyter (it scrolls sideways in a narrow column).
+
+        Example:
+            >>> a = Report(name="a", framework="torch", params=1, nonzero_params=1, file_bytes=4, gzip_bytes=4, macs=1)
+            >>> "gzip bytes" in compare([a]).full()._repr_html_()
+            True
+        """
+        return _Html(self.to_html(compact=False))
+
     def __str__(self) -> str:
         return self.to_markdown()
 
     __repr__ = __str__
+
+
+@dataclass(repr=False)
+class _Html:
+    """Ready HTML that Jupyter displays as it is."""
+
+    html: str
+
+    def _repr_html_(self) -> str:
+        return self.html
 
 
 def compare(reports: Sequence[Report], baseline: int | Report = 0) -> Comparison:

@@ -65,22 +65,35 @@ def _timer(model: Any, example: Any) -> Callable[[int, int], list[float]]:
         framework = None
     runtime = getattr(model, "__compresslib_runtime__", None)
     if framework == "torch" and runtime is None:
-        import torch
+        from compresslib.torch import inputs
 
-        from compresslib.torch.train import model_device
-
-        ex = torch.as_tensor(np.asarray(example)) if not isinstance(example, torch.Tensor) else example
-        ex = ex.to(model_device(model))
+        # floats in the model's own dtype: a Float16/BFloat16 model rejects a float32 batch
+        args, kwargs = inputs.to_call(example, inputs.model_device(model), inputs.float_dtype(model))
+        ex = kwargs if kwargs else (args[0] if len(args) == 1 else args)
         time_model = backend("torch", "measure").time_model
         return lambda runs, warmup: time_model(model, ex, runs=runs, warmup=warmup)
     if framework == "keras" and runtime is None and hasattr(model, "weights"):
         time_model = backend("keras", "measure").time_model
-        ex = np.asarray(example)
+        ex = _keras_example(model, example)
         return lambda runs, warmup: time_model(model, ex, runs=runs, warmup=warmup)
     if not callable(model):
         raise TypeError(f"models: cannot time {type(model).__name__}: not a model and not callable")
     ex = np.asarray(example) if not hasattr(example, "shape") else example
     return lambda runs, warmup: time_calls(model, ex, runs=runs, warmup=warmup)
+
+
+def _keras_example(model: Any, example: Any) -> np.ndarray:
+    """``example`` as an array, floats cast to the dtype of the model's (single) float input."""
+    ex = np.asarray(example)
+    model_inputs = getattr(model, "inputs", None) or []
+    if len(model_inputs) == 1 and ex.dtype.kind == "f":
+        try:
+            dtype = np.dtype(str(getattr(model_inputs[0], "dtype", "float32")))
+        except TypeError:  # bfloat16 has no NumPy dtype: the model casts what it gets
+            return ex
+        if dtype.kind == "f" and dtype != ex.dtype:
+            ex = ex.astype(dtype)
+    return ex
 
 
 def interleaved_times(models: dict, example: Any, rounds: int = 7, runs: int = 15,
@@ -109,7 +122,8 @@ def interleaved_latency(models: dict, example: Any, rounds: int = 7, runs: int =
 
     Args:
         models: ``{label: model}``; torch modules, Keras models, runtime models or callables.
-        example: one input batch (a NumPy array; torch models get it as a tensor on their device).
+        example: one input batch (a NumPy array; torch models get it as a tensor on their device, floats in
+            their parameters' dtype, so Float16/BFloat16 models run; Keras models in their input's dtype).
         rounds, runs, warmup: ``rounds`` passes over all models, each ``runs`` timed calls after
             ``warmup`` untimed ones.
         spread: return ``{label: (median, half inter-quartile range)}`` instead.

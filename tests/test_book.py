@@ -137,7 +137,7 @@ def test_every_glue_reference_has_a_value():
     sources = [(p, "\n".join(c.source for c in _read(p).cells if c.cell_type == "markdown")) for p in NOTEBOOKS]
     sources += [(p, p.read_text()) for p in sorted((ROOT / "book").glob("*.md"))]
     for path, text in sources:
-        for ref in re.findall(r"\{glue:(?:text|)\}`([^`]+)`", text):
+        for ref in re.findall(r"\{glue:(?:text|md|)\}`([^`]+)`", text):
             key = ref.rsplit(":", 1)[0] if ":" in ref else ref     # MyST-NB's parse: format spec after the last ':'
             doc, _, key = key.rpartition("::")
             if path.suffix == ".md" and not doc:
@@ -197,3 +197,17 @@ def test_glue_keeps_plain_python_values():
     assert type(nb.GLUED["test_np_float"]) is float and type(nb.GLUED["test_np_int"]) is int
     with pytest.raises(ValueError, match="name"):
         nb.glue("", 1)
+
+
+def test_glued_strings_have_no_markup_as_text_and_render_as_markdown():
+    """{glue:text} pastes text verbatim: a glued string must not show Markdown backticks to the reader."""
+    pytest.importorskip("myst_nb")
+    from IPython.core.formatters import format_display_data
+
+    from compresslib import notebook as nb
+
+    nb.glue("test_member", "`resnet8_w8` is fastest")
+    assert nb.GLUED["test_member"] == "`resnet8_w8` is fastest"       # the value itself is kept
+    data, _ = format_display_data(nb.GluedText("`resnet8_w8` is fastest"))
+    assert data["text/plain"] == "'resnet8_w8 is fastest'"            # {glue:text}: no backticks
+    assert data["text/markdown"] == "`resnet8_w8` is fastest"          # {glue:md}: a code span

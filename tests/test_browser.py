@@ -11,6 +11,10 @@ The book is built from the notebooks' stored outputs (``execute_notebooks: "off"
 * any image not loaded;
 * pipe-table text in a paragraph (a Markdown table rendered as CommonMark);
 * any table wider than its column at 1280 px;
+* raw MyST markup in the text (``{glue:...}`` or a ``{role}`` followed by a backtick: a role that did not
+  render, e.g. one written inside backticks), except in code blocks;
+* any code block whose lines are wider than its box at 1280 px (the reader would scroll inside it);
+* any figure (an image of a notebook output or of a ``{figure}``) without a caption or without alt text;
 * any sideways scroll of the page at 390 px.
 
 Math is also checked over ``file://`` (a build opened from disk), and the search page must find
@@ -85,6 +89,29 @@ async () => {
     index: i, caption: (t.caption ? t.caption.textContent : t.rows[0] ? t.rows[0].textContent : '').trim().slice(0, 60),
     width: Math.max(t.scrollWidth, t.getBoundingClientRect().width),
   }));
+  // MyST markup that did not render: a {glue...} or {role}` left as text (inside code spans too: a role in
+  // backticks is the usual cause), anywhere but in code blocks (<pre>), where a chapter may show MyST source
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+  const rawMarkup = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (n.parentElement.closest('pre, script, style')) continue;
+    const m = n.textContent.match(/\{glue(:[a-z]+)?\}|\{[a-z]+(:[a-z]+)?\}`/);
+    if (m) rawMarkup.push(n.textContent.slice(Math.max(0, m.index - 20), m.index + 40).trim());
+  }
+  // code blocks whose lines do not fit their box (the reader scrolls sideways inside the cell); a folded
+  // (hide-input) cell is not checked until opened
+  const wideCode = [...article.querySelectorAll('pre')]
+      .filter(p => p.checkVisibility() && !p.closest('.cell_output'))   // code, not printed output
+      .filter(p => p.scrollWidth > p.clientWidth + 1)
+      .map(p => ({width: p.scrollWidth, box: p.clientWidth,
+                  line: p.textContent.split('\n').reduce((a, b) => b.length > a.length ? b : a, '').trim().slice(0, 70)}));
+  // figures a reader sees without a caption or alt text: images of notebook outputs and of {figure}s
+  const figures = [...article.querySelectorAll('.cell_output img, figure img, img.figure')]
+      .filter(i => i.checkVisibility())
+      .map(i => ({src: (i.getAttribute('src') || '').split('/').pop().slice(0, 40),
+                  caption: !!(i.closest('figure') && i.closest('figure').querySelector('figcaption')
+                              && i.closest('figure').querySelector('figcaption').textContent.trim()),
+                  alt: (i.getAttribute('alt') || '').trim().length > 0}));
   const pipeText = [...document.querySelectorAll('p')].map(p => p.textContent)
       .filter(t => /\|\s*:?(-{3,}|[\u2013\u2014]+):?\s*\|/.test(t)          // a separator row (smartquotes turn --- into a dash)
                    || t.split('\n').filter(l => /^\s*\|.*\|\s*$/.test(l)).length >= 2)
@@ -99,6 +126,9 @@ async () => {
     column: column,
     wideTables: tables.filter(t => t.width > column + 1),
     pipeText: pipeText,
+    rawMarkup: rawMarkup,
+    wideCode: wideCode,
+    uncaptioned: figures.filter(f => !f.caption || !f.alt),
     scrollWidth: document.documentElement.scrollWidth,
     innerWidth: window.innerWidth,
   };
@@ -219,6 +249,15 @@ def check_page(probe: dict, at_desktop: bool) -> list[str]:
         problems.append(f"images not loaded: {probe['images'][:5]}")
     if probe["pipeText"]:
         problems.append(f"pipe-table text in a paragraph (Markdown table rendered as CommonMark): {probe['pipeText'][:2]}")
+    if probe["rawMarkup"]:
+        problems.append(f"raw MyST markup in the text (a role or glue that did not render): {probe['rawMarkup'][:3]}")
+    if at_desktop and probe["wideCode"]:
+        problems.append(f"{len(probe['wideCode'])} code block(s) wider than their box (wrap lines at ~80 characters), "
+                        f"e.g. {probe['wideCode'][0]['width']} px in {probe['wideCode'][0]['box']} px: "
+                        f"{probe['wideCode'][0]['line']!r}")
+    if probe["uncaptioned"]:
+        problems.append(f"figures without caption or alt text: "
+                        + "; ".join(f"{f['src']} (caption: {f['caption']}, alt: {f['alt']})" for f in probe["uncaptioned"][:3]))
     if at_desktop and probe["wideTables"]:
         problems.append(f"tables wider than the {probe['column']:.0f} px column: "
                         + "; ".join(f"#{t['index']} {t['width']:.0f} px ({t['caption']!r})" for t in probe["wideTables"]))
@@ -282,6 +321,10 @@ def test_the_checks_catch_each_defect(browser, tmp_path):
         <img src="missing.png" alt="gone">
         <table><tr>""" + "".join(f"<td>column{i:02d}-wide-cell</td>" for i in range(12)) + """</tr></table>
         <div style="width:900px">wide block</div>
+        <p>The student is <code>{glue:text}</code>student_torch``, with {glue:text}`ratio` fewer.</p>
+        <div class="highlight"><pre style="width:500px;overflow-x:auto">short line
+""" + "x = " + "1 + " * 60 + """1</pre></div>
+        <div class="cell_output"><img src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="></div>
       </article><script>throw new Error("boom")</script></body></html>""")
     url = (tmp_path / "bad.html").as_uri()
     page, problems = open_page(browser, url, DESKTOP, (tmp_path.as_uri(),))
@@ -292,6 +335,7 @@ def test_the_checks_catch_each_defect(browser, tmp_path):
     page.context.close()
     text = "\n".join(problems + desktop + phone)
     for expected in ("request outside the build", "page error: boom", "formulas not rendered",
-                     "images not loaded", "pipe-table text", "tables wider than", "scrolls sideways"):
+                     "images not loaded", "pipe-table text", "tables wider than", "scrolls sideways",
+                     "raw MyST markup", "code block(s) wider than their box", "figures without caption or alt text"):
         assert expected in text, f"{expected!r} not flagged in:\n{text}"
     assert any(re.search(r"failed request: .*missing\.png", p) for p in problems), problems

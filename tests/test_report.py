@@ -57,9 +57,9 @@ def test_html_compact_columns_short_units_and_every_column_on_demand():
     html_ = compare([big, small]).to_html()
     compact, full = html_.split("<details")
     heads = re.findall(r"<th[^>]*>([^<]*)</th>", compact)
-    assert heads == ["model", "file", ".clz", "latency ms", "accuracy %", "size ×", "speedup ×", "drop pt"]
-    assert "the same in every row: params 1.86 M · MACs 1.86 M" in compact   # named once, not a column each
-    assert ">7.48 MB<" in compact and ">0.191<" in compact and ">8.48<" in compact
+    assert heads == ["model", "size", "latency ms", "accuracy %", "size ×", "speedup ×", "drop pt"]
+    assert "the same in every row: params 1.86 M" in compact   # named once, not a column each
+    assert ">7.46 MB<" in compact and ">1.77 MB<" in compact and ">0.191<" in compact and ">8.48<" in compact
     assert 'keras</span>' in compact                             # two frameworks: each name says which
     assert len(re.findall(r"<th[ >]", full)) == 13 and ">7,478,022<" in full and "all 13 columns" in full
     numeric = re.findall(r'<td style="([^"]*)">[0-9.,+\- kMB%]+</td>', compact)
@@ -80,4 +80,37 @@ def test_compact_keeps_columns_that_differ():
     rows = compare([_r("a", 4000, 2.0, 0.98), _r("b", 1000, 0.5, 0.97)])
     rows.rows[1]["params"] = 10
     heads = re.findall(r"<th[^>]*>([^<]*)</th>", rows.to_html().split("<details")[0])
-    assert "params" in heads and "MACs" not in heads
+    assert "params" in heads and "MACs" not in heads  # MACs: in the full table only
+
+
+def _estimated_px(table_html: str) -> float:
+    """Width of an HTML table at the book's 0.8 em of 16 px: the widest cell of each column (digits and
+    letters about 0.6 em wide; a name cell wraps at spaces, so its longest word counts, at least 8 em)."""
+    import html as html_lib
+
+    em = 0.8 * 16
+    rows = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r) for r in re.findall(r"<tr>(.*?)</tr>", table_html)]
+    widths = []
+    for j in range(len(rows[0])):
+        cells = [html_lib.unescape(re.sub(r"<[^>]+>", " ", r[j])) for r in rows]
+        chars = max(max(len(w) for w in c.split()) if j == 0 else len(c) for c in cells)
+        widths.append(max(chars * 0.6 * em, 8 * em if j == 0 else 0) + 0.7 * em)
+    return sum(widths)
+
+
+def test_compact_table_fits_the_688_px_column():
+    """Every column a comparison can have, two frameworks, long names: the compact table still fits."""
+    rows = [Report(name=name, framework=fw, params=p, nonzero_params=p // 3, file_bytes=b, gzip_bytes=b // 2,
+                   macs=m, latency_ms=lat, accuracy=acc, packed_bytes=b // 9)
+            for name, fw, p, b, m, lat, acc in (
+                ("gradual magnitude 0.9 global, packed", "torch", 266_610, 1_070_000, 266_200, 0.8123, 0.9812),
+                ("torch.nn.utils.prune 0.9 (masks)", "keras", 1_863_690, 7_478_022, 1_861_632, 12.31, 0.9674),
+                ("structured 0.5, distilled 20 ep + fold BN", "torch", 78_042, 330_000, 2_500_000, 0.191, 0.9011))]
+    table = compare(rows)
+    compact = table.to_html().split("<details")[0]
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", compact)
+    assert len(heads) <= 8 and "size" in heads and ".clz" not in heads
+    assert len(heads) == 8 and _estimated_px(compact) <= 688, _estimated_px(compact)
+    full = table.full()._repr_html_()
+    assert "<details" not in full and len(re.findall(r"<th[ >]", full)) == 13 and "overflow-x:auto" in full
+    assert _estimated_px(full) > 688  # why the full table is folded away: the estimate can tell the two apart

@@ -54,3 +54,34 @@ def test_paired_ratio_times_torch_modules_on_tensors():
     small, big = torch.nn.Linear(16, 4), torch.nn.Sequential(torch.nn.Linear(16, 2048), torch.nn.Linear(2048, 2048))
     r = paired_ratio(small, big, np.zeros((32, 16), np.float32), pairs=20, warmup=2)
     assert r["pairs"] == 20 and r["ratio"] > 1.5  # NumPy in, a tensor for the modules; the big one is slower
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_torch_models_of_any_float_dtype_get_their_dtype(dtype):
+    # what Float16/BFloat16 return: a float32 batch used to die in the warm-up ("bias type (c10::Half)")
+    seen = []
+    conv = torch.nn.Conv2d(1, 2, 3).to(dtype)
+    conv.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    out = interleaved_latency({"conv": conv}, np.zeros((4, 1, 8, 8), np.float32), rounds=1, runs=2, warmup=1)
+    assert out["conv"] > 0 and set(seen) == {dtype}
+    r = paired_ratio(conv, conv, np.zeros((4, 1, 8, 8), np.float32), pairs=2, warmup=0)
+    assert r["pairs"] == 2
+
+
+def test_torch_int_inputs_and_tuples_keep_their_dtype():
+    emb = torch.nn.Embedding(10, 4).half()
+    out = interleaved_latency({"emb": emb}, np.array([[1, 2, 3]], np.int64), rounds=1, runs=2)
+    assert out["emb"] > 0
+
+
+def test_keras_model_with_a_float16_input_gets_float16():
+    import keras
+
+    from compresslib.timing import _keras_example
+
+    inp = keras.Input((4,), dtype="float16")
+    model = keras.Model(inp, keras.layers.Dense(2, dtype="float16")(inp))
+    ex = _keras_example(model, np.zeros((3, 4), np.float32))
+    assert ex.dtype == np.float16 and ex.shape == (3, 4)
+    assert _keras_example(model, np.zeros((3, 4), np.int32)).dtype == np.int32  # integers are left alone
+    assert interleaved_latency({"m": model}, np.zeros((3, 4), np.float32), rounds=1, runs=2)["m"] > 0

@@ -106,9 +106,23 @@ def judge(model_name: str, cell: str, original: Any, apply: Callable[[Any], Any]
     return Outcome(model_name, cell, "works", "", agreement)
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with " …" where it was cut.
+
+    Example:
+        >>> shorten("which is not supported here", 16)
+        'which is not …'
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 2]
+    head = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return head.rstrip(" ,;:(") + " …"
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text[:300]}"
+    return shorten(f"{type(exc).__name__}: {text}", 300)
 
 
 def to_json(outcomes: list[Outcome]) -> list[dict]:

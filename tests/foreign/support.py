@@ -10,9 +10,10 @@ import json
 import re
 from pathlib import Path
 
-from .matrix import ROOT, Outcome
+from .matrix import ROOT, Outcome, shorten
 
 JSON = ROOT / "book" / "data" / "support_matrix.json"
+DETAIL_CHARS = 240  # a refusal reason is kept to this length, cut at a word boundary
 TABLE = ROOT / "book" / "data" / "support_table.md"
 # the table's column order (both frameworks' cells); a cell not listed comes after, alphabetically
 CELL_ORDER = ("measure", "Int8Dynamic", "Int8Static", "WeightOnly(8)", "WeightOnly(4)", "Float16", "BFloat16", "QAT",
@@ -32,13 +33,21 @@ def save(results: dict) -> None:
 
 def entry(outcome: Outcome) -> dict:
     agreement = None if outcome.agreement is None else round(outcome.agreement, 4)
-    return {"status": outcome.status, "detail": outcome.detail[:240], "agreement": agreement}
+    return {"status": outcome.status, "detail": shorten(outcome.detail, DETAIL_CHARS), "agreement": agreement}
 
 
 def _breakable(text: str, longest: int = 24) -> str:
     """``text`` with a zero-width space after the dots, underscores and slashes of words longer than ``longest``
     characters (dotted class paths in error messages), so that a phone can wrap them."""
     return " ".join(re.sub(r"([._/])", "\\1\u200b", w) if len(w) > longest else w for w in text.split(" "))
+
+
+def _whole_words(detail: str) -> str:
+    """A stored reason that was cut at exactly ``DETAIL_CHARS`` characters (older runs cut mid-word), cut back
+    to its last whole word; a reason cut by :func:`shorten` (ending in "…") or never cut is left as it is."""
+    if len(detail) < DETAIL_CHARS or detail.endswith("…"):
+        return detail
+    return shorten(detail, DETAIL_CHARS - 1)
 
 
 def render(results: dict) -> str:
@@ -58,7 +67,7 @@ def render(results: dict) -> str:
             other = [c for c in refused if row[c]["status"] != "refuses"]
             marks = ", ".join(c if c not in other else f"**{c} {row[c]['status']}**" for c in refused)
             out.append(f"| {model} | {len(cells) - len(refused)}/{len(cells)} | {marks or '—'} |")
-            reasons += [f"* {model} × {c}: {_breakable(row[c]['detail'])}" for c in refused]
+            reasons += [f"* {model} × {c}: {_breakable(_whole_words(row[c]['detail']))}" for c in refused]
         total = sum(len(r) for r in models.values())
         works = sum(c["status"] == "works" for r in models.values() for c in r.values())
         out += ["", f"{works} of {total} cells work; the rest refuse before doing any work.", ""]

@@ -1,0 +1,120 @@
+"""Every bench runs end to end in its ``--quick`` mode (a smoke run: tiny data, few repeats).
+
+Nothing else runs the benches, so without this a bench rots unseen (``bench/quantization.py`` died on
+the Float16 LeNet-5 for weeks). Each bench runs as a user runs it, ``python bench/NAME.py --quick
+--json PATH``, in its own process; the test fails on a non-zero exit and checks the rows it wrote:
+the methods a bench promises are all there, with real figures (accuracies of trained models, positive
+latencies, compressed files smaller than fp32). Quick figures mean nothing beyond that.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+TORCH_QUANT = {"fp32", "int8_dynamic", "int8_static", "weight_only_int8", "weight_only_int4_g16", "float16",
+               "bfloat16", "ptq_w4", "qat_w4a8"}
+KERAS_QUANT = {"fp32", "litert_fp32", "litert_dynamic", "litert_static", "keras_int8", "float16", "ptq_w4", "qat_w4a8"}
+
+
+def run_bench(name: str, tmp_path, *args: str, timeout: int = 300) -> dict:
+    """``python bench/NAME.py --quick --json PATH *args``; the JSON it wrote (fails with its stderr)."""
+    out = tmp_path / f"{name}.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]), CI="1",
+               TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", f"{name}.py"), "--quick", "--json", str(out),
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"bench/{name}.py --quick exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    with open(out) as fh:
+        return json.load(fh)
+
+
+def by_method(rows: list[dict], framework: str, model: str) -> dict:
+    return {r["method"]: r for r in rows if r["framework"] == framework and r["model"] == model}
+
+
+def assert_timed(rows: list[dict]) -> None:
+    bad = [(r["model"], r["method"], r.get("latency_ms")) for r in rows if not (r.get("latency_ms") or 0) > 0]
+    assert not bad, f"rows without a latency: {bad}"
+
+
+def test_baseline(tmp_path):
+    rows = run_bench("baseline", tmp_path)["rows"]
+    assert sorted((r["framework"], r["model"]) for r in rows) == sorted(
+        (f, m) for f in ("torch", "keras") for m in ("lenet300_100", "lenet5", "resnet8"))
+    assert all(0.9 < r["accuracy"] <= 1 for r in rows)  # trained models on 256 test digits
+    assert_timed(rows)
+    params = {(r["framework"], r["model"]): r["params"] for r in rows}
+    assert params[("torch", "lenet300_100")] == params[("keras", "lenet300_100")] == 266_610
+
+
+def test_quantization_every_mode_float16_included(tmp_path):
+    rows = run_bench("quantization", tmp_path)["rows"]
+    torch_rows, keras_rows = by_method(rows, "torch", "lenet5"), by_method(rows, "keras", "lenet5")
+    assert set(torch_rows) == TORCH_QUANT and set(keras_rows) == KERAS_QUANT
+    assert_timed(rows)
+    for fw_rows in (torch_rows, keras_rows):
+        assert fw_rows["float16"]["accuracy"] == pytest.approx(fw_rows["fp32"]["accuracy"], abs=0.02)
+        assert fw_rows["float16"]["clz_bytes"] < fw_rows["fp32"]["clz_bytes"]
+    assert torch_rows["int8_static"]["bytes"] < torch_rows["fp32"]["bytes"]
+    assert torch_rows["int8_static"]["speedup"] > 0 and keras_rows["litert_static"]["speedup_vs_runtime_fp32"] > 0
+
+
+def test_pruning(tmp_path):
+    rows = run_bench("pruning", tmp_path)["rows"]
+    for fw in ("torch", "keras"):
+        lenet, resnet = by_method(rows, fw, "lenet300_100"), by_method(rows, fw, "resnet8")
+        assert lenet["gradual magnitude 0.9 global, packed"]["sparsity"] == pytest.approx(0.9, abs=0.01)
+        assert lenet["gradual magnitude 0.9 global, packed"]["bytes"] < lenet["fp32"]["bytes"] / 3
+        assert lenet["N:M 2:4, packed"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+        assert {m for m in resnet if m.startswith("structured")} == {
+            "structured 0.5, no fine-tune", "structured 0.5, distilled 1 ep", "structured 0.5, distilled 1 ep + fold BN"}
+        assert resnet["structured 0.5, distilled 1 ep"]["macs_ratio"] > 1.5
+    assert_timed(rows)
+
+
+def test_lowrank(tmp_path):
+    rows = run_bench("lowrank", tmp_path)["rows"]
+    for fw in ("torch", "keras"):
+        lenet, resnet = by_method(rows, fw, "lenet5"), by_method(rows, fw, "resnet8")
+        assert set(lenet) == {"fp32", "tucker conv2 (3,6) + ft"}
+        assert {"fp32", "fold BN", "tucker (4,16) + fold", "tucker (4,16) + ft + fold", "cp 8 + fold",
+                "cp 8 + ft + fold"} <= set(resnet)
+        assert lenet["tucker conv2 (3,6) + ft"]["params"] < lenet["fp32"]["params"]
+        assert resnet["tucker (4,16) + ft + fold"]["factored_ratio"] > 1
+    assert not any(r["model"] == "mlp_wide" for r in rows)  # not shipped: quick leaves it out
+    assert_timed(rows)
+
+
+def test_deep_compression(tmp_path):
+    data = run_bench("deep_compression", tmp_path, "--frameworks", "torch")
+    stages = by_method(data["rows"], "torch", "lenet300_100")
+    assert list(stages) == ["fp32", "pruned", "+ shared", "+ coded"]
+    assert stages["+ coded"]["bytes"] < stages["+ shared"]["bytes"] < stages["fp32"]["bytes"]
+    coders = {c["coder"] for c in data["coders"]}
+    assert "ANS (constriction, .clz)" in coders and "fixed 5-bit" in coders
+
+
+def test_gpu_script_on_cpu(tmp_path):
+    data = run_bench("gpu", tmp_path, "--device", "cpu")
+    rows = data["rows"]
+    failed = [(r.get("group"), r.get("note")) for r in rows if r.get("status") == "failed"]
+    assert rows and not failed, f"groups that failed: {failed}"  # the script catches a group's failure as a row
+    assert data["meta"]["complete"] is True
+
+
+@pytest.mark.slow
+def test_residual(tmp_path):
+    data = run_bench("residual", tmp_path, timeout=600)
+    assert {t["framework"] for t in data["targets"]} == {"torch", "keras"}
+    assert_timed(data["rows"])
+
+
+@pytest.mark.slow
+def test_deploy(tmp_path):
+    rows = run_bench("deploy", tmp_path, "--no-minilm", timeout=600)["rows"]
+    assert {"lenet5", "resnet8"} <= {r["model"] for r in rows}
+    assert any(r["tool"] == "compresslib" and "int8" in r["method"] for r in rows)
+    assert_timed(rows)
