@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -51,15 +52,21 @@ def _retyped_graph(model: keras.Model, policy: str) -> tuple[keras.Model, dict[s
     skipped: dict[str, str] = {}
 
     def factory(layer):
+        made: dict[str, Any] = {}  # created on the first call, reused at the other places of a shared layer
+
         def apply(*args, **kwargs):
+            if "fallback" in made:
+                return made["fallback"](*args, **kwargs)
             try:
-                new = layer.__class__.from_config({**layer.get_config(), "dtype": policy})
-                out = new(*args, **kwargs)
-                new.set_weights([np.asarray(w) for w in layer.get_weights()])
+                if "new" not in made:
+                    made["new"] = layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+                out = made["new"](*args, **kwargs)
+                made["new"].set_weights([np.asarray(w) for w in layer.get_weights()])
                 return out
             except Exception as exc:  # noqa: BLE001 - this layer cannot be built in the dtype: keep it float32
                 skipped[layer.name] = f"{type(layer).__name__}: {_reason(exc)}"
-                return copy_layer(layer)(*args, **kwargs)
+                made["fallback"] = copy_layer(layer)
+                return made["fallback"](*args, **kwargs)
         return apply
 
     layers = [l for l in graph_layers(model) if not isinstance(l, keras.layers.InputLayer)]
