@@ -17,6 +17,7 @@ Example:
 """
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
 from typing import Any
@@ -80,16 +81,40 @@ def _retyped_subclassed(model: keras.Model, policy: str, verb: str) -> keras.Mod
         raise TypeError(f"model: {verb} re-creates the model in {policy}, but the subclassed "
                         f"{type(model).__name__} has no get_config() to re-create it from; give it "
                         f"get_config()/from_config()") from exc
+    name = type(model).__name__
+    missing = _missing_arguments(type(model), config)
+    if missing:
+        raise TypeError(f"model: {verb} re-creates the model in {policy} from its config, but the get_config() "
+                        f"of the subclassed {name} does not return its constructor argument(s) "
+                        f"{', '.join(missing)}; return them from get_config()")
     specs = input_specs(model)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        new = model.__class__.from_config({**config, "dtype": policy})
+        try:
+            new = model.__class__.from_config({**config, "dtype": policy})
+        except Exception as exc:  # noqa: BLE001 - a from_config that does not take its own get_config
+            raise TypeError(f"model: {verb} re-creates the model in {policy} from its config, but the subclassed "
+                            f"{name} cannot be re-created from its get_config() ({_reason(exc)}); make "
+                            f"from_config(get_config()) work") from exc
         _probe(new, specs, verb, policy)  # builds it: subclassed models create their weights on the first call
     finally:
         keras.config.set_dtype_policy(previous)
     new.set_weights(model.get_weights())
     return new
+
+
+def _missing_arguments(cls: type, config: dict) -> list[str]:
+    """The required arguments of ``cls.__init__`` that ``config`` lacks (``from_config`` would raise), unless
+    the class has its own ``from_config`` (which may supply them)."""
+    if "from_config" in vars(cls):
+        return []
+    try:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is p.empty and p.name not in config
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def retyped(model: keras.Model, policy: str, verb: str) -> keras.Model:

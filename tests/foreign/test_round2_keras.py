@@ -48,3 +48,21 @@ def test_structured_refuses_a_shared_layer_naming_it():
     outcome = keras_cells.run(keras_zoo.case("keras_shared_layers"), "Structured")
     assert outcome.status == "refuses", outcome
     assert "shared layer(s) shared_conv, shared_dense" in outcome.detail
+
+
+@pytest.mark.parametrize("cell", ["Int8Dynamic", "Int8Static"])
+def test_int8_on_a_functional_lstm_over_float_features_unrolls_it(cell):
+    """The unrolled copy keeps the feature axis: (None, 10, 6), not the token-id shape (None, 10)."""
+    case = keras_zoo.case("keras_functional_lstm")
+    outcome = keras_cells.run(case, cell)
+    assert outcome.status == "works", outcome
+    assert "recurrent layer(s) lstm unrolled over 10 steps" in outcome.detail
+    assert outcome.agreement > 0.99
+
+
+@pytest.mark.parametrize("cell", ["Float16", "BFloat16"])
+def test_half_precision_refuses_a_get_config_without_a_constructor_argument(cell):
+    outcome = keras_cells.run(keras_zoo.case("keras_partial_config"), cell)
+    assert outcome.status == "refuses", outcome
+    assert ("the get_config() of the subclassed PartialConfigNet does not return its constructor argument(s) "
+            "classes") in outcome.detail
