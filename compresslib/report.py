@@ -51,6 +51,10 @@ class Report:
     file_format: str = ""
     packed_bytes: Optional[int] = None
     layers: list[LayerStats] = field(default_factory=list)
+    # parameters held by more than one layer (tied weights), counted once in ``params``
+    shared_params: int = 0
+    # layers with weights whose work ``macs`` does not count (element-wise scales, normalizations), as "name (Kind)"
+    macs_not_counted: list[str] = field(default_factory=list)
 
     @property
     def sparsity(self) -> float:
@@ -76,7 +80,8 @@ class Report:
     def _table(self) -> list[tuple[str, str]]:
         rows = [
             ("framework", self.framework),
-            ("parameters", f"{self.params:,}"),
+            ("parameters", f"{self.params:,}" + (f" ({self.shared_params:,} shared by several layers, counted once)"
+                                                 if self.shared_params else "")),
             ("non-zero parameters", f"{self.nonzero_params:,} ({100 * (1 - self.sparsity):.1f} %)"),
             (f"file bytes ({self.file_format})", f"{self.file_bytes:,}"),
             ("gzipped file bytes", f"{self.gzip_bytes:,}"),
@@ -84,6 +89,10 @@ class Report:
         if self.packed_bytes is not None:
             rows.append(("packed .clz bytes", f"{self.packed_bytes:,}"))
         rows.append(("MACs per sample", f"{self.macs:,}"))
+        if self.macs_not_counted:
+            shown = ", ".join(self.macs_not_counted[:6]) + (f" and {len(self.macs_not_counted) - 6} more"
+                                                             if len(self.macs_not_counted) > 6 else "")
+            rows.append(("weighted layers not in MACs", shown))
         if self.latency_ms is not None:
             rows.append((
                 "latency (median ± IQR/2)",

@@ -66,3 +66,24 @@ def test_half_precision_refuses_a_get_config_without_a_constructor_argument(cell
     assert outcome.status == "refuses", outcome
     assert ("the get_config() of the subclassed PartialConfigNet does not return its constructor argument(s) "
             "classes") in outcome.detail
+
+
+def test_measure_counts_separable_and_transposed_convolutions():
+    case = keras_zoo.case("keras_separable_transposed")
+    report = cl.measure(keras_cells.original(case.name), example_input=case.example, latency=False)
+    macs = {layer.name: layer.macs for layer in report.layers}
+    assert macs["sep1"] == 8 * 8 * 8 * 9 + 8 * 8 * 16 * 8            # depthwise 3×3 on 8 channels, pointwise 8 → 16
+    assert macs["sep2"] == 8 * 8 * 32 * 9 + 8 * 8 * 16 * 32          # depth_multiplier 2: 32 channels in between
+    assert macs["up"] == 8 * 8 * 16 * 8 * 9                          # each input element spread over 3×3×8 outputs
+    assert report.macs == sum(macs.values()) and report.macs_not_counted == []
+
+
+def test_measure_counts_a_shared_layer_at_each_call_and_its_weights_once():
+    case = keras_zoo.case("keras_shared_layers")
+    model = keras_cells.original(case.name)
+    report = cl.measure(model, example_input=case.example, latency=False)
+    rows = {layer.name: layer for layer in report.layers}
+    assert rows["shared_conv"].params == 8 * 8 * 9 + 8 and rows["shared_conv"].macs == 2 * 16 * 16 * 8 * 8 * 9
+    assert rows["shared_dense"].macs == 2 * 16 * 16
+    assert report.params == sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    assert report.macs_not_counted == ["stem_bn (BatchNormalization)"]

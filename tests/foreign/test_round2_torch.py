@@ -44,3 +44,47 @@ def test_qat_on_a_vision_model_at_48_px_takes_its_size_from_the_example():
     got, want = torch_cells.outputs_of(example)(converted), torch_cells.outputs_of(example)(model)
     assert got[0].shape == want[0].shape == (4, 10)
     assert cosine(got[0], want[0]) > 0.9
+
+
+# --------------------------------------------------------------------------- 4. measure: each tensor once, every MAC
+
+def _measure(name):
+    case = torch_zoo.case(name)
+    model = case.make()
+    return model, cl.measure(model, example_input=case.example, latency=False)
+
+
+def test_measure_counts_a_tied_embedding_once_and_says_it_is_shared():
+    model, report = _measure("torch_tied_lm")
+    assert model.head.weight is model.embed.weight
+    assert report.params == sum(p.numel() for p in model.parameters()) == 100 * 32 + 32 * 32 + 32 == 4256
+    assert report.shared_params == 3200
+    assert "3,200 shared by several layers, counted once" in report.to_markdown()
+    assert report.macs == 12 * 32 * 32 + 12 * 32 * 100  # mix and the tied head, per sample of 12 tokens
+
+
+def test_measure_counts_a_weight_norm_conv_once_with_its_macs():
+    model, report = _measure("torch_weightnorm")
+    rows = {layer.name: layer for layer in report.layers}
+    assert report.params == sum(p.numel() for p in model.parameters()) == 2926
+    assert rows["pos_conv"].params == 32 + 32 * 8 * 9 + 9  # bias, v and g (weight_norm over dim=2: one g per tap)
+    frames = (200 - 10) // 5 + 1
+    assert rows["pos_conv"].macs == frames * 32 * 8 * 9 and rows["features"].macs == frames * 32 * 10
+    assert report.macs_not_counted == ["norm (LayerNorm)"]
+
+
+def test_measure_does_not_count_a_block_twice_and_lists_the_layer_scale():
+    """ConvNeXt's layers sit in ModuleLists: each MAC counted once (the flop counter's total), and the block
+    whose own weight is the layer scale is listed as not counted, never a silent 0."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    case = torch_zoo.case("hf_convnext")
+    model = case.make()
+    report = cl.measure(model, example_input=case.example, latency=False)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(pixel_values=case.example["pixel_values"][:1])
+    assert report.macs == counter.get_total_flops() // 2 == 419_648
+    assert "convnext.encoder.stages.0.layers.0 (ConvNextLayer)" in report.macs_not_counted
+    assert all(layer.macs or f"{layer.name} ({layer.kind})" in report.macs_not_counted
+               for layer in report.layers if layer.params and "Embedding" not in layer.kind)
