@@ -88,3 +88,60 @@ def test_measure_does_not_count_a_block_twice_and_lists_the_layer_scale():
     assert "convnext.encoder.stages.0.layers.0 (ConvNextLayer)" in report.macs_not_counted
     assert all(layer.macs or f"{layer.name} ({layer.kind})" in report.macs_not_counted
                for layer in report.layers if layer.params and "Embedding" not in layer.kind)
+
+
+# --------------------------------------------------------------------------- 5. Structured: Conv1d, weight_norm, a bound
+
+def _record(fn, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    return result, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def test_structured_prunes_the_conv1d_channels_of_a_temporal_cnn():
+    case = torch_zoo.case("torch_tcn")
+    outcome = torch_cells.run(case, "Structured")  # input untouched, same output shapes, save → load identical
+    assert outcome.status == "works", outcome
+    pruned = cl.prune(case.make(), cl.Structured(0.3), example_input=case.example)
+    widths = {n: (m.in_channels, m.out_channels) for n, m in pruned.named_modules() if isinstance(m, torch.nn.Conv1d)}
+    assert widths == {"blocks.0.conv1": (4, 11), "blocks.0.conv2": (11, 11), "blocks.0.down": (4, 11),
+                      "blocks.1.conv1": (11, 11), "blocks.1.conv2": (11, 11),
+                      "blocks.2.conv1": (11, 11), "blocks.2.conv2": (11, 11)}
+    assert sum(p.numel() for p in pruned.parameters()) == 2260 < 4485
+    assert outcome.agreement > 0.9
+
+
+def test_structured_keeps_a_weight_norm_conv_whole_and_says_why():
+    case = torch_zoo.case("torch_weightnorm")
+    model = case.make()
+    pruned, said = _record(cl.prune, model, cl.Structured(0.3), example_input=case.example)
+    assert any("pos_conv (it reaches the parametrized layer(s) pos_conv" in w for w in said), said
+    assert any("the model comes back unchanged" in w for w in said), said
+    assert torch.nn.utils.parametrize.is_parametrized(pruned.pos_conv, "weight")
+    np.testing.assert_array_equal(torch_cells.outputs_of(case.example)(pruned)[0],
+                                  torch_cells.outputs_of(case.example)(model)[0])
+
+
+def test_structured_bounds_the_dependency_walk_of_a_diffusion_unet(monkeypatch):
+    """Torch-Pruning's walk from the attention's qkv conv (channels reshaped into heads × positions) does not
+    end; that root is kept whole after GROUP_SECONDS and the rest is pruned."""
+    from compresslib.torch import pruning
+
+    monkeypatch.setattr(pruning, "GROUP_SECONDS", 2.0)
+    case = torch_zoo.case("torch_unet")
+    model = case.make()
+    pruned, said = _record(cl.prune, model, cl.Structured(0.3), example_input=case.example)
+    assert any("attn.qkv (Torch-Pruning's walk of its channel dependencies did not end in 2 s" in w for w in said)
+    assert pruned.attn.qkv.out_channels == 3 * pruned.attn.out.in_channels
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+    assert torch_cells.outputs_of(case.example)(pruned)[0].shape == (4, 3, 16, 16)
+
+
+def test_structured_refuses_when_the_whole_search_runs_over_its_bound(monkeypatch):
+    from compresslib.torch import pruning
+
+    monkeypatch.setattr(pruning, "SEARCH_SECONDS", 0.0)
+    case = torch_zoo.case("torch_tcn")
+    with pytest.raises(ValueError, match="channel-dependency search took more than 0 s"):
+        cl.prune(case.make(), cl.Structured(0.3), example_input=case.example)
