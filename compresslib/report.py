@@ -56,6 +56,10 @@ class Report:
     # each test sample's correctness (a boolean array), when accuracy was measured: the paired test of
     # ``compare`` needs it; not part of ``summary()``/``to_dict()``
     correct: Optional[Any] = field(default=None, repr=False, compare=False)
+    # parameters held by more than one layer (tied weights), counted once in ``params``
+    shared_params: int = 0
+    # layers with weights whose work ``macs`` does not count (element-wise scales, normalizations), as "name (Kind)"
+    macs_not_counted: list[str] = field(default_factory=list)
 
     @property
     def sparsity(self) -> float:
@@ -94,7 +98,8 @@ class Report:
     def _table(self) -> list[tuple[str, str]]:
         rows = [
             ("framework", self.framework),
-            ("parameters", f"{self.params:,}"),
+            ("parameters", f"{self.params:,}" + (f" ({self.shared_params:,} shared by several layers, counted once)"
+                                                 if self.shared_params else "")),
             ("non-zero parameters", f"{self.nonzero_params:,} ({100 * (1 - self.sparsity):.1f} %)"),
             (f"file bytes ({self.file_format})", f"{self.file_bytes:,}"),
             ("gzipped file bytes", f"{self.gzip_bytes:,}"),
@@ -102,6 +107,10 @@ class Report:
         if self.packed_bytes is not None:
             rows.append(("packed .clz bytes", f"{self.packed_bytes:,}"))
         rows.append(("MACs per sample", f"{self.macs:,}"))
+        if self.macs_not_counted:
+            shown = ", ".join(self.macs_not_counted[:6]) + (f" and {len(self.macs_not_counted) - 6} more"
+                                                             if len(self.macs_not_counted) > 6 else "")
+            rows.append(("weighted layers not in MACs", shown))
         if self.latency_ms is not None:
             rows.append((
                 "latency (median ± IQR/2)",

@@ -61,12 +61,15 @@ def check_measure_args(batch_size: Any, packed: Any = False) -> None:
 
 def assemble(*, framework: str, name: str, layers: list, native: tuple[int, int, str], device: str,
              threads: Optional[int], time: Optional[Callable[[], list[float]]] = None,
-             batch_size: Optional[int] = None, accuracy: Optional[Callable[[], float]] = None) -> Any:
+             batch_size: Optional[int] = None, accuracy: Optional[Callable[[], float]] = None,
+             shared_params: int = 0) -> Any:
     """A :class:`compresslib.report.Report` from what a backend measured: the one place its fields are filled.
 
     ``layers``: per-layer ``LayerStats``; ``native``: ``(bytes, gzipped bytes, format)``;
     ``time()``: the latency samples in ms (skipped when None); ``accuracy()``: top-1 in 0..1, or each
     sample's correctness (a boolean array: the report then carries ``correct`` and its interval).
+    ``shared_params``: parameters held by several layers, already counted once in ``layers``. A layer
+    with parameters but no MACs is listed in ``macs_not_counted`` (an embedding lookup does no MACs).
 
     Example:
         >>> from compresslib.report import LayerStats
@@ -82,7 +85,9 @@ def assemble(*, framework: str, name: str, layers: list, native: tuple[int, int,
     report = Report(name=name, framework=framework, params=sum(l.params for l in layers),
                     nonzero_params=sum(l.nonzero_params for l in layers), file_bytes=size, gzip_bytes=gz,
                     file_format=fmt, macs=sum(l.macs for l in layers), layers=list(layers), device=device,
-                    threads=threads)
+                    threads=threads, shared_params=int(shared_params),
+                    macs_not_counted=[f"{l.name} ({l.kind})" for l in layers
+                                      if l.params and not l.macs and "Embedding" not in l.kind])
     if time is not None:
         times = time()
         report.latency_ms, report.latency_spread_ms = latency_stats(times)

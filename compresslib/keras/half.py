@@ -17,8 +17,10 @@ Example:
 """
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -51,15 +53,21 @@ def _retyped_graph(model: keras.Model, policy: str) -> tuple[keras.Model, dict[s
     skipped: dict[str, str] = {}
 
     def factory(layer):
+        made: dict[str, Any] = {}  # created on the first call, reused at the other places of a shared layer
+
         def apply(*args, **kwargs):
+            if "fallback" in made:
+                return made["fallback"](*args, **kwargs)
             try:
-                new = layer.__class__.from_config({**layer.get_config(), "dtype": policy})
-                out = new(*args, **kwargs)
-                new.set_weights([np.asarray(w) for w in layer.get_weights()])
+                if "new" not in made:
+                    made["new"] = layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+                out = made["new"](*args, **kwargs)
+                made["new"].set_weights([np.asarray(w) for w in layer.get_weights()])
                 return out
             except Exception as exc:  # noqa: BLE001 - this layer cannot be built in the dtype: keep it float32
                 skipped[layer.name] = f"{type(layer).__name__}: {_reason(exc)}"
-                return copy_layer(layer)(*args, **kwargs)
+                made["fallback"] = copy_layer(layer)
+                return made["fallback"](*args, **kwargs)
         return apply
 
     layers = [l for l in graph_layers(model) if not isinstance(l, keras.layers.InputLayer)]
@@ -73,16 +81,40 @@ def _retyped_subclassed(model: keras.Model, policy: str, verb: str) -> keras.Mod
         raise TypeError(f"model: {verb} re-creates the model in {policy}, but the subclassed "
                         f"{type(model).__name__} has no get_config() to re-create it from; give it "
                         f"get_config()/from_config()") from exc
+    name = type(model).__name__
+    missing = _missing_arguments(type(model), config)
+    if missing:
+        raise TypeError(f"model: {verb} re-creates the model in {policy} from its config, but the get_config() "
+                        f"of the subclassed {name} does not return its constructor argument(s) "
+                        f"{', '.join(missing)}; return them from get_config()")
     specs = input_specs(model)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        new = model.__class__.from_config({**config, "dtype": policy})
+        try:
+            new = model.__class__.from_config({**config, "dtype": policy})
+        except Exception as exc:  # noqa: BLE001 - a from_config that does not take its own get_config
+            raise TypeError(f"model: {verb} re-creates the model in {policy} from its config, but the subclassed "
+                            f"{name} cannot be re-created from its get_config() ({_reason(exc)}); make "
+                            f"from_config(get_config()) work") from exc
         _probe(new, specs, verb, policy)  # builds it: subclassed models create their weights on the first call
     finally:
         keras.config.set_dtype_policy(previous)
     new.set_weights(model.get_weights())
     return new
+
+
+def _missing_arguments(cls: type, config: dict) -> list[str]:
+    """The required arguments of ``cls.__init__`` that ``config`` lacks (``from_config`` would raise), unless
+    the class has its own ``from_config`` (which may supply them)."""
+    if "from_config" in vars(cls):
+        return []
+    try:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.default is p.empty and p.name not in config
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def retyped(model: keras.Model, policy: str, verb: str) -> keras.Model:

@@ -37,7 +37,7 @@ import numpy as np
 
 from compresslib.registry import register_kind
 from compresslib.keras.checks import check_batch, check_model, describe, is_subclassed, probe_input, single_input
-from compresslib.keras.rebuild import graph_layers, rebuild
+from compresslib.keras.rebuild import functional_of, graph_layers, rebuild
 from compresslib.report import LayerStats
 
 BUILTINS = "LiteRT builtin ops"
@@ -164,7 +164,9 @@ def unrolled(model: keras.Model, steps: int) -> keras.Model:
             return out
         return apply
 
-    return rebuild(model, {name: unroll for name in names}, input_shapes=[(steps,)])
+    graph = functional_of(model)
+    shapes = [(steps,) + tuple(t.shape[2:]) for t in graph.inputs]  # token ids (N, T) or features (N, T, F)
+    return rebuild(model, {name: unroll for name in names}, input_shapes=shapes)
 
 
 # --------------------------------------------------------------------------- conversion

@@ -5,8 +5,8 @@ is recorded (the patch is undone when the call returns), so it sees what the mod
 runs: layers of nested models, layers called inside a subclassed model's ``call`` or a
 custom layer, shared layers (counted at every call), and the real
 sequence length of a model built with ``Input((None, ...))``. Layers with a formula are
-counted whole and their inner calls are not looked at again: convolutions (incl. depthwise
-and grouped), ``Dense``, ``EinsumDense``, ``LSTM``/``GRU``/``SimpleRNN`` (per step and
+counted whole and their inner calls are not looked at again: convolutions (incl. depthwise,
+grouped, separable and transposed), ``Dense``, ``EinsumDense``, ``LSTM``/``GRU``/``SimpleRNN`` (per step and
 gate, :func:`compresslib.core.measure.rnn_macs`), ``Bidirectional`` (both directions) and
 ``MultiHeadAttention`` (projections and both attention products), ``TimeDistributed`` (its
 layer once per step). Element-wise layers count 0.
@@ -36,8 +36,13 @@ from compresslib.core.measure import conv_macs, dense_macs, rnn_macs
 _RNN = {"LSTM": "LSTM", "GRU": "GRU", "SimpleRNN": "RNN"}
 
 
+_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+
+
 def _counted(layer: Any) -> bool:
-    return isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+    return isinstance(layer, _SEPARABLE + _TRANSPOSED) or isinstance(layer, (
+                              keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
                               keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
                               keras.layers.EinsumDense, keras.layers.MultiHeadAttention,
                               keras.layers.Bidirectional, keras.layers.TimeDistributed)) or type(layer).__name__ in _RNN
@@ -86,6 +91,16 @@ def layer_macs(layer: Any, in_shape: tuple, out_shape: tuple, extra: Optional[di
     ``extra``: ``{"value": shape, "key": shape}`` for attention layers.
     """
     per_sample = int(np.prod(out_shape[1:]))
+    last = getattr(layer, "data_format", "channels_last") == "channels_last"
+    channels = int(in_shape[-1] if last else in_shape[1]) if len(in_shape) > 1 else 1
+    if isinstance(layer, _SEPARABLE):  # depthwise (depth_multiplier per channel) then a 1×1 pointwise convolution
+        positions = per_sample // int(layer.filters)
+        middle = channels * int(layer.depth_multiplier)
+        return conv_macs(positions * middle, 1, int(np.prod(layer.kernel_size))) + conv_macs(per_sample, middle, 1)
+    if isinstance(layer, _TRANSPOSED):  # every input element is spread over kernel × filters outputs
+        positions = int(np.prod(in_shape[1:])) // channels
+        return conv_macs(positions * channels, int(layer.filters) // getattr(layer, "groups", 1),
+                         int(np.prod(layer.kernel_size)))
     if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
         return conv_macs(per_sample, 1, int(np.prod(layer.kernel_size)))
     if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):

@@ -35,7 +35,7 @@ from compresslib.core.schedules import Schedule, resolve
 from compresslib.core.sensitivity import scan
 from compresslib.keras import graph as kgraph
 from compresslib.keras.checks import check_model, describe, require_graph, warn_unchanged
-from compresslib.keras.rebuild import copy_model, is_graph_model, rebuild
+from compresslib.keras.rebuild import copy_model, is_graph_model, rebuild, shared_layers
 from compresslib.registry import register
 
 PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D")
@@ -353,6 +353,11 @@ def _inlined(model) -> keras.Model:
 
 def _structured(model, config: Structured, ignored: tuple, seed: int) -> keras.Model:
     require_graph(model, "Structured pruning")
+    shared = shared_layers(model)
+    if shared:  # the channel walk follows one call per layer; a second call would need the same channels too
+        raise ValueError(f"model: Structured pruning cannot remove channels of a layer called at several places "
+                         f"of the graph (shared layer(s) {describe(shared)}): its kernel would have to fit the "
+                         f"channels of every call; use Magnitude or NM pruning, or give each call its own layer")
     original, model = model, _inlined(model)
     g, keep = structured_plan(model, config, ignored, seed, warn=False)
     if not keep:

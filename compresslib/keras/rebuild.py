@@ -93,6 +93,10 @@ def rebuild(model, replacements: Optional[Replacements] = None, name: Optional[s
     axis) for the model's inputs, e.g. to fix a sequence length. ``inline=True``: nested
     models are not kept as one layer; their layers join the new model's graph (layer names
     must then be unique across the whole model, or Keras raises ``ValueError``).
+
+    A layer called at several places of the graph (a shared layer) is re-created or replaced once and
+    the new one called at each place, so it stays shared: a replacement factory's callable must create
+    its layers once, not on every call.
     """
     replacements = replacements or {}
     graph = functional_of(model)
@@ -102,7 +106,14 @@ def rebuild(model, replacements: Optional[Replacements] = None, name: Optional[s
     inputs = [keras.Input(shape=shape, dtype=t.dtype, name=t._keras_history.operation.name)
               for shape, t in zip(shapes, graph.inputs)]
 
+    made: dict[int, Any] = {}  # one new callable per operation: a layer called at two places stays shared
+
     def operation_fn(op):
+        if id(op) not in made:
+            made[id(op)] = new_operation(op)
+        return made[id(op)]
+
+    def new_operation(op):
         if op.name in replacements:
             return replacements[op.name](op)
         if inline and is_graph_model(op):
@@ -159,6 +170,23 @@ def consumers(model) -> dict[str, int]:
         producer = t._keras_history.operation.name
         count[producer] = count.get(producer, 0) + 1
     return count
+
+
+def shared_layers(model) -> list[str]:
+    """Names of the layers called at more than one place of ``model``'s graph (nested graphs included).
+
+    Example:
+        >>> i = keras.Input((4,)); d = keras.layers.Dense(4, name="shared")
+        >>> shared_layers(keras.Model(i, d(d(i))))
+        ['shared']
+    """
+    graph = functional_of(model)
+    calls: dict[int, int] = {}
+    for nodes in graph._nodes_by_depth.values():
+        for node in nodes:
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
+    names = [op.name for op in graph.operations if calls.get(id(op), 0) > 1]
+    return names + [n for op in graph.operations if is_graph_model(op) for n in shared_layers(op)]
 
 
 def producer(model, layer) -> Optional[Any]:

@@ -225,14 +225,19 @@ def output_shapes(output: Any) -> list[tuple]:
 def guess_example(model: nn.Module, argument: str = "example_input") -> torch.Tensor:
     """A zero batch of one the model accepts, shaped from its first Linear/Conv layer.
 
-    Tries 28, 32, 64 and 224 pixels for a convolutional stem. Models whose input is
+    For a convolutional stem, tries the image size the model declares (a Hugging Face
+    ``config.image_size``) first, then 28, 32, 64 and 224 pixels. Models whose input is
     not one float tensor (token ids, dicts, several arguments) need ``example_input``.
     """
     first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))), None)
     if isinstance(first, nn.Linear):
         candidates = [torch.zeros(1, first.in_features)]
     elif isinstance(first, nn.Conv2d):
-        candidates = [torch.zeros(1, first.in_channels, s, s) for s in (28, 32, 64, 224)]
+        declared = getattr(getattr(model, "config", None), "image_size", None)
+        sizes = [declared if isinstance(declared, (tuple, list)) else (declared, declared)] \
+            if isinstance(declared, int) or (isinstance(declared, (tuple, list)) and len(declared) == 2) else []
+        sizes += [(s, s) for s in (28, 32, 64, 224)]
+        candidates = [torch.zeros(1, first.in_channels, int(h), int(w)) for h, w in sizes]
     elif isinstance(first, nn.Conv1d):
         candidates = [torch.zeros(1, first.in_channels, s) for s in (28, 64, 256)]
     else:

@@ -17,25 +17,35 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from compresslib.core.measure import assemble, check_measure_args, conv_macs, dense_macs, file_sizes, rnn_macs
 from compresslib.report import LayerStats, Report
 from compresslib.torch import inputs, train
 
 
-def _weight_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The module's own (not its children's) weight tensors, float or packed-integer."""
-    out = {n: _plain_tensor(p.detach()) for n, p in module.named_parameters(recurse=False)}
+def _weight_tensors(module: nn.Module) -> dict[str, tuple[Optional[int], torch.Tensor]]:
+    """The module's own (not its children's) weight tensors, float or packed-integer, each with the ``id`` of the
+    parameter it is (None for a tensor computed here), so that a parameter held by several modules is seen as one.
+
+    The originals of a parametrized weight (``weight_norm``'s ``g`` and ``v``) count as the module's own.
+    """
+    own = list(module.named_parameters(recurse=False))
+    if parametrize.is_parametrized(module):
+        own += [(f"{name}.{pn}", p) for name, plist in module.parametrizations.items()
+                for pn, p in plist.named_parameters()]
+    out = {n: (id(p), _plain_tensor(p.detach())) for n, p in own}
     if hasattr(module, "dequantized_weight"):  # compresslib's packed weight-only layers
-        out["weight"] = module.dequantized_weight().detach()
-    # quantized modules keep weights in packed params, not in parameters()
-    if not out and hasattr(module, "weight") and callable(getattr(module, "weight")):
+        out["weight"] = (None, module.dequantized_weight().detach())
+    # quantized modules keep weights in packed params, not in parameters() (a child module named weight is not one)
+    weight = getattr(module, "weight", None) if not out else None
+    if callable(weight) and not isinstance(weight, nn.Module):
         try:
             w = module.weight()
-            out["weight"] = w.dequantize() if w.is_quantized else w
+            out["weight"] = (None, w.dequantize() if w.is_quantized else w)
             b = module.bias() if callable(getattr(module, "bias", None)) else None
             if b is not None:
-                out["bias"] = b
+                out["bias"] = (None, b)
         except Exception:  # pragma: no cover - foreign module with a weight() method
             pass
     return out
@@ -48,15 +58,25 @@ def _plain_tensor(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _layer_counts(model: nn.Module) -> dict[str, tuple[str, int, int]]:
-    counts = {}
+def _layer_counts(model: nn.Module) -> tuple[dict[str, tuple[str, int, int]], int]:
+    """``{layer: (kind, params, non-zeros)}`` counting each parameter once (at the first layer holding it), and
+    how many parameters a later layer holds too (tied weights: an output layer reusing the embedding)."""
+    counts, seen, shared = {}, set(), 0
+    inner = {id(sub) for m in model.modules() if parametrize.is_parametrized(m)
+             for sub in m.parametrizations.modules()}  # counted with the parametrized layer
     for name, module in model.named_modules():
+        if id(module) in inner:
+            continue
         tensors = _weight_tensors(module)
-        if tensors:
-            params = sum(t.numel() for t in tensors.values())
-            nonzero = sum(int(torch.count_nonzero(t)) for t in tensors.values())
-            counts[name] = (type(module).__name__, params, nonzero)
-    return counts
+        if not tensors:
+            continue
+        fresh = [t for key, t in tensors.values() if key is None or key not in seen]
+        shared += sum(t.numel() for key, t in tensors.values() if key is not None and key in seen)
+        seen.update(key for key, _ in tensors.values() if key is not None)
+        params = sum(t.numel() for t in fresh)
+        nonzero = sum(int(torch.count_nonzero(t)) for t in fresh)
+        counts[name] = (type(module).__name__, params, nonzero)
+    return counts, shared
 
 
 _RNN = (nn.LSTM, nn.GRU, nn.RNN)
@@ -117,14 +137,21 @@ def macs_by_layer(model: nn.Module, example: Any) -> dict[str, int]:
     flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
     root = type(model).__name__
     counted = {n: flops.get(f"{root}.{n}" if n else root, 0) // 2 for n, _ in named}
+    # a module's own MACs: its count less those of the nearest counted modules inside it (a ModuleList is never
+    # called, so the layers in it are subtracted from the module that holds the list)
+    own = dict(counted)
+    for n in (n for n, _ in named if n and f"{root}.{n}" in flops):
+        parts = n.split(".")
+        holder = next((".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
+                       if f"{root}.{'.'.join(parts[:i])}" in flops), "")
+        own[holder] = own.get(holder, 0) - counted[n]
     macs: dict[str, int] = {}
     for n, m in named:
-        children = [f"{n}.{c}" if n else c for c, _ in m.named_children()]
-        own = counted[n] - sum(counted.get(c, 0) for c in children)
-        if not children and own == 0:
-            own = fallback.get(n, 0)
-        if own > 0:
-            macs[n] = own
+        mine = own[n]
+        if not list(m.children()) and mine == 0:
+            mine = fallback.get(n, 0)
+        if mine > 0:
+            macs[n] = mine
     return macs
 
 
@@ -217,7 +244,7 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
             arg = "example_input" if example_input is not None else "data"
             raise ValueError(f"{arg}: the model cannot run on {inputs.describe(example)}: "
                              f"{type(exc).__name__}: {exc}") from None
-        counts = _layer_counts(model)
+        counts, shared = _layer_counts(model)
         layers = [LayerStats(n, kind, p, nz, macs.get(n, 0)) for n, (kind, p, nz) in counts.items()]
         kinds = dict((n, type(m).__name__) for n, m in model.named_modules())
         layers += [LayerStats(n, kinds.get(n, ""), 0, 0, m) for n, m in macs.items() if n not in counts]
@@ -226,7 +253,8 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
             device=str(inputs.model_device(model)), threads=torch.get_num_threads(),
             time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,
             batch_size=inputs.leading_size(example),
-            accuracy=(lambda: train.evaluate(model, data, per_sample=True)) if data is not None else None)
+            accuracy=(lambda: train.evaluate(model, data, per_sample=True)) if data is not None else None,
+            shared_params=shared)
     finally:
         for m, flag in flags.items():
             m.training = flag

@@ -23,14 +23,19 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import signal
+import threading
+import time
 import warnings
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 import torch.nn.utils.prune  # noqa: F401  (masks-only pruning, for comparison)
 from torch import nn
+from torch.nn.utils import parametrize
 
 from compresslib.configs import NM, Magnitude, PruneConfig, Structured
 from compresslib.core import masks as core_masks
@@ -349,7 +354,18 @@ def prune_structured(model: nn.Module, config: Structured, *, example_input: Any
         before = inputs.output_shapes(inputs.call(work, example))
     keep_names = ignored | _output_layers(work, example)
     new, graph = _traced_copy(work, example)
-    plans = _plans(new, graph, config, keep_names, seed)
+    held: dict[str, str] = {}
+    plans = _plans(new, graph, config, keep_names, seed, held)
+    if held:
+        warnings.warn("prune(Structured): kept whole the channel groups of "
+                      + "; ".join(f"{root} ({why})" for root, why in held.items()),
+                      UserWarning, stacklevel=3)
+    if not plans:
+        why = [f"{len(held)} group(s) kept whole, named in the warning before"] if held else []
+        why += [f"the layers producing the outputs stay whole ({', '.join(sorted(keep_names))})"] if keep_names else []
+        warnings.warn("prune(Structured): the model comes back unchanged: no channel group of its Conv1d/Conv2d/"
+                      "Conv3d/Linear layers can be cut" + (f" ({'; '.join(why)})" if why else ""),
+                      UserWarning, stacklevel=3)
     for group, _, remove in plans:  # decide everything first, then cut
         group.prune(idxs=remove)
     if _output_problem(new, example, before):
@@ -384,8 +400,88 @@ def _traced_copy(model: nn.Module, example: Any):
     return new, graph
 
 
-def _plans(model: nn.Module, graph, config: Structured, keep_names: set, seed: int) -> list:
-    """``[(group, root name, channels to remove)]`` for every prunable group, scored on ``model``'s weights."""
+# Torch-Pruning's walk from one root layer through the graph's index mappings can grow without bound (a reshape
+# that folds channels into a spatial axis, as attention over a feature map does: > 240 s on a 0.4 M-parameter
+# UNet); a root whose walk takes longer is kept whole, and the whole search is bounded
+GROUP_SECONDS = 5.0
+SEARCH_SECONDS = 25.0
+
+
+class _WalkTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[bool]:
+    """Raise :class:`_WalkTimeout` in the block after ``seconds`` (a SIGALRM timer; only in the main thread and
+    when no other timer is set, else the block runs unbounded). Yields whether the bound is armed."""
+    if (threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer")
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
+        yield False
+        return
+
+    def on_alarm(signum, frame):
+        raise _WalkTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _walking_root(exc: BaseException) -> Any:
+    """The root layer Torch-Pruning's ``get_all_groups`` was walking from when ``exc`` interrupted it."""
+    tb, root = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "get_all_groups":
+            root = tb.tb_frame.f_locals.get("m", root)
+        tb = tb.tb_next
+    return root
+
+
+def _groups(graph, ignored: list, names: dict, held: dict) -> Iterator:
+    """Torch-Pruning's groups (Conv1d/2d/3d and Linear roots), each root's walk bounded by :data:`GROUP_SECONDS`
+    (a root over it is kept whole, its reason in ``held``) and the whole search by :data:`SEARCH_SECONDS`."""
+    start, slow, seen = time.perf_counter(), [], set()
+    while True:
+        walk = graph.get_all_groups(ignored_layers=ignored + slow,
+                                    root_module_types=[nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear])
+        try:
+            while True:
+                if time.perf_counter() - start > SEARCH_SECONDS:
+                    raise ValueError(f"model: Structured: Torch-Pruning's channel-dependency search took more than "
+                                     f"{SEARCH_SECONDS:.0f} s (layers whose walk did not end in {GROUP_SECONDS:.0f} s: "
+                                     f"{', '.join(names.get(m, '?') for m in slow) or 'none'}); keep the blocks that "
+                                     f"reshape channels (attention over feature maps) whole with ignored_layers=[...], "
+                                     f"or use Magnitude or NM pruning")
+                with _deadline(GROUP_SECONDS):
+                    group = next(walk)
+                root = group[0].dep.target.module
+                if root in seen:  # its channels were in a group yielded before a restart
+                    continue
+                seen.update(dep.target.module for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler))
+                yield group
+        except StopIteration:
+            return
+        except _WalkTimeout as exc:
+            root = _walking_root(exc)
+            if root is None or root in slow:
+                raise ValueError(f"model: Structured: Torch-Pruning's channel-dependency walk did not end in "
+                                 f"{GROUP_SECONDS:.0f} s; use Magnitude or NM pruning") from None
+            slow.append(root)
+            held[names.get(root, "?")] = (f"Torch-Pruning's walk of its channel dependencies did not end in "
+                                         f"{GROUP_SECONDS:.0f} s (channels reshaped into another axis)")
+
+
+def _plans(model: nn.Module, graph, config: Structured, keep_names: set, seed: int,
+           held: Optional[dict] = None) -> list:
+    """``[(group, root name, channels to remove)]`` for every prunable group, scored on ``model``'s weights.
+
+    ``held`` (filled in): ``{root name: why its group is kept whole}``.
+    """
     import torch_pruning as tp
 
     modules = dict(model.named_modules())
@@ -393,12 +489,19 @@ def _plans(model: nn.Module, graph, config: Structured, keep_names: set, seed: i
     scorer = _GroupScores(config.importance, seed)
     out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels, graph.compresslib_pruner.prune_out_channels)
     plans = []
-    for group in graph.get_all_groups(ignored_layers=[modules[n] for n in keep_names],
-                                      root_module_types=[nn.Conv2d, nn.Linear]):
+    for group in _groups(graph, [modules[n] for n in keep_names], names, held if held is not None else {}):
         root = group[0].dep.target.module
         n = graph.get_out_channels(root)
         member_names = sorted({names.get(dep.layer, "?") for dep, _ in group if dep.pruning_fn in out_fns})
         if any(mn in keep_names for mn in member_names):
+            continue
+        parametrized = sorted({names[dep.target.module] for dep, _ in group
+                               if isinstance(dep.target.module, nn.Module) and dep.target.module in names
+                               and parametrize.is_parametrized(dep.target.module)})
+        if parametrized:  # Torch-Pruning assigns .weight, which a parametrization (weight_norm) owns
+            if held is not None:
+                held[names[root]] = (f"it reaches the parametrized layer(s) {', '.join(parametrized)}: Torch-Pruning "
+                                     "cannot cut a weight that a parametrization such as weight_norm computes")
             continue
         keep = core_masks.channels_to_keep(scorer(group, n), config.ratio, name=f"{names[root]} (group {member_names})")
         remove = sorted(set(range(n)) - set(keep.tolist()))

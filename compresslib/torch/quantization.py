@@ -310,7 +310,8 @@ def prepare_qat(model: nn.Module, config: QAT = QAT(), *, example_input: Any = N
 
     Train it with :func:`compresslib.torch.train.fit` (gradients pass straight through
     the rounding), then call :func:`convert`. ``example_input``: one batch the model
-    takes (guessed from the first layer for image and vector models).
+    takes (guessed from the first layer for image and vector models that torch.fx traces; a model only
+    ``torch.export`` captures has its input shape fixed by the example, so it needs one of your batches).
     """
     _check_model(model)
     if config.activation_bits is None:
@@ -328,7 +329,13 @@ def prepare_qat(model: nn.Module, config: QAT = QAT(), *, example_input: Any = N
         with ao.quiet():
             prepared, path = qfx.prepare_qat_fx(copy.deepcopy(float_model), mapping, example_inputs=args), "fx"
     except Exception as exc:  # noqa: BLE001 - torch.fx could not trace: try torch.export + PT2E
-        prepared, path = _qat_pt2e(float_model, config, example, f"{type(exc).__name__}: {exc}"), "pt2e"
+        fx_error = f"{type(exc).__name__}: {exc}"
+        if example_input is None:  # torch.export would fix the guessed shape (28 px for an image) into the graph
+            raise ValueError(f"example_input: prepare_qat(QAT) captures {type(float_model).__name__} with "
+                             f"torch.export (torch.fx could not trace it: {fx_error[:200]}), which fixes the input's "
+                             f"shape to the example's; pass one batch of the data you will train it on "
+                             f"(a guessed {inputs.describe(example)} would refuse any other size)") from None
+        prepared, path = _qat_pt2e(float_model, config, example, fx_error), "pt2e"
     prepared = replay.attach(prepared, float_model.eval(), config, example)
     prepared.compresslib_recipe["path"] = path
     return prepared

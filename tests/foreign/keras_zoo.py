@@ -175,6 +175,66 @@ def subclassed_noconfig() -> keras.Model:
     return _built(OpaqueConvNet(keras.layers.Dense(10)), (32, 32, 3))
 
 
+# --------------------------------------------------------------------------- round 2 families (issue 23)
+
+def shared_layers() -> keras.Model:
+    """One layer instance called at two places: a shared Conv2D applied twice in a chain, and a shared Dense
+    applied on two branches whose outputs are added."""
+    image = keras.Input((16, 16, 3), name="image")
+    h = keras.layers.Conv2D(8, 3, padding="same", name="stem")(image)
+    h = keras.layers.BatchNormalization(name="stem_bn")(h)
+    shared_conv = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="shared_conv")
+    h = shared_conv(shared_conv(h))
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    shared_dense = keras.layers.Dense(16, activation="relu", name="shared_dense")
+    left = shared_dense(keras.layers.Dense(16, name="left")(h))
+    right = shared_dense(keras.layers.Dense(16, name="right")(h))
+    h = keras.layers.Add(name="merge")([left, right])
+    return keras.Model(image, keras.layers.Dense(5, name="head")(h), name="shared_layers")
+
+
+def functional_lstm() -> keras.Model:
+    """A functional sequence classifier over float features: LSTM → Dense (no Embedding)."""
+    series = keras.Input((10, 6), name="series")
+    h = keras.layers.LSTM(16, name="lstm")(series)
+    return keras.Model(series, keras.layers.Dense(3, name="head")(h), name="functional_lstm")
+
+
+def separable_transposed() -> keras.Model:
+    """Xception/NASNet-style ``SeparableConv2D`` blocks and a decoder's ``Conv2DTranspose``."""
+    image = keras.Input((16, 16, 3), name="image")
+    h = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="stem")(image)
+    h = keras.layers.SeparableConv2D(16, 3, padding="same", activation="relu", name="sep1")(h)
+    h = keras.layers.SeparableConv2D(16, 3, padding="same", depth_multiplier=2, name="sep2")(h)
+    h = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu", name="up")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    return keras.Model(image, keras.layers.Dense(4, name="head")(h), name="separable_transposed")
+
+
+@register_class
+@keras.saving.register_keras_serializable(package="compresslib_tests")
+class PartialConfigNet(keras.Model):
+    """A subclassed model whose ``get_config`` leaves out a constructor argument (``classes``): Keras's
+    ``from_config`` cannot re-create it."""
+
+    def __init__(self, width: int, classes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.width = width
+        self.conv = keras.layers.Conv2D(width, 3, padding="same", activation="relu")
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(classes)
+
+    def call(self, x):
+        return self.head(self.pool(self.conv(x)))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "width": self.width}  # "classes" is missing
+
+
+def partial_config() -> keras.Model:
+    return _built(PartialConfigNet(8, 10, name="partial_config"), (16, 16, 3))
+
+
 # --------------------------------------------------------------------------- the zoo
 
 _BUILDERS = {  # name: (builder, kind); "raw_image": 0..255 pixels (the model rescales them itself)
@@ -187,14 +247,24 @@ _BUILDERS = {  # name: (builder, kind); "raw_image": 0..255 pixels (the model re
     "keras_subclassed_noconfig": (subclassed_noconfig, "subclassed"),
 }
 FULL = tuple(_BUILDERS)
+# issue 23's families, tested verb by verb in tests/foreign/test_round2_keras.py
+ROUND2 = {"keras_shared_layers": (shared_layers, "image16"), "keras_functional_lstm": (functional_lstm, "series"),
+          "keras_separable_transposed": (separable_transposed, "image16"),
+          "keras_partial_config": (partial_config, "image16")}
 # What CI runs: one keras.applications network; each LiteRT conversion of one takes 15-25 CPU-seconds here
 NAMES = tuple(n for n in FULL if n not in ("keras_transfer_mobilenet_v2", "keras_efficientnet_b0"))
 
 
 def case(name: str) -> Case:
     """The :class:`Case` for ``name`` (one of :data:`FULL`)."""
+    if name in ROUND2:
+        builder, kind = ROUND2[name]
+        rng = np.random.default_rng(1)
+        shape = (10, 6) if kind == "series" else (16, 16, 3)
+        example, calibration = (rng.normal(size=(n,) + shape).astype(np.float32) for n in (4, 32))
+        return Case(name, _seeded(builder, calibration), example, calibration, kind)
     if name not in _BUILDERS:
-        raise ValueError(f"name must be one of {FULL}, got {name!r}")
+        raise ValueError(f"name must be one of {FULL + tuple(ROUND2)}, got {name!r}")
     builder, kind = _BUILDERS[name]
     if kind == "text":
         example, calibration = _tokens(4), _tokens(32, seed=2)
