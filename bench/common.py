@@ -150,6 +150,8 @@ def machine() -> dict:
 def _fmt(v: Any) -> str:
     if v is None:
         return ""
+    if isinstance(v, (list, tuple)) and all(isinstance(x, float) for x in v):
+        return " to ".join(f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}" for x in v)
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
     if isinstance(v, int):

@@ -97,7 +97,7 @@ class Table:
             if label != self.fp32_label:
                 r = stats.paired(None, base, c)
                 dlo, dhi = r.difference_interval_pt
-                row.update(accuracy_drop_pt=-r.difference_pt, drop_ci_pt=[-dhi, -dlo], p_value=r.p_value,
+                row.update(accuracy_drop_pt=0.0 - r.difference_pt, drop_ci_pt=[0.0 - dhi, 0.0 - dlo], p_value=r.p_value,
                            verdict=r.verdict)
             out.append(row)
         return out

@@ -118,3 +118,25 @@ def test_deploy(tmp_path):
     assert {"lenet5", "resnet8"} <= {r["model"] for r in rows}
     assert any(r["tool"] == "compresslib" and "int8" in r["method"] for r in rows)
     assert_timed(rows)
+
+
+def test_fashion(tmp_path):
+    doc = run_bench("fashion", tmp_path, timeout=600)
+    rows = doc["rows"]
+    torch_rows, keras_rows = by_method(rows, "torch", "fashion_resnet20"), by_method(rows, "keras", "fashion_resnet20")
+    assert set(torch_rows) == {"torch fp32", "compresslib int8 (FX x86)", "fp32 → ONNX Runtime",
+                               "compresslib int8 → ONNX Runtime", "fp32 → OpenVINO", "compresslib int8 → OpenVINO"}
+    assert set(keras_rows) == {"keras fp32", "fp32 → LiteRT", "compresslib int8 → LiteRT"}
+    assert_timed(rows)
+    for r in rows:  # the trained network on 500 test images, every accuracy with its interval
+        assert 0.88 < r["accuracy"] < 1 and r["test_samples"] == 500
+        lo, hi = r["accuracy_ci"]
+        assert lo < r["accuracy"] < hi
+    for fw_rows, fp32 in ((torch_rows, "torch fp32"), (keras_rows, "keras fp32")):
+        for method, r in fw_rows.items():
+            if method != fp32:
+                assert r["verdict"] in ("within noise", "lower", "higher") and 0 <= r["p_value"] <= 1
+                assert r["bytes"] < fw_rows[fp32]["bytes"] or "fp32" in method
+    assert torch_rows["fp32 → OpenVINO"]["speedup_vs_runtime_fp32"] == 1.0  # a runtime's fp32 is its own baseline
+    assert doc["head_to_head"]["speedup"] > 0 and doc["targets"][0]["status"] in ("PASS", "FAIL")
+    assert doc["machine"]["cpu_flags"] is not None and "commit" in doc["machine"]
