@@ -31,7 +31,7 @@ _LAZY = {
     "Report": "compresslib.report",
     "framework_of": "compresslib._dispatch",
     "quantize": "compresslib.api",
-    "compress": "compresslib.api",
+    "compress": "compresslib.pipeline",
     "prepare_qat": "compresslib.api",
     "convert": "compresslib.api",
     "prune": "compresslib.api",

@@ -12,6 +12,13 @@ model of that framework asks for a handler (every module of
 ``compresslib/<framework>/``, so a new module registers itself just by existing),
 which keeps ``import compresslib`` free of torch and TensorFlow.
 
+Fine-tuning after a step works the same way: :func:`register_tuner` maps
+``(framework, config type)`` to a function ``tuner(model, config) -> Tuning`` that says
+what to train, the per-step hooks that keep what the step made (masks, shared
+centroids), and how to finish; :mod:`compresslib.pipeline` asks :func:`tuner` and
+knows no technique by name. A config without a tuner is fine-tuned as a plain model,
+except a quantized one (``verb == "quantize"``), which is not fine-tuned.
+
 Kinds of saved model work the same way: :func:`register_kind` maps
 ``(framework, kind)`` to the pair of functions that write and rebuild a model
 that the generic ``.clz`` description cannot cover (e.g. a torch int8 model),
@@ -31,7 +38,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 from compresslib._dispatch import backend, check_framework, framework_of
 
@@ -39,6 +46,7 @@ VERBS = ("quantize", "prepare_qat", "prune", "decompose")
 
 _HANDLERS: dict[tuple[str, str, type], Callable[..., Any]] = {}
 _KINDS: dict[tuple[str, str], "Kind"] = {}
+_TUNERS: dict[tuple[str, type], Callable[..., "Tuning"]] = {}
 _LOADED: set[str] = set()
 
 
@@ -53,20 +61,61 @@ def register(verb: str, framework: str, *config_types: type) -> Callable:
     """Decorator: the function handles ``verb`` for ``framework`` models and these config types."""
     if verb not in VERBS:
         raise ValueError(f"verb must be one of {VERBS}, got {verb!r}")
+    return _decorator(_HANDLERS, lambda cls: (verb, framework, cls), f"{framework} {verb} handler",
+                      framework, config_types)
+
+
+def _decorator(table: dict, key: Callable[[type], tuple], what: str, framework: str,
+               config_types: tuple) -> Callable:
+    """A decorator that enters the function in ``table`` under ``key(cls)`` for each config type, once."""
     check_framework(framework)
     if not config_types:
-        raise ValueError("register needs at least one config type")
+        raise ValueError(f"a {what.split()[-1]} needs at least one config type")
 
     def decorate(fn: Callable) -> Callable:
         for cls in config_types:
-            key = (verb, framework, cls)
-            if key in _HANDLERS and _HANDLERS[key] is not fn:
-                raise ValueError(f"{cls.__name__} already has a {framework} {verb} handler: "
-                                 f"{_HANDLERS[key].__module__}.{_HANDLERS[key].__name__}")
-            _HANDLERS[key] = fn
+            k = key(cls)
+            if k in table and table[k] is not fn:
+                raise ValueError(f"{cls.__name__} already has a {what}: {table[k].__module__}.{table[k].__name__}")
+            table[k] = fn
         return fn
 
     return decorate
+
+
+class Tuning(NamedTuple):
+    """What fine-tuning after a step trains and keeps.
+
+    ``model``: the model to train in place (the step's model, or a trainable stand-in for it);
+    ``hooks``: called during training (torch: ``hook(model, step)`` after each optimiser step;
+    Keras: callbacks); ``finish(trained) -> model``: the fine-tuned model of the step's kind.
+    """
+
+    model: Any
+    hooks: list
+    finish: Callable[[Any], Any]
+
+
+def register_tuner(framework: str, *config_types: type) -> Callable:
+    """Decorator: ``fn(model, config) -> Tuning`` prepares fine-tuning of ``framework`` models after these configs.
+
+    Example:
+        >>> from compresslib.configs import Magnitude
+        >>> tuner("torch", Magnitude(0.5)).__name__                       # doctest: +SKIP
+        'keep_masks'
+    """
+    return _decorator(_TUNERS, lambda cls: (framework, cls), f"{framework} tuner", framework, config_types)
+
+
+def tuner(framework: str, config: Any) -> Optional[Callable[..., Tuning]]:
+    """The tuner registered for ``config``'s type (or a base type) on ``framework`` models, or None."""
+    check_framework(framework)
+    load_backend(framework)
+    for cls in type(config).__mro__:
+        fn = _TUNERS.get((framework, cls))
+        if fn is not None:
+            return fn
+    return None
 
 
 def register_kind(framework: str, kind: str, export: Callable, rebuild: Callable) -> None:
@@ -123,4 +172,5 @@ def supported(verb: str, framework: str) -> list[str]:
     return sorted({cls.__name__ for (v, f, cls) in _HANDLERS if v == verb and f == framework})
 
 
-__all__ = ["VERBS", "Kind", "register", "register_kind", "load_backend", "handler", "run", "kind", "supported"]
+__all__ = ["VERBS", "Kind", "Tuning", "register", "register_kind", "register_tuner", "load_backend", "handler", "run",
+           "kind", "supported", "tuner"]

@@ -38,56 +38,12 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from compresslib._dispatch import backend, check_framework, framework_of
-from compresslib.core import architectures
-
-KINDS = ("conv", "linear", "batchnorm")
-
-
-@dataclass
-class LayerWeights:
-    """One weight layer in PyTorch's layout.
-
-    ``kind``: "conv" (``weight`` O×I/groups×kh×kw, optional ``bias``), "linear" (``weight``
-    out×in with inputs in C·H·W order, optional ``bias``) or "batchnorm" (``weight``,
-    ``bias``, ``running_mean``, ``running_var``). ``attrs``: ``stride`` and ``groups``
-    (conv), ``eps`` (batchnorm).
-    """
-
-    name: str
-    kind: str
-    arrays: dict[str, np.ndarray]
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-def _resnet8_keras_name(torch_name: str) -> str:
-    return (torch_name.replace("shortcut.0", "sc_conv").replace("shortcut.1", "sc_bn")
-            .replace("stem.0", "stem_conv").replace("stem.1", "stem_bn").replace(".", "_"))
-
-
-_MLP = {"1": "fc1", "3": "fc2", "5": "fc3"}
-# torch module name -> keras layer name, for the reference models (their names predate the families)
-REFERENCE_NAMES: dict[str, Callable[[str], str]] = {
-    "lenet300_100": lambda n: _MLP.get(n, n),
-    "mlp_wide": lambda n: _MLP.get(n, n),
-    "lenet5": lambda n: {"0": "conv1", "3": "conv2", "7": "fc1", "9": "fc2", "11": "fc3"}.get(n, n),
-    "resnet8": _resnet8_keras_name,
-    "lenet5_caffe": lambda n: {"0": "conv1", "2": "conv2", "5": "fc1", "7": "fc2"}.get(n, n),
-}
-
-
-def known_architecture(name: Optional[str]) -> bool:
-    """True for a reference model name or a family member name."""
-    return isinstance(name, str) and (name in REFERENCE_NAMES or architectures.is_family_name(name))
-
-
-def _keras_name_fn(arch_name: Optional[str]) -> Callable[[str], str]:
-    return REFERENCE_NAMES.get(arch_name or "", lambda n: n)
+from compresslib.core.layer_weights import KINDS, REFERENCE_NAMES, LayerWeights, keras_name_fn, known_architecture
 
 
 def _check_pair(src: LayerWeights, dst: Optional[LayerWeights], dst_name: str, framework: str) -> Optional[str]:
@@ -162,7 +118,7 @@ def transfer(model: Any, framework: str, *, like: Any = None, check: bool = True
     src_io, dst_io = backend(source, "transfer"), backend(framework, "transfer")
     src_layers = src_io.export_layers(model)
     dst_layers = {lw.name: lw for lw in dst_io.export_layers(target)}
-    to_keras = _keras_name_fn(arch_name)
+    to_keras = keras_name_fn(arch_name)
     if source == "torch":
         rename = to_keras
     else:  # keras -> torch: invert the table over the target's torch names

@@ -55,7 +55,7 @@ from IPython.display import Markdown, display
 import compresslib as cl
 from compresslib import notebook as nb
 from compresslib.core import quant as cq
-from compresslib.runtime import load as load_runtime
+from compresslib.deploy import load as load_runtime
 from compresslib.timing import interleaved_latency
 
 torch.manual_seed(0)

@@ -18,13 +18,11 @@ import keras
 import numpy as np
 
 from compresslib.keras.rebuild import functional_of, producer, rebuild
-from compresslib.twin import LayerWeights
+from compresslib.core.layer_weights import LayerWeights, known_architecture
 
 
 def arch_name(model) -> Optional[str]:
     """The model's name when it names a reference model or a family member, else None."""
-    from compresslib.twin import known_architecture
-
     return model.name if known_architecture(getattr(model, "name", None)) else None
 
 

@@ -47,8 +47,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.io import register_class
-from compresslib.runtime import _require
+from compresslib._dispatch import require
+from compresslib.runtimes import onnx_to_openvino
+from compresslib.torch.io import register as register_class
 
 OPSET = 18
 
@@ -450,7 +451,7 @@ def export_onnx(model: nn.Module, path: str, example_input: Any = None, *, full_
     Example:
         >>> export_onnx(cl.zoo.pretrained("lenet5", "torch"), "lenet5.onnx", x[:1])    # doctest: +SKIP
     """
-    _require("onnx", "onnxscript")
+    require("onnx", "onnxscript")
     model = _cpu_copy(model)
     ex = _example(model, example_input)
     ref = reference_model(model, full_range)
@@ -486,7 +487,6 @@ def _finish_onnx(path: str, meta: dict) -> None:
 def export_openvino(model: nn.Module, path: str, example_input: Any = None, *, full_range: bool = False,
                     name: Optional[str] = None) -> dict:
     """Write ``model`` as OpenVINO IR (``path`` ``.xml`` plus ``.bin``), through ONNX; return its metadata."""
-    from compresslib.deploy import onnx_to_openvino
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = os.path.join(tmp, "model.onnx")

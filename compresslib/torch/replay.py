@@ -9,7 +9,8 @@ arrays, scales, zero points). Loading rebuilds the float skeleton, runs the
 config's registered handler on it again (with zero calibration data: the
 calibrated ranges come from the file) and loads the state.
 
-Registered as the ``torch_quantized`` model kind (:func:`compresslib.registry.register_kind`).
+Registered as the ``torch_quantized`` model kind (:func:`compresslib.registry.register_kind`) by
+:mod:`compresslib.torch.quantization`, which makes the models and passes QAT's ``convert`` in.
 
 Example:
     >>> import torch, compresslib as cl
@@ -22,14 +23,14 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from compresslib.configs import QAT, Config, Int8Dynamic, Int8Static, WeightOnly
-from compresslib.registry import handler, register_kind
+from compresslib.registry import handler
 
 KIND = "torch_quantized"
 # files written before configs had to_dict() named the mode instead
@@ -183,10 +184,10 @@ def _stand_ins(shapes: dict, constants: list, tensors: dict) -> dict[str, np.nda
     return out
 
 
-def replay(skeleton: nn.Module, config: Config, example: Any) -> nn.Module:
-    """Run ``config``'s handler on a float ``skeleton`` as :func:`compresslib.quantize`/``prepare_qat`` did."""
+def replay(skeleton: nn.Module, config: Config, example: Any, convert: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """Run ``config``'s handler on a float ``skeleton`` as :func:`compresslib.quantize`/``prepare_qat`` did
+    (``convert``: QAT's, :func:`compresslib.torch.quantization.convert`, which imports this module)."""
     from compresslib.torch import inputs
-    from compresslib.torch.quantization import convert
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -267,8 +268,12 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
 
 
 def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[dict] = None,
-            max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None) -> nn.Module:
+            max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None,
+            convert: Optional[Callable[[nn.Module], nn.Module]] = None) -> nn.Module:
     """Inverse of :func:`export`: check everything, rebuild the float skeleton, replay the recipe, load the state.
+
+    ``convert``: QAT's convert (:mod:`compresslib.torch.quantization` registers this function
+    as the ``torch_quantized`` kind with it bound).
 
     ``model``: an instance of the user's model class, for a skeleton holding user-class modules
     (see :func:`compresslib.torch.io.rebuild`). Like every model :func:`compresslib.load`
@@ -280,7 +285,9 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
     recipe = spec["recipe"]
     skeleton = tio.build(recipe["float_spec"], _stand_ins(recipe["shapes"], spec.get("constants", []), tensors),
                          custom_objects, max_depth, model).eval()
-    q = replay(skeleton, config, example)
+    if convert is None:
+        raise TypeError("rebuild needs convert= (QAT's convert) to replay a recipe")
+    q = replay(skeleton, config, example, convert)
     if spec.get("literals"):
         nodes = _qparam_nodes(q)
         if len(nodes) != len(spec["literals"]):
@@ -326,7 +333,5 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
                                for n in spec.get("constants", [])}
     return q
 
-
-register_kind("torch", KIND, export, rebuild)
 
 __all__ = ["KIND", "attach", "carry", "export", "rebuild", "replay"]

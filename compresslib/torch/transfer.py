@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.twin import LayerWeights
+from compresslib.core.layer_weights import LayerWeights
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 

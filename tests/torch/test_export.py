@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import compresslib as cl
-from compresslib.runtime import load
+from compresslib.deploy import load
 from compresslib.torch import export as tex
 from compresslib.torch.train import evaluate
 
