@@ -364,11 +364,11 @@ def _manifest(archive: _Archive) -> dict:
         raise archive.error(f"corrupt {MANIFEST}: not a JSON object")
     version = manifest.get("version")
     if manifest.get("format") != FORMAT or type(version) is not int or version not in (1, VERSION):
-        raise archive.error(f"unsupported format {packing._short(manifest.get('format'))} "
-                            f"version {packing._short(version)} in {MANIFEST}")
+        raise archive.error(f"unsupported format {packing.short(manifest.get('format'))} "
+                            f"version {packing.short(version)} in {MANIFEST}")
     if manifest.get("framework") not in FRAMEWORKS:
         raise archive.error(f"{MANIFEST}: framework must be one of {FRAMEWORKS}, "
-                            f"got {packing._short(manifest.get('framework'))}")
+                            f"got {packing.short(manifest.get('framework'))}")
     if not isinstance(manifest.get("tensors"), dict) or not isinstance(manifest.get("spec"), dict):
         raise archive.error(f"corrupt {MANIFEST}: 'tensors' and 'spec' must be objects")
     if len(manifest["tensors"]) > archive.limits.tensors:
@@ -377,7 +377,7 @@ def _manifest(archive: _Archive) -> dict:
     expected = {MANIFEST, BLOB} if version >= 2 else None
     if expected is not None and set(archive.entries) != expected:
         raise archive.error(f"corrupt .clz file: version 2 holds exactly {sorted(expected)}, "
-                            f"this one {packing._short(sorted(archive.entries))}")
+                            f"this one {packing.short(sorted(archive.entries))}")
     if version == 1 and BLOB in archive.entries:
         raise archive.error(f"corrupt .clz file: a version 1 file has no {BLOB}")
     return manifest
@@ -390,7 +390,7 @@ def _tensor_metas(manifest: dict, archive: _Archive) -> tuple[dict[str, dict], i
     total = 0
     metas = {}
     for name, meta in manifest["tensors"].items():
-        where = f"tensor {packing._short(name)}"
+        where = f"tensor {packing.short(name)}"
         try:
             nbytes = packing.decoded_nbytes(meta)
             parts = meta.get(key)
@@ -420,7 +420,7 @@ def _layout_v2(metas: dict[str, dict], archive: _Archive, blob_size: int) -> dic
     layout, spans = {}, []
     for name, meta in metas.items():
         for part, where in meta["parts"].items():
-            label = f"tensor {packing._short(name)} part {packing._short(part)}"
+            label = f"tensor {packing.short(name)} part {packing.short(part)}"
             try:
                 if not isinstance(where, dict):
                     raise ValueError("not an object")
@@ -428,8 +428,8 @@ def _layout_v2(metas: dict[str, dict], archive: _Archive, blob_size: int) -> dic
                 shape = packing.check_shape(where.get("shape"), "shape")
                 offset = where.get("offset")
                 if type(offset) is not int or offset < 0:
-                    raise ValueError(f"offset must be a non-negative integer, got {packing._short(offset)}")
-                count = packing._size(shape)
+                    raise ValueError(f"offset must be a non-negative integer, got {packing.short(offset)}")
+                count = packing.n_elements(shape)
                 end = offset + count * dtype.itemsize
                 if end > blob_size:
                     raise ValueError(f"bytes {offset}..{end} lie outside {BLOB} ({blob_size} bytes)")
@@ -467,7 +467,7 @@ def _decode(name: str, meta: dict, parts: dict[str, np.ndarray], archive: _Archi
     try:
         array = packing.decode(meta, parts)
     except ValueError as exc:
-        raise archive.error(f"tensor {packing._short(name)} is corrupt: {exc}") from None
+        raise archive.error(f"tensor {packing.short(name)} is corrupt: {exc}") from None
     return array if array.flags.writeable else array.copy()  # a view of read-only bytes: own a writable copy
 
 
@@ -494,14 +494,14 @@ def _npy(data: bytes, what: str) -> np.ndarray:
         raise ValueError(f"{what}: .npy header must hold descr, fortran_order and shape")
     descr = header["descr"]
     if not isinstance(descr, str) or len(descr) > 8:
-        raise ValueError(f"{what}: .npy dtype {packing._short(descr)} is not an allowed numeric dtype")
+        raise ValueError(f"{what}: .npy dtype {packing.short(descr)} is not an allowed numeric dtype")
     try:
         dtype = np.dtype(descr)
     except (TypeError, ValueError):
-        raise ValueError(f"{what}: .npy dtype {packing._short(descr)} is not a dtype") from None
+        raise ValueError(f"{what}: .npy dtype {packing.short(descr)} is not a dtype") from None
     packing.check_dtype(dtype.name, f"{what} dtype")
     shape = packing.check_shape(header["shape"], f"{what} shape")
-    count = packing._size(shape)
+    count = packing.n_elements(shape)
     body = len(data) - start - length
     if count * dtype.itemsize != body:
         raise ValueError(f"{what}: shape {list(shape)} of {dtype} needs {count * dtype.itemsize} bytes, "
@@ -515,9 +515,9 @@ def _tensors_v1(metas: dict[str, dict], archive: _Archive, budget: int) -> dict[
     for name, meta in metas.items():
         parts = {}
         for part, entry in meta["files"].items():
-            what = f"tensor {packing._short(name)} part {packing._short(part)}"
+            what = f"tensor {packing.short(name)} part {packing.short(part)}"
             if not isinstance(entry, str) or entry == MANIFEST:
-                raise archive.error(f"{what} is corrupt: entry name {packing._short(entry)} is not an array entry")
+                raise archive.error(f"{what} is corrupt: entry name {packing.short(entry)} is not an array entry")
             data = archive.read(entry, left, f"{what} ({entry})")
             left -= len(data)
             try:

@@ -57,7 +57,8 @@ from typing import Any, Callable, Optional, Union
 from compresslib import api, registry
 from compresslib import configs as C
 from compresslib._dispatch import backend, framework_of
-from compresslib.core import entropy, packing, schedules
+from compresslib.core import packing, schedules
+from compresslib.core.encodings import entropy
 from compresslib.progress import progress
 from compresslib.report import Comparison, Report, compare
 

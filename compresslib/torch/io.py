@@ -551,7 +551,7 @@ def check_skeleton(shapes: Any, float_spec: Any, custom_objects: Optional[dict] 
             raise ValueError(f"the recipe's shape of {name!r} must be [shape, dtype]")
         shape = packing.check_shape(entry[0], f"the recipe's shape of {name!r}")
         dtype = packing.check_dtype(entry[1], f"the recipe's dtype of {name!r}")
-        total += packing._size(shape) * dtype.itemsize
+        total += packing.n_elements(shape) * dtype.itemsize
         if max_bytes is not None and total > max_bytes:
             raise ValueError(f"the recipe's float model would take more than {max_bytes} bytes")
         skeleton[name] = np.empty(0, dtype)

@@ -158,7 +158,7 @@ def _example_of(recipe: dict) -> Optional[Any]:
         return inputs.zeros(recipe["example"])
     if recipe.get("example_shape") is not None:  # older files
         shape = packing.check_shape(recipe["example_shape"], "the recipe's example_shape")
-        if not shape or 0 in shape or packing._size(shape) > MAX_EXAMPLE_ELEMENTS:
+        if not shape or 0 in shape or packing.n_elements(shape) > MAX_EXAMPLE_ELEMENTS:
             raise ValueError(f"the recipe's example_shape {list(shape)[:8]} must hold 1 to "
                              f"{MAX_EXAMPLE_ELEMENTS} elements")
         return torch.zeros(shape)
