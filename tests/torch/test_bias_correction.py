@@ -7,7 +7,7 @@ from torch import nn
 import compresslib as cl
 from compresslib.minilm import cosine  # row-wise cosine
 from compresslib.torch import quantization as tq
-from compresslib.torch.export import reference_model
+from compresslib.torch.qdq import reference_model
 
 
 @pytest.fixture(scope="module")
