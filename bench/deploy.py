@@ -303,7 +303,7 @@ def keras_network(name, args, tmp, peers):
 
 
 def minilm_rows(args, tmp):
-    from compresslib import minilm
+    from compresslib.casestudies import minilm
 
     enc, tok = minilm.load()
     n = 64 if args.quick else 256

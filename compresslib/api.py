@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from compresslib import deploy, registry
 from compresslib._dispatch import dispatch, framework_of
-from compresslib.configs import QAT, Config, LowRankConfig, PruneConfig, QuantConfig, check_config
+from compresslib.configs import QAT, Config, LowRankConfig, PruneConfig, QuantConfig, TransformConfig, check_config
 from compresslib.report import Report
 from compresslib.runtimes import is_runtime_model
 
@@ -104,6 +104,18 @@ def decompose(model: Any, config: LowRankConfig, layers: Optional[Any] = None, *
     return registry.run("decompose", model, config, layers=layers, **kwargs)
 
 
+def transform(model: Any, config: TransformConfig, calibration_data: Any = None, **kwargs: Any) -> Any:
+    """A transformed float copy of ``model`` that computes the same function, prepared for a later step
+    (``SmoothQuant``: activation outliers moved into the weights before int8 quantization).
+
+    Example:
+        >>> s = cl.transform(model, cl.SmoothQuant(alpha=0.5), calibration_data=x[:256])   # doctest: +SKIP
+        >>> q = cl.quantize(s, cl.Int8Static(), calibration_data=x[:256])                  # doctest: +SKIP
+    """
+    check_config(config, TransformConfig)
+    return registry.run("transform", model, config, calibration_data=calibration_data, **kwargs)
+
+
 def fold_batchnorm(model: Any, **kwargs: Any) -> Any:
     """A copy of ``model`` with each BatchNorm folded into the convolution before it."""
     return dispatch(model, "fold").fold_batchnorm(model, **kwargs)
@@ -121,6 +133,8 @@ def apply(model: Any, config: Config, **kwargs: Any) -> Any:
     check_config(config, Config)
     if config.verb == "prepare_qat":
         return prepare_qat(model, config, **kwargs)
+    if config.verb == "transform":
+        return transform(model, config, **kwargs)
     return registry.run(config.verb, model, config, **kwargs)
 
 
@@ -143,5 +157,5 @@ def load(path: str, *, model: Any = None, custom_objects: Optional[dict] = None,
     return io.load(path, model=model, custom_objects=custom_objects, limits=limits)
 
 
-__all__ = ["measure", "apply", "quantize", "prepare_qat", "convert", "prune", "decompose", "fold_batchnorm",
+__all__ = ["measure", "apply", "quantize", "prepare_qat", "convert", "prune", "decompose", "transform", "fold_batchnorm",
            "save", "load", "framework_of"]

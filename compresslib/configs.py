@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Optional
 
 from compresslib.core import checks
 from compresslib.core.quant import OBSERVERS
+from compresslib.core.smoothing import check_alpha
 
 
 def _choice(cls: str, field: str, value: Any, allowed: tuple) -> None:
@@ -466,6 +467,37 @@ class NM(PruneConfig):
     def __post_init__(self) -> None:
         _int_in("NM", "m", self.m, 1)
         _int_in("NM", "n", self.n, 1, self.m - 1 if self.m > 1 else 1)
+
+
+# --------------------------------------------------------------------------- float transforms
+class TransformConfig(Config):
+    """Base class of float-to-float transforms that prepare a model for a later step (applied by ``transform``)."""
+
+    verb = "transform"
+
+
+@dataclass(frozen=True)
+class SmoothQuant(TransformConfig):
+    """SmoothQuant (Xiao et al. 2023): move activation outliers into the weights before int8 quantization.
+
+    Every LayerNorm whose output feeds only Linear (Dense) layers gets its scale and shift divided by
+    per-channel factors ``s`` and those layers' weight columns multiplied by them: the float function
+    is unchanged, the activations are flatter. ``alpha`` (0..1) is the migration strength:
+    ``s = max|x|^alpha / max|W|^(1 - alpha)``. Needs ``calibration_data``; then quantize as usual.
+
+    Example:
+        >>> SmoothQuant(alpha=0.5)
+        SmoothQuant(alpha=0.5)
+        >>> SmoothQuant(alpha=1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: SmoothQuant.alpha must be in [0, 1], got 1.5
+    """
+
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha, "SmoothQuant.alpha")
 
 
 # --------------------------------------------------------------------------- low rank

@@ -62,6 +62,7 @@ from compresslib.core.encodings import entropy
 from compresslib.progress import progress
 from compresslib.report import Comparison, Report, compare
 
+CALIBRATED_VERBS = ("quantize", "transform")
 FINETUNE_FIELDS = {"epochs": 0, "lr": 1e-3, "batch_size": 64, "distill": False, "seed": 0,
                    "lr_schedule": "constant", "gradual": False}
 
@@ -221,8 +222,8 @@ def apply_step(model: Any, config: C.Config, calibration_data: Any = None) -> An
         raise TypeError(f"step must be a compresslib config, got {type(config).__name__}")
     if config.verb == "prepare_qat":
         raise TypeError("QAT needs training between prepare_qat and convert; it cannot be a recipe step")
-    if config.verb == "quantize":
-        return api.quantize(model, config, calibration_data=calibration_data)
+    if config.verb in CALIBRATED_VERBS:  # steps that read example inputs
+        return api.apply(model, config, calibration_data=calibration_data)
     return api.apply(model, config)
 
 

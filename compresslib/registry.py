@@ -42,7 +42,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from compresslib._dispatch import backend, check_framework, framework_of
 
-VERBS = ("quantize", "prepare_qat", "prune", "decompose")
+VERBS = ("quantize", "prepare_qat", "prune", "decompose", "transform")
 
 _HANDLERS: dict[tuple[str, str, type], Callable[..., Any]] = {}
 _KINDS: dict[tuple[str, str], "Kind"] = {}

@@ -336,7 +336,7 @@ nb.glue("bc_gain_keras", (1 - plain_c[2]) / (1 - default_c[2]))
 # int8 per output channel, activations quantized per batch at run time.
 
 # %%
-from compresslib import minilm
+from compresslib.casestudies import minilm
 
 encoder, tokenizer = minilm.load()
 tokens = minilm.tokenize(tokenizer, minilm.sentences(96))

@@ -190,3 +190,11 @@ def test_the_rules_catch_a_violation(rule, tmp_path):
         finally:
             del MODULES["compresslib.core._layering_probe"]
         assert not path.exists()
+
+
+def test_case_studies_stand_apart():
+    """Book case studies build on the library; the library never imports them."""
+    bad = [f"{m}:{line} imports {dep}" for m in MODULES if not _within(m, ("compresslib.casestudies",))
+           for dep, _, line in imports(m) if _within(dep, ("compresslib.casestudies",))]
+    assert bad == []
+    assert "compresslib.torch.smoothing" in graph()["compresslib.casestudies.minilm"]

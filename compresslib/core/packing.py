@@ -1,4 +1,4 @@
-"""Tensor encodings for ``.clz`` files: how one array is stored, chosen among those of :mod:`compresslib.core.encodings`.
+"""Tensor encodings for ``.clz`` files: how one array is stored (the encodings: :mod:`compresslib.core.encodings`).
 
 ``encode(array)`` returns ``(meta, arrays)``: a JSON-able dict that says how to
 decode, and the named arrays to store. ``decode(meta, arrays)`` inverts it

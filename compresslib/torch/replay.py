@@ -29,12 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.configs import QAT, Config, Int8Dynamic, Int8Static, WeightOnly
+from compresslib.configs import QAT, Config, Int8Static
 from compresslib.registry import handler
 
 KIND = "torch_quantized"
-# files written before configs had to_dict() named the mode instead
-_OLD_MODES = {"dynamic": Int8Dynamic, "static": Int8Static, "torchao_int8_weight_only": WeightOnly, "qat": QAT}
 
 
 def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -> nn.Module:
@@ -134,36 +132,11 @@ def _qparam_nodes(model: nn.Module) -> list:
     return out
 
 
-def _config_of(recipe: dict) -> Config:
-    """The config of a recipe written before configs had ``to_dict`` (a ``mode`` and its options)."""
-    import dataclasses
-
-    mode = recipe["mode"]
-    if not isinstance(mode, str) or mode not in _OLD_MODES:
-        raise ValueError(f"unknown quantized model mode {str(mode)[:40]!r}; known: {tuple(_OLD_MODES)}")
-    cls = _OLD_MODES[mode]
-    fields = recipe.get("config")
-    options = {f.name for f in dataclasses.fields(cls)} if mode != "torchao_int8_weight_only" else set()
-    if not isinstance(fields, dict) or not set(fields) <= options or not all(
-            v is None or isinstance(v, (bool, int, float, str)) for v in fields.values()):
-        raise ValueError(f"the recipe's config must map option names of mode {mode!r} ({sorted(options)}) to values")
-    return cls(**fields) if mode != "torchao_int8_weight_only" else cls(bits=8)
-
-
 def _example_of(recipe: dict) -> Optional[Any]:
-    from compresslib.core import packing
     from compresslib.torch import inputs
 
     if recipe.get("example") is not None:
         return inputs.zeros(recipe["example"])
-    if recipe.get("example_shape") is not None:  # older files
-        shape = packing.check_shape(recipe["example_shape"], "the recipe's example_shape")
-        if not shape or 0 in shape or packing.n_elements(shape) > MAX_EXAMPLE_ELEMENTS:
-            raise ValueError(f"the recipe's example_shape {list(shape)[:8]} must hold 1 to "
-                             f"{MAX_EXAMPLE_ELEMENTS} elements")
-        return torch.zeros(shape)
-    if recipe.get("mode") in ("static", "qat"):
-        raise ValueError(f"mode {recipe['mode']!r} needs an example_shape")
     return None
 
 
@@ -207,7 +180,6 @@ def replay(skeleton: nn.Module, config: Config, example: Any, convert: Callable[
 
 MAX_EXAMPLE_ELEMENTS = 2 ** 22  # the example input a static/QAT recipe is re-run on
 _NEW_RECIPE = {"config", "float_spec", "shapes", "example"}
-_OLD_RECIPE = {"mode", "config", "shapes", "float_spec", "example_shape"}
 
 
 def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: Optional[int], max_depth: int,
@@ -224,24 +196,19 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     if not isinstance(recipe, dict):
         raise ValueError("the recipe must be an object")
     keys = set(recipe)
-    if "mode" in keys:
-        if keys != _OLD_RECIPE:
-            raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
-        config = _config_of(recipe)
-    else:
-        if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error", "float_output", "bias_correction"}:
-            raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
-        kept = recipe.get("float_output", [])
-        if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
-            raise ValueError("the recipe's float_output must be a list of layer names")
-        if "bias_correction" in recipe:
-            from compresslib.torch.bias_correction import check_note
-            check_note(recipe["bias_correction"])
-        if recipe.get("path", "fx") not in ("fx", "pt2e"):
-            raise ValueError(f"unknown quantization path {str(recipe.get('path'))[:20]!r}")
-        config = Config.from_dict(recipe["config"])
-        if config.verb not in ("quantize", "prepare_qat"):
-            raise ValueError(f"the recipe's config {type(config).__name__} is not a quantization")
+    if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error", "float_output", "bias_correction"}:
+        raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
+    kept = recipe.get("float_output", [])
+    if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
+        raise ValueError("the recipe's float_output must be a list of layer names")
+    if "bias_correction" in recipe:
+        from compresslib.torch.bias_correction import check_note
+        check_note(recipe["bias_correction"])
+    if recipe.get("path", "fx") not in ("fx", "pt2e"):
+        raise ValueError(f"unknown quantization path {str(recipe.get('path'))[:20]!r}")
+    config = Config.from_dict(recipe["config"])
+    if config.verb not in ("quantize", "prepare_qat"):
+        raise ValueError(f"the recipe's config {type(config).__name__} is not a quantization")
     example = _example_of(recipe)
     if example is None and isinstance(config, (Int8Static, QAT)):
         raise ValueError(f"the recipe of a {type(config).__name__} model needs an example input")

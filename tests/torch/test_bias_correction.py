@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import compresslib as cl
-from compresslib.minilm import cosine  # row-wise cosine
+from compresslib.core.selection import row_cosines as cosine  # row-wise cosine
 from compresslib.torch import quantization as tq
 from compresslib.torch.qdq import reference_model
 

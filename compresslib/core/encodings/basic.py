@@ -29,7 +29,8 @@ def _encode_dense(array: np.ndarray) -> Encoded:
 def _decode_dense(meta: dict, arrays: dict[str, np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndarray:
     values = part(arrays, "values", meta)
     if values.size != n_elements(shape):
-        raise ValueError(f"dense tensor of shape {list(shape)} needs {n_elements(shape)} values, the file has {values.size}")
+        raise ValueError(f"dense tensor of shape {list(shape)} needs {n_elements(shape)} values, "
+                         f"the file has {values.size}")
     return values
 
 
