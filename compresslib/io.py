@@ -26,7 +26,7 @@ deflate stream included). Classes are looked up by exact name in a registry
 is imported.
 
 The backends (``compresslib/torch/io.py``, ``compresslib/keras/io.py``)
-provide ``export(model) -> (spec, tensors)`` and ``rebuild(spec, tensors, ...)``.
+provide ``to_spec(model) -> (spec, tensors)`` and ``from_spec(spec, tensors, ...)``.
 
 Example:
     >>> import compresslib as cl                                 # doctest: +SKIP
@@ -55,7 +55,7 @@ MANIFEST = "manifest.json"
 BLOB = "tensors.bin"
 ALIGN = 8
 def register_class(cls: type, name: Optional[str] = None) -> type:
-    """Allow :func:`load` to rebuild ``cls`` (a ``torch.nn.Module`` subclass or a Keras layer class).
+    """Allow :func:`load` to construct ``cls`` (a ``torch.nn.Module`` subclass or a Keras layer class).
 
     Usable as a decorator. ``name`` is the name files use for the class: by default
     ``module.qualname`` for torch, and Keras's registered name for Keras
@@ -107,7 +107,7 @@ def save(model: Any, path: str | os.PathLike, encoding: str | None = None) -> in
     the smallest per tensor).
     """
     framework = framework_of(model)
-    spec, tensors = backend(framework, "io").export(model)
+    spec, tensors = backend(framework, "io").to_spec(model)
     manifest = {"format": FORMAT, "version": VERSION, "framework": framework, "spec": spec, "tensors": {}}
     blob = bytearray()
     for name, array in tensors.items():
@@ -301,7 +301,7 @@ def load(path: str | os.PathLike, *, model: Any = None, custom_objects: Optional
         metas, budget = _tensor_metas(manifest, archive)
         tensors = _tensors(metas, archive)
     try:
-        return io.rebuild(manifest["spec"], tensors, custom_objects=objects, max_bytes=budget,
+        return io.from_spec(manifest["spec"], tensors, custom_objects=objects, max_bytes=budget,
                           max_depth=limits.depth, model=model)
     except (ImportError, MemoryError):
         raise

@@ -20,7 +20,7 @@ knows no technique by name. A config without a tuner is fine-tuned as a plain mo
 except a quantized one (``verb == "quantize"``), which is not fine-tuned.
 
 Kinds of saved model work the same way: :func:`register_kind` maps
-``(framework, kind)`` to the pair of functions that write and rebuild a model
+``(framework, kind)`` to the pair of functions that describe a model as a ``.clz`` spec and build it back
 that the generic ``.clz`` description cannot cover (e.g. a torch int8 model),
 and a model carries its kind in ``model.compresslib_kind``.
 
@@ -51,10 +51,10 @@ _LOADED: set[str] = set()
 
 
 class Kind(NamedTuple):
-    """How a model of one kind is written to and rebuilt from a ``.clz`` file."""
+    """How a model of one kind is described as a ``.clz`` spec (``to_spec``) and built back (``from_spec``)."""
 
-    export: Callable[[Any], tuple[dict, dict]]
-    rebuild: Callable[[dict, dict], Any]
+    to_spec: Callable[[Any], tuple[dict, dict]]
+    from_spec: Callable[[dict, dict], Any]
 
 
 def register(verb: str, framework: str, *config_types: type) -> Callable:
@@ -118,13 +118,13 @@ def tuner(framework: str, config: Any) -> Optional[Callable[..., Tuning]]:
     return None
 
 
-def register_kind(framework: str, kind: str, export: Callable, rebuild: Callable) -> None:
-    """Models with ``model.compresslib_kind == kind`` are saved by ``export`` and loaded by ``rebuild``."""
+def register_kind(framework: str, kind: str, to_spec: Callable, from_spec: Callable) -> None:
+    """Models with ``model.compresslib_kind == kind`` are described by ``to_spec`` and built back by ``from_spec``."""
     check_framework(framework)
     key = (framework, kind)
-    if key in _KINDS and _KINDS[key] != (export, rebuild):
+    if key in _KINDS and _KINDS[key] != (to_spec, from_spec):
         raise ValueError(f"{framework} model kind {kind!r} is already registered")
-    _KINDS[key] = Kind(export, rebuild)
+    _KINDS[key] = Kind(to_spec, from_spec)
 
 
 def load_backend(framework: str) -> None:
@@ -157,7 +157,7 @@ def run(verb: str, model: Any, config: Any, **kwargs: Any) -> Any:
 
 
 def kind(framework: str, name: str) -> Kind:
-    """The export/rebuild pair of a model kind; ``ValueError`` naming the known kinds otherwise."""
+    """The to_spec/from_spec pair of a model kind; ``ValueError`` naming the known kinds otherwise."""
     load_backend(framework)
     try:
         return _KINDS[(framework, name)]

@@ -81,7 +81,7 @@ def _target(model: Any, source: str, framework: str, like: Any) -> tuple[Any, Op
         raise ValueError(f"model: cannot tell which architecture this {source} model is (it is neither a reference "
                          f"model {tuple(REFERENCE_NAMES)} nor a family member such as 'resnet20_w16'); pass "
                          f"like=<a {framework} model with the same layers> to fill that model instead")
-    layers = src_io.export_layers(model)
+    layers = src_io.read_layers(model)
     linears = [lw for lw in layers if lw.kind == "linear"]
     num_classes = int(linears[-1].arrays["weight"].shape[0]) if linears else 10
     return backend(framework, "models").build(arch_name, num_classes=num_classes), arch_name
@@ -116,8 +116,8 @@ def transfer(model: Any, framework: str, *, like: Any = None, check: bool = True
         raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
     target, arch_name = _target(model, source, framework, like)
     src_io, dst_io = backend(source, "transfer"), backend(framework, "transfer")
-    src_layers = src_io.export_layers(model)
-    dst_layers = {lw.name: lw for lw in dst_io.export_layers(target)}
+    src_layers = src_io.read_layers(model)
+    dst_layers = {lw.name: lw for lw in dst_io.read_layers(target)}
     to_keras = keras_name_fn(arch_name)
     if source == "torch":
         rename = to_keras
@@ -136,7 +136,7 @@ def transfer(model: Any, framework: str, *, like: Any = None, check: bool = True
     if extra:
         raise ValueError(f"model: the {framework} twin has weight layer {extra[0]!r} that the {source} model lacks"
                          + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
-    dst_io.import_layers(target, assignments)
+    dst_io.write_layers(target, assignments)
     if check:
         _check_outputs(model, target, source, framework, rename, tolerance)
     return target
@@ -154,7 +154,7 @@ def _check_outputs(model: Any, target: Any, source: str, framework: str, rename:
     diff = float(np.abs(outs[source] - outs[framework]).max())
     if diff <= tolerance * scale:
         return
-    names = [lw.name for lw in io[source].export_layers(model)]
+    names = [lw.name for lw in io[source].read_layers(model)]
     mine = io[source].layer_outputs(model, x, names)
     theirs = io[framework].layer_outputs(target, x, [rename(n) for n in names])
     for n in names:

@@ -79,7 +79,7 @@ def _write_v1(path, model):
 
     from compresslib.torch import io as tio
 
-    spec, tensors = tio.export(model)
+    spec, tensors = tio.to_spec(model)
     manifest = {"format": "compresslib.clz", "version": 1, "framework": "torch", "spec": spec, "tensors": {}}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for i, (name, array) in enumerate(tensors.items()):

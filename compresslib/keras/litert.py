@@ -101,7 +101,7 @@ class LiteRTModel(RuntimeModel):
     def __repr__(self) -> str:
         return f"LiteRTModel({self.name!r}, conversion={self.conversion!r})"
 
-    def clz_export(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def clz_spec(self) -> tuple[dict, dict[str, np.ndarray]]:
         return ({"kind": "litert", "name": self.name, "conversion": self.conversion},
                 {"flatbuffer": np.frombuffer(self.flatbuffer, dtype=np.uint8).copy()})
 
@@ -118,7 +118,7 @@ def _load_litert(spec: dict, tensors: dict[str, np.ndarray]) -> LiteRTModel:
                        conversion=spec.get("conversion", BUILTINS))
 
 
-register_kind("keras", "litert", LiteRTModel.clz_export, _load_litert)
+register_kind("keras", "litert", LiteRTModel.clz_spec, _load_litert)
 
 
 # --------------------------------------------------------------------------- recurrent layers

@@ -448,7 +448,7 @@ def sensitivity(model: nn.Module, data: Any, bits: int = 4) -> dict[str, float]:
                 lambda name, b: evaluate(fake_quantize_weights(model, b, [name]), data), flat=True)
 
 # int8 models are saved as a recipe replayed on a float skeleton; replaying a QAT recipe needs convert
-register_kind("torch", replay.KIND, replay.export, functools.partial(replay.rebuild, convert=convert))
+register_kind("torch", replay.KIND, replay.to_spec, functools.partial(replay.from_spec, convert=convert))
 
 
 __all__ = ["quantize_dynamic", "quantize_static", "quantize_weight_only", "quantize_half", "prepare_qat", "convert",

@@ -36,7 +36,7 @@ KIND = "torch_quantized"
 
 
 def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -> nn.Module:
-    """Give ``q`` (made from ``float_model`` by ``config``) the recipe :func:`export` needs; return ``q``.
+    """Give ``q`` (made from ``float_model`` by ``config``) the recipe :func:`to_spec` needs; return ``q``.
 
     Describing the float architecture never fails the quantization itself: a model
     that cannot be described keeps the reason, and only saving it reports it.
@@ -47,7 +47,7 @@ def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -
     recipe: dict[str, Any] = {"config": config.to_dict(), "float_spec": None, "shapes": None,
                               "example": None if example is None else inputs.signature(example)}
     try:
-        spec, tensors = tio.export(float_model)
+        spec, tensors = tio.to_spec(float_model)
     except (TypeError, ValueError) as exc:
         recipe["float_error"] = str(exc)
     else:
@@ -71,7 +71,7 @@ def carry(source: nn.Module, target: nn.Module) -> nn.Module:
     return target
 
 
-def export(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
+def to_spec(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
     """``(spec, tensors)`` of a model carrying a recipe: the recipe plus its quantized state."""
     recipe = model.compresslib_recipe
     if recipe.get("float_spec") is None:
@@ -234,16 +234,16 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     return config, example
 
 
-def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[dict] = None,
+def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[dict] = None,
             max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None,
             convert: Optional[Callable[[nn.Module], nn.Module]] = None) -> nn.Module:
-    """Inverse of :func:`export`: check everything, rebuild the float skeleton, replay the recipe, load the state.
+    """Inverse of :func:`to_spec`: check everything, rebuild the float skeleton, replay the recipe, load the state.
 
     ``convert``: QAT's convert (:mod:`compresslib.torch.quantization` registers this function
     as the ``torch_quantized`` kind with it bound).
 
     ``model``: an instance of the user's model class, for a skeleton holding user-class modules
-    (see :func:`compresslib.torch.io.rebuild`). Like every model :func:`compresslib.load`
+    (see :func:`compresslib.torch.io.from_spec`). Like every model :func:`compresslib.load`
     returns, the result is on CPU, whatever device the saved model was on.
     """
     from compresslib.torch import io as tio
@@ -253,7 +253,7 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
     skeleton = tio.build(recipe["float_spec"], _stand_ins(recipe["shapes"], spec.get("constants", []), tensors),
                          custom_objects, max_depth, model).eval()
     if convert is None:
-        raise TypeError("rebuild needs convert= (QAT's convert) to replay a recipe")
+        raise TypeError("from_spec needs convert= (QAT's convert) to replay a recipe")
     q = replay(skeleton, config, example, convert)
     if spec.get("literals"):
         nodes = _qparam_nodes(q)
@@ -301,4 +301,4 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
     return q
 
 
-__all__ = ["KIND", "attach", "carry", "export", "rebuild", "replay"]
+__all__ = ["KIND", "attach", "carry", "to_spec", "from_spec", "replay"]
