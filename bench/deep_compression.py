@@ -41,7 +41,8 @@ import numpy as np  # noqa: E402
 
 import compresslib as cl  # noqa: E402
 from compresslib import pipeline  # noqa: E402
-from compresslib.core import entropy, sharing  # noqa: E402
+from compresslib.core import sharing  # noqa: E402
+from compresslib.core.encodings import entropy  # noqa: E402
 
 TARGETS = {"lenet300_100": 50.0, "lenet5_caffe": 45.0}
 MAX_DROP_PT = 0.5

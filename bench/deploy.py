@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import compresslib as cl  # noqa: E402
-from compresslib.runtime import load as load_runtime  # noqa: E402
+from compresslib.deploy import load as load_runtime  # noqa: E402
 from compresslib.timing import interleaved_latency, paired_ratio  # noqa: E402
 
 KEYS = ["framework", "model", "tool", "runtime", "method", "bytes", "accuracy", "cosine", "latency_ms", "speedup",
@@ -135,7 +135,7 @@ class Rows:
 
 def _twin(model):
     """A second, independently loaded copy of a runtime model (None for other models)."""
-    from compresslib.runtime import OnnxRuntimeModel, OpenVINOModel
+    from compresslib.deploy import OnnxRuntimeModel, OpenVINOModel
 
     return load_runtime(model.path) if isinstance(model, (OnnxRuntimeModel, OpenVINOModel)) else None
 
@@ -303,7 +303,7 @@ def keras_network(name, args, tmp, peers):
 
 
 def minilm_rows(args, tmp):
-    from compresslib import minilm
+    from compresslib.casestudies import minilm
 
     enc, tok = minilm.load()
     n = 64 if args.quick else 256

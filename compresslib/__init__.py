@@ -31,11 +31,12 @@ _LAZY = {
     "Report": "compresslib.report",
     "framework_of": "compresslib._dispatch",
     "quantize": "compresslib.api",
-    "compress": "compresslib.api",
+    "compress": "compresslib.pipeline",
     "prepare_qat": "compresslib.api",
     "convert": "compresslib.api",
     "prune": "compresslib.api",
     "decompose": "compresslib.api",
+    "transform": "compresslib.api",
     "apply": "compresslib.api",
     "registry": "compresslib.registry",
     "fold_batchnorm": "compresslib.api",
@@ -47,7 +48,7 @@ _LAZY = {
 _CONFIG_NAMES = (
     "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT", "WeightSharing",
     "Magnitude", "Structured", "NM", "SVD", "Tucker", "CP",
-    "Float8Dynamic", "Int8DynamicCUDA", "Int4WeightOnlyCUDA", "Sparse24", "Auto",
+    "Float8Dynamic", "Int8DynamicCUDA", "Int4WeightOnlyCUDA", "Sparse24", "Auto", "SmoothQuant",
 )
 _LAZY.update({name: "compresslib.configs" for name in _CONFIG_NAMES})
 

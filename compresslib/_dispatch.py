@@ -84,6 +84,32 @@ def backend(framework: str, module: str) -> ModuleType:
         raise
 
 
+# optional packages -> the compresslib extra that installs them
+EXTRAS = {"onnxruntime": "onnx", "onnx": "onnx", "onnxscript": "onnx", "openvino": "openvino", "tf2onnx": "onnx",
+          "ai_edge_litert": "keras"}
+
+
+def require(*modules: str) -> ModuleType:
+    """Import ``modules`` (return the last) or raise an ImportError naming the compresslib extra that installs it.
+
+    Example:
+        >>> require("json").dumps([1])
+        '[1]'
+        >>> require("no_such_package_here")
+        Traceback (most recent call last):
+        ...
+        ImportError: this needs the 'no_such_package_here' package: pip install 'compresslib[no_such_package_here]'
+    """
+    mod = None
+    for module in modules:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"this needs the '{module}' package: "
+                              f"pip install 'compresslib[{EXTRAS.get(module, module)}]'") from exc
+    return mod
+
+
 def dispatch(model: Any, module: str) -> ModuleType:
     """The backend module for ``model``'s framework."""
     return backend(framework_of(model), module)

@@ -1,5 +1,8 @@
 """The public verbs. Each finds the model's framework and calls the matching backend.
 
+``cl.compress`` (a recipe of these verbs with fine-tuning between them) lives one layer up, in
+:mod:`compresslib.pipeline`, which builds on this module.
+
 The input model is never changed: every verb returns a new model of the same
 framework. Backends live in ``compresslib/torch/<module>.py`` and
 ``compresslib/keras/<module>.py`` with the same function names.
@@ -15,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from compresslib import registry
+from compresslib import deploy, registry
 from compresslib._dispatch import dispatch, framework_of
-from compresslib.configs import QAT, Config, LowRankConfig, PruneConfig, QuantConfig, check_config
-from compresslib.report import Comparison, Report, compare
+from compresslib.configs import QAT, Config, LowRankConfig, PruneConfig, QuantConfig, TransformConfig, check_config
+from compresslib.report import Report
+from compresslib.runtimes import is_runtime_model
 
 
 def measure(model: Any, data: Any = None, example_input: Any = None, packed: bool = False, **kwargs: Any) -> Report:
@@ -47,7 +51,10 @@ def measure(model: Any, data: Any = None, example_input: Any = None, packed: boo
     """
     if not isinstance(packed, bool):
         raise TypeError(f"packed must be True or False, got {packed!r}")
-    report = dispatch(model, "measure").measure(model, data=data, example_input=example_input, **kwargs)
+    if is_runtime_model(model):  # an exported file in its runtime, either framework (LiteRT included)
+        report = deploy.measure(model, data=data, example_input=example_input, **kwargs)
+    else:
+        report = dispatch(model, "measure").measure(model, data=data, example_input=example_input, **kwargs)
     if packed:
         import os
         import tempfile
@@ -97,6 +104,18 @@ def decompose(model: Any, config: LowRankConfig, layers: Optional[Any] = None, *
     return registry.run("decompose", model, config, layers=layers, **kwargs)
 
 
+def transform(model: Any, config: TransformConfig, calibration_data: Any = None, **kwargs: Any) -> Any:
+    """A transformed float copy of ``model`` that computes the same function, prepared for a later step
+    (``SmoothQuant``: activation outliers moved into the weights before int8 quantization).
+
+    Example:
+        >>> s = cl.transform(model, cl.SmoothQuant(alpha=0.5), calibration_data=x[:256])   # doctest: +SKIP
+        >>> q = cl.quantize(s, cl.Int8Static(), calibration_data=x[:256])                  # doctest: +SKIP
+    """
+    check_config(config, TransformConfig)
+    return registry.run("transform", model, config, calibration_data=calibration_data, **kwargs)
+
+
 def fold_batchnorm(model: Any, **kwargs: Any) -> Any:
     """A copy of ``model`` with each BatchNorm folded into the convolution before it."""
     return dispatch(model, "fold").fold_batchnorm(model, **kwargs)
@@ -114,23 +133,9 @@ def apply(model: Any, config: Config, **kwargs: Any) -> Any:
     check_config(config, Config)
     if config.verb == "prepare_qat":
         return prepare_qat(model, config, **kwargs)
+    if config.verb == "transform":
+        return transform(model, config, **kwargs)
     return registry.run(config.verb, model, config, **kwargs)
-
-
-def compress(model: Any, recipe: Any, **kwargs: Any) -> tuple[Any, Comparison]:
-    """Apply a recipe (a list of configs, a dict, a YAML/JSON file or a preset such as
-    ``"deep_compression"``) to a copy of ``model``, fine-tuning between steps; measure each stage.
-
-    See :func:`compresslib.pipeline.compress` for the keyword arguments (``train_data``, ``data``,
-    ``finetune``, ``calibration_data``, ``output``, ``packed``, ``measure_kwargs``).
-
-    Example:
-        >>> out, table = compress(model, [Magnitude(0.9), Int8Static()],                      # doctest: +SKIP
-        ...                       finetune=lambda m: fit(m, train, epochs=1), calibration_data=x[:256])
-    """
-    from compresslib import pipeline
-
-    return pipeline.compress(model, recipe, **kwargs)
 
 
 def save(model: Any, path: str) -> int:
@@ -152,5 +157,5 @@ def load(path: str, *, model: Any = None, custom_objects: Optional[dict] = None,
     return io.load(path, model=model, custom_objects=custom_objects, limits=limits)
 
 
-__all__ = ["measure", "compress", "apply", "quantize", "prepare_qat", "convert", "prune", "decompose", "fold_batchnorm",
+__all__ = ["measure", "apply", "quantize", "prepare_qat", "convert", "prune", "decompose", "transform", "fold_batchnorm",
            "save", "load", "framework_of"]

@@ -58,7 +58,7 @@ def _part_bytes(meta: dict) -> int:
 
 
 def _inspect(path: str) -> int:
-    from compresslib.core import entropy
+    from compresslib.core.encodings import entropy
     from compresslib.io import read_manifest
 
     if not os.path.isfile(path):

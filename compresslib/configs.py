@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Optional
 
 from compresslib.core import checks
 from compresslib.core.quant import OBSERVERS
+from compresslib.core.smoothing import check_alpha
 
 
 def _choice(cls: str, field: str, value: Any, allowed: tuple) -> None:
@@ -61,6 +62,8 @@ class Config:
     """
 
     verb: ClassVar[str] = ""
+    # a recipe holding a step of this config ends, by default, with an entropy-coding stage
+    entropy_coding: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -112,10 +115,13 @@ def _unplain(value: Any) -> Any:
     if isinstance(value, dict) and "type" in value:
         from compresslib.core import schedules
 
-        cls = getattr(schedules, str(value["type"]), None)
-        if not (isinstance(cls, type) and issubclass(cls, schedules.Schedule)):
-            raise ValueError(f"unknown schedule type {value['type']!r}")
-        return cls(**{k: v for k, v in value.items() if k != "type"})
+        kinds = {c.__name__: c for c in schedules.Schedule.__subclasses__()}
+        if value["type"] not in kinds:
+            raise ValueError(f"schedule type must be one of {sorted(kinds)}, got {value['type']!r}")
+        try:
+            return kinds[value["type"]](**{k: v for k, v in value.items() if k != "type"})
+        except TypeError as exc:
+            raise ValueError(f"schedule: {exc}") from None
     return value
 
 
@@ -226,6 +232,8 @@ class WeightSharing(QuantConfig):
         ...
         ValueError: WeightSharing.bits must be an integer in [1, 8], got 9
     """
+
+    entropy_coding: ClassVar[bool] = True  # Han et al.: share, then entropy-code the indices
 
     bits: int = 5
     per_layer_bits: Optional[dict] = None
@@ -461,6 +469,37 @@ class NM(PruneConfig):
         _int_in("NM", "n", self.n, 1, self.m - 1 if self.m > 1 else 1)
 
 
+# --------------------------------------------------------------------------- float transforms
+class TransformConfig(Config):
+    """Base class of float-to-float transforms that prepare a model for a later step (applied by ``transform``)."""
+
+    verb = "transform"
+
+
+@dataclass(frozen=True)
+class SmoothQuant(TransformConfig):
+    """SmoothQuant (Xiao et al. 2023): move activation outliers into the weights before int8 quantization.
+
+    Every LayerNorm whose output feeds only Linear (Dense) layers gets its scale and shift divided by
+    per-channel factors ``s`` and those layers' weight columns multiplied by them: the float function
+    is unchanged, the activations are flatter. ``alpha`` (0..1) is the migration strength:
+    ``s = max|x|^alpha / max|W|^(1 - alpha)``. Needs ``calibration_data``; then quantize as usual.
+
+    Example:
+        >>> SmoothQuant(alpha=0.5)
+        SmoothQuant(alpha=0.5)
+        >>> SmoothQuant(alpha=1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: SmoothQuant.alpha must be in [0, 1], got 1.5
+    """
+
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha, "SmoothQuant.alpha")
+
+
 # --------------------------------------------------------------------------- low rank
 class LowRankConfig(Config):
     """Base class of low-rank decomposition configs (applied by ``decompose``)."""
@@ -518,13 +557,19 @@ class CP(LowRankConfig):
 def check_config(config: Any, base: type, argument: str = "config") -> Any:
     """Raise ``TypeError`` unless ``config`` is an instance of ``base``."""
     if not isinstance(config, base):
-        allowed = ", ".join(sorted(c.__name__ for c in _leaf_subclasses(base)))
+        allowed = ", ".join(sorted(c.__name__ for c in leaf_subclasses(base)))
         raise TypeError(f"{argument} must be one of {allowed}; got {type(config).__name__}")
     return config
 
 
-def _leaf_subclasses(base: type) -> list[type]:
+def leaf_subclasses(base: type) -> list[type]:
+    """The classes derived from ``base`` that have no subclass themselves (the configs a user makes).
+
+    Example:
+        >>> sorted(c.__name__ for c in leaf_subclasses(LowRankConfig))
+        ['CP', 'SVD', 'Tucker']
+    """
     out = []
     for sub in base.__subclasses__():
-        out.extend(_leaf_subclasses(sub) or [sub])
+        out.extend(leaf_subclasses(sub) or [sub])
     return out

@@ -20,16 +20,17 @@ A step dict names the config class and its fields, and may override fine-tuning:
 
 Fine-tuning settings: ``epochs``, ``lr``, ``batch_size``, ``seed``, ``lr_schedule``
 ("constant" or "step"), ``distill`` (the input model as teacher, Hinton et al.
-2015) and ``gradual`` (a ``Magnitude`` step without a schedule prunes gradually
-over the first third of its fine-tuning, Zhu & Gupta 2017). Fine-tuning keeps
-what a step made: after unstructured pruning the masks are re-applied after
-every optimiser step (the backends' ``GradualPruning``, which also follows the
-schedule); after weight sharing only the centroids move (the backends'
-``CentroidTuning``: gradients of a cluster summed into its centroid).
+2015) and ``gradual`` (a step with a ``sparsity`` and an empty ``schedule``, such as
+``Magnitude``, prunes gradually over the first third of its fine-tuning, Zhu & Gupta
+2017). Fine-tuning keeps what a step made through the tuner registered for its config
+(:func:`compresslib.registry.register_tuner`): after unstructured pruning the masks are
+re-applied after every optimiser step (the backends' ``keep_masks``, which also follows
+the schedule); after weight sharing only the centroids move (``keep_centroids``). The
+pipeline knows no technique by name: a new config with a tuner is fine-tuned the same way.
 
 The returned :class:`~compresslib.report.Comparison` has one row per stage.
-With ``entropy_coding`` (the preset's default, and whenever a step is
-``WeightSharing``) the step rows report the ``.clz`` bytes *without* entropy
+With ``entropy_coding`` (the preset's default, and whenever a step's config asks for it,
+``Config.entropy_coding``: ``WeightSharing``) the step rows report the ``.clz`` bytes *without* entropy
 coding (codebooks with fixed-width indices, plain bitmasks) and a last row,
 ``+ entropy coding``, the file as :func:`compresslib.api.save` writes it; that
 row's accuracy is that of the model read back from the file.
@@ -53,12 +54,15 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
+from compresslib import api, registry
 from compresslib import configs as C
 from compresslib._dispatch import backend, framework_of
-from compresslib.core import schedules
+from compresslib.core import packing, schedules
+from compresslib.core.encodings import entropy
 from compresslib.progress import progress
 from compresslib.report import Comparison, Report, compare
 
+CALIBRATED_VERBS = ("quantize", "transform")
 FINETUNE_FIELDS = {"epochs": 0, "lr": 1e-3, "batch_size": 64, "distill": False, "seed": 0,
                    "lr_schedule": "constant", "gradual": False}
 
@@ -78,7 +82,7 @@ PRESETS: dict[str, dict] = {
 
 def step_types() -> dict[str, type]:
     """``{class name: config class}`` of every config a recipe step may name."""
-    return {c.__name__: c for c in C._leaf_subclasses(C.Config)}
+    return {c.__name__: c for c in C.leaf_subclasses(C.Config)}
 
 
 @dataclass
@@ -127,21 +131,6 @@ def _check_finetune(settings: Any, where: str) -> dict:
     return dict(settings)
 
 
-def _schedule(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, schedules.Schedule):
-        return value
-    if isinstance(value, dict) and "type" in value:
-        kinds = {"PolynomialDecay": schedules.PolynomialDecay, "ConstantSparsity": schedules.ConstantSparsity}
-        fields = {k: v for k, v in value.items() if k != "type"}
-        if value["type"] not in kinds:
-            raise ValueError(f"{where}: schedule type must be one of {sorted(kinds)}, got {value['type']!r}")
-        try:
-            return kinds[value["type"]](**fields)
-        except TypeError as exc:
-            raise ValueError(f"{where}: schedule: {exc}") from None
-    raise ValueError(f"{where}: schedule must be null or a dict with a 'type' (PolynomialDecay, ConstantSparsity)")
-
-
 def _step(item: Any, i: int) -> Step:
     where = f"recipe steps[{i}]"
     if isinstance(item, C.Config):
@@ -162,12 +151,12 @@ def _step(item: Any, i: int) -> Step:
     unknown = [k for k in fields if k not in names]
     if unknown:
         raise ValueError(f"{where}: unknown field {unknown[0]!r}; fields are {names}")
-    if "schedule" in fields:
-        fields["schedule"] = _schedule(fields["schedule"], where)
-    if "ranks" in fields and isinstance(fields["ranks"], list):
-        fields["ranks"] = tuple(fields["ranks"])
+    schedule = fields.get("schedule")
+    if not (schedule is None or isinstance(schedule, schedules.Schedule)
+            or (isinstance(schedule, dict) and "type" in schedule)):
+        raise ValueError(f"{where}: schedule must be null or a dict with a 'type' (PolynomialDecay, ConstantSparsity)")
     try:
-        config = cls(**fields)
+        config = C.Config.from_dict({"type": kind, **fields})
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where}: {exc}") from None
     return Step(config, _check_finetune(item.get("finetune"), where))
@@ -219,7 +208,7 @@ def load_recipe(recipe: Any) -> Recipe:
     parsed = [_step(item, i) for i, item in enumerate(steps)]
     coding = recipe.get("entropy_coding")
     if coding is None:
-        coding = any(isinstance(s.config, C.WeightSharing) for s in parsed)
+        coding = any(s.config.entropy_coding for s in parsed)
     if not isinstance(coding, bool):
         raise ValueError(f"recipe: entropy_coding must be true or false, got {coding!r}")
     return Recipe(parsed, _check_finetune(recipe.get("finetune"), "recipe"), coding)
@@ -229,14 +218,12 @@ def load_recipe(recipe: Any) -> Recipe:
 def apply_step(model: Any, config: C.Config, calibration_data: Any = None) -> Any:
     """A new model: ``config`` applied to ``model`` through the registered handler of its verb
     (:func:`compresslib.api.apply`)."""
-    from compresslib import api
-
     if not isinstance(config, C.Config):
         raise TypeError(f"step must be a compresslib config, got {type(config).__name__}")
-    if isinstance(config, C.QAT):
+    if config.verb == "prepare_qat":
         raise TypeError("QAT needs training between prepare_qat and convert; it cannot be a recipe step")
-    if config.verb == "quantize":
-        return api.quantize(model, config, calibration_data=calibration_data)
+    if config.verb in CALIBRATED_VERBS:  # steps that read example inputs
+        return api.apply(model, config, calibration_data=calibration_data)
     return api.apply(model, config)
 
 
@@ -259,29 +246,30 @@ def finetune_step(model: Any, config: C.Config, settings: dict, train_data: Any 
                   progress_bar: Optional[bool] = None) -> Any:
     """Fine-tune ``model`` (fresh from ``config``) keeping what the step made; return the tuned model.
 
-    Unstructured pruning: the backends' ``GradualPruning`` keeps the zeros (and
-    follows a schedule). Weight sharing: the backends' ``CentroidTuning`` moves
-    only centroids. ``finetune(model)``, when given, trains instead of the built-in
+    What is kept comes from the tuner registered for ``config``
+    (:func:`compresslib.registry.tuner`): unstructured pruning keeps the zeros (and
+    follows a schedule), weight sharing moves only centroids. A config without a tuner
+    is trained as a plain model, except a quantized one (``verb == "quantize"``), which
+    is returned as it is. ``finetune(model)``, when given, trains instead of the built-in
     loop (it receives the model to train in place).
     """
-    if isinstance(config, (C.QuantConfig,)) and not isinstance(config, C.WeightSharing):
+    make = registry.tuner(framework_of(model), config)
+    if make is None and config.verb == "quantize":
         return model
     if finetune is None and (train_data is None or settings["epochs"] == 0):
         return model
-    framework = framework_of(model)
-    if isinstance(config, C.WeightSharing):
-        tuning = backend(framework, "sharing").CentroidTuning(model)
-        target, hooks, done = tuning.model, [], lambda m: tuning.finalize()
-    elif isinstance(config, (C.Magnitude, C.NM)):
-        hook = backend(framework, "pruning").GradualPruning(config, model)
-        target, hooks, done = model, [hook], hook.finalize
-    else:
-        target, hooks, done = model, [], (lambda m: m)
+    tuning = make(model, config) if make is not None else registry.Tuning(model, [], lambda m: m)
     if finetune is not None:
-        finetune(target)
+        finetune(tuning.model)
     else:
-        _fit(target, train_data, settings, hooks, teacher, progress_bar)
-    return done(target)
+        _fit(tuning.model, train_data, settings, tuning.hooks, teacher, progress_bar)
+    return tuning.finish(tuning.model)
+
+
+def is_gradual(config: C.Config) -> bool:
+    """Whether ``config`` can prune gradually over its fine-tuning: it has a ``sparsity`` and an empty ``schedule``."""
+    names = {f.name for f in dataclasses.fields(config)}
+    return {"sparsity", "schedule"} <= names and config.schedule is None
 
 
 def gradual_config(config: C.Magnitude, settings: dict, n_train: int) -> C.Magnitude:
@@ -296,9 +284,6 @@ def gradual_config(config: C.Magnitude, settings: dict, n_train: int) -> C.Magni
 # --------------------------------------------------------------------------- the pipeline
 def _measured(model: Any, path: str, name: str, data: Any, measure_kwargs: dict, uncoded: bool) -> Report:
     """Save ``model`` to ``path`` (without the entropy coders when ``uncoded``), load it back, measure that."""
-    from compresslib import api
-    from compresslib.core import entropy, packing
-
     if uncoded:
         with packing.excluding(*entropy.ENTROPY_CODED):
             size = api.save(model, path)
@@ -347,7 +332,6 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
     measure_kwargs = dict(measure_kwargs or {})
     if data is None and train_data is not None and "example_input" not in measure_kwargs:
         measure_kwargs["example_input"] = train_data[0][:1]  # torch models need an input to be measured
-    from compresslib import api
 
     reports = []
     current = model
@@ -356,7 +340,7 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
             step = plan.steps[i]
             settings = plan.finetune_for(step)
             config = step.config
-            if (settings["gradual"] and isinstance(config, C.Magnitude) and config.schedule is None
+            if (settings["gradual"] and is_gradual(config)
                     and train_data is not None and finetune is None and settings["epochs"] > 0):
                 config = gradual_config(config, settings, len(train_data[0]))
             current = apply_step(current, config, calibration_data)

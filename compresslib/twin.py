@@ -38,56 +38,12 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from compresslib._dispatch import backend, check_framework, framework_of
-from compresslib.core import architectures
-
-KINDS = ("conv", "linear", "batchnorm")
-
-
-@dataclass
-class LayerWeights:
-    """One weight layer in PyTorch's layout.
-
-    ``kind``: "conv" (``weight`` O×I/groups×kh×kw, optional ``bias``), "linear" (``weight``
-    out×in with inputs in C·H·W order, optional ``bias``) or "batchnorm" (``weight``,
-    ``bias``, ``running_mean``, ``running_var``). ``attrs``: ``stride`` and ``groups``
-    (conv), ``eps`` (batchnorm).
-    """
-
-    name: str
-    kind: str
-    arrays: dict[str, np.ndarray]
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-def _resnet8_keras_name(torch_name: str) -> str:
-    return (torch_name.replace("shortcut.0", "sc_conv").replace("shortcut.1", "sc_bn")
-            .replace("stem.0", "stem_conv").replace("stem.1", "stem_bn").replace(".", "_"))
-
-
-_MLP = {"1": "fc1", "3": "fc2", "5": "fc3"}
-# torch module name -> keras layer name, for the reference models (their names predate the families)
-REFERENCE_NAMES: dict[str, Callable[[str], str]] = {
-    "lenet300_100": lambda n: _MLP.get(n, n),
-    "mlp_wide": lambda n: _MLP.get(n, n),
-    "lenet5": lambda n: {"0": "conv1", "3": "conv2", "7": "fc1", "9": "fc2", "11": "fc3"}.get(n, n),
-    "resnet8": _resnet8_keras_name,
-    "lenet5_caffe": lambda n: {"0": "conv1", "2": "conv2", "5": "fc1", "7": "fc2"}.get(n, n),
-}
-
-
-def known_architecture(name: Optional[str]) -> bool:
-    """True for a reference model name or a family member name."""
-    return isinstance(name, str) and (name in REFERENCE_NAMES or architectures.is_family_name(name))
-
-
-def _keras_name_fn(arch_name: Optional[str]) -> Callable[[str], str]:
-    return REFERENCE_NAMES.get(arch_name or "", lambda n: n)
+from compresslib.core.layer_weights import KINDS, REFERENCE_NAMES, LayerWeights, keras_name_fn, known_architecture
 
 
 def _check_pair(src: LayerWeights, dst: Optional[LayerWeights], dst_name: str, framework: str) -> Optional[str]:
@@ -125,7 +81,7 @@ def _target(model: Any, source: str, framework: str, like: Any) -> tuple[Any, Op
         raise ValueError(f"model: cannot tell which architecture this {source} model is (it is neither a reference "
                          f"model {tuple(REFERENCE_NAMES)} nor a family member such as 'resnet20_w16'); pass "
                          f"like=<a {framework} model with the same layers> to fill that model instead")
-    layers = src_io.export_layers(model)
+    layers = src_io.read_layers(model)
     linears = [lw for lw in layers if lw.kind == "linear"]
     num_classes = int(linears[-1].arrays["weight"].shape[0]) if linears else 10
     return backend(framework, "models").build(arch_name, num_classes=num_classes), arch_name
@@ -160,9 +116,9 @@ def transfer(model: Any, framework: str, *, like: Any = None, check: bool = True
         raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
     target, arch_name = _target(model, source, framework, like)
     src_io, dst_io = backend(source, "transfer"), backend(framework, "transfer")
-    src_layers = src_io.export_layers(model)
-    dst_layers = {lw.name: lw for lw in dst_io.export_layers(target)}
-    to_keras = _keras_name_fn(arch_name)
+    src_layers = src_io.read_layers(model)
+    dst_layers = {lw.name: lw for lw in dst_io.read_layers(target)}
+    to_keras = keras_name_fn(arch_name)
     if source == "torch":
         rename = to_keras
     else:  # keras -> torch: invert the table over the target's torch names
@@ -180,7 +136,7 @@ def transfer(model: Any, framework: str, *, like: Any = None, check: bool = True
     if extra:
         raise ValueError(f"model: the {framework} twin has weight layer {extra[0]!r} that the {source} model lacks"
                          + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
-    dst_io.import_layers(target, assignments)
+    dst_io.write_layers(target, assignments)
     if check:
         _check_outputs(model, target, source, framework, rename, tolerance)
     return target
@@ -198,7 +154,7 @@ def _check_outputs(model: Any, target: Any, source: str, framework: str, rename:
     diff = float(np.abs(outs[source] - outs[framework]).max())
     if diff <= tolerance * scale:
         return
-    names = [lw.name for lw in io[source].export_layers(model)]
+    names = [lw.name for lw in io[source].read_layers(model)]
     mine = io[source].layer_outputs(model, x, names)
     theirs = io[framework].layer_outputs(target, x, [rename(n) for n in names])
     for n in names:

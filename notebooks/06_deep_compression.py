@@ -51,7 +51,8 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 import compresslib as cl
 from compresslib import notebook as nb, pipeline
-from compresslib.core import entropy, packing, sharing
+from compresslib.core import packing, sharing
+from compresslib.core.encodings import entropy
 from compresslib.io import read_manifest
 from compresslib.torch import sharing as tsharing, train as ttrain
 from compresslib.keras import sharing as ksharing, train as ktrain

@@ -55,7 +55,7 @@ from IPython.display import Markdown, display
 import compresslib as cl
 from compresslib import notebook as nb
 from compresslib.core import quant as cq
-from compresslib.runtime import load as load_runtime
+from compresslib.deploy import load as load_runtime
 from compresslib.timing import interleaved_latency
 
 torch.manual_seed(0)
@@ -338,7 +338,7 @@ nb.glue("bc_gain_keras", (1 - plain_c[2]) / (1 - default_c[2]))
 # int8 per output channel, activations quantized per batch at run time.
 
 # %%
-from compresslib import minilm
+from compresslib.casestudies import minilm
 
 encoder, tokenizer = minilm.load()
 tokens = minilm.tokenize(tokenizer, minilm.sentences(96))

@@ -51,29 +51,9 @@ def _outputs(model, framework: str, x: np.ndarray) -> np.ndarray:
     return np.asarray(model(x))
 
 
-def _v1(model) -> bytes:
-    """A version 1 file (one .npy entry per tensor) of a torch model."""
-    import io
-
-    from compresslib.torch import io as tio
-
-    spec, tensors = tio.export(model)
-    manifest = {"format": "compresslib.clz", "version": 1, "framework": "torch", "spec": spec, "tensors": {}}
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for i, (name, array) in enumerate(tensors.items()):
-            npy = io.BytesIO()
-            np.save(npy, np.ascontiguousarray(array), allow_pickle=False)
-            zf.writestr(f"t{i:04d}.values.npy", npy.getvalue())
-            manifest["tensors"][name] = {"encoding": "dense", "shape": list(array.shape), "dtype": str(array.dtype),
-                                         "files": {"values": f"t{i:04d}.values.npy"}}
-        zf.writestr("manifest.json", json.dumps(manifest))
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory):
-    """name -> (framework, file bytes, reference outputs, input) for LeNet-5 fp32, 90 %-pruned, int8 and v1."""
+    """name -> (framework, file bytes, reference outputs, input) for LeNet-5 fp32, 90 %-pruned and int8."""
     tmp = tmp_path_factory.mktemp("seeds")
     out = {}
     with warnings.catch_warnings():
@@ -89,8 +69,6 @@ def seeds(tmp_path_factory):
                 path = tmp / f"{framework}_{name}.clz"
                 cl.save(model, path)
                 out[f"{framework}_{name}"] = (framework, path.read_bytes(), _outputs(model, framework, x), x)
-        torch_x = out["torch_fp32"][3]
-        out["torch_v1"] = ("torch", _v1(cl.zoo.pretrained("lenet5", "torch")), out["torch_fp32"][2], torch_x)
     for framework, data, ref, x in out.values():  # every seed loads back exactly, within the limits
         path = tmp / "check.clz"
         path.write_bytes(data)
@@ -220,7 +198,7 @@ def corrupted(draw, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("name, examples", [("torch_fp32", 60), ("torch_pruned", 50), ("torch_int8", 50),
-                                            ("torch_v1", 40), ("keras_fp32", 40), ("keras_pruned", 30)])
+                                            ("keras_fp32", 40), ("keras_pruned", 30)])
 def test_corrupted_bytes(seeds, workdir, name, examples):
     framework, data, reference, x = seeds[name]
 
@@ -311,7 +289,7 @@ def edited(draw, manifest: dict) -> dict:
 
 
 @pytest.mark.parametrize("name, examples", [("torch_fp32", 60), ("torch_pruned", 50), ("torch_int8", 25),
-                                            ("torch_v1", 30), ("keras_fp32", 40)])
+                                            ("keras_fp32", 40)])
 def test_edited_manifests(seeds, workdir, name, examples):
     framework, data, reference, x = seeds[name]
     manifest, entries = _split(data)
@@ -527,16 +505,9 @@ CRAFTED = {
     "framework torch on a Keras file": ("keras_fp32", lambda m, e: m.update(framework="torch")),
     "framework jax": ("torch_fp32", lambda m, e: m.update(framework="jax")),
     "version 1 on a version 2 file": ("torch_fp32", lambda m, e: m.update(version=1)),
-    "version 2 on a version 1 file": ("torch_v1", lambda m, e: m.update(version=2)),
-    "v1 files naming tensors.bin": ("torch_v1", lambda m, e: [t["files"].update(values="tensors.bin")
-                                                              for t in m["tensors"].values()]),
-    "v1 files naming the manifest": ("torch_v1", lambda m, e: [t["files"].update(values="manifest.json")
-                                                               for t in m["tensors"].values()]),
-    "v1 file with v2 parts": ("torch_v1", lambda m, e: [t.update(parts=t.pop("files")) for t in m["tensors"].values()]),
     "v2 file with v1 files": ("torch_fp32", lambda m, e: [t.update(files={"values": "x.npy"})
                                                           for t in m["tensors"].values()]),
     "v2 file with an .npy entry": ("torch_fp32", lambda m, e: e.update({"t0000.values.npy": b"\x93NUMPY"})),
-    "v1 file with a blob": ("torch_v1", lambda m, e: e.update({"tensors.bin": b""})),
     "int8 recipe in a Keras file": ("torch_int8", lambda m, e: m.update(framework="keras")),
     "Keras config in a torch spec": ("keras_fp32", lambda m, e: m["spec"].update(root=m["spec"].pop("config"))),
 }

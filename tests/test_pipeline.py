@@ -163,3 +163,37 @@ def test_errors_for_models():
                           measure_kwargs={"latency": False}, data=None)
     with pytest.raises(TypeError, match="model must be"):
         pipeline.compress(object(), "deep_compression")
+
+
+def test_finetuning_comes_from_the_registered_tuners(monkeypatch):
+    """The pipeline asks the registry: the backends' tuners for pruning and sharing, and a tuner registered
+    for any other config is used the same way (no edit of pipeline.py)."""
+    from compresslib import registry
+
+    assert registry.tuner("torch", cl.Magnitude(0.5)).__name__ == "keep_masks"
+    assert registry.tuner("torch", cl.NM()).__name__ == "keep_masks"
+    assert registry.tuner("torch", cl.WeightSharing(3)).__name__ == "keep_centroids"
+    assert registry.tuner("torch", cl.SVD(rank=2)) is None and registry.tuner("torch", cl.Int8Dynamic()) is None
+
+    calls = []
+
+    def double_then_restore(model, config):
+        calls.append(type(config).__name__)
+        return registry.Tuning(model, [lambda m, step: calls.append(step)], lambda m: "finished")
+
+    monkeypatch.setitem(registry._TUNERS, ("torch", cl.SVD), double_then_restore)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = np.random.default_rng(0).random((8, 4), dtype=np.float32), np.arange(8) % 3
+    settings = {**pipeline.FINETUNE_FIELDS, "epochs": 1, "batch_size": 4}
+    assert pipeline.finetune_step(m, cl.SVD(rank=2), settings, (x, y)) == "finished"
+    assert calls == ["SVD", 1, 2]  # the tuner, then its hook after each of the 2 optimiser steps (counted from 1)
+    # quantized steps without a tuner are not fine-tuned
+    assert pipeline.finetune_step(m, cl.Int8Dynamic(), settings, (x, y)) is m
+
+
+def test_register_tuner_refuses_a_second_tuner():
+    from compresslib import registry
+
+    registry.load_backend("torch")
+    with pytest.raises(ValueError, match="Magnitude already has a torch tuner: compresslib.torch.pruning.keep_masks"):
+        registry.register_tuner("torch", cl.Magnitude)(lambda model, config: None)

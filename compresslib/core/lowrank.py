@@ -425,18 +425,19 @@ def select_layers(layers_by_name: dict[str, Any], config: Any, layers: Any,
 def plan_layer(config: Any, w: np.ndarray) -> Plan:
     """The plan of ``config`` (``SVD``, ``Tucker`` or ``CP``) for one weight in the core layout.
 
+    ``config`` is read by its fields (core does not import the configs): ``ranks`` is Tucker,
+    ``rank`` and ``ratio`` is SVD, ``rank`` alone is CP.
+
     Example:
         >>> from compresslib.configs import SVD
         >>> plan_layer(SVD(rank=8), np.ones((64, 32))).params_after
         768
     """
-    from compresslib.configs import CP, SVD, Tucker
-
-    if isinstance(config, SVD):
-        return plan_svd(w.shape, rank=config.rank, energy=config.energy, ratio=config.ratio, w=w)
-    if isinstance(config, Tucker):
+    if hasattr(config, "ranks"):
         return plan_tucker(w.shape, ranks=config.ranks, energy=config.energy, w=w)
-    if isinstance(config, CP):
+    if hasattr(config, "ratio") and hasattr(config, "rank"):
+        return plan_svd(w.shape, rank=config.rank, energy=config.energy, ratio=config.ratio, w=w)
+    if hasattr(config, "rank"):
         return plan_cp(w.shape, config.rank)
     raise TypeError(f"config must be SVD, Tucker or CP, got {type(config).__name__}")
 

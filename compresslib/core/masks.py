@@ -192,6 +192,9 @@ def masks_for(config: Any, weights: dict[str, np.ndarray], sparsity: Optional[fl
               warn: bool = True) -> dict[str, np.ndarray]:
     """Boolean masks for a ``Magnitude`` or ``NM`` config over output-major ``weights`` (``{name: array}``).
 
+    ``config`` is read by its fields (core does not import the configs): one with ``n`` and ``m``
+    is N:M, one with ``sparsity`` and ``scope`` is magnitude pruning.
+
     ``sparsity`` overrides ``Magnitude.sparsity`` (gradual pruning). ``NM`` skips
     layers whose fan-in is not a multiple of ``m`` and names them in one warning.
 
@@ -201,15 +204,13 @@ def masks_for(config: Any, weights: dict[str, np.ndarray], sparsity: Optional[fl
         >>> m["fc"].astype(int)
         array([[0, 1, 0, 1]])
     """
-    from compresslib.configs import NM, Magnitude
-
-    if isinstance(config, Magnitude):
+    if hasattr(config, "sparsity") and hasattr(config, "scope"):
         s = config.sparsity if sparsity is None else sparsity
         arrays = list(weights.values())
         found = (global_magnitude_masks(arrays, s) if config.scope == "global"
                  else [magnitude_mask(a, s) for a in arrays])
         return dict(zip(weights, found))
-    if isinstance(config, NM):
+    if hasattr(config, "n") and hasattr(config, "m"):
         out, skipped = {}, []
         for name, w in weights.items():
             fan_in = int(np.prod(np.shape(w)[1:]))

@@ -59,30 +59,29 @@ def check_measure_args(batch_size: Any, packed: Any = False) -> None:
         raise TypeError(f"packed must be True or False, got {packed!r}")
 
 
-def assemble(*, framework: str, name: str, layers: list, native: tuple[int, int, str], device: str,
+def assemble(into: Callable[..., Any], *, framework: str, name: str, layers: list, native: tuple[int, int, str], device: str,
              threads: Optional[int], time: Optional[Callable[[], list[float]]] = None,
-             batch_size: Optional[int] = None, accuracy: Optional[Callable[[], float]] = None,
+             batch_size: Optional[int] = None, accuracy: Optional[Callable[[], Any]] = None,
              shared_params: int = 0) -> Any:
-    """A :class:`compresslib.report.Report` from what a backend measured: the one place its fields are filled.
+    """A report from what a backend measured: the one place its fields are filled.
 
-    ``layers``: per-layer ``LayerStats``; ``native``: ``(bytes, gzipped bytes, format)``;
+    ``into``: the report class, :class:`compresslib.report.Report` (passed in: ``core`` imports
+    only ``core``); ``layers``: per-layer ``LayerStats``; ``native``: ``(bytes, gzipped bytes, format)``;
     ``time()``: the latency samples in ms (skipped when None); ``accuracy()``: top-1 in 0..1, or each
     sample's correctness (a boolean array: the report then carries ``correct`` and its interval).
     ``shared_params``: parameters held by several layers, already counted once in ``layers``. A layer
     with parameters but no MACs is listed in ``macs_not_counted`` (an embedding lookup does no MACs).
 
     Example:
-        >>> from compresslib.report import LayerStats
-        >>> r = assemble(framework="torch", name="m", layers=[LayerStats("fc", "Linear", 12, 6, 10)],
+        >>> from compresslib.report import LayerStats, Report
+        >>> r = assemble(Report, framework="torch", name="m", layers=[LayerStats("fc", "Linear", 12, 6, 10)],
         ...              native=(400, 300, ".pt"), device="cpu", threads=1, time=lambda: [1.0, 2.0, 3.0],
         ...              batch_size=4)
         >>> r.params, r.nonzero_params, r.macs, r.latency_ms, r.batch_size
         (12, 6, 10, 2.0, 4)
     """
-    from compresslib.report import Report
-
     size, gz, fmt = native
-    report = Report(name=name, framework=framework, params=sum(l.params for l in layers),
+    report = into(name=name, framework=framework, params=sum(l.params for l in layers),
                     nonzero_params=sum(l.nonzero_params for l in layers), file_bytes=size, gzip_bytes=gz,
                     file_format=fmt, macs=sum(l.macs for l in layers), layers=list(layers), device=device,
                     threads=threads, shared_params=int(shared_params),

@@ -28,6 +28,23 @@ STATUSES = ("chosen", "within budget, slower than the winner", "not faster than 
             "refused", "failed")
 
 
+def row_cosines(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each sample's flattened output with the reference's (float64; two all-zero
+    samples agree fully, one all-zero sample against a non-zero one gives 0).
+
+    Example:
+        >>> row_cosines(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[2.0, 0.0], [0.0, 0.0]])).tolist()
+        [1.0, 1.0]
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    ref, out = ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)
+    dot = (ref * out).sum(axis=1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    both_zero = (np.linalg.norm(ref, axis=1) == 0) & (np.linalg.norm(out, axis=1) == 0)
+    return np.where(both_zero, 1.0, dot / np.where(norms == 0, 1.0, norms))
+
+
 def agreement(reference: np.ndarray, output: np.ndarray, metric: str) -> float:
     """Agreement of ``output`` with ``reference`` (both ``(samples, ...)``), in [0, 1] for ``top1``.
 
@@ -47,11 +64,7 @@ def agreement(reference: np.ndarray, output: np.ndarray, metric: str) -> float:
         raise ValueError(f"metric must be 'cosine' or 'top1', got {metric!r}")
     if not (np.isfinite(out).all() and np.isfinite(ref).all()):
         return float("nan")
-    dot = (ref * out).sum(axis=1)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    both_zero = (np.linalg.norm(ref, axis=1) == 0) & (np.linalg.norm(out, axis=1) == 0)
-    cos = np.where(both_zero, 1.0, dot / np.where(norms == 0, 1.0, norms))
-    return float(np.mean(cos))
+    return float(np.mean(row_cosines(ref, out)))
 
 
 def choose(rows: list[dict], input_ms: float, budget: float, min_speedup: float) -> Optional[str]:
@@ -153,4 +166,4 @@ class AutoTable:
         return f"AutoTable(chosen={self.chosen!r}, rows={len(self.rows)})"
 
 
-__all__ = ["STATUSES", "agreement", "choose", "AutoTable"]
+__all__ = ["row_cosines", "STATUSES", "agreement", "choose", "AutoTable"]

@@ -4,7 +4,7 @@ A layer's non-zero weights are clustered into at most ``2**bits`` groups; every
 weight is replaced by its group's centroid, so the layer holds only the
 codebook values (and its pruned zeros, which are never a cluster and stay
 exactly ``+0.0``). Stored as a codebook plus ``bits``-bit indices, the layer
-shrinks from 32 to about ``bits`` bits per weight (``compresslib.core.entropy``).
+shrinks from 32 to about ``bits`` bits per weight (``compresslib.core.encodings.entropy``).
 
 The k-means is one-dimensional, so it is computed on the *sorted* weights:
 with sorted centroids every cluster is a contiguous run of the sorted values,

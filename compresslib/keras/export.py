@@ -33,7 +33,8 @@ import keras
 import numpy as np
 
 from compresslib.keras.quantization import LiteRTModel
-from compresslib.runtime import _require
+from compresslib._dispatch import require
+from compresslib.runtimes import onnx_to_openvino
 
 
 def _check(model: Any) -> None:
@@ -115,8 +116,8 @@ def export_onnx(model: Any, path: str, name: Optional[str] = None) -> dict:
     if isinstance(model, LiteRTModel):
         raise ValueError("model: a LiteRT int8 model has no maintained converter to ONNX; export it with "
                          "runtime='litert', or export the float Keras model to ONNX")
-    _require("tf2onnx")
-    onnx = _require("onnx")
+    require("tf2onnx")
+    onnx = require("onnx")
     meta = metadata(model, name)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -133,7 +134,6 @@ def export_onnx(model: Any, path: str, name: Optional[str] = None) -> dict:
 
 def export_openvino(model: Any, path: str, name: Optional[str] = None) -> dict:
     """Write a float Keras model as OpenVINO IR (through ONNX); return its metadata."""
-    from compresslib.deploy import onnx_to_openvino
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = os.path.join(tmp, "model.onnx")

@@ -15,7 +15,7 @@ so a config cannot make ``load`` allocate more than the file holds.
 Example:
     >>> import keras
     >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
-    >>> spec, tensors = export(m)
+    >>> spec, tensors = to_spec(m)
     >>> sorted(tensors)
     ['w000', 'w001']
     >>> "keras.layers.Lambda" in builtin_objects(), "keras.layers.Dense" in builtin_objects()
@@ -141,10 +141,10 @@ def check_custom_objects(custom_objects: Optional[Mapping[str, Any]]) -> dict[st
 
 
 # --------------------------------------------------------------------------- save
-def export(model) -> tuple[dict, dict[str, np.ndarray]]:
+def to_spec(model) -> tuple[dict, dict[str, np.ndarray]]:
     """Describe ``model`` as ``(spec, tensors)`` for :func:`compresslib.io.save`."""
-    if hasattr(model, "clz_export"):  # compresslib model-like wrappers describe themselves
-        return model.clz_export()
+    if hasattr(model, "clz_spec"):  # compresslib model-like wrappers describe themselves
+        return model.clz_spec()
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a Keras model, got {type(model).__name__}")
     weights = model.get_weights()
@@ -380,9 +380,9 @@ def _build(config: Any, allowed: dict[str, Any], tensors: dict[str, np.ndarray],
             pending[:] = before  # never leave this file's variables for a later scope to allocate
 
 
-def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[Mapping[str, Any]] = None,
+def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[Mapping[str, Any]] = None,
             max_bytes: Optional[int] = None, max_depth: int = 100, model: Any = None):
-    """Inverse of :func:`export`: a new Keras model with the saved weights.
+    """Inverse of :func:`to_spec`: a new Keras model with the saved weights.
 
     ``custom_objects`` (registered name -> class or function) adds to compresslib's registry
     for this call; ``max_bytes`` and ``max_depth`` are accepted for symmetry with the torch
@@ -396,7 +396,7 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
     allowed = {**_REGISTRY, **check_custom_objects(custom_objects)}
     kind = spec.get("kind", "keras_model")
     if kind != "keras_model":
-        return _wrapper_rebuild(kind, spec, tensors)
+        return _wrapper_from_spec(kind, spec, tensors)
     if model is not None:
         return _onto(model, spec, tensors)
     if not set(spec) <= {"kind", "config", "bfloat16", "quantized"} or "config" not in spec:
@@ -437,13 +437,13 @@ def _onto(model: Any, spec: dict, tensors: dict[str, np.ndarray]):
     return new
 
 
-def _wrapper_rebuild(kind: str, spec: dict, tensors: dict[str, np.ndarray]):
+def _wrapper_from_spec(kind: str, spec: dict, tensors: dict[str, np.ndarray]):
     """compresslib's model-like wrappers (e.g. LiteRT int8 models), through the registry's model kinds."""
     from compresslib import registry
 
     if not isinstance(kind, str):
         raise ValueError("the model kind must be a string")
-    return registry.kind("keras", kind).rebuild(spec, tensors)
+    return registry.kind("keras", kind).from_spec(spec, tensors)
 
 
 def _import_custom_layers() -> None:

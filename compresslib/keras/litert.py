@@ -39,12 +39,13 @@ from compresslib.registry import register_kind
 from compresslib.keras.checks import check_batch, check_model, describe, is_subclassed, probe_input, single_input
 from compresslib.keras.rebuild import functional_of, graph_layers, rebuild
 from compresslib.report import LayerStats
+from compresslib.runtimes import RuntimeModel
 
 BUILTINS = "LiteRT builtin ops"
 
 
-class LiteRTModel:
-    """A LiteRT (TFLite) flatbuffer behind a Keras-like interface.
+class LiteRTModel(RuntimeModel):
+    """A LiteRT (TFLite) flatbuffer behind a Keras-like interface: a runtime model held in memory.
 
     ``conversion`` says how the model was converted (e.g. which layers were unrolled).
 
@@ -55,23 +56,28 @@ class LiteRTModel:
     """
 
     __compresslib_framework__ = "keras"
+    __compresslib_runtime__ = "litert"
 
     def __init__(self, flatbuffer: bytes, name: str = "litert", stats: Optional[list] = None,
                  conversion: str = BUILTINS) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        super().__init__("", {"framework": "keras", "name": name})
         self.flatbuffer = bytes(flatbuffer)
         self.name = name
+        self.threads = os.cpu_count() or 1
         self.conversion = conversion
         self._stats = stats or []
-        self._interp = Interpreter(model_content=self.flatbuffer, num_threads=os.cpu_count() or 1)
+        self._interp = Interpreter(model_content=self.flatbuffer, num_threads=self.threads)
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         self._batch = None
         self.input_shape = (None,) + tuple(int(d) for d in self._in["shape_signature"][1:])
 
-    def predict_on_batch(self, x) -> np.ndarray:
-        x = np.asarray(x).astype(self._in["dtype"], copy=False)
+    def _as_input(self, x: Any) -> np.ndarray:
+        return np.asarray(x).astype(self._in["dtype"], copy=False)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         if self._batch != x.shape:
             self._interp.resize_tensor_input(self._in["index"], list(x.shape))
             self._interp.allocate_tensors()
@@ -80,11 +86,8 @@ class LiteRTModel:
         self._interp.invoke()
         return np.array(self._interp.get_tensor(self._out["index"]))
 
-    __call__ = predict_on_batch
-
-    def predict(self, x, batch_size: int = 500, verbose: int = 0) -> np.ndarray:
-        x = np.asarray(x)
-        return np.concatenate([self.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    def files(self) -> list[str]:
+        return []
 
     def save_native(self, dirpath: str) -> tuple[str, str]:
         path = os.path.join(dirpath, "model.tflite")
@@ -95,7 +98,10 @@ class LiteRTModel:
     def layer_stats(self) -> list[LayerStats]:
         return list(self._stats)
 
-    def clz_export(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def __repr__(self) -> str:
+        return f"LiteRTModel({self.name!r}, conversion={self.conversion!r})"
+
+    def clz_spec(self) -> tuple[dict, dict[str, np.ndarray]]:
         return ({"kind": "litert", "name": self.name, "conversion": self.conversion},
                 {"flatbuffer": np.frombuffer(self.flatbuffer, dtype=np.uint8).copy()})
 
@@ -112,7 +118,7 @@ def _load_litert(spec: dict, tensors: dict[str, np.ndarray]) -> LiteRTModel:
                        conversion=spec.get("conversion", BUILTINS))
 
 
-register_kind("keras", "litert", LiteRTModel.clz_export, _load_litert)
+register_kind("keras", "litert", LiteRTModel.clz_spec, _load_litert)
 
 
 # --------------------------------------------------------------------------- recurrent layers

@@ -198,6 +198,7 @@ def measure(model, data: Any = None, example_input: Any = None, *, name: Optiona
     example = _example_from(model, data, example_input, batch_size)
     steps = int(example.shape[1]) if example.ndim >= 2 else None
     return assemble(
+        Report,
         framework="keras", name=name or getattr(model, "name", type(model).__name__),
         layers=layer_stats(model, steps, example), native=native_file_bytes(model), device=_device(model),
         threads=_threads(), time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,

@@ -36,7 +36,7 @@ from compresslib.core.sensitivity import scan
 from compresslib.keras import graph as kgraph
 from compresslib.keras.checks import check_model, describe, require_graph, warn_unchanged
 from compresslib.keras.rebuild import copy_model, is_graph_model, rebuild, shared_layers
-from compresslib.registry import register
+from compresslib.registry import Tuning, register, register_tuner
 
 PRUNABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D")
 _QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization")
@@ -421,5 +421,13 @@ def _channels_of(g: kgraph.Graph, desc: kgraph.Desc) -> int:
     return int(layer.kernel.shape[-1])
 
 
-__all__ = ["prune_unstructured", "prune_structured", "GradualPruning", "finalize", "sensitivity", "compute_masks", "apply_masks", "prunable_layers",
+@register_tuner("keras", Magnitude, NM)
+def keep_masks(model, config: PruneConfig) -> Tuning:
+    """Fine-tuning after unstructured or N:M pruning: :class:`GradualPruning` (a Keras callback) re-applies the
+    masks during training, following ``config.schedule`` when there is one; the result keeps the zeros."""
+    hook = GradualPruning(config, model)
+    return Tuning(model, [hook], hook.finalize)
+
+
+__all__ = ["prune_unstructured", "prune_structured", "GradualPruning", "keep_masks", "finalize", "sensitivity", "compute_masks", "apply_masks", "prunable_layers",
            "structured_plan", "to_output_major", "from_output_major"]

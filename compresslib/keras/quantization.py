@@ -35,7 +35,7 @@ from keras import ops
 from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly
 from compresslib.core import quant as cq
 from compresslib.core.sensitivity import scan
-from compresslib.io import register_class
+from compresslib.keras.io import register as register_class
 from compresslib.keras.checks import check_model, describe, is_subclassed, leaf_layers, require_graph, warn_unchanged
 from compresslib.keras.bias_correction import corrected_copy
 from compresslib.keras.litert import LiteRTModel, to_litert

@@ -34,10 +34,10 @@ from keras import ops
 
 from compresslib.configs import WeightSharing, check_config
 from compresslib.core import sharing as core
-from compresslib.io import register_class
+from compresslib.keras.io import register as register_class
 from compresslib.keras.pruning import PRUNABLE, from_output_major, to_output_major
 from compresslib.keras.rebuild import rebuild
-from compresslib.registry import register
+from compresslib.registry import Tuning, register, register_tuner
 
 _QUIET = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 
@@ -222,4 +222,12 @@ def _from_centroid_layer(layer: CentroidLayer):
     return apply
 
 
-__all__ = ["share_weights", "codebooks", "CentroidTuning", "CentroidLayer"]
+@register_tuner("keras", WeightSharing)
+def keep_centroids(model, config: WeightSharing) -> Tuning:
+    """Fine-tuning after weight sharing: only the centroids move (:class:`CentroidTuning`); the
+    result has the same clusters, each at its tuned value."""
+    tuning = CentroidTuning(model)
+    return Tuning(tuning.model, [], lambda trained: tuning.finalize())
+
+
+__all__ = ["share_weights", "codebooks", "CentroidTuning", "keep_centroids", "CentroidLayer"]

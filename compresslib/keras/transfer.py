@@ -6,7 +6,7 @@ Flatten of an H×W×C map, their rows in H·W·C order where PyTorch flattens C�
 
 Example:
     >>> from compresslib.keras.models import build
-    >>> layers = export_layers(build("lenet5"))
+    >>> layers = read_layers(build("lenet5"))
     >>> [(lw.name, lw.kind, tuple(lw.arrays["weight"].shape)) for lw in layers][:3]
     [('conv1', 'conv', (6, 1, 5, 5)), ('conv2', 'conv', (16, 6, 5, 5)), ('fc1', 'linear', (120, 400))]
 """
@@ -18,13 +18,11 @@ import keras
 import numpy as np
 
 from compresslib.keras.rebuild import functional_of, producer, rebuild
-from compresslib.twin import LayerWeights
+from compresslib.core.layer_weights import LayerWeights, known_architecture
 
 
 def arch_name(model) -> Optional[str]:
     """The model's name when it names a reference model or a family member, else None."""
-    from compresslib.twin import known_architecture
-
     return model.name if known_architecture(getattr(model, "name", None)) else None
 
 
@@ -50,7 +48,7 @@ def _a(v) -> np.ndarray:
     return np.array(keras.ops.convert_to_numpy(v), dtype=np.float32)
 
 
-def export_layers(model) -> list[LayerWeights]:
+def read_layers(model) -> list[LayerWeights]:
     """Every Conv2D, DepthwiseConv2D, Dense and BatchNormalization, in PyTorch's layout, in layer order."""
     out = []
     for layer in _flat_layers(model):
@@ -90,7 +88,7 @@ def export_layers(model) -> list[LayerWeights]:
     return out
 
 
-def import_layers(model, assignments: dict[str, LayerWeights]) -> None:
+def write_layers(model, assignments: dict[str, LayerWeights]) -> None:
     """Write canonical arrays into ``model``'s layers by name, in place."""
     layers = {layer.name: layer for layer in _flat_layers(model)}
     for name, lw in assignments.items():

@@ -74,16 +74,16 @@ def float_means_hooks(prepared: nn.Module) -> tuple[dict[str, torch.Tensor], Cal
 
 def quantized_layer_targets(q: torch.fx.GraphModule) -> dict[str, str]:
     """``{node name: module name}`` of the int8 Conv/Linear layers of a converted FX model."""
-    from compresslib.torch.export import _fetch, _quantized_kind
+    from compresslib.torch.qdq import fetch, quantized_kind
 
     return {n.name: str(n.target) for n in q.graph.nodes if n.op == "call_module"
-            and _quantized_kind(_fetch(q, n.target)) in ("conv", "conv_relu", "linear", "linear_relu")}
+            and quantized_kind(fetch(q, n.target)) in ("conv", "conv_relu", "linear", "linear_relu")}
 
 
 def _deltas(q: torch.fx.GraphModule, float_means: dict[str, torch.Tensor], batch: Any,
             full_range: bool) -> dict[str, torch.Tensor]:
     """Each int8 layer's bias change, found in one pass through ``q``'s QDQ twin (corrected as it goes)."""
-    from compresslib.torch.export import QDQConv2d, QDQLinear, reference_model
+    from compresslib.torch.qdq import QDQConv2d, QDQLinear, reference_model
 
     ref = reference_model(q, full_range=full_range)
     deltas: dict[str, torch.Tensor] = {}

@@ -231,7 +231,7 @@ def quantize_gpu(model: nn.Module, config: QuantConfig, *, calibration_data: Any
     return convert(model, config, layers)
 
 
-def _export(model: nn.Module) -> tuple[dict, dict]:
+def _to_spec(model: nn.Module) -> tuple[dict, dict]:
     name = model.compresslib_recipe["config"]["type"]
     raise TypeError(f"cannot save a {name} model: its weights are GPU kernel tensors (torchao / torch.sparse) "
                     "whose packing depends on the GPU. Save the model before this step (cl.save(model, path)) "
@@ -239,10 +239,10 @@ def _export(model: nn.Module) -> tuple[dict, dict]:
                     "the conversion takes seconds")
 
 
-def _rebuild(spec: dict, tensors: dict) -> nn.Module:
+def _from_spec(spec: dict, tensors: dict) -> nn.Module:
     raise ValueError(f"{KIND} models are never written to files; this file is not one compresslib wrote")
 
 
-register_kind("torch", KIND, _export, _rebuild)
+register_kind("torch", KIND, _to_spec, _from_spec)
 
 __all__ = ["KIND", "check_device", "check_dtype", "plan", "torchao_config", "convert", "quantize_gpu"]

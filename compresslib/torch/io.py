@@ -16,7 +16,7 @@ module named by the file is imported.
 
 Example:
     >>> import torch
-    >>> spec, tensors = export(torch.nn.Sequential(torch.nn.Linear(2, 3)))
+    >>> spec, tensors = to_spec(torch.nn.Sequential(torch.nn.Linear(2, 3)))
     >>> sorted(tensors), spec["root"]["children"]["0"]["class"]
     (['0.bias', '0.weight'], 'torch.nn.modules.linear.Linear')
     >>> lookup_class("torch.nn.modules.module.torch.jit.RecursiveScriptModule")  # doctest: +ELLIPSIS
@@ -284,7 +284,7 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def export(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
+def to_spec(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
     """Describe ``model`` as ``(spec, tensors)`` for :func:`compresslib.io.save`."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -292,7 +292,7 @@ def export(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
     if kind is not None:  # e.g. int8 models from torch.ao (compresslib.torch.replay)
         from compresslib import registry
 
-        return registry.kind("torch", kind).export(model)
+        return registry.kind("torch", kind).to_spec(model)
     tensors: dict[str, np.ndarray] = {}
     root = _node(model, "", tensors)
     dtypes = {k: "bfloat16" for k, v in _bf16_names(model).items()}
@@ -470,9 +470,9 @@ def _build(node: dict, prefix: str, ctx: _Context) -> nn.Module:
     return module
 
 
-def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[Mapping[str, type]] = None,
+def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[Mapping[str, type]] = None,
             max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None) -> nn.Module:
-    """Inverse of :func:`export`: a new module (on CPU, in eval mode unless saved in train mode).
+    """Inverse of :func:`to_spec`: a new module (on CPU, in eval mode unless saved in train mode).
 
     The whole description is checked (:func:`check_spec`) before any module is created.
     ``max_bytes`` bounds what an int8 model's recipe may allocate (its float skeleton).
@@ -490,7 +490,7 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
         kind = spec["kind"]
         if not isinstance(kind, str):
             raise ValueError("the model kind must be a string")
-        return registry.kind("torch", kind).rebuild(spec, tensors, custom_objects=custom, max_bytes=max_bytes,
+        return registry.kind("torch", kind).from_spec(spec, tensors, custom_objects=custom, max_bytes=max_bytes,
                                                    max_depth=max_depth, model=model)
     return build(spec, tensors, custom, max_depth, model)
 
@@ -551,7 +551,7 @@ def check_skeleton(shapes: Any, float_spec: Any, custom_objects: Optional[dict] 
             raise ValueError(f"the recipe's shape of {name!r} must be [shape, dtype]")
         shape = packing.check_shape(entry[0], f"the recipe's shape of {name!r}")
         dtype = packing.check_dtype(entry[1], f"the recipe's dtype of {name!r}")
-        total += packing._size(shape) * dtype.itemsize
+        total += packing.n_elements(shape) * dtype.itemsize
         if max_bytes is not None and total > max_bytes:
             raise ValueError(f"the recipe's float model would take more than {max_bytes} bytes")
         skeleton[name] = np.empty(0, dtype)

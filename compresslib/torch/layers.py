@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from compresslib.core import quant as cq
-from compresslib.io import register_class
+from compresslib.torch.io import register as register_class
 
 
 @register_class

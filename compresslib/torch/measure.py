@@ -224,13 +224,8 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
 
     ``data``: ``(x, y)`` with ``x`` an array, a tensor or a dict/tuple of them, or an iterable of
     ``(x, y)`` batches (a DataLoader). ``example_input``: one batch in any form the model takes.
-    Runtime models exported from torch (:mod:`compresslib.runtime`) are measured in their runtime.
+    Runtime models (:mod:`compresslib.deploy`) are measured by :func:`compresslib.deploy.measure`.
     """
-    if getattr(model, "__compresslib_runtime__", None) and getattr(model, "__compresslib_framework__", None) == "torch":
-        from compresslib.runtime import measure_runtime
-
-        return measure_runtime(model, data, example_input, name=name, batch_size=batch_size, runs=runs,
-                               warmup=warmup, latency=latency)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_measure_args(batch_size)
@@ -249,6 +244,7 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
         kinds = dict((n, type(m).__name__) for n, m in model.named_modules())
         layers += [LayerStats(n, kinds.get(n, ""), 0, 0, m) for n, m in macs.items() if n not in counts]
         return assemble(
+            Report,
             framework="torch", name=name or type(model).__name__, layers=layers, native=native_file_bytes(model),
             device=str(inputs.model_device(model)), threads=torch.get_num_threads(),
             time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from compresslib.core import architectures as arch
-from compresslib.io import register_class
+from compresslib.torch.io import register as register_class
 
 MODEL_NAMES = ("lenet300_100", "lenet5", "resnet8", "mlp_wide", "lenet5_caffe")
 

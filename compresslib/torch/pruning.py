@@ -41,7 +41,7 @@ from compresslib.configs import NM, Magnitude, PruneConfig, Structured
 from compresslib.core import masks as core_masks
 from compresslib.core.schedules import Schedule, resolve
 from compresslib.core.sensitivity import scan
-from compresslib.registry import register
+from compresslib.registry import Tuning, register, register_tuner
 from compresslib.torch import inputs
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -555,5 +555,13 @@ def _output_problem(model: nn.Module, example: Any, before: list[tuple]) -> str:
     return ""
 
 
-__all__ = ["prune_unstructured", "prune_structured", "GradualPruning", "finalize", "sensitivity", "compute_masks",
+@register_tuner("torch", Magnitude, NM)
+def keep_masks(model, config: PruneConfig) -> Tuning:
+    """Fine-tuning after unstructured or N:M pruning: :class:`GradualPruning` (hook(model, step) after each optimiser step) re-applies the
+    masks during training, following ``config.schedule`` when there is one; the result keeps the zeros."""
+    hook = GradualPruning(config, model)
+    return Tuning(model, [hook], hook.finalize)
+
+
+__all__ = ["prune_unstructured", "prune_structured", "GradualPruning", "keep_masks", "finalize", "sensitivity", "compute_masks",
            "apply_masks", "prunable_layers"]

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from typing import Any, Optional
 
@@ -44,7 +45,7 @@ from torch import nn
 from compresslib.configs import QAT, BFloat16, Float16, Int8Dynamic, Int8Static, QuantConfig, WeightOnly
 from compresslib.core import quant as cq
 from compresslib.core.sensitivity import scan
-from compresslib.registry import register
+from compresslib.registry import register, register_kind
 from compresslib.torch import ao, bias_correction, inputs, replay
 from compresslib.torch.layers import WeightOnlyConv2d, WeightOnlyLinear
 
@@ -452,6 +453,9 @@ def sensitivity(model: nn.Module, data: Any, bits: int = 4) -> dict[str, float]:
 
     return scan(quantizable_layers(model), [bits],
                 lambda name, b: evaluate(fake_quantize_weights(model, b, [name]), data), flat=True)
+
+# int8 models are saved as a recipe replayed on a float skeleton; replaying a QAT recipe needs convert
+register_kind("torch", replay.KIND, replay.to_spec, functools.partial(replay.from_spec, convert=convert))
 
 
 __all__ = ["quantize_dynamic", "quantize_static", "quantize_weight_only", "quantize_half", "prepare_qat", "convert",

@@ -9,7 +9,8 @@ arrays, scales, zero points). Loading rebuilds the float skeleton, runs the
 config's registered handler on it again (with zero calibration data: the
 calibrated ranges come from the file) and loads the state.
 
-Registered as the ``torch_quantized`` model kind (:func:`compresslib.registry.register_kind`).
+Registered as the ``torch_quantized`` model kind (:func:`compresslib.registry.register_kind`) by
+:mod:`compresslib.torch.quantization`, which makes the models and passes QAT's ``convert`` in.
 
 Example:
     >>> import torch, compresslib as cl
@@ -22,22 +23,20 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from compresslib.configs import QAT, Config, Int8Dynamic, Int8Static, WeightOnly
-from compresslib.registry import handler, register_kind
+from compresslib.configs import QAT, Config, Int8Static
+from compresslib.registry import handler
 
 KIND = "torch_quantized"
-# files written before configs had to_dict() named the mode instead
-_OLD_MODES = {"dynamic": Int8Dynamic, "static": Int8Static, "torchao_int8_weight_only": WeightOnly, "qat": QAT}
 
 
 def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -> nn.Module:
-    """Give ``q`` (made from ``float_model`` by ``config``) the recipe :func:`export` needs; return ``q``.
+    """Give ``q`` (made from ``float_model`` by ``config``) the recipe :func:`to_spec` needs; return ``q``.
 
     Describing the float architecture never fails the quantization itself: a model
     that cannot be described keeps the reason, and only saving it reports it.
@@ -48,7 +47,7 @@ def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -
     recipe: dict[str, Any] = {"config": config.to_dict(), "float_spec": None, "shapes": None,
                               "example": None if example is None else inputs.signature(example)}
     try:
-        spec, tensors = tio.export(float_model)
+        spec, tensors = tio.to_spec(float_model)
     except (TypeError, ValueError) as exc:
         recipe["float_error"] = str(exc)
     else:
@@ -72,7 +71,7 @@ def carry(source: nn.Module, target: nn.Module) -> nn.Module:
     return target
 
 
-def export(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
+def to_spec(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
     """``(spec, tensors)`` of a model carrying a recipe: the recipe plus its quantized state."""
     recipe = model.compresslib_recipe
     if recipe.get("float_spec") is None:
@@ -133,36 +132,11 @@ def _qparam_nodes(model: nn.Module) -> list:
     return out
 
 
-def _config_of(recipe: dict) -> Config:
-    """The config of a recipe written before configs had ``to_dict`` (a ``mode`` and its options)."""
-    import dataclasses
-
-    mode = recipe["mode"]
-    if not isinstance(mode, str) or mode not in _OLD_MODES:
-        raise ValueError(f"unknown quantized model mode {str(mode)[:40]!r}; known: {tuple(_OLD_MODES)}")
-    cls = _OLD_MODES[mode]
-    fields = recipe.get("config")
-    options = {f.name for f in dataclasses.fields(cls)} if mode != "torchao_int8_weight_only" else set()
-    if not isinstance(fields, dict) or not set(fields) <= options or not all(
-            v is None or isinstance(v, (bool, int, float, str)) for v in fields.values()):
-        raise ValueError(f"the recipe's config must map option names of mode {mode!r} ({sorted(options)}) to values")
-    return cls(**fields) if mode != "torchao_int8_weight_only" else cls(bits=8)
-
-
 def _example_of(recipe: dict) -> Optional[Any]:
-    from compresslib.core import packing
     from compresslib.torch import inputs
 
     if recipe.get("example") is not None:
         return inputs.zeros(recipe["example"])
-    if recipe.get("example_shape") is not None:  # older files
-        shape = packing.check_shape(recipe["example_shape"], "the recipe's example_shape")
-        if not shape or 0 in shape or packing._size(shape) > MAX_EXAMPLE_ELEMENTS:
-            raise ValueError(f"the recipe's example_shape {list(shape)[:8]} must hold 1 to "
-                             f"{MAX_EXAMPLE_ELEMENTS} elements")
-        return torch.zeros(shape)
-    if recipe.get("mode") in ("static", "qat"):
-        raise ValueError(f"mode {recipe['mode']!r} needs an example_shape")
     return None
 
 
@@ -183,10 +157,10 @@ def _stand_ins(shapes: dict, constants: list, tensors: dict) -> dict[str, np.nda
     return out
 
 
-def replay(skeleton: nn.Module, config: Config, example: Any) -> nn.Module:
-    """Run ``config``'s handler on a float ``skeleton`` as :func:`compresslib.quantize`/``prepare_qat`` did."""
+def replay(skeleton: nn.Module, config: Config, example: Any, convert: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """Run ``config``'s handler on a float ``skeleton`` as :func:`compresslib.quantize`/``prepare_qat`` did
+    (``convert``: QAT's, :func:`compresslib.torch.quantization.convert`, which imports this module)."""
     from compresslib.torch import inputs
-    from compresslib.torch.quantization import convert
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -206,7 +180,6 @@ def replay(skeleton: nn.Module, config: Config, example: Any) -> nn.Module:
 
 MAX_EXAMPLE_ELEMENTS = 2 ** 22  # the example input a static/QAT recipe is re-run on
 _NEW_RECIPE = {"config", "float_spec", "shapes", "example"}
-_OLD_RECIPE = {"mode", "config", "shapes", "float_spec", "example_shape"}
 
 
 def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: Optional[int], max_depth: int,
@@ -223,24 +196,19 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     if not isinstance(recipe, dict):
         raise ValueError("the recipe must be an object")
     keys = set(recipe)
-    if "mode" in keys:
-        if keys != _OLD_RECIPE:
-            raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
-        config = _config_of(recipe)
-    else:
-        if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error", "float_output", "bias_correction"}:
-            raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
-        kept = recipe.get("float_output", [])
-        if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
-            raise ValueError("the recipe's float_output must be a list of layer names")
-        if "bias_correction" in recipe:
-            from compresslib.torch.bias_correction import check_note
-            check_note(recipe["bias_correction"])
-        if recipe.get("path", "fx") not in ("fx", "pt2e"):
-            raise ValueError(f"unknown quantization path {str(recipe.get('path'))[:20]!r}")
-        config = Config.from_dict(recipe["config"])
-        if config.verb not in ("quantize", "prepare_qat"):
-            raise ValueError(f"the recipe's config {type(config).__name__} is not a quantization")
+    if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error", "float_output", "bias_correction"}:
+        raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
+    kept = recipe.get("float_output", [])
+    if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
+        raise ValueError("the recipe's float_output must be a list of layer names")
+    if "bias_correction" in recipe:
+        from compresslib.torch.bias_correction import check_note
+        check_note(recipe["bias_correction"])
+    if recipe.get("path", "fx") not in ("fx", "pt2e"):
+        raise ValueError(f"unknown quantization path {str(recipe.get('path'))[:20]!r}")
+    config = Config.from_dict(recipe["config"])
+    if config.verb not in ("quantize", "prepare_qat"):
+        raise ValueError(f"the recipe's config {type(config).__name__} is not a quantization")
     example = _example_of(recipe)
     if example is None and isinstance(config, (Int8Static, QAT)):
         raise ValueError(f"the recipe of a {type(config).__name__} model needs an example input")
@@ -266,12 +234,16 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     return config, example
 
 
-def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[dict] = None,
-            max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None) -> nn.Module:
-    """Inverse of :func:`export`: check everything, rebuild the float skeleton, replay the recipe, load the state.
+def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[dict] = None,
+            max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None,
+            convert: Optional[Callable[[nn.Module], nn.Module]] = None) -> nn.Module:
+    """Inverse of :func:`to_spec`: check everything, rebuild the float skeleton, replay the recipe, load the state.
+
+    ``convert``: QAT's convert (:mod:`compresslib.torch.quantization` registers this function
+    as the ``torch_quantized`` kind with it bound).
 
     ``model``: an instance of the user's model class, for a skeleton holding user-class modules
-    (see :func:`compresslib.torch.io.rebuild`). Like every model :func:`compresslib.load`
+    (see :func:`compresslib.torch.io.from_spec`). Like every model :func:`compresslib.load`
     returns, the result is on CPU, whatever device the saved model was on.
     """
     from compresslib.torch import io as tio
@@ -280,7 +252,9 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
     recipe = spec["recipe"]
     skeleton = tio.build(recipe["float_spec"], _stand_ins(recipe["shapes"], spec.get("constants", []), tensors),
                          custom_objects, max_depth, model).eval()
-    q = replay(skeleton, config, example)
+    if convert is None:
+        raise TypeError("from_spec needs convert= (QAT's convert) to replay a recipe")
+    q = replay(skeleton, config, example, convert)
     if spec.get("literals"):
         nodes = _qparam_nodes(q)
         if len(nodes) != len(spec["literals"]):
@@ -327,6 +301,4 @@ def rebuild(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optio
     return q
 
 
-register_kind("torch", KIND, export, rebuild)
-
-__all__ = ["KIND", "attach", "carry", "export", "rebuild", "replay"]
+__all__ = ["KIND", "attach", "carry", "to_spec", "from_spec", "replay"]

@@ -35,7 +35,7 @@ from torch import nn
 from compresslib.configs import WeightSharing, check_config
 from compresslib.core import sharing as core
 from compresslib.torch.pruning import PRUNABLE
-from compresslib.registry import register
+from compresslib.registry import Tuning, register, register_tuner
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _QUIET = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
@@ -172,5 +172,13 @@ def _summing_hook(labels: torch.Tensor):
     return hook
 
 
-__all__ = ["share_weights", "codebooks", "CentroidTuning"]
+@register_tuner("torch", WeightSharing)
+def keep_centroids(model, config: WeightSharing) -> Tuning:
+    """Fine-tuning after weight sharing: only the centroids move (:class:`CentroidTuning`); the
+    result has the same clusters, each at its tuned value."""
+    tuning = CentroidTuning(model)
+    return Tuning(tuning.model, [], lambda trained: tuning.finalize())
+
+
+__all__ = ["share_weights", "codebooks", "CentroidTuning", "keep_centroids"]
 

@@ -2,7 +2,7 @@
 
 Example:
     >>> from compresslib.torch.models import build
-    >>> layers = export_layers(build("lenet5"))
+    >>> layers = read_layers(build("lenet5"))
     >>> [(lw.name, lw.kind, tuple(lw.arrays["weight"].shape)) for lw in layers][:2]
     [('0', 'conv', (6, 1, 5, 5)), ('3', 'conv', (16, 6, 5, 5))]
     >>> arch_name(build("invres_x0.5"))
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.twin import LayerWeights
+from compresslib.core.layer_weights import LayerWeights
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -46,7 +46,7 @@ def arch_name(model: nn.Module) -> Optional[str]:
     return None
 
 
-def export_layers(model: nn.Module) -> list[LayerWeights]:
+def read_layers(model: nn.Module) -> list[LayerWeights]:
     """Every Conv2d, Linear and BatchNorm of ``model`` in module order (``ValueError`` naming any other
     module that owns weights)."""
     out = []
@@ -76,7 +76,7 @@ def export_layers(model: nn.Module) -> list[LayerWeights]:
     return out
 
 
-def import_layers(model: nn.Module, assignments: dict[str, LayerWeights]) -> None:
+def write_layers(model: nn.Module, assignments: dict[str, LayerWeights]) -> None:
     """Copy canonical arrays into ``model``'s modules by name, in place."""
     with torch.no_grad():
         for name, lw in assignments.items():

@@ -1,9 +1,10 @@
-"""core.entropy: codebook encodings are exact, small, and refuse corrupt input with a ValueError."""
+"""core.encodings.entropy: codebook encodings are exact, small, and refuse corrupt input with a ValueError."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from compresslib.core import entropy, packing, sharing
+from compresslib.core import packing, sharing
+from compresslib.core.encodings import entropy
 
 
 def _shared(rng, shape=(300, 200), sparsity=0.9, bits=5):

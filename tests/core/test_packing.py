@@ -47,7 +47,7 @@ def test_automatic_choice_is_the_smallest(rng, sparsity, expected):
     w = _sparse(rng, (300, 200), sparsity)
     meta, arrays = packing.encode(w)
     assert meta["encoding"] == expected
-    # codebook encodings (weight sharing, core/entropy.py) do not apply to these thousands of distinct values
+    # codebook encodings (weight sharing, core/encodings/entropy.py) do not apply to these thousands of distinct values
     costs = {e: packing.encoded_cost(packing.encode(w, e)[1]) for e in packing.ENCODERS
              if e not in ("constant", "zlib", "codebook", "codebook_ans")}
     assert packing.encoded_cost(arrays) == min(costs.values())
@@ -59,7 +59,7 @@ def test_csr_beats_plain_bitmask_when_almost_empty(rng):
     cost = {e: packing.encoded_cost(packing.encode(w, e)[1]) for e in packing.ENCODERS if e not in ("constant", "zlib")}
     assert cost["csr"] < cost["bitmask"] < cost["dense"]
     # the deflated bitmask (a run of zero bytes compresses ~1000:1) is smaller still, and is chosen among the
-    # bitmask/CSR family; one distinct value makes the entropy-coded codebook (core/entropy.py) smaller again
+    # bitmask/CSR family; one distinct value makes the entropy-coded codebook (core/encodings/entropy.py) smaller again
     assert cost["bitmask_z"] < cost["csr"] and cost["codebook_ans"] < cost["bitmask_z"]
     assert packing.encode(w)[0]["encoding"] == "codebook_ans"
     with packing.excluding("codebook", "codebook_ans"):

@@ -8,7 +8,7 @@ import torch  # noqa: F401  (before tensorflow)
 import keras
 
 import compresslib as cl
-from compresslib.minilm import cosine  # row-wise cosine
+from compresslib.core.selection import row_cosines as cosine  # row-wise cosine
 from compresslib.keras import bias_correction as kb
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import compresslib as cl
 from compresslib.keras.train import evaluate
-from compresslib.runtime import load
+from compresslib.deploy import load
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 import compresslib as cl
-from compresslib.minilm import cosine  # row-wise cosine
+from compresslib.core.selection import row_cosines as cosine  # row-wise cosine
 from compresslib.torch import quantization as tq
-from compresslib.torch.export import reference_model
+from compresslib.torch.qdq import reference_model
 
 
 @pytest.fixture(scope="module")

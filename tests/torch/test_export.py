@@ -16,8 +16,9 @@ import pytest
 import torch
 
 import compresslib as cl
-from compresslib.runtime import load
+from compresslib.deploy import load
 from compresslib.torch import export as tex
+from compresslib.torch import qdq
 from compresslib.torch.train import evaluate
 
 pytest.importorskip("onnxruntime")
@@ -89,7 +90,7 @@ def test_int8_static_onnx_carries_compresslibs_integers(lenet_int8, data, tmp_pa
     test = data[0]
     rt = cl.export(lenet_int8, tmp_path / "q.onnx", runtime="onnxruntime")
     inits, proto = _onnx_initializers(tmp_path / "q.onnx")
-    qlayers = {n: m for n, m in lenet_int8.named_modules() if tex._quantized_kind(m) in
+    qlayers = {n: m for n, m in lenet_int8.named_modules() if qdq.quantized_kind(m) in
                ("conv", "conv_relu", "linear", "linear_relu")}
     assert qlayers
     dq_of = {n.input[0]: n for n in proto.graph.node if n.op_type == "DequantizeLinear"}
@@ -114,10 +115,10 @@ def test_int8_static_onnx_carries_compresslibs_integers(lenet_int8, data, tmp_pa
 
 
 def test_int8_full_range_uses_256_levels(lenet_int8, data, tmp_path):
-    ref = tex.reference_model(lenet_int8, full_range=True)
-    same = tex.reference_model(lenet_int8)
-    s_full = [m.scale for m in ref.modules() if isinstance(m, tex.QDQConv2d)]
-    s_same = [m.scale for m in same.modules() if isinstance(m, tex.QDQConv2d)]
+    ref = qdq.reference_model(lenet_int8, full_range=True)
+    same = qdq.reference_model(lenet_int8)
+    s_full = [m.scale for m in ref.modules() if isinstance(m, qdq.QDQConv2d)]
+    s_same = [m.scale for m in same.modules() if isinstance(m, qdq.QDQConv2d)]
     np.testing.assert_allclose(s_full, np.array(s_same) * 127 / 255, rtol=1e-6)
     x = torch.as_tensor(data[0][0][:200])
     with torch.no_grad():
@@ -144,7 +145,7 @@ def test_dynamic_int8_keeps_weight_integers(data, tmp_path):
     inits, proto = _onnx_initializers(tmp_path / "d.onnx")
     assert "DynamicQuantizeLinear" in {n.op_type for n in proto.graph.node}
     ints = [v for k, v in inits.items() if k.endswith("weight_int8")]
-    torch_ints = [mod.weight().int_repr().numpy() for mod in d.modules() if tex._quantized_kind(mod) == "dynamic_linear"]
+    torch_ints = [mod.weight().int_repr().numpy() for mod in d.modules() if qdq.quantized_kind(mod) == "dynamic_linear"]
     assert len(ints) == len(torch_ints) == 3
     for a in torch_ints:
         assert any(b.shape == a.shape and np.array_equal(a, b) for b in ints)
@@ -224,7 +225,7 @@ def test_load_refuses_unknown_suffix(tmp_path):
 
 def test_reference_model_does_not_change_input(lenet_int8):
     before = copy.deepcopy(lenet_int8.state_dict())
-    tex.reference_model(lenet_int8)
+    qdq.reference_model(lenet_int8)
     after = lenet_int8.state_dict()
     for k, v in before.items():
         if isinstance(v, torch.Tensor):

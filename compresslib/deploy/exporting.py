@@ -1,6 +1,7 @@
 """``cl.export``: write a model of either framework to a runtime file and load it back as a runtime model.
 
-(This module is ``compresslib.deploy``: a submodule named ``export`` would shadow the verb ``cl.export``.)
+(This module is ``compresslib.deploy.exporting``, re-exported as ``compresslib.deploy.export``: a
+submodule named ``export`` would shadow the function.)
 
 ==================  ==============================  ===========================================
 runtime             PyTorch models                  Keras models
@@ -17,9 +18,9 @@ pruned, low-rank, and int8 (``Int8Static``, QAT-converted, ``Int8Dynamic``). Int
 torch models carry compresslib's own calibrated scales and integers into the file
 (see ``compresslib.torch.export``). The model passed in is never changed.
 
-The returned runtime model (``compresslib.runtime``) is what ``compresslib.measure``,
+The returned runtime model (:mod:`compresslib.deploy.models`) is what ``compresslib.measure``,
 ``evaluate``, ``compresslib.compare`` and the benches measure, like a framework
-model. Re-load a file later with ``compresslib.runtime.load``. Outputs of a
+model. Re-load a file later with ``compresslib.deploy.load``. Outputs of a
 reloaded file are identical to the returned model's (same file, same runtime);
 against the source framework they differ by float rounding (fp32: ~1e-5 relative),
 and for int8 by at most a few quantization steps where the runtime rounds
@@ -33,12 +34,12 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Optional
 
-from compresslib._dispatch import framework_of
-from compresslib.runtime import RUNTIME_SUFFIX, _require, load
+from compresslib._dispatch import backend, framework_of, require
+from compresslib.deploy.models import load
+from compresslib.runtimes import RUNTIME_SUFFIX
 
 RUNTIMES = {"torch": ("onnxruntime", "openvino", "torch.export"), "keras": ("litert", "onnxruntime", "openvino")}
 
@@ -72,19 +73,16 @@ def export(model: Any, path: str | os.PathLike, runtime: str = "onnxruntime", *,
     if not path.lower().endswith(suffix):
         raise ValueError(f"path must end with {suffix!r} for runtime {runtime!r}, got {path!r}")
     if runtime == "onnxruntime":
-        _require("onnxruntime")
+        require("onnxruntime")
     elif runtime == "openvino":
-        _require("openvino")
+        require("openvino")
     if framework == "torch":
-        from compresslib.torch import export as tex
-
+        tex = backend("torch", "export")
         writer = {"onnxruntime": tex.export_onnx, "openvino": tex.export_openvino, "torch.export": tex.export_torch}
         writer[runtime](model, path, example_input, full_range=full_range, name=name)
     else:
         if full_range:
             raise ValueError("full_range: only for PyTorch int8 models (LiteRT chooses its own int8 ranges)")
-        from compresslib._dispatch import backend
-
         kex = backend("keras", "export")
         if runtime == "litert":
             return kex.export_litert(model, path, name=name)
@@ -92,12 +90,4 @@ def export(model: Any, path: str | os.PathLike, runtime: str = "onnxruntime", *,
     return load(path, runtime=runtime, **load_kwargs)
 
 
-def onnx_to_openvino(onnx_path: str, path: str, meta: dict) -> None:
-    """Convert an ONNX file to OpenVINO IR at ``path`` (float32 weights kept float32), carrying ``meta``."""
-    ov = _require("openvino")
-    ov_model = ov.convert_model(onnx_path)
-    ov_model.set_rt_info(json.dumps(meta), ["compresslib"])
-    ov.save_model(ov_model, path, compress_to_fp16=False)
-
-
-__all__ = ["export", "onnx_to_openvino", "RUNTIMES"]
+__all__ = ["export", "RUNTIMES"]

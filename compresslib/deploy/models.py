@@ -2,16 +2,9 @@
 
 A runtime model behaves like the model it came from, as far as compresslib is
 concerned: ``compresslib.measure``, ``evaluate``, ``compresslib.compare``
-and the benches treat it exactly like a framework model. The protocol (the same
-one ``compresslib.keras.quantization.LiteRTModel`` follows):
-
-* ``__compresslib_framework__``: the framework the model was exported from
-  (``"torch"`` or ``"keras"``), so inputs keep that framework's layout;
-* ``__compresslib_runtime__``: ``"onnxruntime"``, ``"openvino"`` or ``"torch.export"``;
-* ``__call__(x)`` / ``predict_on_batch(x)`` on a NumPy batch, ``predict(x, batch_size)``;
-* ``save_native(dirpath) -> (path, format)``: the runtime file (its size is the model's size);
-* ``layer_stats()``: parameters, non-zeros and MACs per layer, recorded from the source
-  model at export time (the runtime graph has no notion of the source's layers).
+and the benches treat it exactly like a framework model. Every runtime model is a
+:class:`compresslib.runtimes.RuntimeModel` (the protocol is described there; Keras's
+``LiteRTModel`` is one too).
 
 Loading never unpickles: ONNX and OpenVINO files hold no Python objects, and a
 ``.pt2`` file is read with ``torch.load(weights_only=True)`` only (a file that
@@ -28,81 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Optional
 
 import numpy as np
 
-from compresslib.report import LayerStats, Report
-
-RUNTIME_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml", "torch.export": ".pt2", "litert": ".tflite"}
-
-
-def _threads(threads: Optional[int]) -> int:
-    if threads is None:
-        return os.cpu_count() or 1
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    return threads
-
-
-class RuntimeModel:
-    """Base of the runtime models: NumPy in, NumPy out, plus what ``measure`` needs."""
-
-    __compresslib_runtime__ = "runtime"
-
-    def __init__(self, path: str, meta: dict) -> None:
-        self.path = os.fspath(path)
-        self.meta = dict(meta or {})
-        self.__compresslib_framework__ = self.meta.get("framework", "torch")
-        self.name = f"{self.meta.get('name', 'model')} ({self.__compresslib_runtime__})"
-        shape = self.meta.get("input_shape")
-        self.input_shape = tuple(shape) if shape else None
-
-    def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - every runtime overrides it
-        raise NotImplementedError
-
-    def predict_on_batch(self, x: Any) -> np.ndarray:
-        """Outputs for one batch (float32 NumPy array in, float32 NumPy array out; ``x`` is not changed)."""
-        arr = np.asarray(x)
-        arr = np.ascontiguousarray(arr if arr.dtype.kind in "iub" else arr.astype(np.float32, copy=False))
-        return self._run(arr)
-
-    def __call__(self, x: Any) -> np.ndarray:
-        return self.predict_on_batch(x)
-
-    def predict(self, x: Any, batch_size: int = 500, verbose: int = 0) -> np.ndarray:
-        """Outputs for ``x`` in batches of ``batch_size``."""
-        x = np.asarray(x)
-        return np.concatenate([self.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-    def files(self) -> list[str]:
-        """The file(s) this model was loaded from."""
-        return [self.path]
-
-    def save_native(self, dirpath: str) -> tuple[str, str]:
-        """Copy the runtime file(s) into ``dirpath``; return the main file's path and its format (its suffix)."""
-        main = None
-        for f in self.files():
-            dest = os.path.join(dirpath, os.path.basename(f))
-            shutil.copyfile(f, dest)
-            main = main or dest
-        if len(self.files()) > 1:  # OpenVINO: .xml + .bin; size the pair as one file
-            joined = os.path.join(dirpath, "model" + RUNTIME_SUFFIX[self.__compresslib_runtime__] + ".all")
-            with open(joined, "wb") as out:
-                for f in self.files():
-                    with open(f, "rb") as fh:
-                        out.write(fh.read())
-            main = joined
-        return main, RUNTIME_SUFFIX[self.__compresslib_runtime__]
-
-    def layer_stats(self) -> list[LayerStats]:
-        return [LayerStats(**d) for d in self.meta.get("layers", [])]
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.path!r}, framework={self.__compresslib_framework__!r})"
-
+from compresslib._dispatch import require
+from compresslib.runtimes import RUNTIME_SUFFIX, RuntimeModel, check_threads
 
 class OnnxRuntimeModel(RuntimeModel):
     """An ONNX file run by ONNX Runtime (CPU, all graph optimisations, ``threads`` intra-op threads)."""
@@ -110,9 +34,9 @@ class OnnxRuntimeModel(RuntimeModel):
     __compresslib_runtime__ = "onnxruntime"
 
     def __init__(self, path: str, threads: Optional[int] = None) -> None:
-        ort = _require("onnxruntime")
+        ort = require("onnxruntime")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = _threads(threads)
+        opts.intra_op_num_threads = check_threads(threads)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -139,11 +63,11 @@ class OpenVINOModel(RuntimeModel):
     __compresslib_runtime__ = "openvino"
 
     def __init__(self, path: str, threads: Optional[int] = None, precision: str = "f32") -> None:
-        ov = _require("openvino")
+        ov = require("openvino")
         if precision not in ("f32", "bf16", "f16"):
             raise ValueError(f"precision must be 'f32', 'bf16' or 'f16', got {precision!r}")
         core = ov.Core()
-        self.threads = _threads(threads)
+        self.threads = check_threads(threads)
         model = core.read_model(os.fspath(path))
         meta = {}
         if model.has_rt_info(["compresslib"]):
@@ -256,66 +180,10 @@ def load(path: str, runtime: Optional[str] = None, **kwargs: Any) -> Any:
     if runtime == "torch.export":
         return TorchExportModel(path, **kwargs)
     if runtime == "litert":
-        from compresslib.keras.export import load_litert
+        from compresslib._dispatch import backend
 
-        return load_litert(path, **kwargs)
+        return backend("keras", "export").load_litert(path, **kwargs)
     raise ValueError(f"runtime must be one of {tuple(RUNTIME_SUFFIX)}, got {runtime!r}")
 
 
-def measure_runtime(model: Any, data: Any = None, example_input: Any = None, *, name: Optional[str] = None,
-                    batch_size: int = 32, runs: int = 50, warmup: int = 10, latency: bool = True) -> Report:
-    """``compresslib.measure`` for a runtime model: its file's bytes, recorded layers, latency, accuracy."""
-    from compresslib.core.measure import file_sizes, latency_stats, load_average
-    from compresslib.core.training import check_data
-    from compresslib.timing import time_calls
-
-    if data is not None and (not isinstance(data, (tuple, list)) or len(data) != 2):
-        raise ValueError(f"data must be a pair (x, y) of arrays, got {type(data).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if example_input is not None:
-        example = np.asarray(example_input, dtype=np.float32)
-    elif data is not None:
-        example = np.asarray(data[0][:batch_size], dtype=np.float32)
-    else:
-        raise ValueError("measure needs data=(x, y) or example_input= to run a runtime model")
-    layers = model.layer_stats()
-    with tempfile.TemporaryDirectory() as tmp:
-        path, fmt = model.save_native(tmp)
-        size, gz = file_sizes(path)
-    report = Report(name=name or getattr(model, "name", type(model).__name__),
-                    framework=model.__compresslib_framework__,
-                    params=sum(l.params for l in layers), nonzero_params=sum(l.nonzero_params for l in layers),
-                    file_bytes=size, gzip_bytes=gz, file_format=fmt, macs=sum(l.macs for l in layers),
-                    layers=layers, device="cpu", threads=getattr(model, "threads", None) or (os.cpu_count() or 1))
-    if latency:
-        times = time_calls(model, example, runs=runs, warmup=warmup)
-        report.latency_ms, report.latency_spread_ms = latency_stats(times)
-        report.latency_runs, report.batch_size = len(times), int(example.shape[0])
-        report.load_average = load_average()
-    if data is not None:
-        x, y = check_data(data, "data")
-        report.accuracy = float((model.predict(x).argmax(1) == y).mean())
-    return report
-
-
-_EXTRAS = {"onnxruntime": "onnx", "onnx": "onnx", "onnxscript": "onnx", "openvino": "openvino", "tf2onnx": "onnx",
-           "ai_edge_litert": "keras"}
-
-
-def _require(*modules: str) -> Any:
-    """Import ``modules`` (return the last) or raise an ImportError naming the compresslib extra that installs it."""
-    import importlib
-
-    mod = None
-    for module in modules:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            raise ImportError(f"this needs the '{module}' package: "
-                              f"pip install 'compresslib[{_EXTRAS.get(module, module)}]'") from exc
-    return mod
-
-
-__all__ = ["RuntimeModel", "OnnxRuntimeModel", "OpenVINOModel", "TorchExportModel", "load", "measure_runtime",
-           "RUNTIME_SUFFIX"]
+__all__ = ["RuntimeModel", "OnnxRuntimeModel", "OpenVINOModel", "TorchExportModel", "load", "RUNTIME_SUFFIX"]

