@@ -14,7 +14,7 @@ Version 1 files (one ``.npy`` entry per part, written before compresslib 0.1.0) 
 an error that says so.
 
 Loading treats the file as untrusted (the book's API page, "What ``load``
-trusts", says exactly how far). The ZIP container is read by :class:`compresslib.archive.Archive`
+trusts", says exactly how far). The ZIP container is read by ``compresslib.archive.Archive``
 (the bounded reader); this module is the format on top of it. Every size is checked against
 :class:`Limits` *before* anything is allocated: the manifest is read through a bounded stream,
 the number of tensors and parts, every dtype, shape and offset are checked, the

@@ -23,7 +23,7 @@ Fine-tuning settings: ``epochs``, ``lr``, ``batch_size``, ``seed``, ``lr_schedul
 2015) and ``gradual`` (a step with a ``sparsity`` and an empty ``schedule``, such as
 ``Magnitude``, prunes gradually over the first third of its fine-tuning, Zhu & Gupta
 2017). Fine-tuning keeps what a step made through the tuner registered for its config
-(:func:`compresslib.registry.register_tuner`): after unstructured pruning the masks are
+(``compresslib.registry.register_tuner``): after unstructured pruning the masks are
 re-applied after every optimiser step (the backends' ``keep_masks``, which also follows
 the schedule); after weight sharing only the centroids move (``keep_centroids``). The
 pipeline knows no technique by name: a new config with a tuner is fine-tuned the same way.

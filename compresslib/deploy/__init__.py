@@ -1,6 +1,6 @@
 """Deployment: write a model to a runtime file, load runtime files, measure runtime models.
 
-* :func:`export` (``cl.export``, in :mod:`compresslib.deploy.exporting`): a model of either framework
+* :func:`export` (``cl.export``, in ``compresslib.deploy.exporting``): a model of either framework
   written for ONNX Runtime, OpenVINO, ``torch.export`` or LiteRT, loaded back as a runtime model;
 * :func:`load`: an exported file as a runtime model (:mod:`compresslib.deploy.models`);
 * :func:`measure`: what ``cl.measure`` does with a runtime model (:mod:`compresslib.deploy.measure`).

@@ -62,7 +62,7 @@ def _file_bytes(model: Any) -> tuple[int, int, str]:
 
 def measure(model: Any, data: Any = None, example_input: Any = None, *, name: Optional[str] = None,
             batch_size: int = 32, runs: int = 50, warmup: int = 10, latency: bool = True) -> Report:
-    """Measure a runtime model (see :func:`compresslib.measure`): file bytes, recorded layers, latency, accuracy."""
+    """Measure a runtime model (see ``compresslib.measure``): file bytes, recorded layers, latency, accuracy."""
     if not is_runtime_model(model):
         raise TypeError(f"model must be a runtime model (compresslib.deploy), got {type(model).__name__}")
     if data is not None and (not isinstance(data, (tuple, list)) or len(data) != 2):

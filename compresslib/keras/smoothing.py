@@ -5,7 +5,7 @@ scale and center) whose output is read only by ``Dense`` layers. One whose outpu
 anything else (a residual ``Add``, a model output) is left alone: folding the scales into it would
 change the function. The activation maxima come from the LayerNorms' outputs on
 ``calibration_data``; the scales from :func:`compresslib.core.smoothing.smoothing_scales`, as in
-:mod:`compresslib.torch.smoothing`. A model without such a pair comes back unchanged with one
+``compresslib.torch.smoothing``. A model without such a pair comes back unchanged with one
 warning; a subclassed model is refused naming its class.
 
 Example:

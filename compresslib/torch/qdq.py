@@ -2,11 +2,11 @@
 
 A *QDQ reference model* computes what a ``torch.ao`` int8 model computes, with compresslib's own
 scales and zero points: each quantized activation is ``dequantize(quantize(x))`` and each int8
-weight is stored as int8 with its per-channel scales (:class:`QDQConv2d`, :class:`QDQLinear`,
-:class:`QDQAdd`, :class:`QDQDynamicLinear`). The runtime writers (:mod:`compresslib.torch.export`)
+weight is stored as int8 with its per-channel scales (``QDQConv2d``, ``QDQLinear``,
+``QDQAdd``, ``QDQDynamicLinear``). The runtime writers (:mod:`compresslib.torch.export`)
 export it; bias correction (:mod:`compresslib.torch.bias_correction`) runs its layers' arithmetic.
 
-Helpers: :func:`quantized_kind` (what a torch.ao module is), :func:`fetch` (an FX node's module),
+Helpers: :func:`quantized_kind` (what a torch.ao module is), ``fetch`` (an FX node's module),
 :func:`unsupported_layers` (what has no Q/DQ translation), :func:`is_int8`, :func:`reference_model`.
 
 Example:
