@@ -185,3 +185,27 @@ def test_a_sentence_transformer_given_token_ids_alone_refuses_naming_the_argumen
            "Structured": lambda: cl.prune(model, cl.Structured(0.3), example_input=ids)}[verb]
     with pytest.raises(ValueError, match=r"^example_input: SentenceTransformer.forward takes a dict \(input: "):
         run()
+
+
+# --------------------------------------------------------------------------- 7. compress on a user's class
+
+@pytest.mark.parametrize("name", ["torch_tcn", "hf_resnet"])
+def test_compress_measures_each_stage_of_a_user_class_from_its_file(name):
+    """Each stage is saved and loaded back onto the input model's class, as ``load(path, model=...)`` does (the
+    pipeline loaded without the instance and refused every model of a user's class)."""
+    case = torch_zoo.case(name)
+    model = case.make()
+    before = torch_cells.snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out, table = cl.compress(model, [cl.Structured(0.3), cl.Float16()],
+                                 measure_kwargs={"example_input": case.example, "latency": False})
+    assert torch_cells.changed(before, torch_cells.snapshot(model)) == ""
+    params = [row["params"] for row in table.rows]
+    assert [row["name"] for row in table.rows] == ["input", "+ Structured", "+ Float16"]
+    assert params[0] == sum(p.numel() for p in model.parameters()) > params[1] == params[2]
+    assert params[1] == {"torch_tcn": 2260, "hf_resnet": 2719}[name]
+    assert all(row["packed_bytes"] for row in table.rows[1:])
+    assert out.__class__ is model.__class__
+    assert [a.shape for a in torch_cells.outputs_of(case.example)(out)] == \
+        [a.shape for a in torch_cells.outputs_of(case.example)(model)]
