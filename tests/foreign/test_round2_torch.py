@@ -209,3 +209,20 @@ def test_compress_measures_each_stage_of_a_user_class_from_its_file(name):
     assert out.__class__ is model.__class__
     assert [a.shape for a in torch_cells.outputs_of(case.example)(out)] == \
         [a.shape for a in torch_cells.outputs_of(case.example)(model)]
+
+
+def test_qat_leaves_the_transposed_convolutions_of_a_unet_in_float():
+    """torch.ao has no per-channel fake-quantization for transposed convolutions (it raised from inside torch):
+    they stay float, named in a warning, and the rest is quantized."""
+    case = torch_zoo.case("torch_unet")
+    model = case.make()
+    prepared, said = _record(cl.prepare_qat, model, cl.QAT(), example_input=case.example)
+    assert any("up1" in w and "up2" in w for w in said), said
+    torch_cells._observe(prepared, case.calibration)
+    converted = _quiet(cl.convert, prepared)
+    kinds = {n: type(m).__module__ for n, m in converted.named_modules()}
+    assert kinds["up1"] == kinds["up2"] == "torch.nn.modules.conv"
+    assert kinds["stem"] == "torch.ao.nn.quantized.modules.conv"
+    assert sum(".quantized." in k for k in kinds.values()) == 33  # every other convolution and linear layer
+    got, want = torch_cells.outputs_of(case.example)(converted), torch_cells.outputs_of(case.example)(model)
+    assert got[0].shape == (4, 3, 16, 16) and cosine(got[0], want[0]) > 0.9
