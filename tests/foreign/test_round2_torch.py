@@ -226,3 +226,14 @@ def test_qat_leaves_the_transposed_convolutions_of_a_unet_in_float():
     assert sum(".quantized." in k for k in kinds.values()) == 33  # every other convolution and linear layer
     got, want = torch_cells.outputs_of(case.example)(converted), torch_cells.outputs_of(case.example)(model)
     assert got[0].shape == (4, 3, 16, 16) and cosine(got[0], want[0]) > 0.9
+
+
+def test_int8_static_bias_correction_reads_a_token_sequence_linear_on_its_feature_axis():
+    """A Linear on (batch, tokens, features): the channel means are over the last axis (axis 1 is the 12 tokens;
+    adding a 12-long correction to a 32-long bias raised from inside torch)."""
+    case = torch_zoo.case("torch_tied_lm")
+    outcome = torch_cells.run(case, "Int8Static")
+    assert outcome.status == "works" and outcome.agreement > 0.99, outcome
+    q = _quiet(cl.quantize, case.make(), cl.Int8Static(), calibration_data=case.calibration)
+    assert q.compresslib_recipe["bias_correction"]["layers"] == 2
+    assert q.mix.bias().shape == (32,)
