@@ -282,16 +282,29 @@ def gradual_config(config: C.Magnitude, settings: dict, n_train: int) -> C.Magni
 
 
 # --------------------------------------------------------------------------- the pipeline
-def _measured(model: Any, path: str, name: str, data: Any, measure_kwargs: dict, uncoded: bool) -> Report:
-    """Save ``model`` to ``path`` (without the entropy coders when ``uncoded``), load it back, measure that."""
+def _measured(model: Any, path: str, name: str, data: Any, measure_kwargs: dict, uncoded: bool,
+              instance: Any = None) -> Report:
+    """Save ``model`` to ``path`` (without the entropy coders when ``uncoded``), load it back, measure that.
+
+    ``instance``: the recipe's input model, for a file whose classes are the user's: it is loaded onto (a copy
+    of) it, as ``load(path, model=...)`` does for the user.
+    """
     if uncoded:
         with packing.excluding(*entropy.ENTROPY_CODED):
             size = api.save(model, path)
     else:
         size = api.save(model, path)
-    report = api.measure(api.load(path), data=data, name=name, **measure_kwargs)
+    report = api.measure(api.load(path, model=instance), data=data, name=name, **measure_kwargs)
     report.packed_bytes = size
     return report
+
+
+def _instance(model: Any) -> Any:
+    """The input model as the instance to load a stage onto, for a PyTorch model of a user's class (a Hugging
+    Face or hand-written ``nn.Module``, whose code a ``.clz`` file does not hold); None otherwise."""
+    if framework_of(model) != "torch" or type(model).__module__.split(".")[0] in ("torch", "compresslib"):
+        return None
+    return model
 
 
 def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = None,
@@ -351,12 +364,13 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
             name = f"+ {type(step.config).__name__}"
             if packed:
                 reports.append(_measured(current, os.path.join(tmp, f"stage{i}.clz"), name, data, measure_kwargs,
-                                         uncoded=plan.entropy_coding))
+                                         uncoded=plan.entropy_coding, instance=_instance(model)))
             else:
                 reports.append(api.measure(current, data=data, name=name, **measure_kwargs))
         if plan.entropy_coding:
             path = os.path.join(tmp, "final.clz")
-            reports.append(_measured(current, path, "+ entropy coding", data, measure_kwargs, uncoded=False))
+            reports.append(_measured(current, path, "+ entropy coding", data, measure_kwargs, uncoded=False,
+                                     instance=_instance(model)))
         if output is not None:
             api.save(current, output)
     return current, compare(reports)

@@ -1,6 +1,9 @@
 """Run the support matrix (every verb and config on every foreign model) and write the book's table.
 
-    python scripts/support_matrix.py [--frameworks torch,keras]
+    python scripts/support_matrix.py [--frameworks torch,keras] [--models name,...]
+
+``--models`` re-runs only those models and keeps the other rows of the committed file. Every model of
+the zoos is in the table: the CI matrix (``NAMES``) and the families tested verb by verb (``ROUND2``).
 
 Writes ``book/data/support_matrix.json`` and ``book/data/support_table.md``; the matrix tests
 (``tests/foreign/``) fail when a cell's status no longer matches the file.
@@ -25,15 +28,19 @@ from tests.foreign import support  # noqa: E402
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frameworks", default="torch,keras")
+    parser.add_argument("--models", default="", help="only these models (comma-separated); the rest is kept")
     args = parser.parse_args(argv)
+    only = [m for m in args.models.split(",") if m]
     results = support.load()
     for framework in args.frameworks.split(","):
         if framework == "torch":
             from tests.foreign import torch_cells as cells, torch_zoo as zoo
         else:
             from tests.foreign import keras_cells as cells, keras_zoo as zoo
-        results[framework] = {}
-        for model in zoo.NAMES:
+        every = tuple(zoo.NAMES) + tuple(zoo.ROUND2)
+        kept = results.get(framework, {}) if only else {}
+        results[framework] = {m: kept[m] for m in every if m in kept}
+        for model in (m for m in every if not only or m in only):
             case = zoo.case(model)
             results[framework][model] = {}
             for cell in cells.CELLS:

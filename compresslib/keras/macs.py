@@ -6,8 +6,8 @@ runs: layers of nested models, layers called inside a subclassed model's ``call`
 custom layer, shared layers (counted at every call), and the real
 sequence length of a model built with ``Input((None, ...))``. Layers with a formula are
 counted whole and their inner calls are not looked at again: convolutions (incl. depthwise,
-grouped, separable and transposed), ``Dense``, ``EinsumDense``, ``LSTM``/``GRU``/``SimpleRNN`` (per step and
-gate, :func:`compresslib.core.measure.rnn_macs`), ``Bidirectional`` (both directions) and
+grouped, separable and transposed), ``Dense``, ``EinsumDense``, ``LSTM``/``GRU``/``SimpleRNN`` (per step
+and gate, :func:`compresslib.core.measure.rnn_macs`), ``Bidirectional`` (both directions) and
 ``MultiHeadAttention`` (projections and both attention products), ``TimeDistributed`` (its
 layer once per step). Element-wise layers count 0.
 
@@ -34,18 +34,16 @@ import numpy as np
 from compresslib.core.measure import conv_macs, dense_macs, rnn_macs
 
 _RNN = {"LSTM": "LSTM", "GRU": "GRU", "SimpleRNN": "RNN"}
-
-
 _SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 _TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
+_FORMULA = _SEPARABLE + _TRANSPOSED + (
+    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D, keras.layers.Dense, keras.layers.EinsumDense, keras.layers.MultiHeadAttention,
+    keras.layers.Bidirectional, keras.layers.TimeDistributed)
 
 
 def _counted(layer: Any) -> bool:
-    return isinstance(layer, _SEPARABLE + _TRANSPOSED) or isinstance(layer, (
-                              keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-                              keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
-                              keras.layers.EinsumDense, keras.layers.MultiHeadAttention,
-                              keras.layers.Bidirectional, keras.layers.TimeDistributed)) or type(layer).__name__ in _RNN
+    return isinstance(layer, _FORMULA) or type(layer).__name__ in _RNN
 
 
 def _shape(t: Any) -> Optional[tuple]:

@@ -34,9 +34,16 @@ from torch import nn
 from compresslib.torch import inputs
 
 
-def _channel_mean(t: torch.Tensor) -> torch.Tensor:
-    """Mean over every dimension but the channel one (dim 1), in float64."""
-    dims = [d for d in range(t.dim()) if d != 1]
+def _channel_axis(module: nn.Module, t: torch.Tensor) -> int:
+    """The output's channel axis: the last for a linear layer (``(N, ..., features)``: a sequence's tokens are
+    on axis 1), axis 1 for a convolution."""
+    linear = isinstance(module, nn.Linear) or type(module).__name__ == "QDQLinear"  # the int8 twin of a Linear
+    return t.dim() - 1 if linear else min(1, t.dim() - 1)
+
+
+def _channel_mean(t: torch.Tensor, axis: int = 1) -> torch.Tensor:
+    """Mean over every dimension but the channel one (``axis``), in float64."""
+    dims = [d for d in range(t.dim()) if d != axis]
     return t.detach().double().mean(dim=dims) if dims else t.detach().double()
 
 
@@ -66,7 +73,7 @@ def float_means_hooks(prepared: nn.Module) -> tuple[dict[str, torch.Tensor], Cal
 
         def hook(_mod, _inp, out, name=name):
             if name not in means and isinstance(out, torch.Tensor):
-                means[name] = _channel_mean(out)
+                means[name] = _channel_mean(out, _channel_axis(_mod, out))
 
         handles.append(inner.register_forward_hook(hook))
     return means, lambda: [h.remove() for h in handles]
@@ -92,10 +99,11 @@ def _deltas(q: torch.fx.GraphModule, float_means: dict[str, torch.Tensor], batch
         def forward(x: torch.Tensor) -> torch.Tensor:
             y = m.pre_activation(x)
             target = float_means.get(module_name)
-            if target is not None and module_name not in deltas and target.shape[0] == y.shape[1]:
-                delta = (target - _channel_mean(y)).float()
+            axis = _channel_axis(m, y)
+            if target is not None and module_name not in deltas and target.shape[0] == y.shape[axis]:
+                delta = (target - _channel_mean(y, axis)).float()
                 deltas[module_name] = delta
-                y = y + delta.view([1, -1] + [1] * (y.dim() - 2))
+                y = y + delta.view([-1 if d == axis else 1 for d in range(y.dim())])
             return m.requantize(y)
         return forward
 

@@ -52,9 +52,37 @@ def _tensor(value: Any, device: Optional[torch.device], float_dtype: Optional[to
     return value
 
 
+def whole_dict_argument(model: nn.Module, example: Example) -> bool:
+    """True when ``example`` is a dict that ``model.forward`` takes whole as its one required argument instead of
+    as keyword arguments: the dict names none of its parameters (sentence-transformers' ``forward(input: dict)``
+    fed a tokenizer's features).
+
+    Example:
+        >>> class Features(nn.Module):
+        ...     def forward(self, features, **kwargs):
+        ...         return features["input_ids"]
+        >>> whole_dict_argument(Features(), {"input_ids": torch.zeros(1, 3)})
+        True
+    """
+    if not isinstance(example, Mapping):
+        return False
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    named = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+    return len(required) == 1 and not set(map(str, example)) & named
+
+
 def to_call(example: Example, device: Optional[torch.device] = None,
-            float_dtype: Optional[torch.dtype] = None) -> tuple[tuple, dict]:
-    """``(args, kwargs)`` to call a model with: arrays become tensors on ``device``; floats take ``float_dtype``."""
+            float_dtype: Optional[torch.dtype] = None, model: Optional[nn.Module] = None) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` to call a model with: arrays become tensors on ``device``; floats take ``float_dtype``.
+
+    With ``model``, a dict its ``forward`` takes whole (:func:`whole_dict_argument`) is its one positional argument.
+    """
+    if model is not None and whole_dict_argument(model, example):
+        return (_tensor(dict(example), device, float_dtype),), {}
     if isinstance(example, Mapping):
         return (), {str(k): _tensor(v, device, float_dtype) for k, v in example.items()}
     if isinstance(example, (tuple, list)):
@@ -82,7 +110,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 def call(model: nn.Module, example: Example) -> Any:
     """``model(*args, **kwargs)`` for one example, its tensors moved to the model's device and float dtype."""
-    args, kwargs = to_call(example, model_device(model), float_dtype(model))
+    args, kwargs = to_call(example, model_device(model), float_dtype(model), model)
     return model(*args, **kwargs)
 
 
@@ -185,10 +213,31 @@ def iter_batches(data: Any, batch_size: int = 256, model: Optional[nn.Module] = 
         raise ValueError(f"{argument} is empty")
 
 
+def check_dict_argument(model: nn.Module, example: Example, argument: str = "example_input") -> None:
+    """``ValueError`` naming ``argument`` when ``model.forward``'s one required argument is annotated as a dict
+    (sentence-transformers' ``forward(input: dict[str, Tensor])``) and ``example`` is not one."""
+    if isinstance(example, Mapping):
+        return
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(required) == 1 and any(word in str(required[0].annotation).lower() for word in ("dict", "mapping")):
+        annotation = required[0].annotation
+        annotation = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+        raise ValueError(f"{argument}: {type(model).__name__}.forward takes a dict ({required[0].name}: "
+                         f"{annotation}), got {describe(example)}; pass the "
+                         "tokenizer's features, e.g. {'input_ids': ..., 'attention_mask': ...}")
+
+
 def first_batch(data: Any, batch_size: int = 1, model: Optional[nn.Module] = None,
                 argument: str = "example_input") -> Example:
     """The first example of ``data``, cut to ``batch_size`` rows when ``data`` is one batched example."""
-    return next(iter_batches(data, batch_size, model, argument))
+    example = next(iter_batches(data, batch_size, model, argument))
+    if model is not None:
+        check_dict_argument(model, example, argument)
+    return example
 
 
 def flatten(output: Any) -> list[torch.Tensor]:
@@ -299,6 +348,6 @@ def zeros(sig: dict, _depth: int = 0) -> Example:
     raise ValueError(f"bad example signature {sig!r:.200}")
 
 
-__all__ = ["Example", "to_call", "float_dtype", "model_device", "call", "leading_size", "take", "repeat", "describe",
+__all__ = ["Example", "whole_dict_argument", "check_dict_argument", "to_call", "float_dtype", "model_device", "call", "leading_size", "take", "repeat", "describe",
            "is_batched_example", "positional_arity", "iter_batches", "first_batch", "flatten", "logits", "output_shapes",
            "guess_example", "signature", "zeros"]

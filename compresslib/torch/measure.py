@@ -179,7 +179,7 @@ def time_model(model: nn.Module, example: Any, runs: int = 50, warmup: int = 10,
     whichever model a script timed first looked slow. The big pass puts every model
     in the same allocator state.
     """
-    args, kwargs = inputs.to_call(example)
+    args, kwargs = inputs.to_call(example, model=model)
     tensors = [t for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor)]
     cuda = any(t.is_cuda for t in tensors)
     sync = (lambda: torch.cuda.synchronize(tensors[0].device)) if cuda else (lambda: None)
@@ -188,7 +188,7 @@ def time_model(model: nn.Module, example: Any, runs: int = 50, warmup: int = 10,
         n = inputs.leading_size(example) if tensors else 1
         repeat = max(1, min(8, 256 // max(1, n)))
         if not cuda and repeat > 1:
-            big_args, big_kwargs = inputs.to_call(inputs.repeat(example, repeat))
+            big_args, big_kwargs = inputs.to_call(inputs.repeat(example, repeat), model=model)
             model(*big_args, **big_kwargs)
         for _ in range(warmup):
             model(*args, **kwargs)
@@ -235,7 +235,7 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
         example = _example_from(model, data, example_input, batch_size)
         try:
             macs = macs_by_layer(model, example)
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        except (RuntimeError, ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
             arg = "example_input" if example_input is not None else "data"
             raise ValueError(f"{arg}: the model cannot run on {inputs.describe(example)}: "
                              f"{type(exc).__name__}: {exc}") from None

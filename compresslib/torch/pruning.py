@@ -350,8 +350,12 @@ def prune_structured(model: nn.Module, config: Structured, *, example_input: Any
     ignored = _check_ignored(model, ignored_layers)
     work = copy.deepcopy(model).eval()
     example = _example(work, example_input)
-    with torch.no_grad():
-        before = inputs.output_shapes(inputs.call(work, example))
+    try:
+        with torch.no_grad():
+            before = inputs.output_shapes(inputs.call(work, example))
+    except Exception as exc:  # noqa: BLE001 - the user's forward on the example: say which argument to fix
+        raise ValueError(f"example_input: {type(model).__name__} cannot run on {inputs.describe(example)} "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from None
     keep_names = ignored | _output_layers(work, example)
     new, graph = _traced_copy(work, example)
     held: dict[str, str] = {}

@@ -324,8 +324,10 @@ def prepare_qat(model: nn.Module, config: QAT = QAT(), *, example_input: Any = N
     _leaves_skipped(float_model, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
     mapping = ao.qconfig_mapping(ao.weight_observer(config.per_channel, config.weight_bits, fake=True),
                                  ao.activation_observer("moving_average", bits=config.activation_bits, fake=True))
+    for kind in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):  # torch.ao has no per-channel
+        mapping.set_object_type(kind, None)  # transposed conv: they stay float (named by _leaves_skipped above)
     _, qfx = ao.modules()
-    args, _ = inputs.to_call(example, inputs.model_device(float_model))
+    args, _ = inputs.to_call(example, inputs.model_device(float_model), model=float_model)
     try:
         with ao.quiet():
             prepared, path = qfx.prepare_qat_fx(copy.deepcopy(float_model), mapping, example_inputs=args), "fx"

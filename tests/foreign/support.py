@@ -70,7 +70,10 @@ def render(results: dict) -> str:
             reasons += [f"* {model} × {c}: {_breakable(_whole_words(row[c]['detail']))}" for c in refused]
         total = sum(len(r) for r in models.values())
         works = sum(c["status"] == "works" for r in models.values() for c in r.values())
-        out += ["", f"{works} of {total} cells work; the rest refuse before doing any work.", ""]
+        refuses = sum(c["status"] == "refuses" for r in models.values() for c in r.values())
+        rest = ("the rest refuse before doing any work" if works + refuses == total else
+                f"{refuses} refuse before doing any work, {total - works - refuses} fail (in bold)")
+        out += ["", f"{works} of {total} cells work; {rest}.", ""]
         if reasons:
             out += ["Refusals:", ""] + reasons + [""]
     return "\n".join(out)

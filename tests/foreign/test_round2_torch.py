@@ -5,6 +5,7 @@ values (shapes, counts, agreement), not only that the verb ran.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -145,3 +146,94 @@ def test_structured_refuses_when_the_whole_search_runs_over_its_bound(monkeypatc
     case = torch_zoo.case("torch_tcn")
     with pytest.raises(ValueError, match="channel-dependency search took more than 0 s"):
         cl.prune(case.make(), cl.Structured(0.3), example_input=case.example)
+
+
+# --------------------------------------------------------------------------- 6. a SentenceTransformer
+
+@functools.lru_cache(maxsize=1)
+def _sentence_transformer() -> torch.nn.Module:
+    """One per session: importing sentence-transformers and writing its folder is most of the test's time (every
+    verb copies its input, and the tests check that they leave it untouched)."""
+    return torch_zoo.case("sentence_transformer").make()
+
+
+def test_a_sentence_transformer_is_measured_and_pruned_from_its_features_dict():
+    """``forward(input: dict)`` takes the tokenizer's features whole: compresslib passes the dict as that argument
+    (it was spread into keywords: 'forward() missing 1 required positional argument')."""
+    case = torch_zoo.case("sentence_transformer")
+    model = _sentence_transformer()
+    report = cl.measure(model, example_input=case.example, latency=False)
+    assert report.params == sum(p.numel() for p in model.parameters()) == 22496
+    # two layers of Q, K, V, output and the two feed-forward projections on 12 tokens, and BERT's pooler on one
+    assert sum(layer.macs for layer in report.layers if layer.kind == "Linear") == \
+        2 * 12 * (4 * 32 * 32 + 2 * 32 * 64) + 32 * 32
+    before = torch_cells.snapshot(model)
+    pruned, said = _record(cl.prune, model, cl.Structured(0.3), example_input=case.example)
+    assert torch_cells.changed(before, torch_cells.snapshot(model)) == ""
+    assert sum(p.numel() for p in pruned.parameters()) < 22496
+    out = torch_cells.outputs_of(case.example)
+    assert [a.shape for a in out(pruned)] == [a.shape for a in out(model)]
+    assert out(pruned)[-1].shape == (4, 32)  # the sentence embedding keeps its width
+
+
+@pytest.mark.parametrize("verb", ["measure", "Structured"])
+def test_a_sentence_transformer_given_token_ids_alone_refuses_naming_the_argument(verb):
+    case = torch_zoo.case("sentence_transformer")
+    model = _sentence_transformer()
+    ids = case.example["input_ids"]
+    run = {"measure": lambda: cl.measure(model, example_input=ids, latency=False),
+           "Structured": lambda: cl.prune(model, cl.Structured(0.3), example_input=ids)}[verb]
+    with pytest.raises(ValueError, match=r"^example_input: SentenceTransformer.forward takes a dict \(input: "):
+        run()
+
+
+# --------------------------------------------------------------------------- 7. compress on a user's class
+
+@pytest.mark.parametrize("name", ["torch_tcn", "hf_resnet"])
+def test_compress_measures_each_stage_of_a_user_class_from_its_file(name):
+    """Each stage is saved and loaded back onto the input model's class, as ``load(path, model=...)`` does (the
+    pipeline loaded without the instance and refused every model of a user's class)."""
+    case = torch_zoo.case(name)
+    model = case.make()
+    before = torch_cells.snapshot(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out, table = cl.compress(model, [cl.Structured(0.3), cl.Float16()],
+                                 measure_kwargs={"example_input": case.example, "latency": False})
+    assert torch_cells.changed(before, torch_cells.snapshot(model)) == ""
+    params = [row["params"] for row in table.rows]
+    assert [row["name"] for row in table.rows] == ["input", "+ Structured", "+ Float16"]
+    assert params[0] == sum(p.numel() for p in model.parameters()) > params[1] == params[2]
+    assert params[1] == {"torch_tcn": 2260, "hf_resnet": 2719}[name]
+    assert all(row["packed_bytes"] for row in table.rows[1:])
+    assert out.__class__ is model.__class__
+    assert [a.shape for a in torch_cells.outputs_of(case.example)(out)] == \
+        [a.shape for a in torch_cells.outputs_of(case.example)(model)]
+
+
+def test_qat_leaves_the_transposed_convolutions_of_a_unet_in_float():
+    """torch.ao has no per-channel fake-quantization for transposed convolutions (it raised from inside torch):
+    they stay float, named in a warning, and the rest is quantized."""
+    case = torch_zoo.case("torch_unet")
+    model = case.make()
+    prepared, said = _record(cl.prepare_qat, model, cl.QAT(), example_input=case.example)
+    assert any("up1" in w and "up2" in w for w in said), said
+    torch_cells._observe(prepared, case.calibration)
+    converted = _quiet(cl.convert, prepared)
+    kinds = {n: type(m).__module__ for n, m in converted.named_modules()}
+    assert kinds["up1"] == kinds["up2"] == "torch.nn.modules.conv"
+    assert kinds["stem"] == "torch.ao.nn.quantized.modules.conv"
+    assert sum(".quantized." in k for k in kinds.values()) == 33  # every other convolution and linear layer
+    got, want = torch_cells.outputs_of(case.example)(converted), torch_cells.outputs_of(case.example)(model)
+    assert got[0].shape == (4, 3, 16, 16) and cosine(got[0], want[0]) > 0.9
+
+
+def test_int8_static_bias_correction_reads_a_token_sequence_linear_on_its_feature_axis():
+    """A Linear on (batch, tokens, features): the channel means are over the last axis (axis 1 is the 12 tokens;
+    adding a 12-long correction to a 32-long bias raised from inside torch)."""
+    case = torch_zoo.case("torch_tied_lm")
+    outcome = torch_cells.run(case, "Int8Static")
+    assert outcome.status == "works" and outcome.agreement > 0.99, outcome
+    q = _quiet(cl.quantize, case.make(), cl.Int8Static(), calibration_data=case.calibration)
+    assert q.compresslib_recipe["bias_correction"]["layers"] == 2
+    assert q.mix.bias().shape == (32,)
