@@ -1,6 +1,6 @@
 """The harder data set's headline: int8 ResNet-20 on Fashion-MNIST, deployed, with error bars.
 
-    python bench/fashion.py [--json PATH] [--quick] [--frameworks torch,keras] [--runs N]
+    python bench/fashion.py [--json PATH] [--quick] [--frameworks torch,keras] [--runs N] [--sections int8,prune]
 
 Network: the zoo's ``fashion_resnet20`` (He et al.'s ResNet-20, trained by
 ``scripts/train_fashion_zoo.py``, shipped in both frameworks with the same weights). Every row is
@@ -13,8 +13,12 @@ exact p-value (``verdict``: "within noise" unless the test says otherwise;
 runtime's fp32; the headline pair (torch eager fp32 against compresslib's fastest int8 deployment) is
 then re-timed head to head (:func:`compresslib.timing.paired_ratio`).
 
-Target (issue "evidence a reader can trust"): static int8 of ResNet-20 loses <= 0.3 pt (paired test
-reported) and runs >= 3x faster than torch eager fp32 once deployed.
+Targets (issue "evidence a reader can trust"): static int8 of ResNet-20 loses <= 0.3 pt (paired test
+reported) and runs >= 3x faster than torch eager fp32 once deployed; structured pruning of the wide
+ResNet-20 (``--sections prune``: the networks ``scripts/fashion_prune.py`` pruned and fine-tuned with
+distillation, shipped in ``compresslib/data/results/fashion_prune``) runs >= 2x faster than the
+BN-folded original head to head, with the upper end of the drop's 95 % interval <= 1 pt, in both
+frameworks.
 
 ``--quick``: 500 test images, a few rounds: a smoke run for CI, not figures.
 """
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import emit, machine, parse_args  # noqa: E402
@@ -44,10 +49,21 @@ KEYS = ["framework", "runtime", "method", "bytes", "accuracy", "accuracy_ci", "a
         "p_value", "verdict", "latency_ms", "speedup", "speedup_vs_runtime_fp32"]
 
 
+SECTIONS = ("int8", "prune")
+PRUNED = Path(__file__).resolve().parents[1] / "compresslib" / "data" / "results" / "fashion_prune"
+
+
 def _extra(argv):
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--quick", action="store_true")
-    return p.parse_known_args(argv)
+    p.add_argument("--sections", default="int8,prune",
+                   help="int8: ResNet-20 deployed; prune: the wide ResNet-20 pruned by scripts/fashion_prune.py")
+    known, rest = p.parse_known_args(argv)
+    known.sections = [x for x in known.sections.split(",") if x]
+    bad = [x for x in known.sections if x not in SECTIONS]
+    if bad:
+        p.error(f"--sections: unknown {bad}, choose from {SECTIONS}")
+    return known, rest
 
 
 def _size(path: str) -> int:
@@ -66,8 +82,8 @@ def _predict(model, x, batch=250) -> np.ndarray:
 class Table:
     """Models of one framework: evaluated on the test set as they are added, timed together at the end."""
 
-    def __init__(self, framework: str, x, y, fp32_label: str):
-        self.framework, self.x, self.y, self.fp32_label = framework, x, y, fp32_label
+    def __init__(self, framework: str, x, y, fp32_label: str, network: str = NETWORK):
+        self.framework, self.x, self.y, self.fp32_label, self.network = framework, x, y, fp32_label, network
         self.models, self.meta, self.correct = {}, {}, {}
 
     def add(self, label: str, model, runtime: str, runtime_fp32: str, nbytes: int) -> None:
@@ -86,7 +102,7 @@ class Table:
         for label, meta in self.meta.items():
             c = self.correct[label]
             lo, hi = stats.wilson_interval(int(c.sum()), int(c.size))
-            row = {"framework": self.framework, "model": NETWORK, "method": label, "runtime": meta["runtime"],
+            row = {"framework": self.framework, "model": self.network, "method": label, "runtime": meta["runtime"],
                    "bytes": meta["bytes"], "accuracy": float(c.mean()), "accuracy_ci": [lo, hi],
                    "test_samples": int(c.size), "latency_ms": med[label][0], "latency_spread_ms": med[label][1],
                    "speedup": med[self.fp32_label][0] / med[label][0],
@@ -138,6 +154,44 @@ def keras_rows(args, tmp, x, y, cal) -> list[dict]:
     q = cl.quantize(model, cl.Int8Static(), calibration_data=cal)
     T.add("compresslib int8 → LiteRT", q, "litert", "fp32 → LiteRT", len(q.flatbuffer))
     return T.rows(**_budget(args))
+
+
+def prune_rows(args, framework: str, x, y) -> tuple[list[dict], list[dict]]:
+    """The wide ResNet-20 against its Structured-pruned, distilled versions (BatchNorm folded in all of them),
+    timed in the framework itself; each pruned network head to head against the original."""
+    record_path = PRUNED / "record.json"
+    if not record_path.exists():
+        raise SystemExit(f"--sections prune: {record_path} is missing; run python scripts/fashion_prune.py first")
+    import json
+
+    record = json.loads(record_path.read_text())
+    wide = cl.fold_batchnorm(cl.zoo.pretrained("fashion_resnet20_wide", framework=framework))
+    T = Table(framework, x, y, "wide, BN folded", network="fashion_resnet20_wide")
+    T.add("wide, BN folded", wide, "torch eager" if framework == "torch" else "tf.function", "wide, BN folded", 0)
+    pruned = {}
+    for key, rec in sorted(record.items()):
+        path = PRUNED / f"{framework}_r{rec['ratio']}.clz"
+        model = cl.fold_batchnorm(cl.load(path))
+        label = f"Structured({rec['ratio']}) + {rec['epochs']} ep distilled, BN folded"
+        T.add(label, model, "torch eager" if framework == "torch" else "tf.function", "wide, BN folded",
+              os.path.getsize(path))
+        pruned[label] = rec
+    rows = T.rows(**_budget(args))
+    verdicts = []
+    for row in rows:
+        if row["method"] not in pruned:
+            continue
+        h2h = paired_ratio(T.models["wide, BN folded"], T.models[row["method"]], x[:BATCH],
+                           pairs=20 if args.quick else 300, max_seconds=10 if args.quick else 60)
+        row["head_to_head_speedup"] = 1.0 / h2h["ratio"]
+        row["macs_ratio"] = pruned[row["method"]]["teacher_macs"] / pruned[row["method"]]["macs"]
+        ok = row["head_to_head_speedup"] >= 2.0 and row["drop_ci_pt"][1] <= 1.0
+        verdicts.append({"target": f"{framework}: structured pruning of the wide ResNet-20, >= 2x the folded "
+                                   "original head to head, upper end of the drop's 95 % interval <= 1 pt",
+                         "path": row["method"], "drop_pt": row["accuracy_drop_pt"], "drop_ci_pt": row["drop_ci_pt"],
+                         "p_value": row["p_value"], "verdict": row["verdict"],
+                         "speedup": row["head_to_head_speedup"], "status": "PASS" if ok else "FAIL"})
+    return rows, verdicts
 
 
 def _budget(args) -> dict:
@@ -194,19 +248,24 @@ def main(argv=None) -> dict:
     args.quick = known.quick
     n = 500 if args.quick else None
     torch.manual_seed(0)
-    rows, h2h = [], None
+    rows, h2h, prune_verdicts = [], None, []
     with tempfile.TemporaryDirectory() as tmp:
         for framework in args.frameworks:
             train = cl.datasets.load_fashion_mnist("train", layout=framework)
             test = cl.datasets.load_fashion_mnist("test", layout=framework)
             x, y, cal = test.x[:n], test.y[:n], train.x[:CAL]
-            if framework == "torch":
-                new, table = torch_rows(args, tmp, x, y, cal)
+            if "int8" in known.sections:
+                if framework == "torch":
+                    new, table = torch_rows(args, tmp, x, y, cal)
+                    rows += new
+                    h2h = head_to_head(new, table, args.quick)
+                else:
+                    rows += keras_rows(args, tmp, x, y, cal)
+            if "prune" in known.sections:
+                new, verdicts = prune_rows(args, framework, x, y)
                 rows += new
-                h2h = head_to_head(new, table, args.quick)
-            else:
-                rows += keras_rows(args, tmp, x, y, cal)
-    verdicts = targets(rows, h2h)
+                prune_verdicts += verdicts
+    verdicts = targets(rows, h2h) + prune_verdicts
     emit(rows, None, KEYS)
     for v in verdicts:
         print(f"{v['status']}: {v['target']} — {v['path']}: drop {v['drop_pt']:+.2f} pt "

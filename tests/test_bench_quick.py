@@ -121,7 +121,7 @@ def test_deploy(tmp_path):
 
 
 def test_fashion(tmp_path):
-    doc = run_bench("fashion", tmp_path, timeout=600)
+    doc = run_bench("fashion", tmp_path, "--sections", "int8", timeout=600)
     rows = doc["rows"]
     torch_rows, keras_rows = by_method(rows, "torch", "fashion_resnet20"), by_method(rows, "keras", "fashion_resnet20")
     assert set(torch_rows) == {"torch fp32", "compresslib int8 (FX x86)", "fp32 → ONNX Runtime",
