@@ -90,27 +90,29 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     _glue(name, GluedText(value) if isinstance(value, str) else value, display=display)
 
 
-def pace(ratio: float, noise: float = 0.05) -> str:
-    """How a speed ratio (the other model's time ÷ this one's) reads in prose, so a sentence cannot say
-    "faster" where the table says slower: ``"faster than"``, ``"slower than"`` or, when the ratio is within
-    ``noise`` (relative) of 1, ``"as fast as (within noise)"``.
+def pace(ratio: float, noise: float = 0.05, other: str = "it") -> str:
+    """How a speed ratio (``other``'s time ÷ this model's) reads in prose, so a sentence cannot say
+    "faster" where the table says slower: "faster than ``other``", "slower than ``other``" or, when the
+    ratio is within ``noise`` (relative) of 1, "as fast as ``other`` within the timing noise".
 
-    ``noise``: the relative spread the timing allows, e.g. the two latencies' relative half-IQRs added;
-    5 % when not given (the drift of interleaved rounds on a shared machine).
+    ``noise``: the relative spread the timing allows, e.g. the two latencies' relative half-IQRs added
+    (:func:`timing_noise`); 5 % when not given (the drift of interleaved rounds on a shared machine).
 
     Example:
-        >>> pace(1.12), pace(0.82), pace(1.03), pace(1.12, noise=0.2)
-        ('faster than', 'slower than', 'as fast as (within noise)', 'as fast as (within noise)')
+        >>> pace(1.12), pace(0.82, other="fp32")
+        ('faster than it', 'slower than fp32')
+        >>> pace(1.03), pace(1.12, noise=0.2)
+        ('as fast as it within the timing noise', 'as fast as it within the timing noise')
     """
     if not ratio > 0:
         raise ValueError(f"ratio must be a positive number, got {ratio!r}")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     if ratio > 1 + noise:
-        return "faster than"
+        return f"faster than {other}"
     if ratio < 1 / (1 + noise):
-        return "slower than"
-    return "as fast as (within noise)"
+        return f"slower than {other}"
+    return f"as fast as {other} within the timing noise"
 
 
 def timing_noise(*reports: Any, floor: float = 0.05) -> float:
