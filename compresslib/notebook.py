@@ -26,6 +26,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # One colour per framework, everywhere in the book (colour-blind-safe Okabe–Ito pair), and one marker.
@@ -125,6 +126,25 @@ def timing_noise(*reports: Any, floor: float = 0.05) -> float:
     """
     rel = sum((r.latency_spread_ms or 0.0) / r.latency_ms for r in reports if r.latency_ms)
     return max(floor, rel)
+
+
+def ratio_ticks(values: list[float], max_ticks: int = 6) -> list[float]:
+    """Ticks for a log axis of ratios: powers of two around ``values``, 1 always among them, thinned to
+    every 2nd, 4th... power until at most ``max_ticks`` remain (so their labels never overprint).
+
+    Example:
+        >>> ratio_ticks([0.6, 1.8])
+        [0.5, 1, 2]
+        >>> ratio_ticks([0.2, 40.0])
+        [0.25, 1, 4, 16, 64]
+    """
+    lo, hi = min(min(values), 1.0) / 2, max(max(values), 1.0) * 2
+    k_lo, k_hi = math.floor(math.log2(lo)), math.ceil(math.log2(hi))
+    step = 1
+    while len(range(k_lo - k_lo % step, k_hi + 1, step)) > max_ticks:
+        step *= 2
+    return [2.0 ** k if k < 0 else 2 ** k for k in range(k_lo - k_lo % step, k_hi + 1, step)
+            if lo <= 2.0 ** k <= hi or k == 0]
 
 
 def device() -> str:
