@@ -30,7 +30,8 @@
 # * TensorLy-Torch's own factorized layers beside ours.
 
 # %% tags=["hide-input"]
-# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib; elsewhere it does nothing.
+# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib;
+# elsewhere it does nothing.
 import sys, subprocess
 
 if "google.colab" in sys.modules:
@@ -55,8 +56,9 @@ import numpy as np
 import torch  # torch before tensorflow
 import tensorflow as tf
 
-# Latency on ONE thread per framework: this book's machine is 2 cores shared by several jobs, where
-# 2-thread timings swung by 10x between runs. Set your own thread count to measure your machine.
+# Latency on ONE thread per framework: this book's machine is 2 cores shared by several
+# jobs, where 2-thread timings swung by 10x between runs. Set your own thread count to
+# measure your machine.
 torch.set_num_threads(1)
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -83,7 +85,8 @@ train_k = cl.datasets.load_mnist("train", layout="keras")
 CPU = nb.cpu_features()
 nb.glue("cpu", CPU)
 print(
-    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()} thread | device {DEVICE} | {CPU}"
+    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()}"
+    f" thread | device {DEVICE} | {CPU}"
 )
 
 # %% [markdown]
@@ -178,13 +181,14 @@ for r1, r2 in [(2, 3), (4, 6), (8, 12)]:
     p = L.plan_tucker(kernel.shape, ranks=(r1, r2))
     tucker_err[r1, r2] = L.relative_error(rec, kernel)
     print(
-        f"Tucker-2 ranks ({r1},{r2}): weights {p.params_after:5d} of {p.params_before}, "
-        f"relative error {tucker_err[r1, r2]:.3f}"
+        f"Tucker-2 ranks ({r1},{r2}): weights {p.params_after:5d} of {p.params_before},"
+        f" relative error {tucker_err[r1, r2]:.3f}"
     )
 for R in (4, 16):
     rec = L.cp_reconstruct(*L.cp(kernel, R))
     print(
-        f"CP rank {R:2d}: weights {L.cp_cost(64, 32, 3, 3, R):5d}, relative error {L.relative_error(rec, kernel):.3f}"
+        f"CP rank {R:2d}: weights {L.cp_cost(64, 32, 3, 3, R):5d}, relative error"
+        f" {L.relative_error(rec, kernel):.3f}"
     )
 nb.glue("noise_share", noise_share)
 nb.glue("tucker46_err", tucker_err[4, 6])
@@ -212,8 +216,9 @@ for name in ("1", "3"):
         np.cumsum(sv**2) / (sv**2).sum(), label=f"Linear {w.shape[1]}→{w.shape[0]}"
     )
     print(
-        f"LeNet-300-100 layer {name} {w.shape}: rank for 90% energy = {L.energy_rank(sv, 0.9)}, "
-        f"break-even rank = {L.max_useful_svd_rank(*w.shape)}"
+        f"LeNet-300-100 layer {name} {w.shape}: rank for 90% energy ="
+        f" {L.energy_rank(sv, 0.9)}, break-even rank ="
+        f" {L.max_useful_svd_rank(*w.shape)}"
     )
     if name == "1":
         energy_frac = L.energy_rank(sv, 0.9) / L.max_useful_svd_rank(*w.shape)
@@ -297,7 +302,8 @@ is_3x3 = lambda name, m: m.kernel_size == (3, 3) and m.in_channels > 1
 tucker = cl.Tucker(ranks=(16, 16))
 for name, p in torch_lowrank.plan(resnet_t, tucker, layers=is_3x3).items():
     print(
-        f"{name:14s} {str(p.shape):16s} ranks {p.rank}: {p.params_before:6d} -> {p.params_after:5d} weights"
+        f"{name:14s} {str(p.shape):16s} ranks {p.rank}: {p.params_before:6d} ->"
+        f" {p.params_after:5d} weights"
         + ("" if p.accepted else "  (kept: " + p.reason + ")")
     )
 d_t = cl.decompose(resnet_t, tucker, layers=is_3x3)
@@ -375,8 +381,9 @@ for c_in in (4, 8, 16):
     )
 for fw, j in (("torch", 0), ("keras", 1)):
     print(
-        f"{fw}: C_out 16 vs 4 at C_in 8: {grid[8, 16][j] / grid[8, 4][j]:.2f}x the time for 4x the MACs; "
-        f"C_in 16 vs 4 at C_out 16: {grid[16, 16][j] / grid[4, 16][j]:.2f}x"
+        f"{fw}: C_out 16 vs 4 at C_in 8: {grid[8, 16][j] / grid[8, 4][j]:.2f}x the time"
+        " for 4x the MACs; C_in 16 vs 4 at C_out 16:"
+        f" {grid[16, 16][j] / grid[4, 16][j]:.2f}x"
     )
     nb.glue(f"{fw}_out_ratio", grid[8, 16][j] / grid[8, 4][j])
     nb.glue(f"{fw}_in_ratio", grid[16, 16][j] / grid[4, 16][j])
@@ -470,7 +477,8 @@ with torch.no_grad():
         )
 for r in rows:
     print(
-        f"{r[0]:30s} params {r[1]:6,}  relative output error {r[2]:.3f}  median {r[3]:.2f} ms"
+        f"{r[0]:30s} params {r[1]:6,}  relative output error {r[2]:.3f}  median"
+        f" {r[3]:.2f} ms"
     )
 
 # %% [markdown]
@@ -489,7 +497,8 @@ lora.set_weights(lenet_k.get_weights())
 lora.get_layer("fc1").enable_lora(16)
 svd_k = cl.decompose(lenet_k, cl.SVD(rank=16), layers=["fc1"])
 print(
-    f"parameters: fp32 {lenet_k.count_params():,} | LoRA r=16 {lora.count_params():,} | SVD r=16 {svd_k.count_params():,}"
+    f"parameters: fp32 {lenet_k.count_params():,} | LoRA r=16 {lora.count_params():,} |"
+    f" SVD r=16 {svd_k.count_params():,}"
 )
 print("layers after SVD:", ", ".join(l.name for l in svd_k.layers))
 
@@ -569,7 +578,10 @@ cl.report.compare(reports_k)
 from IPython.display import Markdown
 
 lines = [
-    "| framework | model | method | params | accuracy % | latency ms | speedup × | drop pt |",
+    (
+        "| framework | model | method | params | accuracy % | latency ms | speedup × |"
+        " drop pt |"
+    ),
     "|---|---|---|---:|---:|---:|---:|---:|",
 ]
 for fw, base, reps in (
@@ -578,14 +590,17 @@ for fw, base, reps in (
 ):
     for rep in [base] + reps:
         lines.append(
-            f"| {fw} | LeNet-300-100 | {rep.name} | {rep.params:,} | {100 * rep.accuracy:.2f} | {rep.latency_ms:.3f} | "
-            f"{base.latency_ms / rep.latency_ms:.2f} | {100 * (base.accuracy - rep.accuracy):+.2f} |"
+            f"| {fw} | LeNet-300-100 | {rep.name} | {rep.params:,} |"
+            f" {100 * rep.accuracy:.2f} | {rep.latency_ms:.3f} |"
+            f" {base.latency_ms / rep.latency_ms:.2f} |"
+            f" {100 * (base.accuracy - rep.accuracy):+.2f} |"
         )
 for fw, reps in (("torch", reports_t), ("keras", reports_k)):
     for rep in reps:
         lines.append(
-            f"| {fw} | ResNet8 | {rep.name} | {rep.params:,} | {100 * rep.accuracy:.2f} | {rep.latency_ms:.3f} | "
-            f"{reps[0].latency_ms / rep.latency_ms:.2f} | {100 * (reps[0].accuracy - rep.accuracy):+.2f} |"
+            f"| {fw} | ResNet8 | {rep.name} | {rep.params:,} | {100 * rep.accuracy:.2f}"
+            f" | {rep.latency_ms:.3f} | {reps[0].latency_ms / rep.latency_ms:.2f} |"
+            f" {100 * (reps[0].accuracy - rep.accuracy):+.2f} |"
         )
 for fw, reps in (("t", reports_t), ("k", reports_k)):
     fast = reps[-1]  # tucker (4,16) + ft + fold
