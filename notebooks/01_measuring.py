@@ -28,7 +28,8 @@
 # * why zeros do not shrink a file, why fewer MACs do not always mean less time.
 
 # %% tags=["hide-input"]
-# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib; elsewhere it does nothing.
+# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib;
+# elsewhere it does nothing.
 import sys, subprocess
 
 if "google.colab" in sys.modules:
@@ -64,7 +65,8 @@ DEVICE = nb.device()  # "cuda" on a GPU runtime, else "cpu"
 torch.manual_seed(0)
 keras.utils.set_random_seed(0)
 print(
-    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()} threads | device {DEVICE}"
+    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()}"
+    f" threads | device {DEVICE}"
 )
 
 # %% [markdown]
@@ -110,10 +112,12 @@ fc1_param_pct, fc1_mac_pct = 100 * params["fc1"] / sum(params.values()), 100 * m
     "fc1"
 ] / sum(macs.values())
 print(
-    f"convolutions: {conv_param_pct:.1f} % of the parameters, {conv_mac_pct:.1f} % of the MACs"
+    f"convolutions: {conv_param_pct:.1f} % of the parameters, {conv_mac_pct:.1f} % of"
+    " the MACs"
 )
 print(
-    f"fc1:          {fc1_param_pct:.1f} % of the parameters, {fc1_mac_pct:.1f} % of the MACs"
+    f"fc1:          {fc1_param_pct:.1f} % of the parameters, {fc1_mac_pct:.1f} % of the"
+    " MACs"
 )
 
 # %% tags=["remove-cell"]
@@ -182,11 +186,12 @@ with torch.inference_mode():
 save_gap = torch_reports[1].file_bytes - buf.getbuffer().nbytes
 print(f"numel:                {sum(p.numel() for p in m.parameters()):,} params")
 print(
-    f"torch.save to memory: {buf.getbuffer().nbytes:,} bytes; measure wrote a file of {torch_reports[1].file_bytes:,} "
-    f"({save_gap:+,} bytes)"
+    f"torch.save to memory: {buf.getbuffer().nbytes:,} bytes; measure wrote a file of"
+    f" {torch_reports[1].file_bytes:,} ({save_gap:+,} bytes)"
 )
 print(
-    f"benchmark.Timer median: {t.median * 1e3:.3f} ms; measure: {torch_reports[1].latency_ms:.3f} ms"
+    f"benchmark.Timer median: {t.median * 1e3:.3f} ms; measure:"
+    f" {torch_reports[1].latency_ms:.3f} ms"
 )
 
 # %% tags=["remove-cell"]
@@ -221,7 +226,8 @@ print(f"keras count_params:   {km.count_params():,}")
 print(f"measure (keras):      {keras_reports[2].params:,}")
 print(f"torch numel:          {sum(p.numel() for p in tm.parameters()):,}")
 print(
-    f"BN moving statistics: {sum(int(np.prod(w.shape)) for w in km.non_trainable_weights):,}"
+    "BN moving statistics:"
+    f" {sum(int(np.prod(w.shape)) for w in km.non_trainable_weights):,}"
 )
 
 # %% [markdown]
@@ -308,7 +314,8 @@ reports = [
 ]
 for r in reports:
     print(
-        f"{r.name:11s} params {r.params:,}  non-zero {r.nonzero_params:>7,}  file {r.file_bytes:>9,} B  gzip {r.gzip_bytes:>9,} B"
+        f"{r.name:11s} params {r.params:,}  non-zero {r.nonzero_params:>7,}  file"
+        f" {r.file_bytes:>9,} B  gzip {r.gzip_bytes:>9,} B"
     )
 
 # %% tags=["remove-cell"]
@@ -329,11 +336,13 @@ for a, b in (
 ):
     ra, rb = lat[("torch", a)], lat[("torch", b)]
     print(
-        f"torch {a} / {b}: {ra.macs / rb.macs:5.2f}x the MACs, {ra.latency_ms / rb.latency_ms:5.2f}x the time"
+        f"torch {a} / {b}: {ra.macs / rb.macs:5.2f}x the MACs,"
+        f" {ra.latency_ms / rb.latency_ms:5.2f}x the time"
     )
 for n in names:
     print(
-        f"{n}: same MACs, keras / torch time = {lat[('keras', n)].latency_ms / lat[('torch', n)].latency_ms:.2f}x"
+        f"{n}: same MACs, keras / torch time ="
+        f" {lat[('keras', n)].latency_ms / lat[('torch', n)].latency_ms:.2f}x"
     )
 resnet_vs_mlp = lat[("torch", "resnet8")], lat[("torch", "lenet300_100")]
 # arithmetic rate: MACs of a batch of 32 per second
@@ -345,15 +354,19 @@ for n, g in rate.items():
     print(f"torch {n}: {g:.1f} GMAC/s")
 mlp_rate, conv_rate = rate["lenet300_100"], rate["resnet8"]
 rate_sentence = (
-    f"LeNet-300-100's three matrix multiplications run at {mlp_rate:.1f} GMAC/s and the ResNet8's convolutions "
-    f"at {conv_rate:.1f} GMAC/s: "
+    f"LeNet-300-100's three matrix multiplications run at {mlp_rate:.1f} GMAC/s and the"
+    f" ResNet8's convolutions at {conv_rate:.1f} GMAC/s: "
     + (
-        "the large matrix multiplications keep the CPU busier per call than the small convolutions, which "
-        "spend much of their time moving data and in per-layer overhead"
+        "the large matrix multiplications keep the CPU busier per call than the small"
+        " convolutions, which spend much of their time moving data and in per-layer"
+        " overhead"
         if mlp_rate > conv_rate
-        else "the convolutions keep the CPU busier, not the large matrix multiplications. At batch 32 a dense layer "
-        "uses each weight 32 times per call, a convolution once per sample and output pixel, so the "
-        "convolutions do far more arithmetic per byte they load"
+        else (
+            "the convolutions keep the CPU busier, not the large matrix"
+            " multiplications. At batch 32 a dense layer uses each weight 32 times per"
+            " call, a convolution once per sample and output pixel, so the convolutions"
+            " do far more arithmetic per byte they load"
+        )
     )
 )
 
@@ -388,7 +401,9 @@ probe = textwrap.dedent("""
         ts = []
         with torch.inference_mode():
             for _ in range(n):
-                t0 = time.perf_counter(); m(batch); ts.append(1000 * (time.perf_counter() - t0))
+                t0 = time.perf_counter()
+                m(batch)
+                ts.append(1000 * (time.perf_counter() - t0))
         return float(np.median(ts[10:]))
     before = median_ms(x[:32])
     with torch.inference_mode():
@@ -403,8 +418,8 @@ before, after = map(
     ).stdout.split(),
 )
 print(
-    f"ResNet8, batch 32, 1 thread: {before:.2f} ms before one large pass, {after:.2f} ms after "
-    f"({before / after:.2f}x)"
+    f"ResNet8, batch 32, 1 thread: {before:.2f} ms before one large pass, {after:.2f}"
+    f" ms after ({before / after:.2f}x)"
 )
 
 # %% tags=["remove-cell"]

@@ -31,7 +31,8 @@
 # The theory in full is on {doc}`../book/quantization`.
 
 # %% tags=["hide-input"]
-# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib; elsewhere it does nothing.
+# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib;
+# elsewhere it does nothing.
 import sys, subprocess
 
 if "google.colab" in sys.modules:
@@ -74,8 +75,8 @@ RUNS = 20
 
 CPU = nb.cpu_features()
 print(
-    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()} threads | "
-    f"{os.cpu_count()} cores: {CPU}"
+    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()}"
+    f" threads | {os.cpu_count()} cores: {CPU}"
 )
 
 # %% tags=["remove-cell"]
@@ -154,7 +155,8 @@ ax[1].set_title("error against bit width")
 plt.show()
 for b in (8, 4, 2):
     print(
-        f"{b} bits: SQNR per tensor {sq[(b,'tensor')]:.1f} dB, per channel {sq[(b,'channel')]:.1f} dB, per group {sq_group[b]:.1f} dB"
+        f"{b} bits: SQNR per tensor {sq[(b,'tensor')]:.1f} dB, per channel"
+        f" {sq[(b,'channel')]:.1f} dB, per group {sq_group[b]:.1f} dB"
     )
 db_per_bit = (sq[(8, "channel")] - sq[(4, "channel")]) / 4
 print(f"per channel, 8 -> 4 bits: {db_per_bit:.1f} dB per bit")
@@ -306,11 +308,8 @@ nb.glue("qat_fp32", 100 * base_l)
 sens = tq.sensitivity(lenet_t, test_t, bits=2)
 modules = dict(lenet_t.named_modules())
 counts, layer_names = {"Conv2d": 0, "Linear": 0}, []
-for (
-    key
-) in (
-    sens
-):  # torch's Sequential names layers by index ("0", "3", ...): name them as the text does
+# torch's Sequential names layers by index ("0", "3", ...): name them as the text does
+for key in sens:
     kind = type(modules[key]).__name__
     counts[kind] = counts.get(kind, 0) + 1
     layer_names.append(
@@ -399,8 +398,9 @@ print(
 )
 ktrain.fit(pk, (train_k[0][:3000], train_k[1][:3000]), epochs=1, lr=5e-4)
 print(
-    f"accuracy: fp32 {base_lk:.4f}  2-bit PTQ {ktrain.evaluate(kq.fake_quantize_weights(lenet_k, 2), test_k):.4f}  "
-    f"2-bit QAT {ktrain.evaluate(cl.convert(pk), test_k):.4f}"
+    f"accuracy: fp32 {base_lk:.4f}  2-bit PTQ"
+    f" {ktrain.evaluate(kq.fake_quantize_weights(lenet_k, 2), test_k):.4f}  2-bit QAT"
+    f" {ktrain.evaluate(cl.convert(pk), test_k):.4f}"
 )
 
 # %% [markdown]
@@ -417,15 +417,19 @@ by = {(r["framework"], r["model"], r["method"]): r for r in rows}
 
 def side_by_side(framework: str) -> str:
     lines = [
-        "| model | method | accuracy % | latency ms | size × (native) | size × (.clz) | speedup × | drop pt |",
+        (
+            "| model | method | accuracy % | latency ms | size × (native) | size ×"
+            " (.clz) | speedup × | drop pt |"
+        ),
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["framework"] == framework:
             clz = "n/a" if r["clz_ratio"] is None else f"{r['clz_ratio']:.2f}"
             lines.append(
-                f"| {r['model']} | {r['method']} | {100 * r['accuracy']:.2f} | {r['latency_ms']:.2f} | "
-                f"{r['size_ratio']:.2f} | {clz} | {r['speedup']:.2f} | {r['drop_pt']:+.2f} |"
+                f"| {r['model']} | {r['method']} | {100 * r['accuracy']:.2f} |"
+                f" {r['latency_ms']:.2f} | {r['size_ratio']:.2f} | {clz} |"
+                f" {r['speedup']:.2f} | {r['drop_pt']:+.2f} |"
             )
     return "\n".join(lines)
 
