@@ -22,8 +22,9 @@ than the gap between two runtimes running the same kernels. The same timer also 
 second copy of itself (``peer_over_itself``: 1.0 for a perfect timer): a compresslib path slower than the
 peer by less than that spread, at the target's quality, is reported as TIE, not PASS.
 
-``--quick``: LeNet-5 and ResNet8 only, fewer rounds, no torch.export/torch.compile rows (Inductor
-compiles for minutes on 2 cores), MiniLM on 64 sentences. The closing lines say which of the
+``--quick``: LeNet-5 and ResNet8 only, 512 training (256 calibration) and 256 test images, one short
+round and 10 head-to-head pairs, no torch.export/torch.compile rows (Inductor compiles for minutes on
+2 cores), MiniLM on 64 sentences: a smoke run that checks the script; its figures mean nothing. The closing lines say which of the
 issue's targets pass in this run.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, parse_args  # noqa: E402
+from common import emit, mnist, parse_args  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -143,7 +144,7 @@ def _twin(model):
 def _budget(args) -> dict:
     """The timing budget of one network: interleaved rounds and runs, and the head-to-head pairs."""
     if args.quick:
-        return {"rounds": 3, "runs": 10, "pairs": 100}
+        return {"rounds": 1, "runs": 3, "pairs": 10}
     return {"rounds": max(5, args.runs // 15), "runs": 15, "pairs": 400}
 
 
@@ -178,7 +179,7 @@ def resnet18_layout():
 
 
 def torch_network(name, args, tmp, peers):
-    train, test = (cl.datasets.load_mnist(s, layout="torch") for s in ("train", "test"))
+    train, test = mnist("torch", args.quick)
     if name == "resnet18":
         model = resnet18_layout()
         up = lambda a: torch.nn.functional.interpolate(torch.as_tensor(a), size=224).numpy()  # noqa: E731
@@ -284,7 +285,7 @@ def _pt2e(model, cal, ex):
 
 
 def keras_network(name, args, tmp, peers):
-    train, test = (cl.datasets.load_mnist(s, layout="keras") for s in ("train", "test"))
+    train, test = mnist("keras", args.quick)
     from compresslib.keras.export import litert_flatbuffer
     from compresslib.keras.quantization import LiteRTModel
 

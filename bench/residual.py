@@ -31,9 +31,9 @@ Latency: batch 32 on ``--threads`` CPU threads (1 by default: on a shared 2-core
 timings swing far more), every model of a framework timed in the same interleaved rounds
 (``bench/common.interleaved_latency``; the teacher's group and the wide member's group each in
 their own rounds); ``load_average`` is recorded on each row. The zoo models train on first use
-(a few minutes each on a quiet machine) and are cached. ``--quick`` trains on 1,024 digits for
-one epoch (the zoo models too, when none are cached) and times fewer rounds: it checks the
-script, its figures mean nothing.
+(a few minutes each on a quiet machine) and are cached. ``--quick`` trains on 512 digits for
+one epoch (the zoo models on 1,024, when none are cached), evaluates on 256, takes the first
+student and the first rank only and times fewer rounds: it checks the script, its figures mean nothing.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-from common import interleaved_latency, machine, markdown, parse_args, row  # noqa: E402
+from common import QUICK_TEST, QUICK_TRAIN, interleaved_latency, machine, markdown, parse_args, row  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402  (common imported it already: torch before tensorflow)
@@ -103,7 +103,8 @@ def _max_rel_diff(framework, a, b, x):
 def framework_rows(framework, args):
     train_data, test = exp.data(framework, quick=False)
     if args.quick:
-        train_data = (train_data[0][:1024], train_data[1][:1024])
+        train_data = (train_data[0][:QUICK_TRAIN], train_data[1][:QUICK_TRAIN])
+        test = (test[0][:QUICK_TEST], test[1][:QUICK_TEST])
     recipe = dict(exp.FAMILY_RECIPE, epochs=1 if args.quick else args.student_epochs)
     x32 = test[0][:32]
     example = torch.as_tensor(x32) if framework == "torch" else x32
@@ -239,8 +240,8 @@ def main(argv=None):
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         sys.exit(f"--sections: unknown {unknown}; choose from {SECTIONS}")
-    args.students = [s for s in extra.students.split(",") if s]
-    args.ranks = [tuple(int(v) for v in r.split("x")) for r in extra.ranks.split(",") if r]
+    args.students = [s for s in extra.students.split(",") if s][:1 if args.quick else None]
+    args.ranks = [tuple(int(v) for v in r.split("x")) for r in extra.ranks.split(",") if r][:1 if args.quick else None]
     args.notes = {}
     exp.set_threads(extra.threads, tuple(args.frameworks))
     rows = []

@@ -26,6 +26,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # One colour per framework, everywhere in the book (colour-blind-safe Okabe–Ito pair), and one marker.
@@ -90,27 +91,29 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     _glue(name, GluedText(value) if isinstance(value, str) else value, display=display)
 
 
-def pace(ratio: float, noise: float = 0.05) -> str:
-    """How a speed ratio (the other model's time ÷ this one's) reads in prose, so a sentence cannot say
-    "faster" where the table says slower: ``"faster than"``, ``"slower than"`` or, when the ratio is within
-    ``noise`` (relative) of 1, ``"as fast as (within noise)"``.
+def pace(ratio: float, noise: float = 0.05, other: str = "it") -> str:
+    """How a speed ratio (``other``'s time ÷ this model's) reads in prose, so a sentence cannot say
+    "faster" where the table says slower: "faster than ``other``", "slower than ``other``" or, when the
+    ratio is within ``noise`` (relative) of 1, "as fast as ``other`` within the timing noise".
 
-    ``noise``: the relative spread the timing allows, e.g. the two latencies' relative half-IQRs added;
-    5 % when not given (the drift of interleaved rounds on a shared machine).
+    ``noise``: the relative spread the timing allows, e.g. the two latencies' relative half-IQRs added
+    (:func:`timing_noise`); 5 % when not given (the drift of interleaved rounds on a shared machine).
 
     Example:
-        >>> pace(1.12), pace(0.82), pace(1.03), pace(1.12, noise=0.2)
-        ('faster than', 'slower than', 'as fast as (within noise)', 'as fast as (within noise)')
+        >>> pace(1.12), pace(0.82, other="fp32")
+        ('faster than it', 'slower than fp32')
+        >>> pace(1.03), pace(1.12, noise=0.2)
+        ('as fast as it within the timing noise', 'as fast as it within the timing noise')
     """
     if not ratio > 0:
         raise ValueError(f"ratio must be a positive number, got {ratio!r}")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise!r}")
     if ratio > 1 + noise:
-        return "faster than"
+        return f"faster than {other}"
     if ratio < 1 / (1 + noise):
-        return "slower than"
-    return "as fast as (within noise)"
+        return f"slower than {other}"
+    return f"as fast as {other} within the timing noise"
 
 
 def timing_noise(*reports: Any, floor: float = 0.05) -> float:
@@ -123,6 +126,25 @@ def timing_noise(*reports: Any, floor: float = 0.05) -> float:
     """
     rel = sum((r.latency_spread_ms or 0.0) / r.latency_ms for r in reports if r.latency_ms)
     return max(floor, rel)
+
+
+def ratio_ticks(values: list[float], max_ticks: int = 6) -> list[float]:
+    """Ticks for a log axis of ratios: powers of two around ``values``, 1 always among them, thinned to
+    every 2nd, 4th... power until at most ``max_ticks`` remain (so their labels never overprint).
+
+    Example:
+        >>> ratio_ticks([0.6, 1.8])
+        [0.5, 1, 2]
+        >>> ratio_ticks([0.2, 40.0])
+        [0.25, 1, 4, 16, 64]
+    """
+    lo, hi = min(min(values), 1.0) / 2, max(max(values), 1.0) * 2
+    k_lo, k_hi = math.floor(math.log2(lo)), math.ceil(math.log2(hi))
+    step = 1
+    while len(range(k_lo - k_lo % step, k_hi + 1, step)) > max_ticks:
+        step *= 2
+    return [2.0 ** k if k < 0 else 2 ** k for k in range(k_lo - k_lo % step, k_hi + 1, step)
+            if lo <= 2.0 ** k <= hi or k == 0]
 
 
 def device() -> str:

@@ -31,35 +31,57 @@
 # The theory in full is on {doc}`../book/quantization`.
 
 # %% tags=["hide-input"]
-# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib; elsewhere it does nothing.
+# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib;
+# elsewhere it does nothing.
 import sys, subprocess
+
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib",
+        ],
+        check=True,
+    )
 
 # %% tags=["hide-input"]
 import os, time, warnings
+
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ.setdefault("CI", "1")
 import numpy as np
-import torch                      # torch before tensorflow
+import torch  # torch before tensorflow
 import tensorflow as tf
 import keras
 import matplotlib.pyplot as plt
 import compresslib as cl
 from compresslib import notebook as nb
 from compresslib.core import quant as cq
-np.random.seed(0); torch.manual_seed(0); keras.utils.set_random_seed(0)
+
+np.random.seed(0)
+torch.manual_seed(0)
+keras.utils.set_random_seed(0)
 warnings.filterwarnings("ignore", category=UserWarning)
 tf.get_logger().setLevel("ERROR")
 nb.use_style()
-DEVICE = nb.device()    # the int8 paths of this chapter are CPU kernels: the models stay on the CPU
+DEVICE = (
+    nb.device()
+)  # the int8 paths of this chapter are CPU kernels: the models stay on the CPU
 RUNS = 20
 
 CPU = nb.cpu_features()
-nb.glue("cpu", CPU); nb.glue("cores", os.cpu_count())
-print(f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()} threads | "
-      f"{os.cpu_count()} cores: {CPU}")
+print(
+    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()}"
+    f" threads | {os.cpu_count()} cores: {CPU}"
+)
+
+# %% tags=["remove-cell"]
+nb.glue("cpu", CPU)
+nb.glue("cores", os.cpu_count())
 
 # %% [markdown]
 # ## The idea
@@ -87,33 +109,59 @@ print(f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_t
 
 # %% tags=["nbval-check-output"]
 lenet_t = cl.zoo.pretrained("lenet5", framework="torch")
-w = lenet_t[7].weight.detach().numpy()            # (120, 400)
-qt = cq.quantize_tensor(w, bits=8, symmetric=True, axis=0)    # per output channel
+w = lenet_t[7].weight.detach().numpy()  # (120, 400)
+qt = cq.quantize_tensor(w, bits=8, symmetric=True, axis=0)  # per output channel
 print("integers:", qt.q.dtype, qt.q.shape, "range", qt.q.min(), qt.q.max())
-print("scales:", qt.scale.shape, "max |error| / (scale/2):",
-      float((np.abs(qt.dequantize() - w) / (qt.scale[:, None] / 2)).max().round(3)))
+print(
+    "scales:",
+    qt.scale.shape,
+    "max |error| / (scale/2):",
+    float((np.abs(qt.dequantize() - w) / (qt.scale[:, None] / 2)).max().round(3)),
+)
 
 # %% mystnb={"figure": {"caption": "Top: the weights of LeNet-5's `fc1` and the 16 levels of 4-bit per-tensor quantization. Bottom: signal-to-quantization-noise ratio against bit width for one scale per tensor, per output channel and per group of 16 weights."}, "image": {"alt": "Top: a histogram of fc1 weights, bell-shaped around zero, with 16 evenly spaced vertical lines. Bottom: SQNR in dB falls linearly as bits go from 8 to 2, per group highest, per tensor lowest."}}
 bits_list = [8, 6, 4, 3, 2]
-sq = {(b, g): cq.sqnr_db(w, cq.quantize_tensor(w, b, axis=None if g == "tensor" else 0).dequantize())
-      for b in bits_list for g in ("tensor", "channel")}
-sq_group = {b: cq.sqnr_db(w, cq.quantize_tensor(w, b, axis=1, group_size=16).dequantize()) for b in bits_list}
+sq = {
+    (b, g): cq.sqnr_db(
+        w, cq.quantize_tensor(w, b, axis=None if g == "tensor" else 0).dequantize()
+    )
+    for b in bits_list
+    for g in ("tensor", "channel")
+}
+sq_group = {
+    b: cq.sqnr_db(w, cq.quantize_tensor(w, b, axis=1, group_size=16).dequantize())
+    for b in bits_list
+}
 fig, ax = plt.subplots(2, 1, figsize=nb.figsize(rows=2))
 ax[0].hist(w.ravel(), bins=200, color="0.6")
 q4 = cq.quantize_tensor(w, 4)
 for level in np.unique(q4.dequantize()):
     ax[0].axvline(level, color=nb.OTHER_COLORS[1], lw=0.8)
-ax[0].set_title("fc1 weights and the 16 levels of 4-bit per-tensor quantization"); ax[0].set_xlabel("weight")
-for marker, (label, values) in zip("os^", [("per tensor", [sq[(b, "tensor")] for b in bits_list]),
-                                          ("per channel", [sq[(b, "channel")] for b in bits_list]),
-                                          ("per group of 16", [sq_group[b] for b in bits_list])]):
+ax[0].set_title("fc1 weights and the 16 levels of 4-bit per-tensor quantization")
+ax[0].set_xlabel("weight")
+for marker, (label, values) in zip(
+    "os^",
+    [
+        ("per tensor", [sq[(b, "tensor")] for b in bits_list]),
+        ("per channel", [sq[(b, "channel")] for b in bits_list]),
+        ("per group of 16", [sq_group[b] for b in bits_list]),
+    ],
+):
     ax[1].plot(bits_list, values, marker + "-", label=label)
-ax[1].set_xlabel("bits"); ax[1].set_ylabel("SQNR (dB)"); ax[1].legend(); ax[1].set_title("error against bit width")
+ax[1].set_xlabel("bits")
+ax[1].set_ylabel("SQNR (dB)")
+ax[1].legend()
+ax[1].set_title("error against bit width")
 plt.show()
 for b in (8, 4, 2):
-    print(f"{b} bits: SQNR per tensor {sq[(b,'tensor')]:.1f} dB, per channel {sq[(b,'channel')]:.1f} dB, per group {sq_group[b]:.1f} dB")
+    print(
+        f"{b} bits: SQNR per tensor {sq[(b,'tensor')]:.1f} dB, per channel"
+        f" {sq[(b,'channel')]:.1f} dB, per group {sq_group[b]:.1f} dB"
+    )
 db_per_bit = (sq[(8, "channel")] - sq[(4, "channel")]) / 4
 print(f"per channel, 8 -> 4 bits: {db_per_bit:.1f} dB per bit")
+
+# %% tags=["remove-cell"]
 nb.glue("db_per_bit", db_per_bit)
 
 # %% [markdown]
@@ -137,26 +185,66 @@ for obs in cq.OBSERVERS:
 # writes compresslib's packed `.clz` file and records its bytes.
 
 # %%
-test_t = cl.datasets.load_mnist("test", layout="torch"); train_t = cl.datasets.load_mnist("train", layout="torch")
-resnet_t = cl.zoo.pretrained("resnet8", framework="torch"); mlp_t = cl.zoo.pretrained("mlp_wide", framework="torch")
+test_t = cl.datasets.load_mnist("test", layout="torch")
+train_t = cl.datasets.load_mnist("train", layout="torch")
+resnet_t = cl.zoo.pretrained("resnet8", framework="torch")
+mlp_t = cl.zoo.pretrained("mlp_wide", framework="torch")
 rows = []
+
+
 def add(report, model, method, base):
-    rows.append(dict(framework=report.framework, model=model, method=method, bytes=report.file_bytes,
-                     accuracy=report.accuracy, latency_ms=report.latency_ms,
-                     size_ratio=base.file_bytes / report.file_bytes,
-                     clz_ratio=base.packed_bytes / report.packed_bytes if report.packed_bytes else None,
-                     speedup=base.latency_ms / report.latency_ms, drop_pt=100 * (base.accuracy - report.accuracy)))
+    rows.append(
+        dict(
+            framework=report.framework,
+            model=model,
+            method=method,
+            bytes=report.file_bytes,
+            accuracy=report.accuracy,
+            latency_ms=report.latency_ms,
+            size_ratio=base.file_bytes / report.file_bytes,
+            clz_ratio=(
+                base.packed_bytes / report.packed_bytes if report.packed_bytes else None
+            ),
+            speedup=base.latency_ms / report.latency_ms,
+            drop_pt=100 * (base.accuracy - report.accuracy),
+        )
+    )
+
+
 base_r = cl.measure(resnet_t, data=test_t, runs=RUNS, packed=True)
-q_static = cl.quantize(resnet_t, cl.Int8Static(per_channel=True), calibration_data=train_t[0][:256])
-add(base_r, "resnet8", "fp32", base_r); add(cl.measure(q_static, data=test_t, runs=RUNS, packed=True), "resnet8", "int8 static", base_r)
-print("FX graph, the residual add:", [l for l in q_static.code.splitlines() if "add_relu" in l][0].strip().split(" = ")[1][:60], "...")
+q_static = cl.quantize(
+    resnet_t, cl.Int8Static(per_channel=True), calibration_data=train_t[0][:256]
+)
+add(base_r, "resnet8", "fp32", base_r)
+add(
+    cl.measure(q_static, data=test_t, runs=RUNS, packed=True),
+    "resnet8",
+    "int8 static",
+    base_r,
+)
+print(
+    "FX graph, the residual add:",
+    [l for l in q_static.code.splitlines() if "add_relu" in l][0]
+    .strip()
+    .split(" = ")[1][:60],
+    "...",
+)
 
 # %%
 base_m = cl.measure(mlp_t, data=test_t, runs=RUNS, packed=True)
 add(base_m, "mlp_wide", "fp32", base_m)
-for label, cfg in [("int8 dynamic", cl.Int8Dynamic()), ("weight-only int8 (torchao)", cl.WeightOnly(bits=8)),
-                   ("weight-only int4 g16", cl.WeightOnly(bits=4, group_size=16)), ("bfloat16", cl.BFloat16())]:
-    add(cl.measure(cl.quantize(mlp_t, cfg), data=test_t, runs=RUNS, packed=True), "mlp_wide", label, base_m)
+for label, cfg in [
+    ("int8 dynamic", cl.Int8Dynamic()),
+    ("weight-only int8 (torchao)", cl.WeightOnly(bits=8)),
+    ("weight-only int4 g16", cl.WeightOnly(bits=4, group_size=16)),
+    ("bfloat16", cl.BFloat16()),
+]:
+    add(
+        cl.measure(cl.quantize(mlp_t, cfg), data=test_t, runs=RUNS, packed=True),
+        "mlp_wide",
+        label,
+        base_m,
+    )
 
 # %% [markdown]
 # **Torch's own tool beside ours.** torchao's `Int8DynamicActivationInt8WeightConfig` is the modern
@@ -167,8 +255,15 @@ for label, cfg in [("int8 dynamic", cl.Int8Dynamic()), ("weight-only int8 (torch
 # %%
 import copy
 from torchao.quantization import quantize_, Int8DynamicActivationInt8WeightConfig
-ao_mlp = copy.deepcopy(mlp_t); quantize_(ao_mlp, Int8DynamicActivationInt8WeightConfig())
-add(cl.measure(ao_mlp, data=test_t, runs=3, warmup=1), "mlp_wide", "torchao int8 dyn-act", base_m)
+
+ao_mlp = copy.deepcopy(mlp_t)
+quantize_(ao_mlp, Int8DynamicActivationInt8WeightConfig())
+add(
+    cl.measure(ao_mlp, data=test_t, runs=3, warmup=1),
+    "mlp_wide",
+    "torchao int8 dyn-act",
+    base_m,
+)
 print(f"torchao int8 dynamic-activation: {rows[-1]['speedup']:.2f}x the speed of fp32")
 
 # %% [markdown]
@@ -180,8 +275,11 @@ print(f"torchao int8 dynamic-activation: {rows[-1]['speedup']:.2f}x the speed of
 
 # %%
 from compresslib.torch import quantization as tq, train as ttrain
+
 base_l = ttrain.evaluate(lenet_t, test_t)
-ptq_acc = {b: ttrain.evaluate(tq.fake_quantize_weights(lenet_t, b), test_t) for b in (4, 3, 2)}
+ptq_acc = {
+    b: ttrain.evaluate(tq.fake_quantize_weights(lenet_t, b), test_t) for b in (4, 3, 2)
+}
 qat_acc = {}
 for b in (4, 2):
     p = cl.prepare_qat(lenet_t, cl.QAT(weight_bits=b, activation_bits=8))
@@ -190,9 +288,12 @@ for b in (4, 2):
 print(f"fp32 accuracy {base_l:.4f}")
 for b in (4, 2):
     print(f"{b}-bit weights: PTQ {ptq_acc[b]:.4f}   QAT {qat_acc[b]:.4f}")
-nb.glue("qat_fp32", 100 * base_l)
 for b in (4, 2):
-    nb.glue(f"ptq{b}", 100 * ptq_acc[b]); nb.glue(f"qat{b}", 100 * qat_acc[b])
+    nb.glue(f"ptq{b}", 100 * ptq_acc[b])
+    nb.glue(f"qat{b}", 100 * qat_acc[b])
+
+# %% tags=["remove-cell"]
+nb.glue("qat_fp32", 100 * base_l)
 
 # %% [markdown]
 # At 4 bits PTQ keeps {glue:text}`ptq4:.2f` % (fp32: {glue:text}`qat_fp32:.2f` %) and QAT
@@ -203,15 +304,34 @@ for b in (4, 2):
 #
 # Accuracy when only one layer is quantized to 2 bits (all others float):
 
-# %% mystnb={"figure": {"caption": "LeNet-5 with one layer at a time quantized to 2 bits (PyTorch); dashed: the fp32 model."}, "image": {"alt": "Bar chart of test accuracy for each LeNet-5 layer quantized alone to 2 bits, against a dashed fp32 line; some layers lose much more accuracy than others."}}
+# %% mystnb={"figure": {"caption": "LeNet-5 with one layer at a time quantized to 2 bits (PyTorch): test accuracy lost against the fp32 model, in points; the bars start at zero."}, "image": {"alt": "Bar chart of the accuracy drop for each of LeNet-5's five layers (conv1, conv2, fc1, fc2, fc3) quantized alone to 2 bits; the layers lose different amounts."}}
 sens = tq.sensitivity(lenet_t, test_t, bits=2)
+modules = dict(lenet_t.named_modules())
+counts, layer_names = {"Conv2d": 0, "Linear": 0}, []
+# torch's Sequential names layers by index ("0", "3", ...): name them as the text does
+for key in sens:
+    kind = type(modules[key]).__name__
+    counts[kind] = counts.get(kind, 0) + 1
+    layer_names.append(
+        f"{'conv' if kind == 'Conv2d' else 'fc'}{counts[kind]}\n(index {key})"
+    )
 fig, ax = plt.subplots(figsize=nb.figsize())
-ax.bar(list(sens), [100 * v for v in sens.values()], color=nb.FRAMEWORK_COLORS["torch"])
-ax.axhline(100 * base_l, color=nb.NEUTRAL, ls="--", label="fp32")
-ax.set_ylim(100 * min(sens.values()) - 2, 100); ax.set_ylabel("accuracy (%)"); ax.set_xlabel("layer (torch name)")
-ax.legend(loc="lower right"); ax.set_title("LeNet-5: one layer at 2 bits")
+ax.bar(
+    layer_names,
+    [100 * (base_l - v) for v in sens.values()],
+    color=nb.FRAMEWORK_COLORS["torch"],
+)
+ax.set_ylabel("accuracy drop (pt)")
+ax.set_xlabel("layer quantized to 2 bits")
+ax.set_title("LeNet-5: one layer at 2 bits")
 plt.show()
-print("accuracy with one layer at 2 bits:", ", ".join(f"{k} {100 * v:.2f} %" for k, v in sens.items()))
+print(
+    "accuracy with one layer at 2 bits:",
+    ", ".join(
+        f"{n.splitlines()[0]} {100 * v:.2f} %"
+        for n, v in zip(layer_names, sens.values())
+    ),
+)
 
 # %% [markdown]
 # ## Keras
@@ -221,13 +341,29 @@ print("accuracy with one layer at 2 bits:", ", ".join(f"{k} {100 * v:.2f} %" for
 # object with `predict`/`__call__` that `measure`, `evaluate` and `cl.save` accept.
 
 # %%
-test_k = cl.datasets.load_mnist("test", layout="keras"); train_k = cl.datasets.load_mnist("train", layout="keras")
-resnet_k = cl.zoo.pretrained("resnet8", framework="keras"); mlp_k = cl.zoo.pretrained("mlp_wide", framework="keras")
+test_k = cl.datasets.load_mnist("test", layout="keras")
+train_k = cl.datasets.load_mnist("train", layout="keras")
+resnet_k = cl.zoo.pretrained("resnet8", framework="keras")
+mlp_k = cl.zoo.pretrained("mlp_wide", framework="keras")
 base_rk = cl.measure(resnet_k, data=test_k, runs=RUNS, packed=True)
 lite_static = cl.quantize(resnet_k, cl.Int8Static(), calibration_data=train_k[0][:256])
-add(base_rk, "resnet8", "fp32", base_rk); add(cl.measure(lite_static, data=test_k, runs=RUNS, packed=True), "resnet8", "LiteRT int8 static", base_rk)
-base_mk = cl.measure(mlp_k, data=test_k, runs=RUNS, packed=True); add(base_mk, "mlp_wide", "fp32", base_mk)
-add(cl.measure(cl.quantize(mlp_k, cl.Int8Dynamic()), data=test_k, runs=RUNS, packed=True), "mlp_wide", "LiteRT int8 dynamic", base_mk)
+add(base_rk, "resnet8", "fp32", base_rk)
+add(
+    cl.measure(lite_static, data=test_k, runs=RUNS, packed=True),
+    "resnet8",
+    "LiteRT int8 static",
+    base_rk,
+)
+base_mk = cl.measure(mlp_k, data=test_k, runs=RUNS, packed=True)
+add(base_mk, "mlp_wide", "fp32", base_mk)
+add(
+    cl.measure(
+        cl.quantize(mlp_k, cl.Int8Dynamic()), data=test_k, runs=RUNS, packed=True
+    ),
+    "mlp_wide",
+    "LiteRT int8 dynamic",
+    base_mk,
+)
 
 # %% [markdown]
 # **Keras's own tool beside ours.** Keras 3's `model.quantize("int8")` (what `WeightOnly(bits=8)`
@@ -235,7 +371,14 @@ add(cl.measure(cl.quantize(mlp_k, cl.Int8Dynamic()), data=test_k, runs=RUNS, pac
 # ops rather than in a fused int8 kernel.
 
 # %%
-add(cl.measure(cl.quantize(mlp_k, cl.WeightOnly(bits=8)), data=test_k, runs=RUNS, packed=True), "mlp_wide", "keras model.quantize int8", base_mk)
+add(
+    cl.measure(
+        cl.quantize(mlp_k, cl.WeightOnly(bits=8)), data=test_k, runs=RUNS, packed=True
+    ),
+    "mlp_wide",
+    "keras model.quantize int8",
+    base_mk,
+)
 print(f"keras model.quantize int8: {rows[-1]['speedup']:.2f}x the speed of fp32")
 
 # %% [markdown]
@@ -245,13 +388,20 @@ print(f"keras model.quantize int8: {rows[-1]['speedup']:.2f}x the speed of fp32"
 
 # %%
 from compresslib.keras import quantization as kq, train as ktrain
+
 lenet_k = cl.zoo.pretrained("lenet5", framework="keras")
 base_lk = ktrain.evaluate(lenet_k, test_k)
 pk = cl.prepare_qat(lenet_k, cl.QAT(weight_bits=2, activation_bits=8))
-print("fake-quantized layers:", ", ".join(type(l).__name__ for l in pk.layers if "FakeQuant" in type(l).__name__))
+print(
+    "fake-quantized layers:",
+    ", ".join(type(l).__name__ for l in pk.layers if "FakeQuant" in type(l).__name__),
+)
 ktrain.fit(pk, (train_k[0][:3000], train_k[1][:3000]), epochs=1, lr=5e-4)
-print(f"accuracy: fp32 {base_lk:.4f}  2-bit PTQ {ktrain.evaluate(kq.fake_quantize_weights(lenet_k, 2), test_k):.4f}  "
-      f"2-bit QAT {ktrain.evaluate(cl.convert(pk), test_k):.4f}")
+print(
+    f"accuracy: fp32 {base_lk:.4f}  2-bit PTQ"
+    f" {ktrain.evaluate(kq.fake_quantize_weights(lenet_k, 2), test_k):.4f}  2-bit QAT"
+    f" {ktrain.evaluate(cl.convert(pk), test_k):.4f}"
+)
 
 # %% [markdown]
 # ## Side by side
@@ -261,47 +411,93 @@ print(f"accuracy: fp32 {base_lk:.4f}  2-bit PTQ {ktrain.evaluate(kq.fake_quantiz
 
 # %%
 from IPython.display import Markdown
+
 by = {(r["framework"], r["model"], r["method"]): r for r in rows}
+
+
 def side_by_side(framework: str) -> str:
-    lines = ["| model | method | accuracy % | latency ms | size × (native) | size × (.clz) | speedup × | drop pt |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        (
+            "| model | method | accuracy % | latency ms | size × (native) | size ×"
+            " (.clz) | speedup × | drop pt |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r["framework"] == framework:
             clz = "n/a" if r["clz_ratio"] is None else f"{r['clz_ratio']:.2f}"
-            lines.append(f"| {r['model']} | {r['method']} | {100 * r['accuracy']:.2f} | {r['latency_ms']:.2f} | "
-                         f"{r['size_ratio']:.2f} | {clz} | {r['speedup']:.2f} | {r['drop_pt']:+.2f} |")
+            lines.append(
+                f"| {r['model']} | {r['method']} | {100 * r['accuracy']:.2f} |"
+                f" {r['latency_ms']:.2f} | {r['size_ratio']:.2f} | {clz} |"
+                f" {r['speedup']:.2f} | {r['drop_pt']:+.2f} |"
+            )
     return "\n".join(lines)
-Markdown("**PyTorch**\n\n" + side_by_side("torch") + "\n\n**Keras**\n\n" + side_by_side("keras"))
+
+
+Markdown(
+    "**PyTorch**\n\n"
+    + side_by_side("torch")
+    + "\n\n**Keras**\n\n"
+    + side_by_side("keras")
+)
 
 # %% mystnb={"figure": {"caption": "Every quantized model of this chapter against its fp32 model: left, how many times smaller its file is; right, how many times faster it runs (log scale; left of the line is slower than fp32)."}, "image": {"alt": "Two horizontal bar charts sharing one row per quantized model, PyTorch bars vermillion and Keras bars blue. Left: size ratios between about 2 and 5. Right: speedups on a log scale, some above 1 and some below 1."}}
 q_rows = [r for r in rows if r["method"] != "fp32"]
 labels = [f"{r['model']}: {r['method']}" for r in q_rows]
 colors = [nb.FRAMEWORK_COLORS[r["framework"]] for r in q_rows]
-fig, ax = plt.subplots(1, 2, figsize=nb.figsize(height=0.3 * len(q_rows) + 1.2), sharey=True)
+fig, ax = plt.subplots(
+    1, 2, figsize=nb.figsize(height=0.3 * len(q_rows) + 1.2), sharey=True
+)
 ys = np.arange(len(q_rows))[::-1]
-ax[0].barh(ys, [r["size_ratio"] for r in q_rows], color=colors); ax[0].axvline(1, color=nb.NEUTRAL, lw=0.8)
-ax[0].set_yticks(ys, labels); ax[0].set_xlabel("× smaller (native file)")
-ax[1].barh(ys, [r["speedup"] for r in q_rows], color=colors); ax[1].axvline(1, color=nb.NEUTRAL, lw=0.8)
-ax[1].set_xscale("log"); ax[1].set_xlabel("× faster (log)")
-ax[1].xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-handles = [plt.Rectangle((0, 0), 1, 1, color=nb.FRAMEWORK_COLORS[f]) for f in ("torch", "keras")]
-ax[1].legend(handles, ["PyTorch", "Keras"], loc="lower right")
-fig.suptitle("Smaller is not always faster")
+ax[0].barh(ys, [r["size_ratio"] for r in q_rows], color=colors)
+ax[0].axvline(1, color=nb.NEUTRAL, lw=0.8)
+ax[0].set_yticks(ys, labels)
+ax[0].set_xlabel("× smaller (native file)")
+ax[1].barh(ys, [r["speedup"] for r in q_rows], color=colors)
+ax[1].axvline(1, color=nb.NEUTRAL, lw=0.8)
+ax[1].set_xscale("log")
+ax[1].set_xlabel("× faster (log)")
+speeds = [r["speedup"] for r in q_rows]
+ticks = nb.ratio_ticks(speeds)
+# powers of two, thinned so that their labels do not overprint
+ax[1].set_xticks(ticks, [f"{t:g}" for t in ticks])
+ax[1].xaxis.set_minor_formatter(plt.NullFormatter())
+handles = [
+    plt.Rectangle((0, 0), 1, 1, color=nb.FRAMEWORK_COLORS[f])
+    for f in ("torch", "keras")
+]
+fig.legend(handles, ["PyTorch", "Keras"], loc="upper right", ncol=2, frameon=False)
+fig.suptitle("Smaller is not always faster", x=0.02, ha="left")
+fig.tight_layout(rect=(0, 0, 1, 0.95))
 plt.show()
 
 # %%
-faster = [f"{r['framework']} {r['model']} {r['method']} ({r['speedup']:.2f}×)" for r in rows if r["method"] != "fp32" and r["speedup"] >= 1.1]
-slower = [f"{r['framework']} {r['model']} {r['method']} ({r['speedup']:.2f}×)" for r in rows if r["method"] != "fp32" and r["speedup"] < 0.9]
+faster = [
+    f"{r['framework']} {r['model']} {r['method']} ({r['speedup']:.2f}×)"
+    for r in rows
+    if r["method"] != "fp32" and r["speedup"] >= 1.1
+]
+slower = [
+    f"{r['framework']} {r['model']} {r['method']} ({r['speedup']:.2f}×)"
+    for r in rows
+    if r["method"] != "fp32" and r["speedup"] < 0.9
+]
 print("faster than fp32 in this run:\n  " + "\n  ".join(faster))
 print("slower than fp32 in this run:\n  " + "\n  ".join(slower))
 for key, (fw, model, method) in {
-        "t_static": ("torch", "resnet8", "int8 static"), "t_dyn": ("torch", "mlp_wide", "int8 dynamic"),
-        "t_wo8": ("torch", "mlp_wide", "weight-only int8 (torchao)"), "t_wo4": ("torch", "mlp_wide", "weight-only int4 g16"),
-        "t_bf16": ("torch", "mlp_wide", "bfloat16"), "t_ao": ("torch", "mlp_wide", "torchao int8 dyn-act"),
-        "k_static": ("keras", "resnet8", "LiteRT int8 static"), "k_dyn": ("keras", "mlp_wide", "LiteRT int8 dynamic"),
-        "k_quantize": ("keras", "mlp_wide", "keras model.quantize int8")}.items():
+    "t_static": ("torch", "resnet8", "int8 static"),
+    "t_dyn": ("torch", "mlp_wide", "int8 dynamic"),
+    "t_wo8": ("torch", "mlp_wide", "weight-only int8 (torchao)"),
+    "t_wo4": ("torch", "mlp_wide", "weight-only int4 g16"),
+    "t_bf16": ("torch", "mlp_wide", "bfloat16"),
+    "t_ao": ("torch", "mlp_wide", "torchao int8 dyn-act"),
+    "k_static": ("keras", "resnet8", "LiteRT int8 static"),
+    "k_dyn": ("keras", "mlp_wide", "LiteRT int8 dynamic"),
+    "k_quantize": ("keras", "mlp_wide", "keras model.quantize int8"),
+}.items():
     r = by[(fw, model, method)]
-    nb.glue(f"{key}_speedup", r["speedup"]); nb.glue(f"{key}_size", r["size_ratio"])
+    nb.glue(f"{key}_speedup", r["speedup"])
+    nb.glue(f"{key}_size", r["size_ratio"])
     if r["clz_ratio"] is not None:
         nb.glue(f"{key}_clz", r["clz_ratio"])
     nb.glue(f"{key}_drop", r["drop_pt"])

@@ -30,21 +30,35 @@
 # * TensorLy-Torch's own factorized layers beside ours.
 
 # %% tags=["hide-input"]
-# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib; elsewhere it does nothing.
+# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib;
+# elsewhere it does nothing.
 import sys, subprocess
+
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib",
+        ],
+        check=True,
+    )
 
 # %% tags=["hide-input"]
 import os, time, warnings
+
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ.setdefault("CI", "1")
 import numpy as np
-import torch                     # torch before tensorflow
+import torch  # torch before tensorflow
 import tensorflow as tf
-# Latency on ONE thread per framework: this book's machine is 2 cores shared by several jobs, where
-# 2-thread timings swung by 10x between runs. Set your own thread count to measure your machine.
+
+# Latency on ONE thread per framework: this book's machine is 2 cores shared by several
+# jobs, where 2-thread timings swung by 10x between runs. Set your own thread count to
+# measure your machine.
 torch.set_num_threads(1)
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -57,15 +71,23 @@ from compresslib.torch import lowrank as torch_lowrank
 from compresslib.keras import lowrank as keras_lowrank
 
 nb.use_style()
-DEVICE = nb.device()                          # fine-tunes run here; models are timed on the CPU
-np.random.seed(0); torch.manual_seed(0); keras.utils.set_random_seed(0)
-warnings.filterwarnings("ignore", category=UserWarning, module="compresslib")  # skipped layers are listed below instead
+DEVICE = nb.device()  # fine-tunes run here; models are timed on the CPU
+np.random.seed(0)
+torch.manual_seed(0)
+keras.utils.set_random_seed(0)
+warnings.filterwarnings(
+    "ignore", category=UserWarning, module="compresslib"
+)  # skipped layers are listed below instead
 test_t = cl.datasets.load_mnist("test", layout="torch")
 test_k = cl.datasets.load_mnist("test", layout="keras")
 train_t = cl.datasets.load_mnist("train", layout="torch")
 train_k = cl.datasets.load_mnist("train", layout="keras")
-CPU = nb.cpu_features(); nb.glue("cpu", CPU)
-print(f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()} thread | device {DEVICE} | {CPU}")
+CPU = nb.cpu_features()
+nb.glue("cpu", CPU)
+print(
+    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()}"
+    f" thread | device {DEVICE} | {CPU}"
+)
 
 # %% [markdown]
 # ## The idea
@@ -105,28 +127,39 @@ v, _ = np.linalg.qr(rng.normal(size=(128, 128)))
 s_true = np.exp(-np.arange(128) / 12.0)
 W = (u * s_true) @ v.T
 
-U, s, Vt = np.linalg.svd(W, full_matrices=False)            # by hand
+U, s, Vt = np.linalg.svd(W, full_matrices=False)  # by hand
 ranks = [1, 2, 4, 8, 16, 32, 64]
 errors = []
 for r in ranks:
     A, B = U[:, :r] * np.sqrt(s[:r]), np.sqrt(s[:r])[:, None] * Vt[:r]
     errors.append(np.linalg.norm(W - A @ B) / np.linalg.norm(W))
     # Eckart–Young: the error is exactly the tail of the spectrum
-    assert np.isclose(errors[-1], np.sqrt((s[r:] ** 2).sum() / (s ** 2).sum()))
+    assert np.isclose(errors[-1], np.sqrt((s[r:] ** 2).sum() / (s**2).sum()))
 print("break-even rank for 256x128:", L.max_useful_svd_rank(256, 128))
 print("energy 0.99 keeps rank", L.energy_rank(s, 0.99))
 for r in (16, 85, 86):
     p = L.plan_svd(W.shape, rank=r)
-    print(f"rank {r}: {p.params_after:,} weights instead of {p.params_before:,}: "
-          + ("accepted" if p.accepted else "refused (" + p.reason + ")"))
+    print(
+        f"rank {r}: {p.params_after:,} weights instead of {p.params_before:,}: "
+        + ("accepted" if p.accepted else "refused (" + p.reason + ")")
+    )
 
 # %% mystnb={"figure": {"caption": "Top: the singular values of the 256\u00d7128 example. Bottom: the relative truncation error and the weights the two factors keep, as a fraction of the matrix, against the rank."}, "image": {"alt": "Top: singular values decaying exponentially on a log scale. Bottom: the error falls from near 1 to near 0 as the rank grows from 1 to 64, while the fraction of weights kept grows and reaches about 0.75 at rank 64."}}
 fig, ax = plt.subplots(2, 1, figsize=nb.figsize(rows=2))
-ax[0].semilogy(s, ".-"); ax[0].set(title="singular values", xlabel="index i", ylabel="$s_i$")
+ax[0].semilogy(s, ".-")
+ax[0].set(title="singular values", xlabel="index i", ylabel="$s_i$")
 ax[1].plot(ranks, errors, "o-", label="relative error $\\|W-W_r\\|/\\|W\\|$")
-ax[1].plot(ranks, [L.svd_cost(256, 128, r) / (256 * 128) for r in ranks], "s--", label="weights kept / $mn$")
+ax[1].plot(
+    ranks,
+    [L.svd_cost(256, 128, r) / (256 * 128) for r in ranks],
+    "s--",
+    label="weights kept / $mn$",
+)
 ax[1].axhline(1.0, color=nb.NEUTRAL, lw=0.8)
-ax[1].set(xscale="log", xlabel="rank r", ylabel="fraction", title="truncation error and cost"); ax[1].legend(loc="center right")
+ax[1].set(
+    xscale="log", xlabel="rank r", ylabel="fraction", title="truncation error and cost"
+)
+ax[1].legend(loc="center right")
 plt.show()
 
 # %% [markdown]
@@ -136,7 +169,9 @@ plt.show()
 # and larger ranks only fit the noise.
 
 # %%
-k_true = L.tucker2_reconstruct(rng.normal(size=(4, 32)), rng.normal(size=(6, 4, 3, 3)), rng.normal(size=(64, 6)))
+k_true = L.tucker2_reconstruct(
+    rng.normal(size=(4, 32)), rng.normal(size=(6, 4, 3, 3)), rng.normal(size=(64, 6))
+)
 kernel = k_true + 0.05 * rng.normal(size=k_true.shape)
 noise_share = L.relative_error(k_true, kernel)
 print(f"the noise is {noise_share:.3f} of the kernel (relative Frobenius norm)")
@@ -145,12 +180,18 @@ for r1, r2 in [(2, 3), (4, 6), (8, 12)]:
     rec = L.tucker2_reconstruct(*L.tucker2(kernel, (r1, r2)))
     p = L.plan_tucker(kernel.shape, ranks=(r1, r2))
     tucker_err[r1, r2] = L.relative_error(rec, kernel)
-    print(f"Tucker-2 ranks ({r1},{r2}): weights {p.params_after:5d} of {p.params_before}, "
-          f"relative error {tucker_err[r1, r2]:.3f}")
+    print(
+        f"Tucker-2 ranks ({r1},{r2}): weights {p.params_after:5d} of {p.params_before},"
+        f" relative error {tucker_err[r1, r2]:.3f}"
+    )
 for R in (4, 16):
     rec = L.cp_reconstruct(*L.cp(kernel, R))
-    print(f"CP rank {R:2d}: weights {L.cp_cost(64, 32, 3, 3, R):5d}, relative error {L.relative_error(rec, kernel):.3f}")
-nb.glue("noise_share", noise_share); nb.glue("tucker46_err", tucker_err[4, 6])
+    print(
+        f"CP rank {R:2d}: weights {L.cp_cost(64, 32, 3, 3, R):5d}, relative error"
+        f" {L.relative_error(rec, kernel):.3f}"
+    )
+nb.glue("noise_share", noise_share)
+nb.glue("tucker46_err", tucker_err[4, 6])
 
 # %% [markdown]
 # ## PyTorch
@@ -171,19 +212,30 @@ fig, ax = plt.subplots(2, 1, figsize=nb.figsize(rows=2))
 for name in ("1", "3"):
     w = lenet_t.get_submodule(name).weight.detach().double().numpy()
     sv = L.singular_values(w)
-    ax[0].plot(np.cumsum(sv ** 2) / (sv ** 2).sum(), label=f"Linear {w.shape[1]}→{w.shape[0]}")
-    print(f"LeNet-300-100 layer {name} {w.shape}: rank for 90% energy = {L.energy_rank(sv, 0.9)}, "
-          f"break-even rank = {L.max_useful_svd_rank(*w.shape)}")
+    ax[0].plot(
+        np.cumsum(sv**2) / (sv**2).sum(), label=f"Linear {w.shape[1]}→{w.shape[0]}"
+    )
+    print(
+        f"LeNet-300-100 layer {name} {w.shape}: rank for 90% energy ="
+        f" {L.energy_rank(sv, 0.9)}, break-even rank ="
+        f" {L.max_useful_svd_rank(*w.shape)}"
+    )
     if name == "1":
         energy_frac = L.energy_rank(sv, 0.9) / L.max_useful_svd_rank(*w.shape)
 for name in ("layer1.conv1", "layer3.conv2"):
     k = resnet_t.get_submodule(name).weight.detach().double().numpy()
     s_out, s_in = L.singular_values(k)
-    ax[1].plot(np.cumsum(s_out ** 2) / (s_out ** 2).sum(), label=f"{name} output mode ({k.shape[0]})")
-    print(f"ResNet8 {name} {k.shape}: Tucker ranks for 90% energy = "
-          f"(R1={L.energy_rank(s_in, 0.9)}, R2={L.energy_rank(s_out, 0.9)})")
+    ax[1].plot(
+        np.cumsum(s_out**2) / (s_out**2).sum(),
+        label=f"{name} output mode ({k.shape[0]})",
+    )
+    print(
+        f"ResNet8 {name} {k.shape}: Tucker ranks for 90% energy = "
+        f"(R1={L.energy_rank(s_in, 0.9)}, R2={L.energy_rank(s_out, 0.9)})"
+    )
 for a, t in zip(ax, ("LeNet-300-100 dense layers", "ResNet8 conv kernels")):
-    a.set(title=t, xlabel="rank", ylabel="energy kept", xscale="log"); a.legend()
+    a.set(title=t, xlabel="rank", ylabel="energy kept", xscale="log")
+    a.legend()
 plt.show()
 nb.glue("energy_frac", energy_frac)
 
@@ -207,14 +259,28 @@ print(f"fp32    : params {base_t.params:7,}  accuracy {base_t.accuracy:.4f}")
 fig, ax = plt.subplots(3, 1, figsize=nb.figsize(height=6.6), sharex=True)
 rs = [r for r, _ in sweep_t]
 style = dict(color=nb.FRAMEWORK_COLORS["torch"], marker="o")
-ax[0].plot(rs, [100 * p.accuracy for _, p in sweep_t], **style); ax[0].axhline(100 * base_t.accuracy, ls="--", c=nb.NEUTRAL)
+ax[0].plot(rs, [100 * p.accuracy for _, p in sweep_t], **style)
+ax[0].axhline(100 * base_t.accuracy, ls="--", c=nb.NEUTRAL)
 ax[0].set(ylabel="accuracy (%)", title="accuracy (no fine-tune)")
-ax[1].plot(rs, [p.params for _, p in sweep_t], **style); ax[1].axhline(base_t.params, ls="--", c=nb.NEUTRAL)
+ax[1].plot(rs, [p.params for _, p in sweep_t], **style)
+ax[1].axhline(base_t.params, ls="--", c=nb.NEUTRAL)
 ax[1].set(ylabel="parameters", title="parameters")
-ax[2].errorbar(rs, [p.latency_ms for _, p in sweep_t], yerr=[p.latency_spread_ms for _, p in sweep_t], capsize=3, **style)
+ax[2].errorbar(
+    rs,
+    [p.latency_ms for _, p in sweep_t],
+    yerr=[p.latency_spread_ms for _, p in sweep_t],
+    capsize=3,
+    **style,
+)
 ax[2].axhline(base_t.latency_ms, ls="--", c=nb.NEUTRAL)
-ax[2].set(xscale="log", xlabel="rank of layer 1", ylabel="ms / batch of 32", title="measured latency")
-ax[2].set_xticks(rs, [str(r) for r in rs]); ax[2].minorticks_off()
+ax[2].set(
+    xscale="log",
+    xlabel="rank of layer 1",
+    ylabel="ms / batch of 32",
+    title="measured latency",
+)
+ax[2].set_xticks(rs, [str(r) for r in rs])
+ax[2].minorticks_off()
 plt.show()
 
 # %% [markdown]
@@ -235,8 +301,11 @@ plt.show()
 is_3x3 = lambda name, m: m.kernel_size == (3, 3) and m.in_channels > 1
 tucker = cl.Tucker(ranks=(16, 16))
 for name, p in torch_lowrank.plan(resnet_t, tucker, layers=is_3x3).items():
-    print(f"{name:14s} {str(p.shape):16s} ranks {p.rank}: {p.params_before:6d} -> {p.params_after:5d} weights"
-          + ("" if p.accepted else "  (kept: " + p.reason + ")"))
+    print(
+        f"{name:14s} {str(p.shape):16s} ranks {p.rank}: {p.params_before:6d} ->"
+        f" {p.params_after:5d} weights"
+        + ("" if p.accepted else "  (kept: " + p.reason + ")")
+    )
 d_t = cl.decompose(resnet_t, tucker, layers=is_3x3)
 print(d_t.layer2.conv1)
 print(d_t.layer3.conv1)
@@ -247,14 +316,24 @@ with torch.no_grad():
     rel = ((d_t(x_check) - resnet_t(x_check)).norm() / resnet_t(x_check).norm()).item()
 print(f"relative change of the logits before fine-tuning: {rel:.3f}")
 t0 = time.perf_counter()
-ft_t = torch_lowrank.finetune(d_t.to(DEVICE), (train_t[0][:4000], train_t[1][:4000]), epochs=2, lr=1e-3,
-                              lr_schedule="step", teacher=resnet_t).cpu()
+ft_t = torch_lowrank.finetune(
+    d_t.to(DEVICE),
+    (train_t[0][:4000], train_t[1][:4000]),
+    epochs=2,
+    lr=1e-3,
+    lr_schedule="step",
+    teacher=resnet_t,
+).cpu()
 d_t = d_t.cpu()
 print(f"fine-tune: {time.perf_counter() - t0:.0f} s")
-reports_t = [cl.measure(resnet_t, data=test_t, runs=30, name="fp32"),
-             cl.measure(cl.fold_batchnorm(resnet_t), data=test_t, runs=30, name="fold BN"),
-             cl.measure(d_t, data=test_t, runs=30, name="tucker (16,16)"),
-             cl.measure(cl.fold_batchnorm(ft_t), data=test_t, runs=30, name="tucker (16,16) + ft + fold")]
+reports_t = [
+    cl.measure(resnet_t, data=test_t, runs=30, name="fp32"),
+    cl.measure(cl.fold_batchnorm(resnet_t), data=test_t, runs=30, name="fold BN"),
+    cl.measure(d_t, data=test_t, runs=30, name="tucker (16,16)"),
+    cl.measure(
+        cl.fold_batchnorm(ft_t), data=test_t, runs=30, name="tucker (16,16) + ft + fold"
+    ),
+]
 nb.glue("t_tucker_mac_ratio", reports_t[0].macs / reports_t[2].macs)
 nb.glue("t_tucker_speedup", reports_t[0].latency_ms / reports_t[2].latency_ms)
 nb.glue("t_tucker_param_ratio", reports_t[0].params / reports_t[2].params)
@@ -271,24 +350,45 @@ cl.report.compare(reports_t)
 # %%
 from compresslib.torch.measure import time_model
 from compresslib.keras.measure import time_model as keras_time
+
 grid = {}
 for c_in in (4, 8, 16):
     for c_out in (4, 8, 16, 32):
         conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1, bias=False).eval()
         with torch.no_grad():
-            t_ms = float(np.median(time_model(conv, torch.randn(32, c_in, 28, 28), runs=30)))
-        kconv = keras.Sequential([keras.Input((28, 28, c_in)), keras.layers.Conv2D(c_out, 3, padding="same")])
-        k_ms = float(np.median(keras_time(kconv, np.random.rand(32, 28, 28, c_in).astype("float32"), runs=30)))
+            t_ms = float(
+                np.median(time_model(conv, torch.randn(32, c_in, 28, 28), runs=30))
+            )
+        kconv = keras.Sequential(
+            [keras.Input((28, 28, c_in)), keras.layers.Conv2D(c_out, 3, padding="same")]
+        )
+        k_ms = float(
+            np.median(
+                keras_time(
+                    kconv, np.random.rand(32, 28, 28, c_in).astype("float32"), runs=30
+                )
+            )
+        )
         grid[c_in, c_out] = (t_ms, k_ms)
 print("3×3 conv, batch 32, 28×28: milliseconds (torch / keras)")
 print("C_in \\ C_out " + "".join(f"{c:>14d}" for c in (4, 8, 16, 32)))
 for c_in in (4, 8, 16):
-    print(f"{c_in:12d}  " + "".join(f"{grid[c_in, c][0]:7.2f} /{grid[c_in, c][1]:5.2f}" for c in (4, 8, 16, 32)))
+    print(
+        f"{c_in:12d}  "
+        + "".join(
+            f"{grid[c_in, c][0]:7.2f} /{grid[c_in, c][1]:5.2f}" for c in (4, 8, 16, 32)
+        )
+    )
 for fw, j in (("torch", 0), ("keras", 1)):
-    print(f"{fw}: C_out 16 vs 4 at C_in 8: {grid[8, 16][j] / grid[8, 4][j]:.2f}x the time for 4x the MACs; "
-          f"C_in 16 vs 4 at C_out 16: {grid[16, 16][j] / grid[4, 16][j]:.2f}x")
-    nb.glue(f"{fw}_out_ratio", grid[8, 16][j] / grid[8, 4][j]); nb.glue(f"{fw}_in_ratio", grid[16, 16][j] / grid[4, 16][j])
-nb.glue("grid_min_ms", min(v[0] for v in grid.values())); nb.glue("grid_max_ms", max(v[0] for v in grid.values()))
+    print(
+        f"{fw}: C_out 16 vs 4 at C_in 8: {grid[8, 16][j] / grid[8, 4][j]:.2f}x the time"
+        " for 4x the MACs; C_in 16 vs 4 at C_out 16:"
+        f" {grid[16, 16][j] / grid[4, 16][j]:.2f}x"
+    )
+    nb.glue(f"{fw}_out_ratio", grid[8, 16][j] / grid[8, 4][j])
+    nb.glue(f"{fw}_in_ratio", grid[16, 16][j] / grid[4, 16][j])
+nb.glue("grid_min_ms", min(v[0] for v in grid.values()))
+nb.glue("grid_max_ms", max(v[0] for v in grid.values()))
 
 # %% [markdown]
 # In this run (one thread; {glue:text}`cpu`), going from 4 to 16 *output* channels at 8 input
@@ -306,9 +406,22 @@ nb.glue("grid_min_ms", min(v[0] for v in grid.values())); nb.glue("grid_max_ms",
 tucker_fast = cl.Tucker(ranks=(4, 16))
 d_fast_t = cl.decompose(resnet_t, tucker_fast, layers=is_3x3)
 print(d_fast_t.layer1.conv1)
-ft_fast_t = torch_lowrank.finetune(d_fast_t.to(DEVICE), (train_t[0][:4000], train_t[1][:4000]), epochs=2, lr=1e-3,
-                                   lr_schedule="step", teacher=resnet_t).cpu()
-reports_t.append(cl.measure(cl.fold_batchnorm(ft_fast_t), data=test_t, runs=30, name="tucker (4,16) + ft + fold"))
+ft_fast_t = torch_lowrank.finetune(
+    d_fast_t.to(DEVICE),
+    (train_t[0][:4000], train_t[1][:4000]),
+    epochs=2,
+    lr=1e-3,
+    lr_schedule="step",
+    teacher=resnet_t,
+).cpu()
+reports_t.append(
+    cl.measure(
+        cl.fold_batchnorm(ft_fast_t),
+        data=test_t,
+        runs=30,
+        name="tucker (4,16) + ft + fold",
+    )
+)
 cl.report.compare(reports_t)
 
 # %% [markdown]
@@ -334,20 +447,39 @@ cl.report.compare(reports_t)
 
 # %%
 import tltorch
+
 conv = resnet_t.layer3.conv1
 x = torch.randn(32, conv.in_channels, 14, 14)
 ours = torch_lowrank.factor_tucker(conv, (16, 16)).eval()
-theirs = tltorch.FactorizedConv.from_conv(conv, rank=0.3, factorization="tucker", implementation="factorized",
-                                          decompose_weights=True).eval()
+theirs = tltorch.FactorizedConv.from_conv(
+    conv,
+    rank=0.3,
+    factorization="tucker",
+    implementation="factorized",
+    decompose_weights=True,
+).eval()
 rows = []
 with torch.no_grad():
     ref = conv(x)
-    for label, layer in (("Conv2d", conv), ("compresslib Tucker-2 (16,16)", ours), ("tltorch Tucker rank 0.3", theirs)):
+    for label, layer in (
+        ("Conv2d", conv),
+        ("compresslib Tucker-2 (16,16)", ours),
+        ("tltorch Tucker rank 0.3", theirs),
+    ):
         t = time_model(layer, x, runs=30)
-        rows.append((label, sum(p.numel() for p in layer.parameters()),
-                     ((layer(x) - ref).norm() / ref.norm()).item(), float(np.median(t))))
+        rows.append(
+            (
+                label,
+                sum(p.numel() for p in layer.parameters()),
+                ((layer(x) - ref).norm() / ref.norm()).item(),
+                float(np.median(t)),
+            )
+        )
 for r in rows:
-    print(f"{r[0]:30s} params {r[1]:6,}  relative output error {r[2]:.3f}  median {r[3]:.2f} ms")
+    print(
+        f"{r[0]:30s} params {r[1]:6,}  relative output error {r[2]:.3f}  median"
+        f" {r[3]:.2f} ms"
+    )
 
 # %% [markdown]
 # ## Keras
@@ -360,39 +492,79 @@ for r in rows:
 
 # %% tags=["nbval-check-output"]
 lenet_k = cl.zoo.pretrained("lenet300_100", "keras")
-lora = keras.models.clone_model(lenet_k); lora.set_weights(lenet_k.get_weights())
+lora = keras.models.clone_model(lenet_k)
+lora.set_weights(lenet_k.get_weights())
 lora.get_layer("fc1").enable_lora(16)
 svd_k = cl.decompose(lenet_k, cl.SVD(rank=16), layers=["fc1"])
-print(f"parameters: fp32 {lenet_k.count_params():,} | LoRA r=16 {lora.count_params():,} | SVD r=16 {svd_k.count_params():,}")
+print(
+    f"parameters: fp32 {lenet_k.count_params():,} | LoRA r=16 {lora.count_params():,} |"
+    f" SVD r=16 {svd_k.count_params():,}"
+)
 print("layers after SVD:", ", ".join(l.name for l in svd_k.layers))
 
 # %% tags=["nbval-check-output"]
 base_k = cl.measure(lenet_k, data=test_k, runs=20, name="fp32")
 sweep_k = []
 for r in (8, 16, 32, 64, 128):
-    rep = cl.measure(cl.decompose(lenet_k, cl.SVD(rank=r), layers=["fc1"]), data=test_k, runs=20, name=f"svd r={r}")
+    rep = cl.measure(
+        cl.decompose(lenet_k, cl.SVD(rank=r), layers=["fc1"]),
+        data=test_k,
+        runs=20,
+        name=f"svd r={r}",
+    )
     sweep_k.append((r, rep))
     print(f"rank {r:3d}: params {rep.params:7,}  accuracy {rep.accuracy:.4f}")
 print(f"fp32    : params {base_k.params:7,}  accuracy {base_k.accuracy:.4f}")
 
 # %%
 resnet_k = cl.zoo.pretrained("resnet8", "keras")
-is_3x3_k = lambda name, layer: tuple(layer.kernel_size) == (3, 3) and layer.kernel.shape[2] > 1
+is_3x3_k = (
+    lambda name, layer: tuple(layer.kernel_size) == (3, 3) and layer.kernel.shape[2] > 1
+)
 d_k = cl.decompose(resnet_k, tucker, layers=is_3x3_k)
-print("layer3_conv1 became:", ", ".join(l.name for l in d_k.layers if l.name.startswith("layer3_conv1")))
+print(
+    "layer3_conv1 became:",
+    ", ".join(l.name for l in d_k.layers if l.name.startswith("layer3_conv1")),
+)
 t0 = time.perf_counter()
-ft_k = keras_lowrank.finetune(d_k, (train_k[0][:4000], train_k[1][:4000]), epochs=2, lr=1e-3,
-                              lr_schedule="step", teacher=resnet_k)
+ft_k = keras_lowrank.finetune(
+    d_k,
+    (train_k[0][:4000], train_k[1][:4000]),
+    epochs=2,
+    lr=1e-3,
+    lr_schedule="step",
+    teacher=resnet_k,
+)
 print(f"fine-tune: {time.perf_counter() - t0:.0f} s")
-reports_k = [cl.measure(resnet_k, data=test_k, runs=30, name="fp32"),
-             cl.measure(cl.fold_batchnorm(resnet_k), data=test_k, runs=30, name="fold BN"),
-             cl.measure(d_k, data=test_k, runs=30, name="tucker (16,16)"),
-             cl.measure(cl.fold_batchnorm(ft_k), data=test_k, runs=30, name="tucker (16,16) + ft + fold")]
+reports_k = [
+    cl.measure(resnet_k, data=test_k, runs=30, name="fp32"),
+    cl.measure(cl.fold_batchnorm(resnet_k), data=test_k, runs=30, name="fold BN"),
+    cl.measure(d_k, data=test_k, runs=30, name="tucker (16,16)"),
+    cl.measure(
+        cl.fold_batchnorm(ft_k), data=test_k, runs=30, name="tucker (16,16) + ft + fold"
+    ),
+]
 d_fast_k = cl.decompose(resnet_k, tucker_fast, layers=is_3x3_k)
-print("layer1_conv1 at ranks (4, 16) became:", ", ".join(l.name for l in d_fast_k.layers if l.name.startswith("layer1_conv1")))
-ft_fast_k = keras_lowrank.finetune(d_fast_k, (train_k[0][:4000], train_k[1][:4000]), epochs=2, lr=1e-3,
-                                   lr_schedule="step", teacher=resnet_k)
-reports_k.append(cl.measure(cl.fold_batchnorm(ft_fast_k), data=test_k, runs=30, name="tucker (4,16) + ft + fold"))
+print(
+    "layer1_conv1 at ranks (4, 16) became:",
+    ", ".join(l.name for l in d_fast_k.layers if l.name.startswith("layer1_conv1")),
+)
+ft_fast_k = keras_lowrank.finetune(
+    d_fast_k,
+    (train_k[0][:4000], train_k[1][:4000]),
+    epochs=2,
+    lr=1e-3,
+    lr_schedule="step",
+    teacher=resnet_k,
+)
+reports_k.append(
+    cl.measure(
+        cl.fold_batchnorm(ft_fast_k),
+        data=test_k,
+        runs=30,
+        name="tucker (4,16) + ft + fold",
+    )
+)
 cl.report.compare(reports_k)
 
 # %% [markdown]
@@ -404,17 +576,34 @@ cl.report.compare(reports_k)
 
 # %%
 from IPython.display import Markdown
-lines = ["| framework | model | method | params | accuracy % | latency ms | speedup × | drop pt |", "|---|---|---|---:|---:|---:|---:|---:|"]
-for fw, base, reps in (("torch", base_t, [p for _, p in sweep_t[1:4:2]]), ("keras", base_k, [p for _, p in sweep_k[1:4:2]])):
+
+lines = [
+    (
+        "| framework | model | method | params | accuracy % | latency ms | speedup × |"
+        " drop pt |"
+    ),
+    "|---|---|---|---:|---:|---:|---:|---:|",
+]
+for fw, base, reps in (
+    ("torch", base_t, [p for _, p in sweep_t[1:4:2]]),
+    ("keras", base_k, [p for _, p in sweep_k[1:4:2]]),
+):
     for rep in [base] + reps:
-        lines.append(f"| {fw} | LeNet-300-100 | {rep.name} | {rep.params:,} | {100 * rep.accuracy:.2f} | {rep.latency_ms:.3f} | "
-                     f"{base.latency_ms / rep.latency_ms:.2f} | {100 * (base.accuracy - rep.accuracy):+.2f} |")
+        lines.append(
+            f"| {fw} | LeNet-300-100 | {rep.name} | {rep.params:,} |"
+            f" {100 * rep.accuracy:.2f} | {rep.latency_ms:.3f} |"
+            f" {base.latency_ms / rep.latency_ms:.2f} |"
+            f" {100 * (base.accuracy - rep.accuracy):+.2f} |"
+        )
 for fw, reps in (("torch", reports_t), ("keras", reports_k)):
     for rep in reps:
-        lines.append(f"| {fw} | ResNet8 | {rep.name} | {rep.params:,} | {100 * rep.accuracy:.2f} | {rep.latency_ms:.3f} | "
-                     f"{reps[0].latency_ms / rep.latency_ms:.2f} | {100 * (reps[0].accuracy - rep.accuracy):+.2f} |")
+        lines.append(
+            f"| {fw} | ResNet8 | {rep.name} | {rep.params:,} | {100 * rep.accuracy:.2f}"
+            f" | {rep.latency_ms:.3f} | {reps[0].latency_ms / rep.latency_ms:.2f} |"
+            f" {100 * (reps[0].accuracy - rep.accuracy):+.2f} |"
+        )
 for fw, reps in (("t", reports_t), ("k", reports_k)):
-    fast = reps[-1]                                   # tucker (4,16) + ft + fold
+    fast = reps[-1]  # tucker (4,16) + ft + fold
     nb.glue(f"{fw}_fast_speedup", reps[0].latency_ms / fast.latency_ms)
     nb.glue(f"{fw}_fast_drop", 100 * (reps[0].accuracy - fast.accuracy))
     nb.glue(f"{fw}_fold_speedup", reps[0].latency_ms / reps[1].latency_ms)
@@ -424,18 +613,49 @@ Markdown("\n".join(lines))
 fig, ax = plt.subplots(2, 1, figsize=nb.figsize(height=6.4))
 for fw, base, sweep in (("torch", base_t, sweep_t), ("keras", base_k, sweep_k)):
     st = nb.framework_style(fw)
-    ax[0].plot([p.params for _, p in sweep], [100 * p.accuracy for _, p in sweep], marker=st["marker"], color=st["color"],
-               label=f"{st['label']} SVD sweep")
-    ax[0].plot([base.params], [100 * base.accuracy], st["marker"], color=st["color"], ms=10, mfc="none", label=f"{st['label']} fp32")
-ax[0].set(xlabel="parameters", ylabel="accuracy (%)", title="LeNet-300-100: SVD of layer 1 (no fine-tune)")
+    ax[0].plot(
+        [p.params for _, p in sweep],
+        [100 * p.accuracy for _, p in sweep],
+        marker=st["marker"],
+        color=st["color"],
+        label=f"{st['label']} SVD sweep",
+    )
+    ax[0].plot(
+        [base.params],
+        [100 * base.accuracy],
+        st["marker"],
+        color=st["color"],
+        ms=10,
+        mfc="none",
+        label=f"{st['label']} fp32",
+    )
+ax[0].set(
+    xlabel="parameters",
+    ylabel="accuracy (%)",
+    title="LeNet-300-100: SVD of layer 1 (no fine-tune)",
+)
 ax[0].legend(ncols=2)
 labels = [r.name for r in reports_t]
 ys = np.arange(len(labels))[::-1]
-ax[1].barh(ys + 0.2, [reports_t[0].latency_ms / r.latency_ms for r in reports_t], 0.4, color=nb.FRAMEWORK_COLORS["torch"], label="PyTorch")
-ax[1].barh(ys - 0.2, [reports_k[0].latency_ms / r.latency_ms for r in reports_k], 0.4, color=nb.FRAMEWORK_COLORS["keras"], label="Keras")
+ax[1].barh(
+    ys + 0.2,
+    [reports_t[0].latency_ms / r.latency_ms for r in reports_t],
+    0.4,
+    color=nb.FRAMEWORK_COLORS["torch"],
+    label="PyTorch",
+)
+ax[1].barh(
+    ys - 0.2,
+    [reports_k[0].latency_ms / r.latency_ms for r in reports_k],
+    0.4,
+    color=nb.FRAMEWORK_COLORS["keras"],
+    label="Keras",
+)
 ax[1].axvline(1, color=nb.NEUTRAL, lw=0.8)
-ax[1].set_yticks(ys, labels); ax[1].set(xlabel="speedup against fp32 (×)", title="ResNet8 measured speedup")
-ax[1].legend(loc="upper right"); plt.show()
+ax[1].set_yticks(ys, labels)
+ax[1].set(xlabel="speedup against fp32 (×)", title="ResNet8 measured speedup")
+ax[1].legend(loc="upper right")
+plt.show()
 
 # %% [markdown]
 # ## Summary

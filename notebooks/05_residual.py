@@ -31,27 +31,42 @@
 # * residual-aware compression — BatchNorm folding through shortcuts, structured pruning with coupled shortcut channels, int8 residual additions — each beside its naive version, failing.
 
 # %% tags=["hide-input"]
-# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib; elsewhere it does nothing.
+# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib;
+# elsewhere it does nothing.
 import sys, subprocess
+
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib",
+        ],
+        check=True,
+    )
 
 # %% tags=["hide-input"]
 import copy, json, os, statistics, time, warnings
 from importlib import resources
+
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ.setdefault("CI", "1")
 import numpy as np
-import torch                     # torch before tensorflow
+import torch  # torch before tensorflow
 from torch import nn
 import tensorflow as tf
-# Latency on ONE thread per framework: this book's machine is 2 cores shared by several jobs.
+
+# Latency on ONE thread per framework: this book's machine is 2 cores shared by several
+# jobs.
 torch.set_num_threads(1)
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 from IPython.display import Markdown, display
 import compresslib as cl
 from compresslib import notebook as nb
@@ -61,14 +76,29 @@ from compresslib.keras import models as km, train as ktrain
 
 COLORS = nb.FRAMEWORK_COLORS
 DEVICE = nb.device()
-np.random.seed(0); torch.manual_seed(0); keras.utils.set_random_seed(0)
-plt.rcParams.update({"figure.dpi": 100, "font.size": 10, "axes.titlesize": 10, "legend.fontsize": 9,
-                     "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3})
+np.random.seed(0)
+torch.manual_seed(0)
+keras.utils.set_random_seed(0)
+plt.rcParams.update(
+    {
+        "figure.dpi": 100,
+        "font.size": 10,
+        "axes.titlesize": 10,
+        "legend.fontsize": 9,
+        "xtick.labelsize": 9,
+        "ytick.labelsize": 9,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+    }
+)
 test_t = cl.datasets.load_mnist("test", layout="torch")
 test_k = cl.datasets.load_mnist("test", layout="keras")
 train_t = cl.datasets.load_mnist("train", layout="torch")
 train_k = cl.datasets.load_mnist("train", layout="keras")
-print(f"torch {torch.__version__} | keras {keras.__version__} | 1 thread each | device {DEVICE}")
+print(
+    f"torch {torch.__version__} | keras {keras.__version__} | 1 thread each | device"
+    f" {DEVICE}"
+)
 
 # %% [markdown]
 # ## The idea
@@ -127,8 +157,10 @@ def jacobian_singular_values(depth, residual):
     x = rng.normal(size=WIDTH)
     J = np.eye(WIDTH)
     for _ in range(depth):
-        W = rng.normal(scale=np.sqrt(2 / WIDTH), size=(WIDTH, WIDTH))     # He initialisation
-        D = np.diag((W @ x > 0).astype(float))                             # ReLU's derivative at this input
+        W = rng.normal(
+            scale=np.sqrt(2 / WIDTH), size=(WIDTH, WIDTH)
+        )  # He initialisation
+        D = np.diag((W @ x > 0).astype(float))  # ReLU's derivative at this input
         step = np.eye(WIDTH) + D @ W / np.sqrt(depth) if residual else D @ W
         x = x + D @ W @ x / np.sqrt(depth) if residual else D @ W @ x
         J = step @ J
@@ -140,9 +172,18 @@ for depth in (8, 20, 32):
     for residual in (False, True):
         s = jacobian_singular_values(depth, residual)
         spread[depth, residual] = s
-        print(f"depth {depth:2d} {'residual' if residual else 'plain   '}: largest/smallest non-zero singular value "
-              f"{s[0] / s[s > 1e-12][-1]:10.3g}, {int((s > 1e-3 * s[0]).sum()):2d} of {WIDTH} directions within 1e-3 of the largest")
-nb.glue("np_cond_plain32", float(spread[32, False][0] / spread[32, False][spread[32, False] > 1e-12][-1]))
+        print(
+            f"depth {depth:2d} {'residual' if residual else 'plain   '}:"
+            " largest/smallest non-zero singular value"
+            f" {s[0] / s[s > 1e-12][-1]:10.3g}, {int((s > 1e-3 * s[0]).sum()):2d} of"
+            f" {WIDTH} directions within 1e-3 of the largest"
+        )
+
+# %% tags=["remove-cell"]
+nb.glue(
+    "np_cond_plain32",
+    float(spread[32, False][0] / spread[32, False][spread[32, False] > 1e-12][-1]),
+)
 nb.glue("np_cond_res32", float(spread[32, True][0] / spread[32, True][-1]))
 
 # %% mystnb={"figure": {"caption": "Singular values of the input-output Jacobian of a random 64-wide ReLU stack, plain and residual, at three depths (log scale)."}, "image": {"alt": "Plain stacks: singular values spread over many orders of magnitude, more with depth. Residual stacks: all singular values stay within one order of magnitude of 1 at every depth."}}
@@ -152,8 +193,10 @@ for i, residual in enumerate((False, True)):
         s = spread[depth, residual]
         ax[i].semilogy(s[s > 1e-12], style, color="k", label=f"depth {depth}")
     ax[i].set(title="residual" if residual else "plain", xlabel="index")
-ax[0].set_ylabel("singular value"); ax[0].legend()
-plt.tight_layout(); plt.show()
+ax[0].set_ylabel("singular value")
+ax[0].legend()
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # **An int8 addition.** Two activations with different ranges (a branch and its shortcut) are quantised
@@ -161,17 +204,22 @@ plt.tight_layout(); plt.show()
 # requantising to the output's scale is the correct one.
 
 # %% tags=["nbval-check-output"]
-a = rng.normal(0, 1.0, 10_000).astype(np.float32)          # e.g. a branch output
-b = rng.normal(0, 4.0, 10_000).astype(np.float32)          # e.g. the shortcut, 4x wider
-scale = lambda v: float(np.abs(v).max() / 127)             # symmetric int8, zero-point 0
+a = rng.normal(0, 1.0, 10_000).astype(np.float32)  # e.g. a branch output
+b = rng.normal(0, 4.0, 10_000).astype(np.float32)  # e.g. the shortcut, 4x wider
+scale = lambda v: float(np.abs(v).max() / 127)  # symmetric int8, zero-point 0
 sa, sb, sy = scale(a), scale(b), scale(a + b)
 qa, qb = np.round(a / sa).astype(np.int32), np.round(b / sb).astype(np.int32)
-naive = (qa + qb) * sa                                      # integers added, one scale assumed
+naive = (qa + qb) * sa  # integers added, one scale assumed
 correct = np.clip(np.round((sa * qa + sb * qb) / sy), -128, 127) * sy
 rel = lambda v: float(np.linalg.norm(v - (a + b)) / np.linalg.norm(a + b))
 print(f"scales: a {sa:.4f}, b {sb:.4f}, a+b {sy:.4f}")
-print(f"relative error of the sum: naive {rel(naive):.3f}, requantised {rel(correct):.4f}")
-nb.glue("np_add_naive", rel(naive)); nb.glue("np_add_correct", rel(correct))
+print(
+    f"relative error of the sum: naive {rel(naive):.3f}, requantised {rel(correct):.4f}"
+)
+
+# %% tags=["remove-cell"]
+nb.glue("np_add_naive", rel(naive))
+nb.glue("np_add_correct", rel(correct))
 
 # %% [markdown]
 # The naive sum is off by {glue:text}`np_add_naive:.0%`, the requantised one by
@@ -182,8 +230,11 @@ nb.glue("np_add_naive", rel(naive)); nb.glue("np_add_correct", rel(correct))
 #
 # The article this book grew from (see the *Errata* page) defines its residual block in Keras:
 
+
 # %%
-def residual_block(input, num_filters, growth_rate, num_layers):   # the seed article's code, unchanged
+def residual_block(
+    input, num_filters, growth_rate, num_layers
+):  # the seed article's code, unchanged
     # 构建残差模块
     res = tf.keras.layers.add([input, growth_rate])
     res = tf.keras.layers.BatchNormalization()(res)
@@ -203,11 +254,11 @@ def residual_block(input, num_filters, growth_rate, num_layers):   # the seed ar
 
 
 inputs = tf.keras.Input(shape=(224, 224, 3))
-x = tf.keras.layers.Conv2D(32, (3, 3), activation='relu')(inputs)
+x = tf.keras.layers.Conv2D(32, (3, 3), activation="relu")(inputs)
 x = tf.keras.layers.MaxPooling2D(pool_size=(2, 2))(x)
 try:
     x = residual_block(x, 64, 32, 6)
-except Exception as exc:                      # what the article's reader gets
+except Exception as exc:  # what the article's reader gets
     seed_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     print(seed_error)
 
@@ -217,14 +268,21 @@ except Exception as exc:                      # what the article's reader gets
 # that could learn a residual. The correct blocks, in `compresslib.torch.models` and
 # `compresslib.keras.models`, with the same layer names in both frameworks:
 
+
 # %% tags=["nbval-check-output"]
 def keras_block(block, c_in, width, stride):
     x = keras.Input((28, 28, c_in))
-    return keras.Model(x, km.residual_block(x, width, stride, name="block", block=block))
+    return keras.Model(
+        x, km.residual_block(x, width, stride, name="block", block=block)
+    )
 
 
-blocks = {("basic", 16, 16, 1): tm.BasicBlock(16, 16, 1), ("basic", 16, 32, 2): tm.BasicBlock(16, 32, 2),
-          ("bottleneck", 64, 16, 1): tm.Bottleneck(64, 16, 1), ("bottleneck", 64, 32, 2): tm.Bottleneck(64, 32, 2)}
+blocks = {
+    ("basic", 16, 16, 1): tm.BasicBlock(16, 16, 1),
+    ("basic", 16, 32, 2): tm.BasicBlock(16, 32, 2),
+    ("bottleneck", 64, 16, 1): tm.Bottleneck(64, 16, 1),
+    ("bottleneck", 64, 32, 2): tm.Bottleneck(64, 32, 2),
+}
 block_rows = []
 for (kind, c_in, width, stride), tblock in blocks.items():
     kblock = keras_block(kind, c_in, width, stride)
@@ -232,11 +290,23 @@ for (kind, c_in, width, stride), tblock in blocks.items():
         t_out = tuple(tblock.eval()(torch.zeros(1, c_in, 28, 28)).shape[1:])
     t_params = sum(p.numel() for p in tblock.parameters())
     k_params = sum(int(np.prod(w.shape)) for w in kblock.trainable_weights)
-    shortcut = "1×1 conv + BN" if hasattr(tblock, "shortcut") and not isinstance(tblock.shortcut, nn.Identity) else "identity"
-    block_rows.append(f"| {kind} | {c_in} → {t_out[0]} | {stride} | {shortcut} | {t_params:,} | {k_params:,} |")
+    shortcut = (
+        "1×1 conv + BN"
+        if hasattr(tblock, "shortcut") and not isinstance(tblock.shortcut, nn.Identity)
+        else "identity"
+    )
+    block_rows.append(
+        f"| {kind} | {c_in} → {t_out[0]} | {stride} | {shortcut} | {t_params:,} |"
+        f" {k_params:,} |"
+    )
     assert t_params == k_params
-display(Markdown("| block | channels | stride | shortcut | torch weights | keras weights |\n|---|---|---|---|---|---|\n"
-                 + "\n".join(block_rows)))
+display(
+    Markdown(
+        "| block | channels | stride | shortcut | torch weights | keras weights"
+        " |\n|---|---|---|---|---|---|\n"
+        + "\n".join(block_rows)
+    )
+)
 
 # %% [markdown]
 # ## The families, and one network in both frameworks
@@ -248,25 +318,50 @@ display(Markdown("| block | channels | stride | shortcut | torch weights | keras
 # network trained once can be compressed in both.
 
 # %% tags=["nbval-check-output"]
-MEMBERS = ["resnet8_w8", "resnet14_w8", "resnet11_w8_bottleneck", "invres_x0.5", "resnet8_w16", "resnet20_w16",
-           "resnet32_w16", "resnet8_w64"]
+MEMBERS = [
+    "resnet8_w8",
+    "resnet14_w8",
+    "resnet11_w8_bottleneck",
+    "invres_x0.5",
+    "resnet8_w16",
+    "resnet20_w16",
+    "resnet32_w16",
+    "resnet8_w64",
+]
 family_rows = []
 for name in MEMBERS:
-    r = cl.measure(tm.build(name), example_input=torch.zeros(1, 1, 28, 28), latency=False)
+    r = cl.measure(
+        tm.build(name), example_input=torch.zeros(1, 1, 28, 28), latency=False
+    )
     family_rows.append((name, r.params, r.macs))
-display(Markdown("| member | parameters | MACs per digit |\n|---|---|---|\n"
-                 + "\n".join(f"| `{n}` | {p:,} | {m / 1e6:.1f} M |" for n, p, m in family_rows)))
+display(
+    Markdown(
+        "| member | parameters | MACs per digit |\n|---|---|---|\n"
+        + "\n".join(f"| `{n}` | {p:,} | {m / 1e6:.1f} M |" for n, p, m in family_rows)
+    )
+)
 
 # %%
-resnet_t = cl.zoo.pretrained("resnet8", framework="torch").eval()     # the shipped ResNet8, trained in PyTorch
-resnet_k = cl.transfer(resnet_t, framework="keras")                  # the same weights, as a Keras model
+resnet_t = cl.zoo.pretrained(
+    "resnet8", framework="torch"
+).eval()  # the shipped ResNet8, trained in PyTorch
+resnet_k = cl.transfer(
+    resnet_t, framework="keras"
+)  # the same weights, as a Keras model
 with torch.no_grad():
     logits_t = resnet_t(torch.as_tensor(test_t[0])).numpy()
 logits_k = ktrain.predict(resnet_k, test_k[0])
 transfer_diff = float(np.abs(logits_t - logits_k).max())
-acc_t = float((logits_t.argmax(1) == test_t[1]).mean()); acc_k = float((logits_k.argmax(1) == test_k[1]).mean())
-print(f"max |torch - keras| over 2,000 digits: {transfer_diff:.2e}; accuracy {acc_t:.4f} (torch), {acc_k:.4f} (keras)")
-nb.glue("transfer_diff", transfer_diff); nb.glue("resnet8_acc", acc_t)
+acc_t = float((logits_t.argmax(1) == test_t[1]).mean())
+acc_k = float((logits_k.argmax(1) == test_k[1]).mean())
+print(
+    f"max |torch - keras| over 2,000 digits: {transfer_diff:.2e}; accuracy {acc_t:.4f}"
+    f" (torch), {acc_k:.4f} (keras)"
+)
+
+# %% tags=["remove-cell"]
+nb.glue("transfer_diff", transfer_diff)
+nb.glue("resnet8_acc", acc_t)
 
 # %% [markdown]
 # The two models' logits agree to {glue:text}`transfer_diff:.1e` on every test digit. From here on the
@@ -275,7 +370,9 @@ nb.glue("transfer_diff", transfer_diff); nb.glue("resnet8_acc", acc_t)
 
 # %%
 try:
-    cl.transfer(tm.build("resnet20_w16"), framework="keras", like=km.build("resnet20_w16_plain"))
+    cl.transfer(
+        tm.build("resnet20_w16"), framework="keras", like=km.build("resnet20_w16_plain")
+    )
 except ValueError as exc:
     print(exc)
 
@@ -287,13 +384,19 @@ except ValueError as exc:
 # One batch of 128 digits through a 32-layer network, plain and residual, at initialisation: the norm of
 # the loss gradient of every convolution's weights, from the stem to the last block.
 
+
 # %%
 def grad_norms_torch(model, x, y):
     model.train()
     model.zero_grad()
-    nn.functional.cross_entropy(model(torch.as_tensor(x)), torch.as_tensor(y)).backward()
-    return {n: float(m.weight.grad.norm()) for n, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and "shortcut" not in n}
+    nn.functional.cross_entropy(
+        model(torch.as_tensor(x)), torch.as_tensor(y)
+    ).backward()
+    return {
+        n: float(m.weight.grad.norm())
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and "shortcut" not in n
+    }
 
 
 xb, yb = train_t[0][:128], train_t[1][:128]
@@ -302,8 +405,10 @@ nets_t = {name: tm.build(name) for name in ("resnet32_w16_plain", "resnet32_w16"
 grads_t = {name: grad_norms_torch(m, xb, yb) for name, m in nets_t.items()}
 for name, g in grads_t.items():
     v = np.array(list(g.values()))
-    print(f"{name:20s}: {len(v)} convs, gradient norm first {v[0]:.3g}, last {v[-1]:.3g}, "
-          f"largest/smallest {v.max() / v.min():.1f}")
+    print(
+        f"{name:20s}: {len(v)} convs, gradient norm first {v[0]:.3g}, last {v[-1]:.3g},"
+        f" largest/smallest {v.max() / v.min():.1f}"
+    )
 
 # %% [markdown]
 # ### Why shortcuts: plain against residual, same budget
@@ -316,47 +421,122 @@ for name, g in grads_t.items():
 # `tests/torch/test_residual_cache.py` re-trains one member and checks that it reproduces the file.
 
 # %%
-CACHE = json.loads(resources.files("compresslib.data").joinpath("results/05_residual.json").read_text())
+CACHE = json.loads(
+    resources.files("compresslib.data").joinpath("results/05_residual.json").read_text()
+)
 runs = CACHE["runs"]
-print("recipes:", CACHE["recipes"], "| teacher:", CACHE["teacher"], CACHE["teacher_recipe"])
-nb.glue("recipe_epochs", CACHE["recipes"]["degradation"]["epochs"])
-nb.glue("family_epochs", CACHE["recipes"]["family"]["epochs"]); nb.glue("teacher_epochs", CACHE["teacher_recipe"]["epochs"])
-DEPTHS = [d for d in (8, 20, 32) if all(f"{fw}/resnet{d}_w16{p}/alone" in runs for fw in ("torch", "keras") for p in ("", "_plain"))]
+print(
+    "recipes:",
+    CACHE["recipes"],
+    "| teacher:",
+    CACHE["teacher"],
+    CACHE["teacher_recipe"],
+)
+DEPTHS = [
+    d
+    for d in (8, 20, 32)
+    if all(
+        f"{fw}/resnet{d}_w16{p}/alone" in runs
+        for fw in ("torch", "keras")
+        for p in ("", "_plain")
+    )
+]
 deg_rows = []
 for fw in ("torch", "keras"):
     for depth in DEPTHS:
-        res, plain = runs[f"{fw}/resnet{depth}_w16/alone"], runs[f"{fw}/resnet{depth}_w16_plain/alone"]
-        deg_rows.append((fw, depth, res["loss"][-1], plain["loss"][-1], res["accuracy"], plain["accuracy"]))
-display(Markdown("| framework | depth | final training loss, residual | plain | test accuracy, residual | plain |\n"
-                 "|---|---|---|---|---|---|\n"
-                 + "\n".join(f"| {fw} | {d} | {lr:.4f} | {lp:.4f} | {ar:.2%} | {ap:.2%} |"
-                             for fw, d, lr, lp, ar, ap in deg_rows)))
+        res, plain = (
+            runs[f"{fw}/resnet{depth}_w16/alone"],
+            runs[f"{fw}/resnet{depth}_w16_plain/alone"],
+        )
+        deg_rows.append(
+            (
+                fw,
+                depth,
+                res["loss"][-1],
+                plain["loss"][-1],
+                res["accuracy"],
+                plain["accuracy"],
+            )
+        )
+display(
+    Markdown(
+        "| framework | depth | final training loss, residual | plain | test accuracy,"
+        " residual | plain |\n|---|---|---|---|---|---|\n"
+        + "\n".join(
+            f"| {fw} | {d} | {lr:.4f} | {lp:.4f} | {ar:.2%} | {ap:.2%} |"
+            for fw, d, lr, lp, ar, ap in deg_rows
+        )
+    )
+)
 for fw, d, lr, lp, ar, ap in deg_rows:
-    nb.glue(f"deg_{fw}_{d}_res", ar); nb.glue(f"deg_{fw}_{d}_plain", ap)
-    nb.glue(f"deg_{fw}_{d}_loss_res", lr); nb.glue(f"deg_{fw}_{d}_loss_plain", lp)
-lower_every_epoch = [(fw, d) for fw in ("torch", "keras") for d in DEPTHS
-                     if all(a < b for a, b in zip(runs[f"{fw}/resnet{d}_w16/alone"]["loss"], runs[f"{fw}/resnet{d}_w16_plain/alone"]["loss"]))]
-deg_sentence = ("The residual network's training loss is below the plain network's after every epoch for "
-                + (", ".join(f"depth {d} in {'PyTorch' if fw == 'torch' else 'Keras'}" for fw, d in lower_every_epoch) or "no depth")
-                + f" (of depths {', '.join(map(str, DEPTHS))} in both frameworks).")
+    nb.glue(f"deg_{fw}_{d}_res", ar)
+    nb.glue(f"deg_{fw}_{d}_plain", ap)
+    nb.glue(f"deg_{fw}_{d}_loss_res", lr)
+    nb.glue(f"deg_{fw}_{d}_loss_plain", lp)
+lower_every_epoch = [
+    (fw, d)
+    for fw in ("torch", "keras")
+    for d in DEPTHS
+    if all(
+        a < b
+        for a, b in zip(
+            runs[f"{fw}/resnet{d}_w16/alone"]["loss"],
+            runs[f"{fw}/resnet{d}_w16_plain/alone"]["loss"],
+        )
+    )
+]
+deg_sentence = (
+    "The residual network's training loss is below the plain network's after every"
+    " epoch for "
+    + (
+        ", ".join(
+            f"depth {d} in {'PyTorch' if fw == 'torch' else 'Keras'}"
+            for fw, d in lower_every_epoch
+        )
+        or "no depth"
+    )
+    + f" (of depths {', '.join(map(str, DEPTHS))} in both frameworks)."
+)
 print(deg_sentence)
+
+# %% tags=["remove-cell"]
+nb.glue("recipe_epochs", CACHE["recipes"]["degradation"]["epochs"])
+nb.glue("family_epochs", CACHE["recipes"]["family"]["epochs"])
+nb.glue("teacher_epochs", CACHE["teacher_recipe"]["epochs"])
 nb.glue("deg_sentence", deg_sentence)
 
 # %% mystnb={"figure": {"caption": "Training loss (mean over each epoch, log scale) and test accuracy after each epoch, residual (solid) and plain (dashed) networks of depth 8, 20 and 32, in both frameworks, same budget (cached; see above)."}, "image": {"alt": "Four panels: training loss and test accuracy per epoch for PyTorch and Keras; lines for depth 8, 20 and 32, solid for residual and dashed for plain networks."}}
 fig, ax = plt.subplots(2, 2, figsize=(6.8, 5.2), sharex=True)
 for row, fw in enumerate(("torch", "keras")):
-    for depth, shade in zip(DEPTHS, (0.75, 0.45, 0.0)[-len(DEPTHS):]):
+    for depth, shade in zip(DEPTHS, (0.75, 0.45, 0.0)[-len(DEPTHS) :]):
         for plain in (False, True):
             r = runs[f"{fw}/resnet{depth}_w16{'_plain' if plain else ''}/alone"]
             epochs = np.arange(1, len(r["loss"]) + 1)
-            kw = dict(color=(shade, shade, shade), ls="--" if plain else "-",
-                      label=f"{depth} {'plain' if plain else 'residual'}")
+            kw = dict(
+                color=(shade, shade, shade),
+                ls="--" if plain else "-",
+                label=f"{depth} {'plain' if plain else 'residual'}",
+            )
             ax[row, 0].semilogy(epochs, r["loss"], **kw)
             ax[row, 1].plot(epochs, 100 * np.array(r["test_accuracy"]), **kw)
-    ax[row, 0].set(ylabel=f"{fw}\ntraining loss"); ax[row, 1].set(ylabel="test accuracy (%)")
-    ax[row, 1].set_ylim(max(80, 100 * min(min(r["test_accuracy"]) for r in runs.values() if r["mode"] == "alone") - 0.5), 100)
-ax[1, 0].set_xlabel("epoch"); ax[1, 1].set_xlabel("epoch"); ax[0, 1].legend(ncol=2, fontsize=9)
-plt.tight_layout(); plt.show()
+    ax[row, 0].set(ylabel=f"{fw}\ntraining loss")
+    ax[row, 1].set(ylabel="test accuracy (%)")
+    ax[row, 1].set_ylim(
+        max(
+            80,
+            100
+            * min(
+                min(r["test_accuracy"]) for r in runs.values() if r["mode"] == "alone"
+            )
+            - 0.5,
+        ),
+        100,
+    )
+ax[1, 0].set_xlabel("epoch")
+ax[1, 1].set_xlabel("epoch")
+ax[0, 1].legend(ncol=2, fontsize=9)
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # {glue:text}`deg_sentence` At depth 32 the residual network ends with training loss
@@ -379,17 +559,22 @@ plt.tight_layout(); plt.show()
 # on a quiet machine.
 
 # %%
-from compresslib.timing import interleaved_latency  # the one timer of every bench and chapter
+from compresslib.timing import (
+    interleaved_latency,
+)  # the one timer of every bench and chapter
 
 
 def interleaved(models, example):
-    """Median ms per model: 3 rounds in which every model runs 10 times in turn (a shorter run than the benches)."""
+    """Median ms per model: 3 rounds in which every model runs 10 times in turn (a
+    shorter run than the benches)."""
     return interleaved_latency(models, example, rounds=3, runs=10)
 
 
 STUDENTS = CACHE["students"]
 TEACHER = CACHE["teacher"]
-lat_t = interleaved({n: tm.build(n).eval() for n in STUDENTS + [TEACHER]}, test_t[0][:32])
+lat_t = interleaved(
+    {n: tm.build(n).eval() for n in STUDENTS + [TEACHER]}, test_t[0][:32]
+)
 
 
 def arch_table(fw, lat):
@@ -397,60 +582,135 @@ def arch_table(fw, lat):
     rows = []
     for n in STUDENTS:
         alone, dist = runs[f"{fw}/{n}/alone"], runs[f"{fw}/{n}/distilled"]
-        rows.append({"member": n, "params": alone["params"], "macs": alone["macs"], "latency_ms": lat[n],
-                     "alone": alone["accuracy"], "distilled": dist["accuracy"],
-                     "params_ratio": teacher["params"] / alone["params"], "speedup": lat[TEACHER] / lat[n]})
+        rows.append(
+            {
+                "member": n,
+                "params": alone["params"],
+                "macs": alone["macs"],
+                "latency_ms": lat[n],
+                "alone": alone["accuracy"],
+                "distilled": dist["accuracy"],
+                "params_ratio": teacher["params"] / alone["params"],
+                "speedup": lat[TEACHER] / lat[n],
+            }
+        )
     return teacher, rows
 
 
 def show_arch(fw, teacher, rows, lat):
-    head = ("| member | params | teacher ÷ params | MACs | ms / 32 digits | speedup | alone | distilled |\n"
-            "|---|---|---|---|---|---|---|---|\n")
-    body = [f"| `{TEACHER}` (teacher) | {teacher['params']:,} | 1 | {teacher['macs'] / 1e6:.1f} M | {lat[TEACHER]:.2f} "
-            f"| 1.00× | {teacher['accuracy']:.2%} | |"]
-    body += [f"| `{r['member']}` | {r['params']:,} | {r['params_ratio']:.1f} | {r['macs'] / 1e6:.1f} M | "
-             f"{r['latency_ms']:.2f} | {r['speedup']:.2f}× | {r['alone']:.2%} | {r['distilled']:.2%} |" for r in rows]
+    head = (
+        "| member | params | teacher ÷ params | MACs | ms / 32 digits | speedup | alone"
+        " | distilled |\n|---|---|---|---|---|---|---|---|\n"
+    )
+    body = [
+        f"| `{TEACHER}` (teacher) | {teacher['params']:,} | 1 |"
+        f" {teacher['macs'] / 1e6:.1f} M | {lat[TEACHER]:.2f} | 1.00× |"
+        f" {teacher['accuracy']:.2%} | |"
+    ]
+    body += [
+        f"| `{r['member']}` | {r['params']:,} | {r['params_ratio']:.1f} |"
+        f" {r['macs'] / 1e6:.1f} M | {r['latency_ms']:.2f} | {r['speedup']:.2f}× |"
+        f" {r['alone']:.2%} | {r['distilled']:.2%} |"
+        for r in rows
+    ]
     display(Markdown(head + "\n".join(body)))
 
 
 def macs_sentence(fw, rows):
-    fewest, fastest = min(rows, key=lambda r: r["macs"]), min(rows, key=lambda r: r["latency_ms"])
+    fewest, fastest = min(rows, key=lambda r: r["macs"]), min(
+        rows, key=lambda r: r["latency_ms"]
+    )
     if fewest is fastest:
-        return (f"In {fw}, the member with the fewest MACs, `{fewest['member']}`, is also the fastest here; "
-                "the others do not follow their MACs exactly.")
-    return (f"In {fw}, the member with the fewest MACs, `{fewest['member']}` ({fewest['macs'] / 1e6:.1f} M), is not the "
-            f"fastest: `{fastest['member']}` ({fastest['macs'] / 1e6:.1f} M) runs in {fastest['latency_ms']:.2f} ms against "
-            f"{fewest['latency_ms']:.2f} ms.")
+        return (
+            f"In {fw}, the member with the fewest MACs, `{fewest['member']}`, is also"
+            " the fastest here; the others do not follow their MACs exactly."
+        )
+    return (
+        f"In {fw}, the member with the fewest MACs, `{fewest['member']}`"
+        f" ({fewest['macs'] / 1e6:.1f} M), is not the fastest: `{fastest['member']}`"
+        f" ({fastest['macs'] / 1e6:.1f} M) runs in {fastest['latency_ms']:.2f} ms"
+        f" against {fewest['latency_ms']:.2f} ms."
+    )
 
 
 teacher_t, arch_t = arch_table("torch", lat_t)
 show_arch("torch", teacher_t, arch_t, lat_t)
 print(f"load average while timing: {os.getloadavg()[0]:.1f}")
+
+# %% tags=["remove-cell"]
 nb.glue("macs_sentence_torch", macs_sentence("PyTorch", arch_t))
 
 
 # %%
 def pareto(fw, teacher, rows, lat):
     fig, ax = plt.subplots(1, 3, figsize=(6.8, 3.2), sharey=True)
-    for a, key, label in zip(ax, ("params", "macs", "latency_ms"), ("parameters", "MACs per digit", "ms per 32 digits")):
-        t_x = {"params": teacher["params"], "macs": teacher["macs"], "latency_ms": lat[TEACHER]}[key]
-        a.scatter([t_x], [100 * teacher["accuracy"]], marker="*", s=120, color="k", label="teacher")
+    for a, key, label in zip(
+        ax,
+        ("params", "macs", "latency_ms"),
+        ("parameters", "MACs per digit", "ms per 32 digits"),
+    ):
+        t_x = {
+            "params": teacher["params"],
+            "macs": teacher["macs"],
+            "latency_ms": lat[TEACHER],
+        }[key]
+        a.scatter(
+            [t_x],
+            [100 * teacher["accuracy"]],
+            marker="*",
+            s=120,
+            color="k",
+            label="teacher",
+        )
         for r in rows:
-            a.plot([r[key]] * 2, [100 * r["alone"], 100 * r["distilled"]], color=COLORS[fw], lw=0.8, alpha=0.6)
-        a.scatter([r[key] for r in rows], [100 * r["alone"] for r in rows], facecolors="none",
-                  edgecolors=COLORS[fw], label="alone")
-        a.scatter([r[key] for r in rows], [100 * r["distilled"] for r in rows], color=COLORS[fw], label="distilled")
+            a.plot(
+                [r[key]] * 2,
+                [100 * r["alone"], 100 * r["distilled"]],
+                color=COLORS[fw],
+                lw=0.8,
+                alpha=0.6,
+            )
+        a.scatter(
+            [r[key] for r in rows],
+            [100 * r["alone"] for r in rows],
+            facecolors="none",
+            edgecolors=COLORS[fw],
+            label="alone",
+        )
+        a.scatter(
+            [r[key] for r in rows],
+            [100 * r["distilled"] for r in rows],
+            color=COLORS[fw],
+            label="distilled",
+        )
         a.set(xscale="log", xlabel=label)
+        # ticks at 1-2-5 steps in short units; no minor labels (they overprinted on the
+        # narrow log axes)
+        a.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        a.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))
+        a.xaxis.set_minor_formatter(mticker.NullFormatter())
     mid = np.median([r["latency_ms"] for r in rows])
-    for r in rows:  # names left of the points in the right half, so none runs off the figure
+    for (
+        r
+    ) in (
+        rows
+    ):  # names left of the points in the right half, so none runs off the figure
         right = r["latency_ms"] > mid
-        ax[2].annotate(r["member"].replace("_bottleneck", "_b"), (r["latency_ms"], 100 * r["distilled"]),
-                       fontsize=9, xytext=(-4 if right else 4, 3), textcoords="offset points",
-                       ha="right" if right else "left")
+        ax[2].annotate(
+            r["member"].replace("_bottleneck", "_b"),
+            (r["latency_ms"], 100 * r["distilled"]),
+            fontsize=9,
+            xytext=(-4 if right else 4, 3),
+            textcoords="offset points",
+            ha="right" if right else "left",
+        )
     ax[0].set_ylabel(f"{fw}: test accuracy (%)")
-    handles, labels = ax[0].get_legend_handles_labels()  # below the panels, not over the points
+    handles, labels = ax[
+        0
+    ].get_legend_handles_labels()  # below the panels, not over the points
     fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
-    plt.tight_layout(rect=(0, 0.1, 1, 1)); plt.show()
+    plt.tight_layout(rect=(0, 0.1, 1, 1))
+    plt.show()
 
 
 # %% mystnb={"figure": {"caption": "PyTorch: test accuracy against parameters, MACs and measured latency (batch 32, one thread) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis; each small member has an open and a filled marker joined by a line (the filled one above it where distillation helped); the teacher sits top right."}}
@@ -475,9 +735,13 @@ with torch.no_grad():
     fold_logits_t = folded_t(torch.as_tensor(test_t[0])).numpy()
 fold_rel_t = float(np.abs(fold_logits_t - logits_t).max() / np.abs(logits_t).max())
 fold_same_t = bool((fold_logits_t.argmax(1) == logits_t.argmax(1)).all())
-print(f"BatchNorm layers: {sum(isinstance(m, nn.BatchNorm2d) for m in resnet_t.modules())} -> "
-      f"{sum(isinstance(m, nn.BatchNorm2d) for m in folded_t.modules())}; "
-      f"max logit difference / max logit {fold_rel_t:.1e}; same predictions on all 2,000 digits: {fold_same_t}")
+print(
+    "BatchNorm layers:"
+    f" {sum(isinstance(m, nn.BatchNorm2d) for m in resnet_t.modules())} ->"
+    f" {sum(isinstance(m, nn.BatchNorm2d) for m in folded_t.modules())}; max logit"
+    f" difference / max logit {fold_rel_t:.1e}; same predictions on all 2,000 digits:"
+    f" {fold_same_t}"
+)
 
 
 # %% [markdown]
@@ -486,9 +750,11 @@ print(f"BatchNorm layers: {sum(isinstance(m, nn.BatchNorm2d) for m in resnet_t.m
 # trained network written with each block's convolutions defined before its BatchNorms (same `forward`, same
 # `state_dict`, same outputs) folds wrongly:
 
+
 # %% tags=["nbval-check-output"]
 def naive_fold_torch(model):
-    """Fold every BN into the last Conv2d/Linear seen before it in module order (no graph)."""
+    """Fold every BN into the last Conv2d/Linear seen before it in module order (no
+    graph)."""
     m = copy.deepcopy(model).eval()
     prev = None
     with torch.no_grad():
@@ -498,32 +764,53 @@ def naive_fold_torch(model):
             elif isinstance(mod, nn.BatchNorm2d) and prev is not None:
                 s = mod.weight / torch.sqrt(mod.running_var + mod.eps)
                 prev.weight.mul_(s.reshape(-1, *([1] * (prev.weight.dim() - 1))))
-                shift = mod.bias - mod.running_mean * s + (s * prev.bias if prev.bias is not None else 0)
+                shift = (
+                    mod.bias
+                    - mod.running_mean * s
+                    + (s * prev.bias if prev.bias is not None else 0)
+                )
                 if prev.bias is not None:
                     prev.bias.zero_()
-                # the BN becomes "add the folded shift": weight 1, mean 0, variance 1 - eps
-                mod.weight.fill_(1.0); mod.bias.copy_(shift); mod.running_mean.zero_(); mod.running_var.fill_(1 - mod.eps)
+                # the BN becomes "add the folded shift": weight 1, mean 0, variance 1 -
+                # eps
+                mod.weight.fill_(1.0)
+                mod.bias.copy_(shift)
+                mod.running_mean.zero_()
+                mod.running_var.fill_(1 - mod.eps)
     return m
 
 
 class ConvsFirst(tm.BasicBlock):
-    """A BasicBlock with the same forward and state_dict, its modules registered convolutions first."""
+    """A BasicBlock with the same forward and state_dict, its modules registered
+    convolutions first."""
 
     def __init__(self, block):
         nn.Module.__init__(self)
         self.residual = True
-        self.conv1, self.conv2, self.bn1, self.bn2 = block.conv1, block.conv2, block.bn1, block.bn2
+        self.conv1, self.conv2, self.bn1, self.bn2 = (
+            block.conv1,
+            block.conv2,
+            block.bn1,
+            block.bn2,
+        )
         self.relu1, self.shortcut, self.relu2 = block.relu1, block.shortcut, block.relu2
 
 
 reordered_t = copy.deepcopy(resnet_t)
 for name in ("layer1", "layer2", "layer3"):
     setattr(reordered_t, name, ConvsFirst(getattr(reordered_t, name)))
-print(f"reordered copy: same outputs as the original: {np.array_equal(ttrain.predict(reordered_t, test_t[0]), logits_t)}")
+print(
+    "reordered copy: same outputs as the original:"
+    f" {np.array_equal(ttrain.predict(reordered_t, test_t[0]), logits_t)}"
+)
 naive_fold_acc_t = ttrain.evaluate(naive_fold_torch(reordered_t), test_t)
-print(f"naive fold: {ttrain.evaluate(naive_fold_torch(resnet_t), test_t):.2%} (definition order), "
-      f"{naive_fold_acc_t:.2%} (convolutions defined first); "
-      f"cl.fold_batchnorm: {ttrain.evaluate(cl.fold_batchnorm(reordered_t), test_t):.2%} for both")
+print(
+    f"naive fold: {ttrain.evaluate(naive_fold_torch(resnet_t), test_t):.2%} (definition"
+    f" order), {naive_fold_acc_t:.2%} (convolutions defined first); cl.fold_batchnorm:"
+    f" {ttrain.evaluate(cl.fold_batchnorm(reordered_t), test_t):.2%} for both"
+)
+
+# %% tags=["remove-cell"]
 nb.glue("naive_fold_acc_t", naive_fold_acc_t)
 
 # %% [markdown]
@@ -531,28 +818,49 @@ nb.glue("naive_fold_acc_t", naive_fold_acc_t)
 # input, so there is nothing to fold it into; `cl.fold_batchnorm` folds what it can, leaves that BN, and says so
 # once, naming it:
 
+
 # %%
 class SeedLayoutBlock(nn.Module):
-    """conv-BN-ReLU-conv, then the addition, then BN and ReLU (the seed article's order)."""
+    """conv-BN-ReLU-conv, then the addition, then BN and ReLU (the seed article's
+    order)."""
 
     def __init__(self, c):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
-        self.conv2, self.bn_after_add = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv1, self.bn1 = nn.Conv2d(
+            c, c, 3, padding=1, bias=False
+        ), nn.BatchNorm2d(c)
+        self.conv2, self.bn_after_add = nn.Conv2d(
+            c, c, 3, padding=1, bias=False
+        ), nn.BatchNorm2d(c)
 
     def forward(self, x):
         out = self.conv2(torch.relu(self.bn1(self.conv1(x))))
         return torch.relu(self.bn_after_add(out + x))
 
 
-seed_layout = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                            SeedLayoutBlock(16), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+seed_layout = nn.Sequential(
+    nn.Conv2d(1, 16, 3, padding=1, bias=False),
+    nn.BatchNorm2d(16),
+    nn.ReLU(),
+    SeedLayoutBlock(16),
+    nn.AdaptiveAvgPool2d(1),
+    nn.Flatten(),
+    nn.Linear(16, 10),
+).eval()
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     seed_folded = cl.fold_batchnorm(seed_layout)
 print(*[str(w.message) for w in caught if "fold_batchnorm" in str(w.message)])
-print("BatchNorms left:", [n for n, m in seed_folded.named_modules() if isinstance(m, nn.BatchNorm2d)],
-      "| same outputs:", np.allclose(ttrain.predict(seed_folded, test_t[0][:64]), ttrain.predict(seed_layout, test_t[0][:64]), atol=1e-5))
+print(
+    "BatchNorms left:",
+    [n for n, m in seed_folded.named_modules() if isinstance(m, nn.BatchNorm2d)],
+    "| same outputs:",
+    np.allclose(
+        ttrain.predict(seed_folded, test_t[0][:64]),
+        ttrain.predict(seed_layout, test_t[0][:64]),
+        atol=1e-5,
+    ),
+)
 
 # %% [markdown]
 # **2. Structured pruning with coupled shortcut channels.** `cl.prune(model, cl.Structured(0.5))` removes half
@@ -562,17 +870,43 @@ print("BatchNorms left:", [n for n, m in seed_folded.named_modules() if isinstan
 # filters on its own:
 
 # %% tags=["nbval-check-output"]
-pruned_t = cl.prune(resnet_t, cl.Structured(0.5), example_input=torch.zeros(1, 1, 28, 28))
-print("output channels after pruning:", {n: m.out_channels for n, m in pruned_t.named_modules()
-                                          if isinstance(m, nn.Conv2d) and n in ("stem.0", "layer1.conv2", "layer2.conv2", "layer2.shortcut.0")})
+pruned_t = cl.prune(
+    resnet_t, cl.Structured(0.5), example_input=torch.zeros(1, 1, 28, 28)
+)
+print(
+    "output channels after pruning:",
+    {
+        n: m.out_channels
+        for n, m in pruned_t.named_modules()
+        if isinstance(m, nn.Conv2d)
+        and n in ("stem.0", "layer1.conv2", "layer2.conv2", "layer2.shortcut.0")
+    },
+)
 pruned_acc_before_t = ttrain.evaluate(pruned_t, test_t)
 pruned_ft_t = copy.deepcopy(pruned_t)
-ttrain.fit(pruned_ft_t, (train_t[0][:4000], train_t[1][:4000]), epochs=1, batch_size=64, lr=1e-3, teacher=resnet_t)
+ttrain.fit(
+    pruned_ft_t,
+    (train_t[0][:4000], train_t[1][:4000]),
+    epochs=1,
+    batch_size=64,
+    lr=1e-3,
+    teacher=resnet_t,
+)
 pruned_acc_t = ttrain.evaluate(pruned_ft_t, test_t)
-print(f"accuracy: {acc_t:.2%} -> {pruned_acc_before_t:.2%} pruned -> {pruned_acc_t:.2%} after one distilled epoch on 4,000 digits")
+print(
+    f"accuracy: {acc_t:.2%} -> {pruned_acc_before_t:.2%} pruned -> {pruned_acc_t:.2%}"
+    " after one distilled epoch on 4,000 digits"
+)
 
 naive_prune_t = copy.deepcopy(resnet_t)
-keep = naive_prune_t.layer1.conv2.weight.detach().abs().sum((1, 2, 3)).argsort(descending=True)[:8].sort().values
+keep = (
+    naive_prune_t.layer1.conv2.weight.detach()
+    .abs()
+    .sum((1, 2, 3))
+    .argsort(descending=True)[:8]
+    .sort()
+    .values
+)
 with torch.no_grad():
     conv, bn = naive_prune_t.layer1.conv2, naive_prune_t.layer1.bn2
     naive_prune_t.layer1.conv2 = nn.Conv2d(16, 8, 3, padding=1, bias=False)
@@ -594,22 +928,48 @@ except RuntimeError as exc:
 
 # %% tags=["hide-input"]
 ch3_recipe_t = copy.deepcopy(pruned_t)
-ttrain.fit(ch3_recipe_t, (train_t[0][:4000], train_t[1][:4000]), epochs=1, batch_size=128, lr=2e-3, teacher=resnet_t)
+ttrain.fit(
+    ch3_recipe_t,
+    (train_t[0][:4000], train_t[1][:4000]),
+    epochs=1,
+    batch_size=128,
+    lr=2e-3,
+    teacher=resnet_t,
+)
 ch3_acc_t = ttrain.evaluate(ch3_recipe_t, test_t)
-# two standard errors of the difference of two accuracies on the same 2,000 digits (unpaired, so generous)
-noise_pt = 200 * ((pruned_acc_t * (1 - pruned_acc_t) + ch3_acc_t * (1 - ch3_acc_t)) / len(test_t[1])) ** 0.5
+# two standard errors of the difference of two accuracies on the same 2,000 digits
+# (unpaired, so generous)
+noise_pt = (
+    200
+    * (
+        (pruned_acc_t * (1 - pruned_acc_t) + ch3_acc_t * (1 - ch3_acc_t))
+        / len(test_t[1])
+    )
+    ** 0.5
+)
 gap_pt = 100 * (pruned_acc_t - ch3_acc_t)
 if gap_pt > noise_pt:
-    verdict = (f"{gap_pt:.1f} pt below this chapter's recipe, more than the {noise_pt:.1f} pt that two standard "
-               "errors allow: the fine-tune, not the pruning, makes the difference")
+    verdict = (
+        f"{gap_pt:.1f} pt below this chapter's recipe, more than the {noise_pt:.1f} pt"
+        " that two standard errors allow: the fine-tune, not the pruning, makes the"
+        " difference"
+    )
 elif gap_pt < -noise_pt:
-    verdict = (f"{-gap_pt:.1f} pt above this chapter's recipe in this run: the gap to chapter 3 is the spread "
-               "of a one-epoch fine-tune, not a property of either recipe")
+    verdict = (
+        f"{-gap_pt:.1f} pt above this chapter's recipe in this run: the gap to chapter"
+        " 3 is the spread of a one-epoch fine-tune, not a property of either recipe"
+    )
 else:
-    verdict = (f"within {noise_pt:.1f} pt (two standard errors) of this chapter's recipe in this run: the gap to "
-               "chapter 3 is the spread of a one-epoch fine-tune, not the pruning")
+    verdict = (
+        f"within {noise_pt:.1f} pt (two standard errors) of this chapter's recipe in"
+        " this run: the gap to chapter 3 is the spread of a one-epoch fine-tune, not"
+        " the pruning"
+    )
 ch3_sentence = f"Chapter 3's fine-tune reaches {ch3_acc_t:.2%} here, {verdict}."
-nb.glue("ch3_recipe_sentence", ch3_sentence); nb.glue("pruned_acc_t", pruned_acc_t)
+
+# %% tags=["remove-cell"]
+nb.glue("ch3_recipe_sentence", ch3_sentence)
+nb.glue("pruned_acc_t", pruned_acc_t)
 
 # %% [markdown]
 # {glue:text}`ch3_recipe_sentence`
@@ -623,9 +983,13 @@ nb.glue("ch3_recipe_sentence", ch3_sentence); nb.glue("pruned_acc_t", pruned_acc
 # %% tags=["nbval-check-output"]
 int8_t = cl.quantize(resnet_t, cl.Int8Static(), calibration_data=train_t[0][:256])
 int8_acc_t = ttrain.evaluate(int8_t, test_t)
-adds = [n for n in int8_t.graph.nodes if n.op == "call_function" and "add" in str(n.target)]
-print(f"int8 (FX): accuracy {int8_acc_t:.2%} ({acc_t:.2%} in float); residual additions in the graph: "
-      f"{len(adds)} x {sorted({str(n.target) for n in adds})}")
+adds = [
+    n for n in int8_t.graph.nodes if n.op == "call_function" and "add" in str(n.target)
+]
+print(
+    f"int8 (FX): accuracy {int8_acc_t:.2%} ({acc_t:.2%} in float); residual additions"
+    f" in the graph: {len(adds)} x {sorted({str(n.target) for n in adds})}"
+)
 
 import torch.ao.quantization as tq
 
@@ -640,7 +1004,7 @@ class Stubbed(nn.Module):
 
 
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore")                      # torch.ao.quantization's deprecation notices
+    warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
     eager = Stubbed(copy.deepcopy(resnet_t)).eval()
     eager.qconfig = tq.get_default_qconfig("x86")
     tq.prepare(eager, inplace=True)
@@ -657,8 +1021,15 @@ with warnings.catch_warnings():
 # FX graph mode finds them. Now the speed of all four PyTorch models, timed in interleaved rounds:
 
 # %%
-speed_t = interleaved({"fp32": resnet_t, "fold": folded_t, "pruned 0.5 + ft + fold": cl.fold_batchnorm(pruned_ft_t),
-                         "int8": int8_t}, test_t[0][:32])
+speed_t = interleaved(
+    {
+        "fp32": resnet_t,
+        "fold": folded_t,
+        "pruned 0.5 + ft + fold": cl.fold_batchnorm(pruned_ft_t),
+        "int8": int8_t,
+    },
+    test_t[0][:32],
+)
 for k, v in speed_t.items():
     print(f"{k:24s} {v:6.2f} ms  {speed_t['fp32'] / v:4.2f}x")
 print(f"load average: {os.getloadavg()[0]:.1f}")
@@ -671,35 +1042,72 @@ print(f"load average: {os.getloadavg()[0]:.1f}")
 # The two 32-layer networks from the PyTorch section, moved to Keras with `cl.transfer`, on the same batch
 # (training-mode BatchNorm uses the batch's statistics in both frameworks).
 
+
 # %%
 def grad_norms_keras(model, x, y):
-    convs = [l for l in model.layers if type(l).__name__ == "Conv2D" and "shortcut" not in l.name]
+    convs = [
+        l
+        for l in model.layers
+        if type(l).__name__ == "Conv2D" and "shortcut" not in l.name
+    ]
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, model(x, training=True), from_logits=True))
+        loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(
+                y, model(x, training=True), from_logits=True
+            )
+        )
     grads = tape.gradient(loss, [l.kernel for l in convs])
     return {l.name: float(tf.norm(g)) for l, g in zip(convs, grads)}
 
 
 xk = train_k[0][:128]
-grads_k = {name: grad_norms_keras(cl.transfer(m, framework="keras"), xk, yb) for name, m in nets_t.items()}
+grads_k = {
+    name: grad_norms_keras(cl.transfer(m, framework="keras"), xk, yb)
+    for name, m in nets_t.items()
+}
 grad_diff = {}
 for name in grads_k:
-    t, k = np.array(list(grads_t[name].values())), np.array([grads_k[name][n] for n in grads_t[name]])
+    t, k = np.array(list(grads_t[name].values())), np.array(
+        [grads_k[name][n] for n in grads_t[name]]
+    )
     grad_diff[name] = float(np.abs(k - t).max() / t.max())
-    print(f"{name:20s}: largest/smallest {k.max() / k.min():.1f}; max difference to PyTorch / largest norm {grad_diff[name]:.1e}")
-nb.glue("grad_diff_plain", grad_diff["resnet32_w16_plain"]); nb.glue("grad_diff_res", grad_diff["resnet32_w16"])
-g_plain, g_res = (np.array(list(grads_t[n].values())) for n in ("resnet32_w16_plain", "resnet32_w16"))
-nb.glue("grad_ratio_plain", float(g_plain.max() / g_plain.min())); nb.glue("grad_ratio_res", float(g_res.max() / g_res.min()))
+    print(
+        f"{name:20s}: largest/smallest {k.max() / k.min():.1f}; max difference to"
+        f" PyTorch / largest norm {grad_diff[name]:.1e}"
+    )
+g_plain, g_res = (
+    np.array(list(grads_t[n].values())) for n in ("resnet32_w16_plain", "resnet32_w16")
+)
+
+# %% tags=["remove-cell"]
+nb.glue("grad_diff_plain", grad_diff["resnet32_w16_plain"])
+nb.glue("grad_diff_res", grad_diff["resnet32_w16"])
+nb.glue("grad_ratio_plain", float(g_plain.max() / g_plain.min()))
+nb.glue("grad_ratio_res", float(g_res.max() / g_res.min()))
 
 # %% mystnb={"figure": {"caption": "Gradient norm of every convolution's weights (stem to last block) at initialisation, one batch of 128 digits, 32-layer plain and residual networks; lines PyTorch, markers Keras on the same weights."}, "image": {"alt": "Two lines per panel on a log scale; the plain network's gradient norms vary over a wider range across the layers than the residual network's; Keras markers lie on the PyTorch lines."}}
 fig, ax = plt.subplots(1, 2, figsize=(6.8, 2.8), sharey=True)
 for a, name in zip(ax, ("resnet32_w16_plain", "resnet32_w16")):
     names = list(grads_t[name])
-    a.semilogy(range(len(names)), list(grads_t[name].values()), color=COLORS["torch"], label="PyTorch")
-    a.semilogy(range(len(names)), [grads_k[name][n] for n in names], "o", ms=3, color=COLORS["keras"], label="Keras")
+    a.semilogy(
+        range(len(names)),
+        list(grads_t[name].values()),
+        color=COLORS["torch"],
+        label="PyTorch",
+    )
+    a.semilogy(
+        range(len(names)),
+        [grads_k[name][n] for n in names],
+        "o",
+        ms=3,
+        color=COLORS["keras"],
+        label="Keras",
+    )
     a.set(title=name, xlabel="convolution (input to output)")
-ax[0].set_ylabel("gradient norm"); ax[0].legend()
-plt.tight_layout(); plt.show()
+ax[0].set_ylabel("gradient norm")
+ax[0].legend()
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # In the plain network the gradient norms differ by a factor {glue:text}`grad_ratio_plain:.0f` from layer to layer,
@@ -719,6 +1127,8 @@ lat_k = interleaved({n: km.build(n) for n in STUDENTS + [TEACHER]}, test_k[0][:3
 teacher_k, arch_k = arch_table("keras", lat_k)
 show_arch("keras", teacher_k, arch_k, lat_k)
 print(f"load average while timing: {os.getloadavg()[0]:.1f}")
+
+# %% tags=["remove-cell"]
 nb.glue("macs_sentence_keras", macs_sentence("Keras", arch_k))
 
 # %% mystnb={"figure": {"caption": "Keras: test accuracy against parameters, MACs and measured latency (batch 32, one thread) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis, as for PyTorch, in the Keras colour."}}
@@ -734,9 +1144,11 @@ pareto("keras", teacher_k, arch_k, lat_k)
 # `model.layers` does not: Keras lists layers in *topological* order, and in a block whose shape changes the
 # shortcut's 1×1 convolution (it reads the block's input) is listed before the block's second BatchNorm:
 
+
 # %% tags=["nbval-check-output"]
 def naive_fold_keras(model):
-    """Fold every BN into the last Conv2D/Dense before it in ``model.layers`` (no graph)."""
+    """Fold every BN into the last Conv2D/Dense before it in ``model.layers`` (no
+    graph)."""
     out = keras.models.clone_model(model)
     out.set_weights(model.get_weights())
     prev, pairs = None, []
@@ -752,11 +1164,19 @@ def naive_fold_keras(model):
             bias = np.asarray(prev.bias) * s if prev.use_bias else 0.0
             if prev.use_bias:
                 prev.bias.assign(np.zeros_like(bias))
-            layer.set_weights([np.ones_like(gamma), beta - mean * s + bias, np.zeros_like(mean), np.ones_like(var) - layer.epsilon])
+            layer.set_weights(
+                [
+                    np.ones_like(gamma),
+                    beta - mean * s + bias,
+                    np.zeros_like(mean),
+                    np.ones_like(var) - layer.epsilon,
+                ]
+            )
     return out, pairs
 
 
 from compresslib.keras.fold import batchnorm_pairs
+
 naive_k, naive_pairs = naive_fold_keras(resnet_k)
 graph_pairs, _ = batchnorm_pairs(resnet_k)
 print("pairs the naive loop gets wrong:", sorted(set(naive_pairs) - set(graph_pairs)))
@@ -765,8 +1185,13 @@ fold_logits_k = ktrain.predict(folded_k, test_k[0])
 fold_rel_k = float(np.abs(fold_logits_k - logits_k).max() / np.abs(logits_k).max())
 fold_same_k = bool((fold_logits_k.argmax(1) == logits_k.argmax(1)).all())
 naive_fold_acc_k = ktrain.evaluate(naive_k, test_k)
-print(f"cl.fold_batchnorm: max logit difference / max logit {fold_rel_k:.1e}, same predictions: {fold_same_k}")
+print(
+    f"cl.fold_batchnorm: max logit difference / max logit {fold_rel_k:.1e}, same"
+    f" predictions: {fold_same_k}"
+)
 print(f"accuracy {acc_k:.2%}; naive fold {naive_fold_acc_k:.2%}")
+
+# %% tags=["remove-cell"]
 nb.glue("naive_fold_acc_k", naive_fold_acc_k)
 
 # %% [markdown]
@@ -776,11 +1201,28 @@ nb.glue("naive_fold_acc_k", naive_fold_acc_k)
 
 # %% tags=["nbval-check-output"]
 pruned_k = cl.prune(resnet_k, cl.Structured(0.5))
-print("filters after pruning:", {n: pruned_k.get_layer(n).filters for n in ("stem_conv", "layer1_conv2", "layer2_conv2", "layer2_sc_conv")})
-pruned_ft_k = keras.models.clone_model(pruned_k); pruned_ft_k.set_weights(pruned_k.get_weights())
-ktrain.fit(pruned_ft_k, (train_k[0][:4000], train_k[1][:4000]), epochs=1, batch_size=64, lr=1e-3, teacher=resnet_k)
+print(
+    "filters after pruning:",
+    {
+        n: pruned_k.get_layer(n).filters
+        for n in ("stem_conv", "layer1_conv2", "layer2_conv2", "layer2_sc_conv")
+    },
+)
+pruned_ft_k = keras.models.clone_model(pruned_k)
+pruned_ft_k.set_weights(pruned_k.get_weights())
+ktrain.fit(
+    pruned_ft_k,
+    (train_k[0][:4000], train_k[1][:4000]),
+    epochs=1,
+    batch_size=64,
+    lr=1e-3,
+    teacher=resnet_k,
+)
 pruned_acc_k = ktrain.evaluate(pruned_ft_k, test_k)
-print(f"accuracy: {acc_k:.2%} -> {ktrain.evaluate(pruned_k, test_k):.2%} pruned -> {pruned_acc_k:.2%} after one distilled epoch")
+print(
+    f"accuracy: {acc_k:.2%} -> {ktrain.evaluate(pruned_k, test_k):.2%} pruned ->"
+    f" {pruned_acc_k:.2%} after one distilled epoch"
+)
 
 
 def halve_layer1_conv2(layer):
@@ -808,44 +1250,89 @@ int8_acc_k = ktrain.evaluate(int8_k, test_k)
 print(f"LiteRT int8: accuracy {int8_acc_k:.2%} ({acc_k:.2%} in float)")
 
 from compresslib.keras.rebuild import rebuild
+
 add_layers = [l for l in resnet_k.layers if type(l).__name__ == "Add"]
-probe = keras.Model(resnet_k.inputs[0], [t for l in add_layers for t in l.input] + [l.output for l in add_layers])
+probe = keras.Model(
+    resnet_k.inputs[0],
+    [t for l in add_layers for t in l.input] + [l.output for l in add_layers],
+)
 calib = [np.asarray(v) for v in probe(train_k[0][:256])]
 n_add = len(add_layers)
-scales = {l.name: ([float(np.abs(calib[2 * i]).max()) / 127, float(np.abs(calib[2 * i + 1]).max()) / 127],
-                   float(np.abs(calib[2 * n_add + i]).max()) / 127) for i, l in enumerate(add_layers)}
+scales = {
+    l.name: (
+        [
+            float(np.abs(calib[2 * i]).max()) / 127,
+            float(np.abs(calib[2 * i + 1]).max()) / 127,
+        ],
+        float(np.abs(calib[2 * n_add + i]).max()) / 127,
+    )
+    for i, l in enumerate(add_layers)
+}
 
 
 class Int8Add(keras.layers.Layer):
-    """Each input rounded to int8 with its own scale; summed naively (integers) or requantised."""
+    """Each input rounded to int8 with its own scale; summed naively (integers) or
+    requantised."""
 
     def __init__(self, in_scales, out_scale, naive, **kwargs):
         super().__init__(**kwargs)
         self.in_scales, self.out_scale, self.naive = in_scales, out_scale, naive
 
     def call(self, inputs):
-        q = [keras.ops.clip(keras.ops.round(v / s), -127, 127) for v, s in zip(inputs, self.in_scales)]
+        q = [
+            keras.ops.clip(keras.ops.round(v / s), -127, 127)
+            for v, s in zip(inputs, self.in_scales)
+        ]
         if self.naive:
             return (q[0] + q[1]) * self.in_scales[0]
         total = q[0] * self.in_scales[0] + q[1] * self.in_scales[1]
-        return keras.ops.clip(keras.ops.round(total / self.out_scale), -127, 127) * self.out_scale
+        return (
+            keras.ops.clip(keras.ops.round(total / self.out_scale), -127, 127)
+            * self.out_scale
+        )
 
 
 def with_int8_adds(naive):
-    return rebuild(resnet_k, {l.name: (lambda layer, naive=naive: (
-        lambda inputs: Int8Add(*scales[layer.name], naive, name=layer.name)(inputs))) for l in add_layers})
+    return rebuild(
+        resnet_k,
+        {
+            l.name: lambda layer, naive=naive: (
+                lambda inputs: Int8Add(*scales[layer.name], naive, name=layer.name)(
+                    inputs
+                )
+            )
+            for l in add_layers
+        },
+    )
 
 
-add_naive_acc_k, add_correct_acc_k = (ktrain.evaluate(with_int8_adds(naive), test_k) for naive in (True, False))
-print(f"float model with int8 additions: naive {add_naive_acc_k:.2%}, requantised {add_correct_acc_k:.2%}")
-nb.glue("add_naive_acc_k", add_naive_acc_k); nb.glue("add_correct_acc_k", add_correct_acc_k)
+add_naive_acc_k, add_correct_acc_k = (
+    ktrain.evaluate(with_int8_adds(naive), test_k) for naive in (True, False)
+)
+print(
+    f"float model with int8 additions: naive {add_naive_acc_k:.2%}, requantised"
+    f" {add_correct_acc_k:.2%}"
+)
+
+# %% tags=["remove-cell"]
+nb.glue("add_naive_acc_k", add_naive_acc_k)
+nb.glue("add_correct_acc_k", add_correct_acc_k)
 
 # %%
-speed_k = interleaved({"fp32": resnet_k, "fold": folded_k, "pruned 0.5 + ft + fold": cl.fold_batchnorm(pruned_ft_k)},
-                      test_k[0][:32])
+speed_k = interleaved(
+    {
+        "fp32": resnet_k,
+        "fold": folded_k,
+        "pruned 0.5 + ft + fold": cl.fold_batchnorm(pruned_ft_k),
+    },
+    test_k[0][:32],
+)
 for k, v in speed_k.items():
     print(f"{k:24s} {v:6.2f} ms  {speed_k['fp32'] / v:4.2f}x")
-print(f"load average: {os.getloadavg()[0]:.1f}  (LiteRT int8 runs in another runtime: chapter 2 times it against LiteRT fp32)")
+print(
+    f"load average: {os.getloadavg()[0]:.1f}  (LiteRT int8 runs in another runtime:"
+    " chapter 2 times it against LiteRT fp32)"
+)
 
 # %% [markdown]
 # ## Side by side
@@ -853,62 +1340,140 @@ print(f"load average: {os.getloadavg()[0]:.1f}  (LiteRT int8 runs in another run
 # Every figure below was computed in this notebook (the architecture rows from the cached training runs,
 # with latency measured here).
 
+
 # %%
 def best_student(rows):
-    """The distilled member with the most parameters saved among those at least 2x faster than the teacher."""
+    """The distilled member with the most parameters saved among those at least 2x
+    faster than the teacher."""
     fast = [r for r in rows if r["speedup"] >= 2] or rows
     return max(fast, key=lambda r: (r["distilled"], r["params_ratio"]))
 
 
 side = {}
-for fw, teacher, rows, lat, speed in (("torch", teacher_t, arch_t, lat_t, speed_t), ("keras", teacher_k, arch_k, lat_k, speed_k)):
+for fw, teacher, rows, lat, speed in (
+    ("torch", teacher_t, arch_t, lat_t, speed_t),
+    ("keras", teacher_k, arch_k, lat_k, speed_k),
+):
     s = best_student(rows)
     side[fw] = {
-        "degradation": (runs[f"{fw}/resnet32_w16/alone"]["accuracy"], runs[f"{fw}/resnet32_w16_plain/alone"]["accuracy"]),
-        "student": s, "teacher_acc": teacher["accuracy"],
-        "fold": (fold_rel_t, fold_same_t, speed["fp32"] / speed["fold"]) if fw == "torch" else (fold_rel_k, fold_same_k, speed["fp32"] / speed["fold"]),
-        "pruned": (pruned_acc_t if fw == "torch" else pruned_acc_k, speed["fp32"] / speed["pruned 0.5 + ft + fold"]),
+        "degradation": (
+            runs[f"{fw}/resnet32_w16/alone"]["accuracy"],
+            runs[f"{fw}/resnet32_w16_plain/alone"]["accuracy"],
+        ),
+        "student": s,
+        "teacher_acc": teacher["accuracy"],
+        "fold": (
+            (fold_rel_t, fold_same_t, speed["fp32"] / speed["fold"])
+            if fw == "torch"
+            else (fold_rel_k, fold_same_k, speed["fp32"] / speed["fold"])
+        ),
+        "pruned": (
+            pruned_acc_t if fw == "torch" else pruned_acc_k,
+            speed["fp32"] / speed["pruned 0.5 + ft + fold"],
+        ),
         "int8": int8_acc_t if fw == "torch" else int8_acc_k,
     }
 t, k = side["torch"], side["keras"]
 rows_md = [
-    ("depth 32: residual / plain test accuracy (same budget)", *(f"{v['degradation'][0]:.2%} / {v['degradation'][1]:.2%}" for v in (t, k))),
-    ("distilled student (≥ 2× faster): member", *(f"`{v['student']['member']}`" for v in (t, k))),
-    ("… teacher ÷ student parameters, speedup", *(f"{v['student']['params_ratio']:.1f}, {v['student']['speedup']:.2f}×" for v in (t, k))),
-    ("… accuracy: teacher / distilled / alone", *(f"{v['teacher_acc']:.2%} / {v['student']['distilled']:.2%} / {v['student']['alone']:.2%}" for v in (t, k))),
-    ("BN folding: max logit change, same predictions, speedup", *(f"{v['fold'][0]:.1e}, {v['fold'][1]}, {v['fold'][2]:.2f}×" for v in (t, k))),
-    ("naive folding (layer-list order)", f"{acc_t:.2%} → {naive_fold_acc_t:.2%} (convolutions defined first)", f"{acc_k:.2%} → {naive_fold_acc_k:.2%}"),
-    ("structured 0.5 + 1 distilled epoch: accuracy, speedup", *(f"{v['pruned'][0]:.2%}, {v['pruned'][1]:.2f}×" for v in (t, k))),
-    ("naive channel removal", f"`RuntimeError`: {prune_error_t[:60]}…", f"`ValueError`: {prune_error_k[:60]}…"),
-    ("int8 with residual adds: accuracy", f"{t['int8']:.2%} (FX)", f"{k['int8']:.2%} (LiteRT)"),
-    ("naive int8 additions", f"`NotImplementedError` (eager mode)", f"{add_naive_acc_k:.2%} (requantised: {add_correct_acc_k:.2%})"),
+    (
+        "depth 32: residual / plain test accuracy (same budget)",
+        *(f"{v['degradation'][0]:.2%} / {v['degradation'][1]:.2%}" for v in (t, k)),
+    ),
+    (
+        "distilled student (≥ 2× faster): member",
+        *(f"`{v['student']['member']}`" for v in (t, k)),
+    ),
+    (
+        "… teacher ÷ student parameters, speedup",
+        *(
+            f"{v['student']['params_ratio']:.1f}, {v['student']['speedup']:.2f}×"
+            for v in (t, k)
+        ),
+    ),
+    (
+        "… accuracy: teacher / distilled / alone",
+        *(
+            f"{v['teacher_acc']:.2%} / {v['student']['distilled']:.2%} /"
+            f" {v['student']['alone']:.2%}"
+            for v in (t, k)
+        ),
+    ),
+    (
+        "BN folding: max logit change, same predictions, speedup",
+        *(f"{v['fold'][0]:.1e}, {v['fold'][1]}, {v['fold'][2]:.2f}×" for v in (t, k)),
+    ),
+    (
+        "naive folding (layer-list order)",
+        f"{acc_t:.2%} → {naive_fold_acc_t:.2%} (convolutions defined first)",
+        f"{acc_k:.2%} → {naive_fold_acc_k:.2%}",
+    ),
+    (
+        "structured 0.5 + 1 distilled epoch: accuracy, speedup",
+        *(f"{v['pruned'][0]:.2%}, {v['pruned'][1]:.2f}×" for v in (t, k)),
+    ),
+    (
+        "naive channel removal",
+        f"`RuntimeError`: {prune_error_t[:60]}…",
+        f"`ValueError`: {prune_error_k[:60]}…",
+    ),
+    (
+        "int8 with residual adds: accuracy",
+        f"{t['int8']:.2%} (FX)",
+        f"{k['int8']:.2%} (LiteRT)",
+    ),
+    (
+        "naive int8 additions",
+        f"`NotImplementedError` (eager mode)",
+        f"{add_naive_acc_k:.2%} (requantised: {add_correct_acc_k:.2%})",
+    ),
 ]
-display(Markdown("| | PyTorch | Keras |\n|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows_md)))
+display(
+    Markdown(
+        "| | PyTorch | Keras |\n|---|---|---|\n"
+        + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows_md)
+    )
+)
 
 
 def distill_sentence(fw, rows, n_test):
-    """How many small members distillation raised or lowered, and how many of those changes exceed two
-    standard errors of the difference of two accuracies on ``n_test`` digits (unpaired: generous)."""
+    """How many small members distillation raised or lowered, and how many of those
+    changes exceed two standard errors of the difference of two accuracies on
+    ``n_test`` digits (unpaired: generous)."""
+
     def beyond(r):
         a, d = r["alone"], r["distilled"]
         return abs(d - a) > 2 * ((a * (1 - a) + d * (1 - d)) / n_test) ** 0.5
+
     up = [r for r in rows if r["distilled"] > r["alone"]]
     down = [r for r in rows if r["distilled"] < r["alone"]]
-    text = (f"in {fw} it raised the accuracy of {len(up)} of the {len(rows)} small members and lowered "
-            f"{len(down)}")
+    text = (
+        f"in {fw} it raised the accuracy of {len(up)} of the {len(rows)} small members"
+        f" and lowered {len(down)}"
+    )
     real_up, real_down = sum(map(beyond, up)), sum(map(beyond, down))
     if real_up + real_down == 0:
         return text + ", every change within noise (two standard errors)"
-    return text + f"; {real_up} rise(s) and {real_down} fall(s) exceed two standard errors, the rest are noise"
+    return (
+        text
+        + f"; {real_up} rise(s) and {real_down} fall(s) exceed two standard errors, the"
+        " rest are noise"
+    )
 
 
-distill_summary = "; ".join(distill_sentence(nb.FRAMEWORK_LABELS[fw], rows, len(test_t[1]))
-                            for fw, rows in (("torch", arch_t), ("keras", arch_k)))
-nb.glue("distill_summary", distill_summary)
+distill_summary = "; ".join(
+    distill_sentence(nb.FRAMEWORK_LABELS[fw], rows, len(test_t[1]))
+    for fw, rows in (("torch", arch_t), ("keras", arch_k))
+)
 for fw, v in side.items():
-    nb.glue(f"student_{fw}", f"`{v['student']['member']}`"); nb.glue(f"student_{fw}_ratio", v["student"]["params_ratio"])
-    nb.glue(f"student_{fw}_speedup", v["student"]["speedup"]); nb.glue(f"student_{fw}_dist", v["student"]["distilled"])
-    nb.glue(f"student_{fw}_alone", v["student"]["alone"]); nb.glue(f"teacher_{fw}_acc", v["teacher_acc"])
+    nb.glue(f"student_{fw}", f"`{v['student']['member']}`")
+    nb.glue(f"student_{fw}_ratio", v["student"]["params_ratio"])
+    nb.glue(f"student_{fw}_speedup", v["student"]["speedup"])
+    nb.glue(f"student_{fw}_dist", v["student"]["distilled"])
+    nb.glue(f"student_{fw}_alone", v["student"]["alone"])
+    nb.glue(f"teacher_{fw}_acc", v["teacher_acc"])
+
+# %% tags=["remove-cell"]
+nb.glue("distill_summary", distill_summary)
 
 # %% mystnb={"figure": {"caption": "Measured speedup over the float ResNet8 (batch 32, one thread, interleaved rounds) of BatchNorm folding and of structured pruning (50 %, fine-tuned, folded), and of the distilled student over the teacher, per framework."}, "image": {"alt": "Grouped bars, PyTorch and Keras side by side for three methods (BN folding, structured pruning, the distilled student), with a reference line at 1x (no speedup)."}}
 labels = ["BN folding", "structured 0.5", "distilled student\nvs teacher"]
@@ -916,9 +1481,15 @@ fig, ax = plt.subplots(figsize=(6.8, 2.6))
 for i, fw in enumerate(("torch", "keras")):
     v = side[fw]
     vals = [v["fold"][2], v["pruned"][1], v["student"]["speedup"]]
-    ax.bar(np.arange(3) + (i - 0.5) * 0.38, vals, width=0.38, color=COLORS[fw], label=fw)
-ax.axhline(1, color="k", lw=0.8); ax.set_xticks(range(3), labels); ax.set_ylabel("speedup (×)"); ax.legend()
-plt.tight_layout(); plt.show()
+    ax.bar(
+        np.arange(3) + (i - 0.5) * 0.38, vals, width=0.38, color=COLORS[fw], label=fw
+    )
+ax.axhline(1, color="k", lw=0.8)
+ax.set_xticks(range(3), labels)
+ax.set_ylabel("speedup (×)")
+ax.legend()
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # The distilled student in PyTorch is {glue:md}`student_torch`, with {glue:text}`student_torch_ratio:.1f`× fewer
@@ -935,6 +1506,7 @@ plt.tight_layout(); plt.show()
 # rest, and no amount of shrinking the convolutions removes it. The widest member, `resnet8_w64` (64, 128 and 256
 # channels), is dominated by them. Time per layer kind, with forward hooks (PyTorch, batch 32, one thread):
 
+
 # %%
 def conv_share(model, x, runs=5):
     spent, hooks = {"3×3": 0.0, "1×1": 0.0}, []
@@ -943,7 +1515,9 @@ def conv_share(model, x, runs=5):
         m._t0 = time.perf_counter()
 
     def post(m, _i, _o):
-        spent["3×3" if m.kernel_size == (3, 3) and m.in_channels > 1 else "1×1"] += time.perf_counter() - m._t0
+        spent["3×3" if m.kernel_size == (3, 3) and m.in_channels > 1 else "1×1"] += (
+            time.perf_counter() - m._t0
+        )
 
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -961,10 +1535,17 @@ def conv_share(model, x, runs=5):
 
 
 x32 = torch.as_tensor(test_t[0][:32])
-shares = {n: conv_share(tm.build(n).eval(), x32) for n in ("resnet8_w16", "resnet8_w64")}
+shares = {
+    n: conv_share(tm.build(n).eval(), x32) for n in ("resnet8_w16", "resnet8_w64")
+}
 for n, s in shares.items():
-    print(f"{n}: {s:.0%} of the time in 3×3 convolutions with more than one input channel")
-nb.glue("share_w16", shares["resnet8_w16"]); nb.glue("share_w64", shares["resnet8_w64"])
+    print(
+        f"{n}: {s:.0%} of the time in 3×3 convolutions with more than one input channel"
+    )
+
+# %% tags=["remove-cell"]
+nb.glue("share_w16", shares["resnet8_w16"])
+nb.glue("share_w64", shares["resnet8_w64"])
 
 # %% [markdown]
 # With {glue:text}`share_w64:.0%` of the time in the layers Tucker-2 shrinks (against {glue:text}`share_w16:.0%`),
@@ -972,24 +1553,48 @@ nb.glue("share_w16", shares["resnet8_w16"]); nb.glue("share_w64", shares["resnet
 # (16, 16), folded, timed against the original in both frameworks (the speed does not depend on the
 # values of the weights, so fresh models are timed here):
 
+
 # %%
 def is_3x3(fw):
     if fw == "torch":
-        return lambda name, m: m.kernel_size == (3, 3) and m.in_channels > 1 and m.groups == 1
-    return lambda name, l: type(l).__name__ == "Conv2D" and tuple(l.kernel_size) == (3, 3) and l.kernel.shape[2] > 1
+        return (
+            lambda name, m: m.kernel_size == (3, 3)
+            and m.in_channels > 1
+            and m.groups == 1
+        )
+    return (
+        lambda name, l: type(l).__name__ == "Conv2D"
+        and tuple(l.kernel_size) == (3, 3)
+        and l.kernel.shape[2] > 1
+    )
 
 
 tucker_speed = {}
 WIDE = "resnet8_w64"
-for fw, build, example in (("torch", lambda: tm.build(WIDE).eval(), x32), ("keras", lambda: km.build(WIDE), test_k[0][:32])):
+for fw, build, example in (
+    ("torch", lambda: tm.build(WIDE).eval(), x32),
+    ("keras", lambda: km.build(WIDE), test_k[0][:32]),
+):
     wide = build()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        models = {"fp32": wide, "tucker (16, 16)": cl.fold_batchnorm(cl.decompose(wide, cl.Tucker(ranks=(16, 16)), layers=is_3x3(fw)))}
+        models = {
+            "fp32": wide,
+            "tucker (16, 16)": cl.fold_batchnorm(
+                cl.decompose(wide, cl.Tucker(ranks=(16, 16)), layers=is_3x3(fw))
+            ),
+        }
     med = interleaved(models, example)
     tucker_speed[fw] = {k: med["fp32"] / v for k, v in med.items()}
-    print(fw, "  ".join(f"{k}: {v:.2f}x" for k, v in tucker_speed[fw].items()), f"(load average {os.getloadavg()[0]:.1f})")
-nb.glue("tucker_torch", tucker_speed["torch"]["tucker (16, 16)"]); nb.glue("tucker_keras", tucker_speed["keras"]["tucker (16, 16)"])
+    print(
+        fw,
+        "  ".join(f"{k}: {v:.2f}x" for k, v in tucker_speed[fw].items()),
+        f"(load average {os.getloadavg()[0]:.1f})",
+    )
+
+# %% tags=["remove-cell"]
+nb.glue("tucker_torch", tucker_speed["torch"]["tucker (16, 16)"])
+nb.glue("tucker_keras", tucker_speed["keras"]["tucker (16, 16)"])
 
 # %% [markdown]
 # Tucker-2 at ranks (16, 16) makes the wide member {glue:text}`tucker_torch:.1f`× faster in PyTorch and

@@ -32,19 +32,31 @@
 #   prune → share → code matters.
 
 # %% tags=["hide-input"]
-# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib; elsewhere it does nothing.
+# On Colab (torch, TensorFlow and Keras 3 come installed) this installs compresslib;
+# elsewhere it does nothing.
 import sys, subprocess
+
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "compresslib[torch,keras] @ git+https://github.com/compresslib/compresslib",
+        ],
+        check=True,
+    )
 
 # %% tags=["hide-input"]
 import os, time, copy, warnings, tempfile
+
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-os.environ.setdefault("CI", "1")            # no progress bars in the rendered book
+os.environ.setdefault("CI", "1")  # no progress bars in the rendered book
 warnings.filterwarnings("ignore")
 import numpy as np
-import torch                                  # torch before tensorflow
+import torch  # torch before tensorflow
 import tensorflow as tf
 import keras
 import matplotlib.pyplot as plt
@@ -60,10 +72,15 @@ from compresslib.keras import sharing as ksharing, train as ktrain
 plt.rcParams.update({"figure.dpi": 100, "font.size": 10})
 DEVICE = nb.device()
 COLORS = nb.FRAMEWORK_COLORS
-torch.manual_seed(0); keras.utils.set_random_seed(0); np.random.seed(0)
+torch.manual_seed(0)
+keras.utils.set_random_seed(0)
+np.random.seed(0)
 tmp = tempfile.mkdtemp()
 T0 = time.perf_counter()
-print(f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()} threads | device {DEVICE}")
+print(
+    f"torch {torch.__version__} | keras {keras.__version__} | {torch.get_num_threads()}"
+    f" threads | device {DEVICE}"
+)
 
 # %% [markdown]
 # ## The idea
@@ -109,22 +126,39 @@ pruned_t = cl.prune(lenet_t, cl.Magnitude(0.95, scope="global"))
 W = pruned_t[1].weight.detach().numpy()
 w = W[W != 0].astype(np.float64)
 
+
 def kmeans_scratch(x, k, iters=300):
-    c = np.linspace(x.min(), x.max(), k)                          # the paper's linear initialisation
+    c = np.linspace(x.min(), x.max(), k)  # the paper's linear initialisation
     for _ in range(iters):
-        labels = np.abs(x[:, None] - c[None, :]).argmin(1)         # nearest centroid
-        new = np.array([x[labels == j].mean() if (labels == j).any() else c[j] for j in range(k)])
+        labels = np.abs(x[:, None] - c[None, :]).argmin(1)  # nearest centroid
+        new = np.array(
+            [x[labels == j].mean() if (labels == j).any() else c[j] for j in range(k)]
+        )
         if np.array_equal(new, c):
             break
         c = new
     return c, labels
 
-t = time.perf_counter(); c_scratch, l_scratch = kmeans_scratch(w, 32); t_scratch = time.perf_counter() - t
-t = time.perf_counter(); c_fast, l_fast = sharing.kmeans_1d(w, 32); t_fast = time.perf_counter() - t
+
+t = time.perf_counter()
+c_scratch, l_scratch = kmeans_scratch(w, 32)
+t_scratch = time.perf_counter() - t
+t = time.perf_counter()
+c_fast, l_fast = sharing.kmeans_1d(w, 32)
+t_fast = time.perf_counter() - t
 used = np.unique(l_scratch)
 print(f"{w.size} weights, {used.size} of 32 clusters used")
-print("same centroids:", np.allclose(c_scratch[used], c_fast, rtol=1e-9), "| same labels:",
-      np.array_equal(np.searchsorted(c_fast, c_scratch[used])[np.searchsorted(used, l_scratch)], l_fast))
+print(
+    "same centroids:",
+    np.allclose(c_scratch[used], c_fast, rtol=1e-9),
+    "| same labels:",
+    np.array_equal(
+        np.searchsorted(c_fast, c_scratch[used])[np.searchsorted(used, l_scratch)],
+        l_fast,
+    ),
+)
+
+# %% tags=["remove-cell"]
 nb.glue("fc1_nnz", f"{w.size:,}")
 nb.glue("kmeans_speedup", t_scratch / t_fast)
 nb.glue("clusters_used", int(used.size))
@@ -136,14 +170,27 @@ nb.glue("clusters_used", int(used.size))
 # so the centroids that the linear initialisation puts in that gap never receive a weight (the codebook
 # keeps only the centroids in use). The three initialisations on the weight histogram:
 
-# %%
-fig, ax = plt.subplots(figsize=(7, 2.8))
+# %% mystnb={"figure": {"caption": "The weights left in LeNet-300-100's fc1 after 95 % pruning (histogram), with the 32 centroids k-means starts from under each initialisation: linear, density-based and random (the number in the legend: centroids in use)."}, "image": {"alt": "A grey histogram with two humps either side of an empty gap at zero; three rows of short vertical ticks above it mark the centroids of the linear, density and random initialisations."}}
+fig, ax = plt.subplots(figsize=nb.figsize())
 ax.hist(w, bins=200, color="0.7")
-for (init, style), y in zip({"linear": "C3", "density": "C0", "random": "C2"}.items(), (0.9, 0.8, 0.7)):
+for (init, style), y in zip(
+    {"linear": "C3", "density": "C0", "random": "C2"}.items(), (0.9, 0.8, 0.7)
+):
     c, _ = sharing.kmeans_1d(w, 32, init=init, seed=0)
-    ax.plot(c, np.full(c.size, y) * ax.get_ylim()[1], "|", ms=12, mew=1.5, color=style, label=f"{init} ({c.size})")
-ax.set_xlabel("weight of fc1 (784→300), 95 % pruned"); ax.set_ylabel("count"); ax.legend(fontsize=9, loc="center")
-plt.tight_layout(); plt.show()
+    ax.plot(
+        c,
+        np.full(c.size, y) * ax.get_ylim()[1],
+        "|",
+        ms=12,
+        mew=1.5,
+        color=style,
+        label=f"{init} ({c.size})",
+    )
+ax.set_xlabel("weight of fc1 (784→300), 95 % pruned")
+ax.set_ylabel("count")
+ax.legend(fontsize=9, loc="center")
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # The shared layer is a codebook and an index per non-zero. Its streams, and what Huffman's code costs
@@ -154,17 +201,36 @@ codebook, labels = sharing.share(W, bits=5)
 idx = labels[labels >= 0]
 positions = np.flatnonzero(labels.reshape(-1) >= 0)
 rows = []
-for name, symbols in [("indices (5-bit)", idx),
-                      ("gaps (4-bit, fillers)", entropy.gaps_with_fillers(positions, idx + 1, 4)[0]),
-                      ("gaps (8-bit, fillers)", entropy.gaps_with_fillers(positions, idx + 1, 8)[0])]:
+for name, symbols in [
+    ("indices (5-bit)", idx),
+    ("gaps (4-bit, fillers)", entropy.gaps_with_fillers(positions, idx + 1, 4)[0]),
+    ("gaps (8-bit, fillers)", entropy.gaps_with_fillers(positions, idx + 1, 8)[0]),
+]:
     counts = np.bincount(symbols)
     lengths = entropy.huffman_code_lengths(counts)
     fixed = int(counts.size - 1).bit_length()
-    rows.append((name, symbols.size, fixed, entropy.entropy_bits(counts) / symbols.size,
-                 (lengths * counts).sum() / symbols.size))
-display(Markdown("| stream | symbols | fixed bits | entropy bits/symbol | Huffman bits/symbol |\n|---|---:|---:|---:|---:|\n"
-                 + "\n".join(f"| {n} | {s:,} | {f} | {h:.3f} | {hl:.3f} |" for n, s, f, h, hl in rows)))
-nb.glue("idx_entropy", float(rows[0][3])); nb.glue("idx_huffman", float(rows[0][4]))
+    rows.append(
+        (
+            name,
+            symbols.size,
+            fixed,
+            entropy.entropy_bits(counts) / symbols.size,
+            (lengths * counts).sum() / symbols.size,
+        )
+    )
+display(
+    Markdown(
+        "| stream | symbols | fixed bits | entropy bits/symbol | Huffman bits/symbol"
+        " |\n|---|---:|---:|---:|---:|\n"
+        + "\n".join(
+            f"| {n} | {s:,} | {f} | {h:.3f} | {hl:.3f} |" for n, s, f, h, hl in rows
+        )
+    )
+)
+
+# %% tags=["remove-cell"]
+nb.glue("idx_entropy", float(rows[0][3]))
+nb.glue("idx_huffman", float(rows[0][4]))
 
 # %% [markdown]
 # The 5-bit indices carry only {glue:text}`idx_entropy:.2f` bits of information each; Huffman's code
@@ -180,8 +246,16 @@ for enc in ("dense", "bitmask", "csr", "bitmask_z", "codebook", "codebook_ans"):
     meta, parts = packing.encode(shared_W, enc)
     assert packing.decode(meta, parts).tobytes() == shared_W.tobytes()
     sizes[enc] = packing.stored_bytes(parts)
-display(Markdown("| encoding | bytes | bits per weight |\n|---|---:|---:|\n" + "\n".join(
-    f"| `{e}` | {b:,} | {8 * b / W.size:.3f} |" for e, b in sizes.items())))
+display(
+    Markdown(
+        "| encoding | bytes | bits per weight |\n|---|---:|---:|\n"
+        + "\n".join(
+            f"| `{e}` | {b:,} | {8 * b / W.size:.3f} |" for e, b in sizes.items()
+        )
+    )
+)
+
+# %% tags=["remove-cell"]
 nb.glue("layer_ratio", sizes["dense"] / sizes["codebook_ans"])
 
 # %% [markdown]
@@ -202,34 +276,56 @@ nb.glue("layer_ratio", sizes["dense"] / sizes["codebook_ans"])
 
 # %%
 import yaml
+
 print(yaml.safe_dump(pipeline.PRESETS["deep_compression"], sort_keys=False))
+
 
 def shortened(prune_epochs, share_epochs):
     """The preset with shorter fine-tunes (same steps, schedule and distillation)."""
     recipe = pipeline.load_recipe("deep_compression")
-    recipe.steps[0].finetune["epochs"], recipe.steps[1].finetune["epochs"] = prune_epochs, share_epochs
+    recipe.steps[0].finetune["epochs"], recipe.steps[1].finetune["epochs"] = (
+        prune_epochs,
+        share_epochs,
+    )
     return recipe
 
+
 PRESET = pipeline.load_recipe("deep_compression")
-CHAPTER = shortened(6, 2)                                         # LeNet-300-100 in this chapter
-QUICK = shortened(2, 1)                                           # Caffe LeNet-5 (convolutions: slower epochs)
-nb.glue("preset_prune_epochs", PRESET.steps[0].finetune["epochs"]); nb.glue("preset_share_epochs", PRESET.steps[1].finetune["epochs"])
-nb.glue("ch_prune_epochs", CHAPTER.steps[0].finetune["epochs"]); nb.glue("ch_share_epochs", CHAPTER.steps[1].finetune["epochs"])
-nb.glue("q_prune_epochs", QUICK.steps[0].finetune["epochs"]); nb.glue("q_share_epochs", QUICK.steps[1].finetune["epochs"])
+CHAPTER = shortened(6, 2)  # LeNet-300-100 in this chapter
+QUICK = shortened(2, 1)  # Caffe LeNet-5 (convolutions: slower epochs)
+
 
 def deep_compress(model, framework, path, recipe=CHAPTER):
-    """A recipe on one model: fine-tuned on the training digits, every stage measured on the test digits."""
-    train, test = (cl.datasets.load_mnist(split, layout=framework) for split in ("train", "test"))
+    """A recipe on one model: fine-tuned on the training digits, every stage measured on
+    the test digits."""
+    train, test = (
+        cl.datasets.load_mnist(split, layout=framework) for split in ("train", "test")
+    )
     t = time.perf_counter()
-    out, table = pipeline.compress(model, recipe, train_data=train, data=test, output=path,
-                                   measure_kwargs={"latency": False})
+    out, table = pipeline.compress(
+        model,
+        recipe,
+        train_data=train,
+        data=test,
+        output=path,
+        measure_kwargs={"latency": False},
+    )
     print(f"{framework}: {time.perf_counter() - t:.0f} s")
     return out, table
+
 
 train_t = cl.datasets.load_mnist("train", layout="torch")
 test_t = cl.datasets.load_mnist("test", layout="torch")
 dc_t, table_t = deep_compress(lenet_t, "torch", f"{tmp}/lenet300_t.clz")
 table_t
+
+# %% tags=["remove-cell"]
+nb.glue("preset_prune_epochs", PRESET.steps[0].finetune["epochs"])
+nb.glue("preset_share_epochs", PRESET.steps[1].finetune["epochs"])
+nb.glue("ch_prune_epochs", CHAPTER.steps[0].finetune["epochs"])
+nb.glue("ch_share_epochs", CHAPTER.steps[1].finetune["epochs"])
+nb.glue("q_prune_epochs", QUICK.steps[0].finetune["epochs"])
+nb.glue("q_share_epochs", QUICK.steps[1].finetune["epochs"])
 
 # %% [markdown]
 # The centroids stayed centroids and the zeros stayed zeros through fine-tuning; the file reads back into
@@ -242,9 +338,13 @@ print("codebook sizes:", {k: len(v) for k, v in tsharing.codebooks(back_t).items
 with torch.no_grad():
     x = torch.from_numpy(test_t[0][:200])
     print("same outputs as in memory:", torch.equal(back_t(x), dc_t(x)))
-nb.glue("caffe_params", f"{sum(p.numel() for p in cl.zoo.pretrained('lenet5_caffe', 'torch').parameters()):,}")
 row_t = table_t.rows[-1]
-nb.glue("t300_ratio", row_t["size_ratio"]); nb.glue("t300_drop", row_t["accuracy_drop_pt"])
+
+# %% tags=["remove-cell"]
+caffe = cl.zoo.pretrained("lenet5_caffe", "torch")
+nb.glue("caffe_params", f"{sum(p.numel() for p in caffe.parameters()):,}")
+nb.glue("t300_ratio", row_t["size_ratio"])
+nb.glue("t300_drop", row_t["accuracy_drop_pt"])
 nb.glue("t300_bytes", f"{row_t['packed_bytes']:,}")
 
 # %% [markdown]
@@ -253,7 +353,10 @@ nb.glue("t300_bytes", f"{row_t['packed_bytes']:,}")
 
 # %%
 for name, meta in read_manifest(f"{tmp}/lenet300_t.clz")["tensors"].items():
-    print(f"{name:9s} {meta['encoding']:13s} {entropy.describe(meta) if 'k' in meta else ''}")
+    print(
+        f"{name:9s} {meta['encoding']:13s}"
+        f" {entropy.describe(meta) if 'k' in meta else ''}"
+    )
 
 # %% [markdown]
 # PyTorch has no weight-sharing tool of its own (`torch.ao` quantizes to an affine int8 grid, not to a
@@ -267,7 +370,9 @@ for name, meta in read_manifest(f"{tmp}/lenet300_t.clz")["tensors"].items():
 # {glue:text}`q_share_epochs` of centroid tuning; `bench/deep_compression.py` runs the full preset on it.
 
 # %%
-dc5_t, table5_t = deep_compress(cl.zoo.pretrained("lenet5_caffe", "torch"), "torch", f"{tmp}/caffe_t.clz", QUICK)
+dc5_t, table5_t = deep_compress(
+    cl.zoo.pretrained("lenet5_caffe", "torch"), "torch", f"{tmp}/caffe_t.clz", QUICK
+)
 table5_t
 
 # %% [markdown]
@@ -279,11 +384,15 @@ table5_t
 # `cluster_weights` does weight clustering too, but only for legacy tf-keras models, not Keras 3.
 
 # %%
-dc_k, table_k = deep_compress(cl.zoo.pretrained("lenet300_100", "keras"), "keras", f"{tmp}/lenet300_k.clz")
+dc_k, table_k = deep_compress(
+    cl.zoo.pretrained("lenet300_100", "keras"), "keras", f"{tmp}/lenet300_k.clz"
+)
 table_k
 
 # %%
-dc5_k, table5_k = deep_compress(cl.zoo.pretrained("lenet5_caffe", "keras"), "keras", f"{tmp}/caffe_k.clz", QUICK)
+dc5_k, table5_k = deep_compress(
+    cl.zoo.pretrained("lenet5_caffe", "keras"), "keras", f"{tmp}/caffe_k.clz", QUICK
+)
 back_k = cl.load(f"{tmp}/lenet300_k.clz")
 print(type(back_k).__name__, [type(l).__name__ for l in back_k.layers])
 table5_k
@@ -296,22 +405,41 @@ table5_k
 # of the `.clz` on disk; accuracy is that of the model loaded back from the file.
 
 # %%
-PAPER = {"LeNet-300-100": (1070, 27, 40, 100 - 1.64, 100 - 1.58), "LeNet-5 (Caffe)": (1720, 44, 39, 100 - 0.80, 100 - 0.74)}
-ours = {("LeNet-300-100", "torch"): table_t, ("LeNet-300-100", "keras"): table_k,
-        ("LeNet-5 (Caffe)", "torch"): table5_t, ("LeNet-5 (Caffe)", "keras"): table5_k}
-lines = ["| model | who | fp32 KB | compressed KB | pruned × | + shared × | + coded × | top-1 before % | top-1 after % |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+PAPER = {
+    "LeNet-300-100": (1070, 27, 40, 100 - 1.64, 100 - 1.58),
+    "LeNet-5 (Caffe)": (1720, 44, 39, 100 - 0.80, 100 - 0.74),
+}
+ours = {
+    ("LeNet-300-100", "torch"): table_t,
+    ("LeNet-300-100", "keras"): table_k,
+    ("LeNet-5 (Caffe)", "torch"): table5_t,
+    ("LeNet-5 (Caffe)", "keras"): table5_k,
+}
+lines = [
+    (
+        "| model | who | fp32 KB | compressed KB | pruned × | + shared × | + coded × |"
+        " top-1 before % | top-1 after % |"
+    ),
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+]
 for model, (kb, ckb, ratio, before, after) in PAPER.items():
-    lines.append(f"| {model} | paper | {kb:,} | {ckb} | | | {ratio} | {before:.2f} | {after:.2f} |")
+    lines.append(
+        f"| {model} | paper | {kb:,} | {ckb} | | | {ratio} | {before:.2f} |"
+        f" {after:.2f} |"
+    )
     for fw in ("torch", "keras"):
         r = ours[(model, fw)].rows
-        lines.append(f"| {model} | compresslib {fw} | {r[0]['file_bytes'] / 1e3:,.0f} | {r[-1]['packed_bytes'] / 1e3:.1f} | "
-                     f"{r[1]['size_ratio']:.1f} | {r[2]['size_ratio']:.1f} | **{r[3]['size_ratio']:.1f}** | "
-                     f"{100 * r[0]['accuracy']:.2f} | {100 * r[3]['accuracy']:.2f} |")
+        lines.append(
+            f"| {model} | compresslib {fw} | {r[0]['file_bytes'] / 1e3:,.0f} |"
+            f" {r[-1]['packed_bytes'] / 1e3:.1f} | {r[1]['size_ratio']:.1f} |"
+            f" {r[2]['size_ratio']:.1f} | **{r[3]['size_ratio']:.1f}** |"
+            f" {100 * r[0]['accuracy']:.2f} | {100 * r[3]['accuracy']:.2f} |"
+        )
 display(Markdown("\n".join(lines)))
 for (model, fw), tab in ours.items():
     key = ("l300" if model.startswith("LeNet-300") else "l5") + "_" + fw
-    nb.glue(f"{key}_ratio", tab.rows[-1]["size_ratio"]); nb.glue(f"{key}_drop", tab.rows[-1]["accuracy_drop_pt"])
+    nb.glue(f"{key}_ratio", tab.rows[-1]["size_ratio"])
+    nb.glue(f"{key}_drop", tab.rows[-1]["accuracy_drop_pt"])
 
 # %% [markdown]
 # LeNet-300-100 ends {glue:text}`l300_torch_ratio:.0f`× (PyTorch) and {glue:text}`l300_keras_ratio:.0f`×
@@ -327,11 +455,17 @@ for (model, fw), tab in ours.items():
 # on LeNet-300-100 (PyTorch), then shared at 2 to 6 bits, without and with one epoch of centroid
 # fine-tuning, each saved and loaded back:
 
-# %%
+# %% mystnb={"figure": {"caption": "LeNet-300-100 (PyTorch), pruned, then weights shared at 2 to 6 bits (the top axis): test accuracy against compression of the file, with k-means alone (dashed) and with one epoch of centroid fine-tuning (solid); dotted: the fp32 model."}, "image": {"alt": "Two lines of test accuracy against compression ratio, one point per bit width from 2 to 6 bits marked on the top axis; the fine-tuned line lies at or above the k-means-only line; a dotted fp32 line above both."}}
 prune_only = shortened(6, 2)
 prune_only.steps, prune_only.entropy_coding = prune_only.steps[:1], False
-pruned_ft, _ = pipeline.compress(lenet_t, prune_only, train_data=train_t, data=test_t, packed=False,
-                                measure_kwargs={"latency": False})
+pruned_ft, _ = pipeline.compress(
+    lenet_t,
+    prune_only,
+    train_data=train_t,
+    data=test_t,
+    packed=False,
+    measure_kwargs={"latency": False},
+)
 base_bytes = table_t.rows[0]["file_bytes"]
 sweep = []
 for bits in (2, 3, 4, 5, 6):
@@ -342,17 +476,39 @@ for bits in (2, 3, 4, 5, 6):
             ttrain.fit(tuning.model, train_t, epochs=1, lr=3e-4, teacher=lenet_t)
             s = tuning.finalize()
         size = cl.save(s, f"{tmp}/sweep.clz")
-        sweep.append((bits, tuned, base_bytes / size, ttrain.evaluate(cl.load(f"{tmp}/sweep.clz"), test_t)))
-fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        sweep.append(
+            (
+                bits,
+                tuned,
+                base_bytes / size,
+                ttrain.evaluate(cl.load(f"{tmp}/sweep.clz"), test_t),
+            )
+        )
+fig, ax = plt.subplots(figsize=nb.figsize(height=3.2))
 for tuned, marker in ((False, "o--"), (True, "s-")):
     pts = [(r, 100 * a, b) for b, t_, r, a in sweep if t_ == tuned]
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color=COLORS["torch"],
-            alpha=1.0 if tuned else 0.5, label="centroids fine-tuned" if tuned else "k-means only")
-    for r, a, b in pts:
-        ax.annotate(f"{b} bit", (r, a), fontsize=9, xytext=(3, -11 if tuned else 4), textcoords="offset points")
+    ax.plot(
+        [p[0] for p in pts],
+        [p[1] for p in pts],
+        marker,
+        color=COLORS["torch"],
+        alpha=1.0 if tuned else 0.5,
+        label="centroids fine-tuned" if tuned else "k-means only",
+    )
+# the bit widths on a top axis, at the fine-tuned points' compression (labels beside the
+# points overlapped)
+tuned_pts = sorted((r, b) for b, t_, r, a in sweep if t_)
+top = ax.secondary_xaxis("top")
+top.set_xticks(
+    [r for r, _ in tuned_pts], [f"{b} bit" for _, b in tuned_pts], fontsize=9
+)
+top.set_xlabel("bits per shared weight")
 ax.axhline(100 * table_t.rows[0]["accuracy"], color="0.5", lw=0.8, ls=":", label="fp32")
-ax.set_xlabel("compression (fp32 file ÷ .clz bytes)"); ax.set_ylabel("test accuracy (%)"); ax.legend(fontsize=9)
-plt.tight_layout(); plt.show()
+ax.set_xlabel("compression (fp32 file ÷ .clz bytes)")
+ax.set_ylabel("test accuracy (%)")
+ax.legend(fontsize=9)
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # **Why the order matters.** The seed article quantized first and pruned afterwards. Sharing first spends
@@ -363,15 +519,36 @@ plt.tight_layout(); plt.show()
 # %%
 order = {}
 short = {"finetune": {"epochs": 1, "lr": 1e-3, "distill": True}}
-for label, steps in {"prune → share → code": [{"type": "Magnitude", "sparsity": 0.95, "scope": "global"},
-                                               {"type": "WeightSharing", "bits": 3}],
-                     "share → prune → code (seed)": [{"type": "WeightSharing", "bits": 3},
-                                                     {"type": "Magnitude", "sparsity": 0.95, "scope": "global"}]}.items():
-    _, tab = pipeline.compress(lenet_t, {"steps": steps, "entropy_coding": True, **short}, train_data=train_t, data=test_t,
-                         measure_kwargs={"latency": False})
+for label, steps in {
+    "prune → share → code": [
+        {"type": "Magnitude", "sparsity": 0.95, "scope": "global"},
+        {"type": "WeightSharing", "bits": 3},
+    ],
+    "share → prune → code (seed)": [
+        {"type": "WeightSharing", "bits": 3},
+        {"type": "Magnitude", "sparsity": 0.95, "scope": "global"},
+    ],
+}.items():
+    _, tab = pipeline.compress(
+        lenet_t,
+        {"steps": steps, "entropy_coding": True, **short},
+        train_data=train_t,
+        data=test_t,
+        measure_kwargs={"latency": False},
+    )
     order[label] = tab.rows[-1]
-display(Markdown("| order | .clz bytes | size × | accuracy % |\n|---|---:|---:|---:|\n" + "\n".join(
-    f"| {k} | {r['packed_bytes']:,} | {r['size_ratio']:.1f} | {100 * r['accuracy']:.2f} |" for k, r in order.items())))
+display(
+    Markdown(
+        "| order | .clz bytes | size × | accuracy % |\n|---|---:|---:|---:|\n"
+        + "\n".join(
+            f"| {k} | {r['packed_bytes']:,} | {r['size_ratio']:.1f} |"
+            f" {100 * r['accuracy']:.2f} |"
+            for k, r in order.items()
+        )
+    )
+)
+
+# %% tags=["remove-cell"]
 nb.glue("order_good", order["prune → share → code"]["accuracy"] * 100)
 nb.glue("order_seed", order["share → prune → code (seed)"]["accuracy"] * 100)
 nb.glue("chapter_seconds", time.perf_counter() - T0)

@@ -34,20 +34,39 @@
 
 # %% tags=["hide-input"]
 import sys
-if "google.colab" in sys.modules:  # Colab: install compresslib with the runtimes (quietly)
+
+if (
+    "google.colab" in sys.modules
+):  # Colab: install compresslib with the runtimes (quietly)
     import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "compresslib[all,onnx,openvino,minilm] @ git+https://github.com/compresslib/compresslib"], check=True)
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            (
+                "compresslib[all,onnx,openvino,minilm] @"
+                " git+https://github.com/compresslib/compresslib"
+            ),
+        ],
+        check=True,
+    )
 
 # %% tags=["hide-input"]
 import os, tempfile, warnings
+
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("CI", "1")
 warnings.filterwarnings("ignore")
 import logging
+
 logging.disable(logging.WARNING)
 import numpy as np
-import torch                     # torch before tensorflow
+import torch  # torch before tensorflow
 import tensorflow as tf
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
@@ -61,12 +80,20 @@ from compresslib.timing import interleaved_latency
 torch.manual_seed(0)
 torch.set_num_threads(2)
 tf.config.threading.set_intra_op_parallelism_threads(1)
-device = nb.device()  # int8 CPU kernels: the exports below run on CPU whatever this says
+device = (
+    nb.device()
+)  # int8 CPU kernels: the exports below run on CPU whatever this says
 tmp = tempfile.mkdtemp()
 COLORS = nb.FRAMEWORK_COLORS
 train_t, test_t = (cl.datasets.load_mnist(s, layout="torch") for s in ("train", "test"))
 train_k, test_k = (cl.datasets.load_mnist(s, layout="keras") for s in ("train", "test"))
-print("load average", round(os.getloadavg()[0], 1), "on", os.cpu_count(), "CPUs: timings below are indicative")
+print(
+    "load average",
+    round(os.getloadavg()[0], 1),
+    "on",
+    os.cpu_count(),
+    "CPUs: timings below are indicative",
+)
 
 # %% [markdown]
 # ## The idea
@@ -99,7 +126,9 @@ print("load average", round(os.getloadavg()[0], 1), "on", os.cpu_count(), "CPUs:
 
 # %% tags=["nbval-check-output"]
 rng = np.random.default_rng(0)
-act = np.maximum(rng.normal(0.3, 1.0, 100_000), 0).astype(np.float32)   # ReLU-like activations
+act = np.maximum(rng.normal(0.3, 1.0, 100_000), 0).astype(
+    np.float32
+)  # ReLU-like activations
 lo, hi = float(act.min()), float(act.max())
 errors = {}
 for label, levels in (("7-bit (torch x86)", 127), ("8-bit (runtime)", 255)):
@@ -107,6 +136,8 @@ for label, levels in (("7-bit (torch x86)", 127), ("8-bit (runtime)", 255)):
     q = np.clip(np.rint(act / s), 0, levels)
     errors[label] = cq.sqnr_db(act, q * s)
     print(f"{label}: step {s:.4f}, SQNR {errors[label]:.1f} dB")
+
+# %% tags=["remove-cell"]
 nb.glue("sqnr_gain_db", float(errors["8-bit (runtime)"] - errors["7-bit (torch x86)"]))
 
 # %% [markdown]
@@ -128,25 +159,41 @@ ex = cal[:1]
 models_t = {
     "torch eager fp32": fp32,
     "compresslib int8, torch eager": int8,
-    "fp32 → ONNX Runtime": cl.export(fp32, f"{tmp}/r8.onnx", "onnxruntime", example_input=ex),
-    "compresslib int8 → ONNX Runtime": cl.export(int8, f"{tmp}/r8_q.onnx", "onnxruntime"),
+    "fp32 → ONNX Runtime": cl.export(
+        fp32, f"{tmp}/r8.onnx", "onnxruntime", example_input=ex
+    ),
+    "compresslib int8 → ONNX Runtime": cl.export(
+        int8, f"{tmp}/r8_q.onnx", "onnxruntime"
+    ),
     "fp32 → OpenVINO": cl.export(fp32, f"{tmp}/r8.xml", "openvino", example_input=ex),
     "compresslib int8 → OpenVINO": cl.export(int8, f"{tmp}/r8_q.xml", "openvino"),
 }
 
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 
 
 class Calibration(CalibrationDataReader):
     def __init__(self, x, name):
-        self.batches = iter([{name: x[i:i + 1]} for i in range(len(x))])
+        self.batches = iter([{name: x[i : i + 1]} for i in range(len(x))])
 
     def get_next(self):
         return next(self.batches, None)
 
 
-quantize_static(f"{tmp}/r8.onnx", f"{tmp}/r8_ort.onnx", Calibration(cal, models_t["fp32 → ONNX Runtime"].session.get_inputs()[0].name), quant_format=QuantFormat.QDQ,
-                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+quantize_static(
+    f"{tmp}/r8.onnx",
+    f"{tmp}/r8_ort.onnx",
+    Calibration(cal, models_t["fp32 → ONNX Runtime"].session.get_inputs()[0].name),
+    quant_format=QuantFormat.QDQ,
+    per_channel=True,
+    activation_type=QuantType.QUInt8,
+    weight_type=QuantType.QInt8,
+)
 models_t["ORT quantize_static → ONNX Runtime"] = load_runtime(f"{tmp}/r8_ort.onnx")
 print({k: type(v).__name__ for k, v in models_t.items()})
 
@@ -168,8 +215,12 @@ with torch.no_grad():
 ort_q = models_t["compresslib int8 → ONNX Runtime"](x_eval)
 steps = np.abs(ort_q - torch_q).max() / float(int8.fc.scale)
 agree = float((ort_q.argmax(1) == torch_q.argmax(1)).mean())
-print(f"fc weight integers identical: {same}; largest logit difference {steps:.0f} output steps; "
-      f"argmax agreement {agree:.3f}")
+print(
+    f"fc weight integers identical: {same}; largest logit difference {steps:.0f} output"
+    f" steps; argmax agreement {agree:.3f}"
+)
+
+# %% tags=["remove-cell"]
 nb.glue("parity_steps", float(steps))
 nb.glue("parity_agree", 100 * agree)
 
@@ -182,35 +233,63 @@ nb.glue("parity_agree", 100 * agree)
 # models: accuracy on the 2,000 test digits, size of the file) and timed together in
 # interleaved rounds (batch 32, 2 threads):
 
+
 # %%
 def side_by_side(models, test, fp32_label, runtime_fp32, framework, rounds=5):
-    reports = {k: cl.measure(m, data=test, latency=False, name=k) for k, m in models.items()}
+    reports = {
+        k: cl.measure(m, data=test, latency=False, name=k) for k, m in models.items()
+    }
     times = interleaved_latency(models, test[0][:32], rounds=rounds, runs=10)
     rows = []
     for k, r in reports.items():
-        # against the same runtime's fp32: an fp32 row in a runtime is that runtime's own fp32 (1.00x);
-        # rows that run in the framework itself are against its eager fp32
+        # against the same runtime's fp32: an fp32 row in a runtime is that runtime's
+        # own fp32 (1.00x); rows that run in the framework itself are against its eager
+        # fp32
         own = runtime_fp32.get(k, k if k.startswith("fp32 →") else fp32_label)
-        rows.append({"framework": framework, "model": k, "accuracy %": 100 * r.accuracy, "KB": r.file_bytes / 1e3,
-                     "ms": times[k], "speedup": times[fp32_label] / times[k], "vs runtime fp32": times[own] / times[k]})
+        rows.append(
+            {
+                "framework": framework,
+                "model": k,
+                "accuracy %": 100 * r.accuracy,
+                "KB": r.file_bytes / 1e3,
+                "ms": times[k],
+                "speedup": times[fp32_label] / times[k],
+                "vs runtime fp32": times[own] / times[k],
+            }
+        )
     return rows
 
 
-runtime_fp32_t = {"compresslib int8 → ONNX Runtime": "fp32 → ONNX Runtime",
-                  "ORT quantize_static → ONNX Runtime": "fp32 → ONNX Runtime",
-                  "compresslib int8 → OpenVINO": "fp32 → OpenVINO"}
-rows_t = side_by_side(models_t, test_t, "torch eager fp32", runtime_fp32_t, "torch", rounds=3)
+runtime_fp32_t = {
+    "compresslib int8 → ONNX Runtime": "fp32 → ONNX Runtime",
+    "ORT quantize_static → ONNX Runtime": "fp32 → ONNX Runtime",
+    "compresslib int8 → OpenVINO": "fp32 → OpenVINO",
+}
+rows_t = side_by_side(
+    models_t, test_t, "torch eager fp32", runtime_fp32_t, "torch", rounds=3
+)
 
 
 def show(rows):
-    head = "| model | accuracy % | file KB | ms | speedup | vs runtime fp32 |\n|---|---|---|---|---|---|\n"
-    body = "\n".join(f"| {r['model']} | {r['accuracy %']:.2f} | {r['KB']:.0f} | {r['ms']:.2f} | "
-                     f"{r['speedup']:.2f}× | {r['vs runtime fp32']:.2f}× |" for r in rows)
+    head = (
+        "| model | accuracy % | file KB | ms | speedup | vs runtime fp32"
+        " |\n|---|---|---|---|---|---|\n"
+    )
+    body = "\n".join(
+        f"| {r['model']} | {r['accuracy %']:.2f} | {r['KB']:.0f} | {r['ms']:.2f} | "
+        f"{r['speedup']:.2f}× | {r['vs runtime fp32']:.2f}× |"
+        for r in rows
+    )
     display(Markdown(head + body))
 
 
 show(rows_t)
-best_t = max((r for r in rows_t if r["model"].startswith("compresslib int8 →")), key=lambda r: r["speedup"])
+best_t = max(
+    (r for r in rows_t if r["model"].startswith("compresslib int8 →")),
+    key=lambda r: r["speedup"],
+)
+
+# %% tags=["remove-cell"]
 nb.glue("best_t_model", best_t["model"])
 nb.glue("best_t_speedup", best_t["speedup"])
 nb.glue("best_t_runtime", best_t["vs runtime fp32"])
@@ -233,14 +312,25 @@ fp32_k = cl.zoo.pretrained("resnet8", framework="keras")
 models_k = {
     "Keras fp32 (tf.function)": fp32_k,
     "fp32 → LiteRT": cl.export(fp32_k, f"{tmp}/r8.tflite", "litert"),
-    "compresslib int8 → LiteRT": cl.export(cl.quantize(fp32_k, cl.Int8Static(), calibration_data=train_k[0][:256]),
-                                           f"{tmp}/r8_q.tflite", "litert"),
+    "compresslib int8 → LiteRT": cl.export(
+        cl.quantize(fp32_k, cl.Int8Static(), calibration_data=train_k[0][:256]),
+        f"{tmp}/r8_q.tflite",
+        "litert",
+    ),
     "fp32 → ONNX Runtime": cl.export(fp32_k, f"{tmp}/r8_k.onnx", "onnxruntime"),
 }
-rows_k = side_by_side(models_k, test_k, "Keras fp32 (tf.function)",
-                      {"compresslib int8 → LiteRT": "fp32 → LiteRT"}, "keras", rounds=3)
+rows_k = side_by_side(
+    models_k,
+    test_k,
+    "Keras fp32 (tf.function)",
+    {"compresslib int8 → LiteRT": "fp32 → LiteRT"},
+    "keras",
+    rounds=3,
+)
 show(rows_k)
 litert = {r["model"]: r for r in rows_k}
+
+# %% tags=["remove-cell"]
 nb.glue("litert_fp32_speedup", litert["fp32 → LiteRT"]["speedup"])
 nb.glue("litert_int8_speedup", litert["compresslib int8 → LiteRT"]["speedup"])
 nb.glue("litert_int8_vs_fp32", litert["compresslib int8 → LiteRT"]["vs runtime fp32"])
@@ -258,7 +348,10 @@ nb.glue("litert_int8_vs_fp32", litert["compresslib int8 → LiteRT"]["vs runtime
 
 # %% mystnb={"figure": {"caption": "Each deployed ResNet8's speedup over its framework's eager fp32 model (batch 32, 2 threads, interleaved rounds), split into two factors on a log2 axis: the runtime (eager fp32 to the runtime's fp32) and quantization (the runtime's fp32 to its int8). An fp32 row in a runtime is all runtime."}, "image": {"alt": "Horizontal stacked bars, one per model and framework; the runtime share in one colour, the quantization share in another; fp32 rows in a runtime have a runtime bar only, int8 rows in the framework itself a quantization bar only."}}
 rows_all = rows_t + rows_k
-RUNTIME_COLOR, QUANT_COLOR = nb.OTHER_COLORS[3], nb.OTHER_COLORS[1]  # never a framework's colour
+RUNTIME_COLOR, QUANT_COLOR = (
+    nb.OTHER_COLORS[3],
+    nb.OTHER_COLORS[1],
+)  # never a framework's colour
 fig, ax = plt.subplots(figsize=(6.8, 3.6))
 labels, runtime_f, quant_f = [], [], []
 for r in rows_all:
@@ -267,12 +360,20 @@ for r in rows_all:
     quant_f.append(r["vs runtime fp32"])
 y = np.arange(len(labels))
 ax.barh(y, np.log2(runtime_f), color=RUNTIME_COLOR, label="runtime")
-ax.barh(y, np.log2(quant_f), left=np.log2(runtime_f), color=QUANT_COLOR, label="quantization")
+ax.barh(
+    y,
+    np.log2(quant_f),
+    left=np.log2(runtime_f),
+    color=QUANT_COLOR,
+    label="quantization",
+)
 ax.set_yticks(y, labels, fontsize=9)
 ax.axvline(0, color="black", lw=0.8)
 ax.set_xlabel("log2 speedup over the framework's eager fp32 (batch 32)", fontsize=9)
 ax.invert_yaxis()
-ax.legend(fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+ax.legend(
+    fontsize=9, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False
+)
 fig.tight_layout()
 plt.show()
 
@@ -290,33 +391,56 @@ plt.show()
 # in float, so the logits are not rounded to 256 levels: PT2E and NNCF leave outputs float too.
 # Cosine of the ResNet8 logits to fp32 on 500 test digits:
 
+
 # %%
 def cosine(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.mean((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+    return float(
+        np.mean(
+            (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        )
+    )
 
 
 x_c, x_ck = test_t[0][:500], test_k[0][:500]
 with torch.no_grad():
     ref_c = fp32(torch.as_tensor(x_c)).numpy()
 ref_ck = fp32_k.predict(x_ck, verbose=0)
-recipes = {"no bias correction": dict(bias_correction=False), "bias correction (default)": {},
-           "bias correction + float output": dict(float_output=True)}
+recipes = {
+    "no bias correction": dict(bias_correction=False),
+    "bias correction (default)": {},
+    "bias correction + float output": dict(float_output=True),
+}
 rows_c = {}
 for k, kw in recipes.items():
     q = cl.quantize(fp32, cl.Int8Static(**kw), calibration_data=cal)
     with torch.no_grad():
         torch_c = cosine(q(torch.as_tensor(x_c)).numpy(), ref_c)
-    ort_c = cosine(cl.export(q, f"{tmp}/r8_c.onnx", "onnxruntime", full_range=True)(x_c), ref_c)
+    ort_c = cosine(
+        cl.export(q, f"{tmp}/r8_c.onnx", "onnxruntime", full_range=True)(x_c), ref_c
+    )
     keras_c = None
-    if not kw.get("float_output"):  # PyTorch only: LiteRT has no public per-layer float option
-        lite = cl.quantize(fp32_k, cl.Int8Static(**kw), calibration_data=train_k[0][:256])
+    if not kw.get(
+        "float_output"
+    ):  # PyTorch only: LiteRT has no public per-layer float option
+        lite = cl.quantize(
+            fp32_k, cl.Int8Static(**kw), calibration_data=train_k[0][:256]
+        )
         keras_c = cosine(lite.predict(x_ck), ref_ck)
     rows_c[k] = (torch_c, ort_c, keras_c)
-display(Markdown("| recipe | torch int8 (7-bit) | → ONNX Runtime, full range | Keras → LiteRT |\n|---|---|---|---|\n"
-                 + "\n".join(f"| {k} | {a:.5f} | {b:.5f} | {'–' if c is None else f'{c:.5f}'} |"
-                              for k, (a, b, c) in rows_c.items())))
+display(
+    Markdown(
+        "| recipe | torch int8 (7-bit) | → ONNX Runtime, full range | Keras → LiteRT"
+        " |\n|---|---|---|---|\n"
+        + "\n".join(
+            f"| {k} | {a:.5f} | {b:.5f} | {'–' if c is None else f'{c:.5f}'} |"
+            for k, (a, b, c) in rows_c.items()
+        )
+    )
+)
 plain_c, default_c, float_c = rows_c.values()
+
+# %% tags=["remove-cell"]
 nb.glue("bc_gain_torch", (1 - plain_c[0]) / (1 - default_c[0]))
 nb.glue("bc_gain_ort", (1 - plain_c[1]) / (1 - float_c[1]))
 nb.glue("bc_gain_keras", (1 - plain_c[2]) / (1 - default_c[2]))
@@ -343,34 +467,52 @@ from compresslib.casestudies import minilm
 encoder, tokenizer = minilm.load()
 tokens = minilm.tokenize(tokenizer, minilm.sentences(96))
 reference = minilm.embed(encoder, tokens)
-enc_int8 = minilm.quantize(encoder)                                  # every Linear: int8 per channel
-enc_ort = cl.export(enc_int8, f"{tmp}/minilm_q.onnx", "onnxruntime", example_input=tokens[:2])
-variants = {"torch fp32": encoder, "int8, torch eager (7-bit activations)": enc_int8,
-            "int8 → ONNX Runtime (8-bit activations)": enc_ort}
+enc_int8 = minilm.quantize(encoder)  # every Linear: int8 per channel
+enc_ort = cl.export(
+    enc_int8, f"{tmp}/minilm_q.onnx", "onnxruntime", example_input=tokens[:2]
+)
+variants = {
+    "torch fp32": encoder,
+    "int8, torch eager (7-bit activations)": enc_int8,
+    "int8 → ONNX Runtime (8-bit activations)": enc_ort,
+}
 emb = {k: minilm.embed(m, tokens) for k, m in variants.items()}
 t32 = interleaved_latency(variants, tokens[:32], rounds=2, runs=3)
 t1 = interleaved_latency(variants, tokens[:1], rounds=2, runs=5)
 rows_m = []
 for k in variants:
     cos = float(minilm.cosine(reference, emb[k]).mean())
-    rows_m.append((k, cos, minilm.neighbour_agreement(reference, emb[k]), t1["torch fp32"] / t1[k],
-                   t32["torch fp32"] / t32[k]))
-display(Markdown("| MiniLM | cosine to fp32 | top-5 neighbours kept | speedup batch 1 | speedup batch 32 |\n"
-                 "|---|---|---|---|---|\n" + "\n".join(
-                     f"| {k} | {c:.4f} | {100 * n:.1f} % | {s1:.2f}× | {s32:.2f}× |" for k, c, n, s1, s32 in rows_m)))
+    rows_m.append(
+        (
+            k,
+            cos,
+            minilm.neighbour_agreement(reference, emb[k]),
+            t1["torch fp32"] / t1[k],
+            t32["torch fp32"] / t32[k],
+        )
+    )
+display(
+    Markdown(
+        "| MiniLM | cosine to fp32 | top-5 neighbours kept | speedup batch 1 | speedup"
+        " batch 32 |\n|---|---|---|---|---|\n"
+        + "\n".join(
+            f"| {k} | {c:.4f} | {100 * n:.1f} % | {s1:.2f}× | {s32:.2f}× |"
+            for k, c, n, s1, s32 in rows_m
+        )
+    )
+)
+
+
+minilm_pace = (
+    f"{nb.pace(rows_m[2][3], other='torch fp32')} at batch 1 ({rows_m[2][3]:.2f}×) and "
+    f"{nb.pace(rows_m[2][4])} at batch 32 ({rows_m[2][4]:.2f}×)"
+)
+
+# %% tags=["remove-cell"]
 nb.glue("minilm_cos_torch", rows_m[1][1])
 nb.glue("minilm_cos_ort", rows_m[2][1])
 nb.glue("minilm_speed_ort", rows_m[2][4])
 nb.glue("minilm_speed_ort_1", rows_m[2][3])
-
-
-def pace(ratio, band=0.05):
-    """'faster' / 'slower' / 'about as fast' for a speed ratio, with a ±5 % band (the rounds' typical spread)."""
-    return "faster than" if ratio > 1 + band else "slower than" if ratio < 1 - band else "about as fast as"
-
-
-minilm_pace = (f"{pace(rows_m[2][3])} torch fp32 at batch 1 ({rows_m[2][3]:.2f}×) and "
-               f"{pace(rows_m[2][4])} it at batch 32 ({rows_m[2][4]:.2f}×)")
 nb.glue("minilm_pace", minilm_pace)
 nb.glue("minilm_mb", os.path.getsize(f"{tmp}/minilm_q.onnx") / 1e6)
 

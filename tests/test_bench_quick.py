@@ -62,6 +62,7 @@ def test_quantization_every_mode_float16_included(tmp_path):
     assert torch_rows["int8_static"]["speedup"] > 0 and keras_rows["litert_static"]["speedup_vs_runtime_fp32"] > 0
 
 
+@pytest.mark.slow
 def test_pruning(tmp_path):
     rows = run_bench("pruning", tmp_path)["rows"]
     for fw in ("torch", "keras"):
@@ -75,6 +76,7 @@ def test_pruning(tmp_path):
     assert_timed(rows)
 
 
+@pytest.mark.slow
 def test_lowrank(tmp_path):
     rows = run_bench("lowrank", tmp_path)["rows"]
     for fw in ("torch", "keras"):
@@ -107,8 +109,12 @@ def test_gpu_script_on_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_residual(tmp_path):
-    data = run_bench("residual", tmp_path, timeout=600)
+    data = run_bench("residual", tmp_path, timeout=900)
     assert {t["framework"] for t in data["targets"]} == {"torch", "keras"}
+    methods = {(r["framework"], r["method"]) for r in data["rows"]}
+    for fw in ("torch", "keras"):
+        assert {(fw, "fp32"), (fw, "fold BN"), (fw, "student alone"), (fw, "student distilled"),
+                (fw, "degradation (plain)"), (fw, "degradation (residual)")} <= methods
     assert_timed(data["rows"])
 
 

@@ -164,6 +164,20 @@ def test_every_figure_has_alt_text_and_a_caption(path):
             assert "nb.use_style()" in "\n".join(x.source for x in _read(path).cells if x.cell_type == "code")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_figure_of_every_chapter_has_a_caption_and_alt_text(path):
+    """Every chapter, not only the house-style ones: a cell that shows a figure carries both."""
+    for i, c in enumerate(_read(path).cells):
+        if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])):
+            meta = c.metadata.get("mystnb", {})
+            assert len(meta.get("image", {}).get("alt", "")) > 20, f"{path.name} cell {i}: a figure without alt text"
+            assert len(meta.get("figure", {}).get("caption", "")) > 20, f"{path.name} cell {i}: a figure without caption"
+            shown = [o for o in c.outputs if o.get("output_type") in ("display_data", "execute_result")
+                     and "application/papermill.record/text/plain" not in o.get("data", {})]
+            assert len(shown) == 1, (f"{path.name} cell {i}: {len(shown)} outputs under one caption (a table and a "
+                                     "figure share it): split the cell")
+
+
 # --- compresslib.notebook: the helpers every chapter uses ---
 
 def test_house_style_sizes_and_colours(tmp_path):
