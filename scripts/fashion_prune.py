@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compresslib as cl  # noqa: E402
-from train_fashion_zoo import accuracy, augment, cpu_model, has_bf16_units  # noqa: E402
+from train_fashion_zoo import accuracy, augment, checkpoint, cpu_model, has_bf16_units, resume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "compresslib" / "data" / "results" / "fashion_prune"
@@ -47,12 +47,7 @@ def fine_tune(student: torch.nn.Module, teacher: torch.nn.Module, ratio: float, 
     bf16 = has_bf16_units()
     CKPT.mkdir(parents=True, exist_ok=True)
     ckpt = CKPT / f"torch_r{ratio}.pt"
-    start, seconds = 0, 0.0
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=True)
-        student.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, seconds = int(state["epoch"]), float(state["seconds"])
+    start, seconds = resume(ckpt, student, opt)
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         student.train()
@@ -73,10 +68,7 @@ def fine_tune(student: torch.nn.Module, teacher: torch.nn.Module, ratio: float, 
             loss.backward()
             opt.step()
         seconds += time.perf_counter() - t0
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"model": student.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                    "seconds": seconds}, tmp)
-        os.replace(tmp, ckpt)
+        checkpoint(ckpt, student, opt, epoch + 1, seconds)
         print(f"r={ratio}: epoch {epoch + 1}/{epochs} ({seconds / 60:.1f} min)", flush=True)
     student.eval()
     return seconds

@@ -88,6 +88,23 @@ def accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 
     return correct / len(x)
 
 
+def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, float]:
+    """Load ``model`` and ``opt`` from the checkpoint at ``path`` if there is one; (epochs done, seconds)."""
+    if not path.is_file():
+        return 0, 0.0
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    return int(state["epoch"]), float(state["seconds"])
+
+
+def checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, epoch: int, seconds: float) -> None:
+    """Write the checkpoint atomically: a killed run never leaves half a file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "seconds": seconds}, tmp)
+    os.replace(tmp, path)
+
+
 def train(name: str) -> dict:
     recipe = zoo.RECIPES[name]
     torch.set_num_threads(1)
@@ -104,12 +121,8 @@ def train(name: str) -> dict:
     use_bf16 = has_bf16_units()
     CKPT.mkdir(parents=True, exist_ok=True)
     ckpt_path = CKPT / f"{name}.pt"
-    start_epoch, seconds = 0, 0.0
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, seconds = int(state["epoch"]), float(state["seconds"])
+    start_epoch, seconds = resume(ckpt_path, model, opt)
+    if start_epoch:
         print(f"{name}: resumed after epoch {start_epoch}", flush=True)
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
@@ -132,10 +145,7 @@ def train(name: str) -> dict:
             total += loss.item()
         seconds += time.perf_counter() - t0
         acc = accuracy(model, xt, yt)
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                    "seconds": seconds}, tmp)
-        os.replace(tmp, ckpt_path)  # a killed run never leaves half a checkpoint
+        checkpoint(ckpt_path, model, opt, epoch + 1, seconds)
         print(f"{name}: epoch {epoch + 1}/{recipe.epochs} loss {total / steps_per_epoch:.4f} "
               f"test {acc:.4f} ({seconds / 60:.1f} min)", flush=True)
     model.eval()
