@@ -41,6 +41,7 @@ COLUMNS = [  # (key, header, format)
     ("accuracy_ci", "95 % CI", lambda v: f"{100 * v[0]:.2f}–{100 * v[1]:.2f}"),
     ("accuracy_drop_pt", "drop pt", lambda v: f"{v:+.2f}"),
     ("drop_ci_pt", "drop 95 % CI", lambda v: f"{v[0]:+.2f} to {v[1]:+.2f}"),
+    ("drop_and_verdict", "drop pt (paired)", str),
     ("p_value", "McNemar p", lambda v: f"{v:.2g}"),
     ("verdict", "paired test", str),
     ("cosine", "cosine", lambda v: f"{v:.5f}"),
@@ -60,12 +61,23 @@ def _cell(fmt, value: Any) -> str:
         return str(value)
 
 
-def table(rows: list[dict]) -> list[str]:
-    cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+# the compact table a reader sees first (fits the page column); every column is under "all columns"
+COMPACT = ("model", "method", "accuracy", "drop_and_verdict", "speedup",
+           "speedup_vs_runtime_fp32")
+
+
+def table(rows: list[dict], keys: tuple[str, ...] | None = None) -> list[str]:
+    if keys is None:
+        keys = tuple(k for k, _, _ in COLUMNS if k != "drop_and_verdict")
+    rows = [dict(r, drop_and_verdict=f"{r['accuracy_drop_pt']:+.2f} ({r.get('verdict') or 'no test'})")
+            if r.get("accuracy_drop_pt") is not None else r for r in rows]
+    cols = [c for c in COLUMNS if c[0] in keys and any(r.get(c[0]) is not None for r in rows)]
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |",
              "|" + "".join("---|" if k in ("framework", "model", "method", "runtime", "verdict") else "---:|"
                            for k, _, _ in cols)]
-    lines += ["| " + " | ".join(_cell(f, r.get(k)) for k, _, f in cols) + " |" for r in rows]
+    # a bench that kept no file for a row writes bytes 0: say so rather than print a size of zero
+    lines += ["| " + " | ".join("not saved" if k == "bytes" and r.get(k) == 0 else _cell(f, r.get(k))
+                                for k, _, f in cols) + " |" for r in rows]
     return lines
 
 
@@ -119,7 +131,16 @@ def render() -> str:
             out += [f"Head to head ({h2h['pairs']} alternated pairs of single calls, batch 32): "
                     f"{h2h['int8']} runs **{h2h['speedup']:.2f}×** as fast as {h2h['fp32']} "
                     f"({h2h['int8_ms']:.3f} ms against {h2h['fp32_ms']:.3f} ms).", ""]
-        out += table(rows) + [""]
+        frameworks = list(dict.fromkeys(r.get("framework") for r in rows))
+        for fw in frameworks:  # one compact table per framework keeps it inside the page column
+            if len(frameworks) > 1:
+                out += [f"**{ {'torch': 'PyTorch', 'keras': 'Keras'}.get(fw, fw) }**", ""]
+            # the section names the data set: the compact table drops it from the model names
+            short = [dict(r, model=str(r.get("model", "")).removeprefix(f"{name}_")) for r in rows
+                     if r.get("framework") == fw]
+            out += table(short, COMPACT) + [""]
+        out += ["<details><summary>All columns: bytes, 95 % intervals, McNemar p, latency spread</summary>", "",
+                *table(rows), "", "</details>", ""]
         out += [f"Measured on: {provenance(doc if isinstance(doc, dict) else {}, rows)}.", ""]
     return "\n".join(out).rstrip() + "\n"
 
