@@ -554,6 +554,42 @@ class CP(LowRankConfig):
         _int_in("CP", "rank", self.rank, 1)
 
 
+# --------------------------------------------------------------------------- what cl.optimize aims for
+@dataclass(frozen=True)
+class Budget:
+    """What :func:`compresslib.optimize` must reach: up to three limits, each optional (None: no limit).
+
+    ``latency_ms``: median milliseconds of one batch in the target runtime; ``size_bytes``: bytes of the
+    deployed file; ``max_drop``: accuracy drop against the original in percentage points, on the test data.
+    Not a technique (no verb, no handler): it says what to look for, the search says how.
+
+    Example:
+        >>> Budget(latency_ms=2.0, max_drop=0.5)
+        Budget(latency_ms=2.0, size_bytes=None, max_drop=0.5)
+        >>> Budget(size_bytes=-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: Budget.size_bytes must be a finite number > 0 or None, got -1
+    """
+
+    latency_ms: Optional[float] = None
+    size_bytes: Optional[float] = None
+    max_drop: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for name in ("latency_ms", "size_bytes", "max_drop"):
+            v = getattr(self, name)
+            low = ">= 0" if name == "max_drop" else "> 0"
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"),) \
+                    or v < 0 or (v == 0 and name != "max_drop"):
+                raise ValueError(f"Budget.{name} must be a finite number {low} or None, got {v!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_ms, "size_bytes": self.size_bytes, "max_drop": self.max_drop}
+
+
 def check_config(config: Any, base: type, argument: str = "config") -> Any:
     """Raise ``TypeError`` unless ``config`` is an instance of ``base``."""
     if not isinstance(config, base):

@@ -144,7 +144,8 @@ def paired_ratio(a: Any, b: Any, example: Any, pairs: int = 200, warmup: int = 1
     machine: within ±0.5 % between repeats for two sub-millisecond OpenVINO models, where interleaved
     blocks of calls gave ratios from 0.7 to 1.7). Stops after ``max_seconds`` (with at least 10 pairs).
 
-    Returns ``{"a_ms", "b_ms", "ratio", "pairs"}``: the medians of each model's calls, the median ratio.
+    Returns ``{"a_ms", "b_ms", "ratio", "pairs", "a_spread_ms", "b_spread_ms"}``: the medians of each
+    model's calls, the median ratio, and half the inter-quartile range of each model's calls.
 
     Example:
         >>> import time
@@ -170,7 +171,8 @@ def paired_ratio(a: Any, b: Any, example: Any, pairs: int = 200, warmup: int = 1
         if time.perf_counter() > end and j >= 9:
             break
     return {"a_ms": statistics.median(ta), "b_ms": statistics.median(tb),
-            "ratio": statistics.median([y / x for x, y in zip(ta, tb)]), "pairs": len(ta)}
+            "ratio": statistics.median([y / x for x, y in zip(ta, tb)]), "pairs": len(ta),
+            "a_spread_ms": latency_stats(ta)[1], "b_spread_ms": latency_stats(tb)[1]}
 
 
 __all__ = ["interleaved_latency", "interleaved_times", "paired_ratio", "time_calls"]
