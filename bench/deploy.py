@@ -37,7 +37,7 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import emit, mnist, parse_args  # noqa: E402
+from common import emit, mnist, nncf_int8, ort_quantize_static, parse_args  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -212,33 +212,11 @@ def torch_network(name, args, tmp, peers):
         R.add("compresslib int8 full-range → OpenVINO", cl.export(q, p("int8f.xml"), "openvino", full_range=True),
               "compresslib", "openvino", "compresslib fp32 → OpenVINO", _size(p("int8f.xml")))
     # peers on the same fp32 ONNX file and calibration images
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            import onnxruntime as ort
-            name_in = ort.InferenceSession(fp_onnx, providers=["CPUExecutionProvider"]).get_inputs()[0].name
-            self.it = iter([{name_in: cal[i:i + 1]} for i in range(len(cal))])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_static(fp_onnx, p("ort_qs.onnx"), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    ort_quantize_static(fp_onnx, p("ort_qs.onnx"), cal)
     R.add("ORT quantize_static (QDQ)", load_runtime(p("ort_qs.onnx")), "onnxruntime", "onnxruntime",
           "compresslib fp32 → ORT", _size(p("ort_qs.onnx")))
     if peers["nncf"] and peers["openvino"]:
-        import nncf
-        import openvino as ov
-
-        ov_model = ov.Core().read_model(fp_onnx)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            qm = nncf.quantize(ov_model, nncf.Dataset([cal[i:i + 1] for i in range(len(cal))]),
-                               subset_size=len(cal))
-        ov.save_model(qm, p("nncf.xml"), compress_to_fp16=False)
+        nncf_int8(fp_onnx, p("nncf.xml"), cal)
         R.add("NNCF int8 → OpenVINO", load_runtime(p("nncf.xml")), "nncf", "openvino",
               "compresslib fp32 → OpenVINO", _size(p("nncf.xml")))
     if not args.quick:

@@ -136,6 +136,35 @@ class Optimized:
                   f"search {s['search_seconds']:.1f} s"]
         return "\n".join(lines)
 
+    def plot(self, ax: Any = None, peers: Optional[dict] = None) -> Any:
+        """Accuracy against latency: every candidate, the front joined, the chosen one ringed, ``peers``
+        (``{name: (latency_ms, accuracy)}``, e.g. NNCF's int8) as single points on the same axes.
+
+        Returns the Matplotlib axes.
+
+        Example:
+            >>> ax = out.plot(peers={"NNCF int8": (1.46, 0.9825)})                    # doctest: +SKIP
+        """
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(6, 4))
+        done = [r for r in self.candidates if r["accuracy"] is not None]
+        ax.scatter([r["latency_ms"] for r in done], [100 * r["accuracy"] for r in done], s=18, c="0.6",
+                   label="candidates")
+        front = sorted(self.front, key=lambda r: r["latency_ms"])
+        ax.plot([r["latency_ms"] for r in front], [100 * r["accuracy"] for r in front], "o-", c="C0",
+                label="Pareto front")
+        chosen = next(r for r in done if r["candidate"] == self.chosen)
+        ax.scatter([chosen["latency_ms"]], [100 * chosen["accuracy"]], s=160, facecolors="none",
+                   edgecolors="C3", linewidths=2, label=f"chosen: {self.chosen}")
+        for i, (name, (ms, acc)) in enumerate((peers or {}).items()):
+            ax.scatter([ms], [100 * acc], marker="s", s=50, c=f"C{i + 1}", label=name)
+        ax.set_xlabel(f"latency, ms (batch {self.setting['batch_size']}, {self.setting['runtime']})")
+        ax.set_ylabel("accuracy, %")
+        ax.legend(fontsize="small")
+        return ax
+
     def _repr_html_(self) -> str:
         import html
 

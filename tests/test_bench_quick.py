@@ -149,3 +149,20 @@ def test_fashion(tmp_path):
     assert torch_rows["fp32 → OpenVINO"]["speedup_vs_runtime_fp32"] == 1.0  # a runtime's fp32 is its own baseline
     assert doc["head_to_head"]["speedup"] > 0 and doc["targets"][0]["status"] in ("PASS", "FAIL")
     assert doc["machine"]["cpu_flags"] is not None and "commit" in doc["machine"]
+
+
+def test_pareto(tmp_path):
+    doc = run_bench("pareto", tmp_path, timeout=600)
+    rows = {(r["framework"], r["runtime"]): r for r in doc["rows"]}
+    assert set(rows) == {("torch", "onnxruntime"), ("keras", "litert")}  # quick: ORT and LiteRT targets
+    for r in rows.values():
+        assert r["model"] == "fashion_resnet20" and r["test_samples"] == 200
+        assert r["peer"] and r["speedup_vs_peer"] > 0 and r["peer_over_itself"] > 0
+        lo, hi = r["drop_interval_pt"]
+        assert lo <= r["accuracy_drop_pt"] <= hi and 0 <= r["paired_p"] <= 1
+        assert r["size_ratio_vs_peer"] == pytest.approx(r["peer_bytes"] / r["ours_bytes"])
+        assert r["ours"] in {p["candidate"] for p in r["front"]}
+        assert r["peer_point"]["bytes"] == r["peer_bytes"]
+        assert 0.85 < r["peer_accuracy"] <= 1 and r["search_seconds"] > 0 and r["load_average"] is not None
+    assert {t["status"] for t in doc["targets"]} <= {"PASS", "FAIL"} and len(doc["targets"]) == 3
+    assert doc["machine"]["cpu_flags"] is not None

@@ -85,6 +85,11 @@ def test_torch_front_choice_and_rows(torch_case):
     assert out.setting["runtime"] == "torch" and out.setting["search_seconds"] > 0
     assert out.setting["load_average"] is not None and out.setting["aa_ratio"] > 0
     assert "**(chosen)**" in out.to_markdown()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = out.plot(peers={"peer int8": (1.0, 0.9)})
+    assert ax.get_ylabel() == "accuracy, %" and len(ax.get_legend().get_texts()) == 4
     assert out.to_dict()["front"] == [r["candidate"] for r in out.front]
 
 
