@@ -10,8 +10,10 @@ The grid (every combination is one candidate; each is a recipe of the library's 
    residual-aware; 0 = not pruned);
 2. ``lowrank``: ``None`` or a low-rank config (``cl.Tucker(energy=...)``, ``cl.SVD(...)``) applied after
    pruning;
-3. a short **distillation** fine-tune of every pruned or decomposed model, the original as teacher (its
-   logits on the training images computed once for the whole search), when ``train_data`` is given;
+3. the branch's BatchNorm statistics re-estimated on up to 2,048 training inputs (labels not needed: the
+   pruned layers no longer match the original's statistics; the backends' ``recalibrate_batchnorm``),
+   then a short **distillation** fine-tune of every pruned or decomposed model, the original as teacher
+   (its logits on the training images computed once for the whole search), when ``train_data`` is given;
 4. ``int8``: ``False`` (fp32 with BatchNorm folded) and/or ``True`` (``Int8Static`` with bias correction,
    calibrated on ``calibration_data``; PyTorch keeps float outputs, and the runtime file carries the full
    8-bit activation range, as ``bench/fashion.py`` found most accurate);
@@ -75,6 +77,7 @@ from compresslib.timing import paired_ratio
 RUNTIMES = {"torch": ("openvino", "onnxruntime", "torch"), "keras": ("litert", "onnxruntime", "openvino")}
 DEFAULT_RUNTIME = {"torch": "onnxruntime", "keras": "litert"}
 CALIBRATION = 256
+RECALIBRATION = 2048  # training inputs that re-estimate a pruned branch's BatchNorm statistics
 ROW_KEYS = ("candidate", "status", "prune", "lowrank", "int8", "finetuned", "accuracy", "accuracy_interval",
             "drop_pt", "drop_interval_pt", "paired_p", "paired_verdict", "latency_ms", "latency_spread_ms",
             "speedup", "bytes", "size_ratio", "within_budget", "excess", "build_seconds", "note")
@@ -238,12 +241,13 @@ def _fingerprint(model: Any, tmp: str) -> str:
 
 
 def _branch(model: Any, framework: str, ratio: float, lowrank: Any, tune: Optional[dict],
-            cache: Optional[str], key: str) -> tuple[Any, bool]:
-    """The float model of one branch (pruned, decomposed, distilled), from ``cache`` when it holds it."""
+            cache: Optional[str], key: str, recalibration: np.ndarray) -> tuple[Any, bool]:
+    """The float model of one branch (pruned, decomposed, BatchNorm statistics re-estimated on
+    ``recalibration``, distilled), from ``cache`` when it holds it."""
     path = None
     if cache is not None:
         settings = {"ratio": ratio, "lowrank": lowrank.to_dict() if lowrank is not None else None,
-                    "tune": _settings(tune)}
+                    "tune": _settings(tune), "recalibration": len(recalibration)}
         name = hashlib.sha256((key + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:24]
         path = os.path.join(cache, f"{framework}_{name}.clz")
         if os.path.isfile(path):
@@ -253,6 +257,8 @@ def _branch(model: Any, framework: str, ratio: float, lowrank: Any, tune: Option
         m = api.prune(m, Structured(ratio=ratio))
     if lowrank is not None:
         m = api.decompose(m, lowrank)
+    if m is not model:  # the pruned layers no longer match the original's BatchNorm statistics
+        backend(framework, "train").recalibrate_batchnorm(m, recalibration)
     tuned = tune is not None and m is not model
     if tuned:
         kwargs = dict(tune)
@@ -379,6 +385,7 @@ def optimize(model: Any, data: Any, budget: Budget = Budget(), runtime: Optional
     cal = np.asarray(calibration_data) if calibration_data is not None else (
         train[0] if train is not None else x)[:CALIBRATION]
     example = np.ascontiguousarray(x[:batch_size])
+    recalibration = (train[0] if train is not None else cal)[:RECALIBRATION]
     start = time.perf_counter()
     load_before = load_average()
 
@@ -408,7 +415,7 @@ def optimize(model: Any, data: Any, budget: Budget = Budget(), runtime: Optional
         ratio, lr_cfg = branches[i]
         t0 = time.perf_counter()
         try:
-            float_model, tuned = _branch(base, framework, ratio, lr_cfg, tune, cache, key)
+            float_model, tuned = _branch(base, framework, ratio, lr_cfg, tune, cache, key, recalibration)
             error = None
         except (ValueError, TypeError, ImportError, RuntimeError) as exc:
             float_model, tuned, error = None, False, f"{type(exc).__name__}: {str(exc).strip()[:300]}"

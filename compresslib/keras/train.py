@@ -90,6 +90,49 @@ def _distill_loss(alpha: float, t: float):
     return loss
 
 
+def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> int:
+    """Re-estimate every BatchNormalization's moving mean and variance from ``x``, in place; return how many.
+
+    As ``compresslib.torch.train.recalibrate_batchnorm`` (why: pruned layers no longer match the statistics
+    measured on the original). Keras keeps an exponential average, so the statistics are accumulated here
+    over the batches of ``x`` (each batch's mean and variance of the layer's input, averaged with equal
+    weights, the variance by the law of total variance) and written into the moving averages; the model
+    runs in inference mode except for these layers' inputs, which are read through a sub-model.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4),
+        ...                       keras.layers.BatchNormalization()])
+        >>> recalibrate_batchnorm(m, np.random.default_rng(0).normal(5, 1, (64, 3)).astype("float32"))
+        1
+    """
+    layers = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    if not layers:
+        return 0
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # the structure calls give it
+    probe = keras.Model(inputs, [l.input for l in layers])
+    sums = [None] * len(layers)
+    count = 0
+    for start in range(0, len(x), batch_size):
+        outs = probe(np.asarray(x[start:start + batch_size], dtype=np.float32), training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        count += 1
+        for i, (layer, out) in enumerate(zip(layers, outs)):
+            a = keras.ops.convert_to_numpy(out).astype(np.float64)
+            channel = (layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis) % a.ndim
+            axes = tuple(d for d in range(a.ndim) if d != channel)
+            mean, mean_sq = a.mean(axis=axes), (a * a).mean(axis=axes)
+            sums[i] = (mean, mean_sq) if sums[i] is None else (sums[i][0] + mean, sums[i][1] + mean_sq)
+    for layer, (total, total_sq) in zip(layers, sums):
+        mean = total / count
+        var = np.maximum(total_sq / count - mean * mean, 0.0)
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(var.astype(np.float32))
+    return len(layers)
+
+
 def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Logits of ``model`` on ``x`` as a NumPy array (works for Keras models and compresslib wrappers)."""
     outs = []

