@@ -172,7 +172,6 @@ def first_inputs(data: Any, batch_size: int, model: Optional[nn.Module] = None) 
     return x
 
 
-@torch.inference_mode()
 def recalibrate_batchnorm(model: nn.Module, x: Any, batch_size: int = 256) -> int:
     """Re-estimate every BatchNorm's running mean and variance from ``x``, in place; return how many.
 
@@ -215,6 +214,7 @@ def recalibrate_batchnorm(model: nn.Module, x: Any, batch_size: int = 256) -> in
     return len(layers)
 
 
+@torch.inference_mode()
 def predict(model: nn.Module, x: Any, batch_size: int = 500) -> np.ndarray:
     """Logits of ``model`` on ``x`` as a NumPy array (model put in eval mode; runtime models run as they are).
 
