@@ -1,8 +1,8 @@
 """Ahead of the peers: ``cl.optimize`` for a budget against each runtime's own int8, head to head.
 
     python bench/pareto.py [--json PATH] [--quick] [--frameworks torch,keras]
-                           [--runtimes openvino,onnxruntime] [--max-drop 0.5] [--epochs 2]
-                           [--samples 30000] [--ratios 0,0.25,0.4,0.5] [--cache DIR]
+                           [--runtimes openvino,onnxruntime] [--max-drop 0.5] [--epochs 3]
+                           [--samples 30000] [--ratios 0,0.2,0.3,0.4] [--cache DIR]
 
 Network: the zoo's ``fashion_resnet20`` (the harder data set's reference CNN, both frameworks, the same
 weights). For each target runtime, ``cl.optimize(model, test, cl.Budget(max_drop=...), runtime=...)``
@@ -70,9 +70,9 @@ def _extra(argv):
                    help="torch targets: openvino,onnxruntime,torch (default openvino,onnxruntime; "
                         "quick: onnxruntime)")
     p.add_argument("--max-drop", type=float, default=0.5, help="the budget: accuracy drop in points")
-    p.add_argument("--epochs", type=int, default=2, help="distillation epochs per pruned branch")
+    p.add_argument("--epochs", type=int, default=3, help="distillation epochs per pruned branch")
     p.add_argument("--samples", type=int, default=30000, help="training images per fine-tune")
-    p.add_argument("--ratios", default="0,0.25,0.4,0.5", help="Structured pruning ratios searched")
+    p.add_argument("--ratios", default="0,0.2,0.3,0.4", help="Structured pruning ratios searched")
     p.add_argument("--cache", default=None, help="where fine-tuned branches are kept (resumable)")
     known, rest = p.parse_known_args(argv)
     default = "onnxruntime" if known.quick else "openvino,onnxruntime"

@@ -327,7 +327,8 @@ def _correct(deployed: Any, framework: str, x: np.ndarray, y: np.ndarray) -> np.
 def optimize(model: Any, data: Any, budget: Budget = Budget(), runtime: Optional[str] = None, *,
              train_data: Any = None, calibration_data: Any = None,
              prune: Sequence[float] = (0.0, 0.25, 0.5), lowrank: Sequence[Any] = (None,),
-             int8: Sequence[bool] = (False, True), epochs: int = 1, lr: float = 1e-3,
+             int8: Sequence[bool] = (False, True), epochs: int = 1, lr: float = 3e-4,
+             lr_schedule: str = "step",
              finetune_batch_size: int = 64, finetune_samples: Optional[int] = None, batch_size: int = 32,
              pairs: int = 100, threads: Optional[int] = None, seed: int = 0,
              cache_dir: Union[str, os.PathLike, None] = None,
@@ -345,8 +346,11 @@ def optimize(model: Any, data: Any, budget: Budget = Budget(), runtime: Optional
             then measured as pruned, and their rows say so).
         calibration_data: inputs for int8 (default: the first 256 training inputs, else test inputs).
         prune, lowrank, int8: the grid (see the module docstring).
-        epochs, lr, finetune_batch_size, finetune_samples, seed: each fine-tune (Adam, distillation from the
-            original's logits); ``finetune_samples``: only the first that many training samples.
+        epochs, lr, lr_schedule, finetune_batch_size, finetune_samples, seed: each fine-tune (Adam,
+            distillation from the original's logits; ``lr_schedule="step"``: ×0.3 after 60 % of the epochs,
+            ×0.1 after 85 %); ``finetune_samples``: only the first that many training samples. The default
+            lr 3e-4 came from a measurement: Structured(0.25) of the Fashion ResNet-20, BatchNorm
+            re-estimated, one epoch on 2,048 images: 87.1 % at 3e-4 against 81.1 % at 1e-3.
         batch_size: the timed batch; pairs: single-call pairs of the paired timer per candidate.
         threads: the runtimes' threads (default: all cores).
         cache_dir: keep each branch's fine-tuned float model here (``.clz``) and reuse it next time.
@@ -381,6 +385,8 @@ def optimize(model: Any, data: Any, budget: Budget = Budget(), runtime: Optional
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
     if finetune_samples is not None:
         _positive_int("finetune_samples", finetune_samples)
+    if lr_schedule not in ("constant", "step"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'step', got {lr_schedule!r}")
     train = _check_xy(train_data, "train_data") if train_data is not None else None
     cal = np.asarray(calibration_data) if calibration_data is not None else (
         train[0] if train is not None else x)[:CALIBRATION]
@@ -398,7 +404,8 @@ def optimize(model: Any, data: Any, budget: Budget = Budget(), runtime: Optional
     if train is not None and epochs > 0:
         tx, ty = (train[0][:finetune_samples], train[1][:finetune_samples]) if finetune_samples else train
         teacher = backend(framework, "train").predict(base, tx)  # the original's logits, once for all
-        tune = {"data": (tx, ty), "epochs": epochs, "lr": float(lr), "batch_size": finetune_batch_size,
+        tune = {"data": (tx, ty), "epochs": epochs, "lr": float(lr), "lr_schedule": lr_schedule,
+                "batch_size": finetune_batch_size,
                 "seed": seed, "teacher": teacher, "progress_bar": False}
     key = ""
     if cache_dir is not None:  # the original's bytes and the training samples name a branch's cached file

@@ -116,7 +116,7 @@ def test_infeasible_budget_returns_the_closest_and_says_so(torch_case):
 def test_cache_reuses_the_fine_tuned_branch(torch_case, tmp_path):
     m, _, train, test, _ = torch_case
     kw = dict(runtime="torch", train_data=train, prune=(0.5,), int8=(False,), pairs=PAIRS,
-              cache_dir=tmp_path)
+              cache_dir=tmp_path, finetune_samples=128)
     first = cl.optimize(m, test, cl.Budget(), **kw)
     assert len(list(tmp_path.glob("torch_*.clz"))) == 1
     second = cl.optimize(m, test, cl.Budget(), **kw)
