@@ -59,7 +59,8 @@ def test_recalibrate_batchnorm_sets_the_statistics_of_the_data():
     import keras
 
     keras.utils.set_random_seed(0)
-    m = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1), keras.layers.BatchNormalization()])
+    m = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1),
+                          keras.layers.BatchNormalization()])
     x = np.random.default_rng(0).normal(3.0, 2.0, (96, 4, 4, 2)).astype(np.float32)
     kernel = m.layers[0].get_weights()[0].copy()
     assert train.recalibrate_batchnorm(m, x, batch_size=32) == 1
@@ -68,4 +69,5 @@ def test_recalibrate_batchnorm_sets_the_statistics_of_the_data():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), h.mean((0, 1, 2)), atol=1e-5)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), h.var((0, 1, 2)), atol=1e-4)
     np.testing.assert_array_equal(m.layers[0].get_weights()[0], kernel)
-    assert train.recalibrate_batchnorm(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]), x[:, 0, 0]) == 0
+    plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    assert train.recalibrate_batchnorm(plain, x[:, 0, 0]) == 0

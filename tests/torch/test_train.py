@@ -66,7 +66,7 @@ def test_recalibrate_batchnorm_sets_the_statistics_of_the_data():
     with torch.no_grad():
         h = m[0](torch.from_numpy(x)).double()
     mean = h.mean(dim=(0, 2, 3))
-    # three equal batches: the average of the batch means is the mean of all; variance: the batches' unbiased ones
+    # three equal batches: the mean of the batch means is the mean of all; variance: the batches' unbiased ones
     var = torch.stack([h[i:i + 32].var(dim=(0, 2, 3)) for i in (0, 32, 64)]).mean(0)
     assert torch.allclose(m[1].running_mean.double(), mean, atol=1e-5)
     assert torch.allclose(m[1].running_var.double(), var, atol=1e-4)
