@@ -44,6 +44,8 @@ _LAZY = {
     "load": "compresslib.api",
     "export": "compresslib.deploy",
     "transfer": "compresslib.twin",
+    "set_threads": "compresslib.threads",
+    "get_threads": "compresslib.threads",
 }
 _CONFIG_NAMES = (
     "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT", "WeightSharing",
