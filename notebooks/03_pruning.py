@@ -62,6 +62,7 @@ import tensorflow as tf
 import keras
 import matplotlib.pyplot as plt
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb
 from compresslib.core import masks, packing
 from compresslib.core.schedules import PolynomialDecay

@@ -56,15 +56,10 @@ import numpy as np
 import torch  # torch before tensorflow
 import tensorflow as tf
 
-# Latency on ONE thread per framework: this book's machine is 2 cores shared by several
-# jobs, where 2-thread timings swung by 10x between runs. Set your own thread count to
-# measure your machine.
-torch.set_num_threads(1)
-tf.config.threading.set_intra_op_parallelism_threads(1)
-tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras
 import matplotlib.pyplot as plt
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb
 from compresslib.core import lowrank as L
 from compresslib.torch import lowrank as torch_lowrank
@@ -391,7 +386,7 @@ nb.glue("grid_min_ms", min(v[0] for v in grid.values()))
 nb.glue("grid_max_ms", max(v[0] for v in grid.values()))
 
 # %% [markdown]
-# In this run (one thread; {glue:text}`cpu`), going from 4 to 16 *output* channels at 8 input
+# In this run (all cores; {glue:text}`cpu`), going from 4 to 16 *output* channels at 8 input
 # channels took PyTorch {glue:text}`torch_out_ratio:.2f`× the time for 4× the MACs, while going from 4
 # to 16 *input* channels at 16 outputs took {glue:text}`torch_in_ratio:.2f`×. An AVX-512 CPU computes
 # 16 floats per instruction and oneDNN computes output channels in blocks of 16, so a block that is
@@ -572,7 +567,7 @@ cl.report.compare(reports_k)
 #
 # Both frameworks, the same configs, each against its own fp32 model measured in this run.
 #
-# The timings come from a shared 2-core machine, one thread per framework. Each `Report` records the 1-minute load average while it was timing (`report.load_average`); under load a single row can swing widely, so read speedups from `bench/lowrank.py`, which times every model in one run, rather than from one cell.
+# The timings come from a shared 2-core machine, all cores in every framework (see the introduction). Each `Report` records the 1-minute load average while it was timing (`report.load_average`); under load a single row can swing widely, so read speedups from `bench/lowrank.py`, which times every model in one run, rather than from one cell.
 
 # %%
 from IPython.display import Markdown
@@ -609,7 +604,7 @@ for fw, reps in (("t", reports_t), ("k", reports_k)):
     nb.glue(f"{fw}_fold_speedup", reps[0].latency_ms / reps[1].latency_ms)
 Markdown("\n".join(lines))
 
-# %% mystnb={"figure": {"caption": "Top: LeNet-300-100 accuracy against parameters when the first layer is replaced by a rank-r SVD (no fine-tuning); hollow markers, the fp32 models. Bottom: measured speedup of each ResNet8 variant against its framework's fp32 model (one thread)."}, "image": {"alt": "Top: accuracy curves for PyTorch (vermillion circles) and Keras (blue squares) rising with parameters towards the hollow fp32 markers. Bottom: paired horizontal bars per ResNet8 variant, PyTorch vermillion and Keras blue, around the line at 1."}}
+# %% mystnb={"figure": {"caption": "Top: LeNet-300-100 accuracy against parameters when the first layer is replaced by a rank-r SVD (no fine-tuning); hollow markers, the fp32 models. Bottom: measured speedup of each ResNet8 variant against its framework's fp32 model (all cores)."}, "image": {"alt": "Top: accuracy curves for PyTorch (vermillion circles) and Keras (blue squares) rising with parameters towards the hollow fp32 markers. Bottom: paired horizontal bars per ResNet8 variant, PyTorch vermillion and Keras blue, around the line at 1."}}
 fig, ax = plt.subplots(2, 1, figsize=nb.figsize(height=6.4))
 for fw, base, sweep in (("torch", base_t, sweep_t), ("keras", base_k, sweep_k)):
     st = nb.framework_style(fw)

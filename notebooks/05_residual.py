@@ -59,16 +59,12 @@ import torch  # torch before tensorflow
 from torch import nn
 import tensorflow as tf
 
-# Latency on ONE thread per framework: this book's machine is 2 cores shared by several
-# jobs.
-torch.set_num_threads(1)
-tf.config.threading.set_intra_op_parallelism_threads(1)
-tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 from IPython.display import Markdown, display
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb
 from compresslib.core import architectures as arch
 from compresslib.torch import models as tm, train as ttrain
@@ -96,7 +92,7 @@ test_k = cl.datasets.load_mnist("test", layout="keras")
 train_t = cl.datasets.load_mnist("train", layout="torch")
 train_k = cl.datasets.load_mnist("train", layout="keras")
 print(
-    f"torch {torch.__version__} | keras {keras.__version__} | 1 thread each | device"
+    f"torch {torch.__version__} | keras {keras.__version__} | {cl.get_threads()} threads each | device"
     f" {DEVICE}"
 )
 
@@ -555,7 +551,7 @@ plt.show()
 # {glue:text}`family_epochs` epochs: alone, and distilled from the teacher with `fit(student, data, teacher=teacher)`
 # (cached as above). Accuracy,
 # parameters and MACs come from those runs; the latency is measured here, now, for every member in
-# interleaved rounds (batch 32, one thread), because a one-shot timing of the same model swings ±15 %
+# interleaved rounds (batch 32, all cores), because a one-shot timing of the same model swings ±15 %
 # on a quiet machine.
 
 # %%
@@ -713,7 +709,7 @@ def pareto(fw, teacher, rows, lat):
     plt.show()
 
 
-# %% mystnb={"figure": {"caption": "PyTorch: test accuracy against parameters, MACs and measured latency (batch 32, one thread) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis; each small member has an open and a filled marker joined by a line (the filled one above it where distillation helped); the teacher sits top right."}}
+# %% mystnb={"figure": {"caption": "PyTorch: test accuracy against parameters, MACs and measured latency (batch 32, all cores) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis; each small member has an open and a filled marker joined by a line (the filled one above it where distillation helped); the teacher sits top right."}}
 pareto("torch", teacher_t, arch_t, lat_t)
 
 # %% [markdown]
@@ -1131,7 +1127,7 @@ print(f"load average while timing: {os.getloadavg()[0]:.1f}")
 # %% tags=["remove-cell"]
 nb.glue("macs_sentence_keras", macs_sentence("Keras", arch_k))
 
-# %% mystnb={"figure": {"caption": "Keras: test accuracy against parameters, MACs and measured latency (batch 32, one thread) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis, as for PyTorch, in the Keras colour."}}
+# %% mystnb={"figure": {"caption": "Keras: test accuracy against parameters, MACs and measured latency (batch 32, all cores) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis, as for PyTorch, in the Keras colour."}}
 pareto("keras", teacher_k, arch_k, lat_k)
 
 
@@ -1475,7 +1471,7 @@ for fw, v in side.items():
 # %% tags=["remove-cell"]
 nb.glue("distill_summary", distill_summary)
 
-# %% mystnb={"figure": {"caption": "Measured speedup over the float ResNet8 (batch 32, one thread, interleaved rounds) of BatchNorm folding and of structured pruning (50 %, fine-tuned, folded), and of the distilled student over the teacher, per framework."}, "image": {"alt": "Grouped bars, PyTorch and Keras side by side for three methods (BN folding, structured pruning, the distilled student), with a reference line at 1x (no speedup)."}}
+# %% mystnb={"figure": {"caption": "Measured speedup over the float ResNet8 (batch 32, all cores, interleaved rounds) of BatchNorm folding and of structured pruning (50 %, fine-tuned, folded), and of the distilled student over the teacher, per framework."}, "image": {"alt": "Grouped bars, PyTorch and Keras side by side for three methods (BN folding, structured pruning, the distilled student), with a reference line at 1x (no speedup)."}}
 labels = ["BN folding", "structured 0.5", "distilled student\nvs teacher"]
 fig, ax = plt.subplots(figsize=(6.8, 2.6))
 for i, fw in enumerate(("torch", "keras")):
@@ -1504,7 +1500,7 @@ plt.show()
 # Tucker-2 (chapter 4) and structured pruning shrink the 3×3 convolutions. In the 16-channel ResNet8 those
 # take only part of the time; the stem, the shortcuts, ReLUs, additions and a fixed cost per layer take the
 # rest, and no amount of shrinking the convolutions removes it. The widest member, `resnet8_w64` (64, 128 and 256
-# channels), is dominated by them. Time per layer kind, with forward hooks (PyTorch, batch 32, one thread):
+# channels), is dominated by them. Time per layer kind, with forward hooks (PyTorch, batch 32, all cores):
 
 
 # %%

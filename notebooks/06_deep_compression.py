@@ -62,6 +62,7 @@ import keras
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb, pipeline
 from compresslib.core import packing, sharing
 from compresslib.core.encodings import entropy

@@ -78,8 +78,7 @@ from compresslib.deploy import load as load_runtime
 from compresslib.timing import interleaved_latency
 
 torch.manual_seed(0)
-torch.set_num_threads(2)
-tf.config.threading.set_intra_op_parallelism_threads(1)
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 device = (
     nb.device()
 )  # int8 CPU kernels: the exports below run on CPU whatever this says
@@ -231,7 +230,7 @@ nb.glue("parity_agree", 100 * agree)
 #
 # Now every model measured the same way (`cl.measure` takes the runtime models like torch
 # models: accuracy on the 2,000 test digits, size of the file) and timed together in
-# interleaved rounds (batch 32, 2 threads):
+# interleaved rounds (batch 32, all cores):
 
 
 # %%
@@ -346,7 +345,7 @@ nb.glue("litert_int8_vs_fp32", litert["compresslib int8 → LiteRT"]["vs runtime
 # Both frameworks' rows, the two factors split: the bar's lower part is the runtime
 # (eager fp32 → runtime fp32), the upper part quantization (runtime fp32 → runtime int8).
 
-# %% mystnb={"figure": {"caption": "Each deployed ResNet8's speedup over its framework's eager fp32 model (batch 32, 2 threads, interleaved rounds), split into two factors on a log2 axis: the runtime (eager fp32 to the runtime's fp32) and quantization (the runtime's fp32 to its int8). An fp32 row in a runtime is all runtime."}, "image": {"alt": "Horizontal stacked bars, one per model and framework; the runtime share in one colour, the quantization share in another; fp32 rows in a runtime have a runtime bar only, int8 rows in the framework itself a quantization bar only."}}
+# %% mystnb={"figure": {"caption": "Each deployed ResNet8's speedup over its framework's eager fp32 model (batch 32, all cores, interleaved rounds), split into two factors on a log2 axis: the runtime (eager fp32 to the runtime's fp32) and quantization (the runtime's fp32 to its int8). An fp32 row in a runtime is all runtime."}, "image": {"alt": "Horizontal stacked bars, one per model and framework; the runtime share in one colour, the quantization share in another; fp32 rows in a runtime have a runtime bar only, int8 rows in the framework itself a quantization bar only."}}
 rows_all = rows_t + rows_k
 RUNTIME_COLOR, QUANT_COLOR = (
     nb.OTHER_COLORS[3],
