@@ -184,6 +184,13 @@ for obs in cq.OBSERVERS:
 # eager mode that `+` is the known trap, needing `FloatFunctional`), `quantize_dynamic` for Linear
 # layers, torchao for 8-bit weight-only. Every row below is measured with `packed=True`, which also
 # writes compresslib's packed `.clz` file and records its bytes.
+#
+# Two models: chapter 1's ResNet8, where convolutions do the work, and a fourth reference model met here
+# for the first time, `mlp_wide` — 784 → 1024 → 1024 → 10, fully connected, 1.86 million parameters,
+# where two large matrix multiplications do almost all the work: the model family dynamic int8 is made for.
+# Its float weights (7.5 MB) are not shipped with the package: the first `cl.zoo.pretrained("mlp_wide")`
+# trains it (8 epochs on the MNIST training images, the zoo's recipe) and caches the weights, and every
+# later call loads them.
 
 # %%
 test_t = cl.datasets.load_mnist("test", layout="torch")
@@ -522,6 +529,57 @@ for key, (fw, model, method) in {
 # lack fused int8 CPU kernels here. Half precision depends on the CPU: where it has native bfloat16
 # arithmetic (or oneDNN keeps bfloat16 through a chain of ops) it is faster — here bfloat16 ran at
 # {glue:text}`t_bf16_speedup:.2f`× — and where each op converts back to float32 it saves bytes, not time.
+
+# %% [markdown]
+# ## On a harder data set: int8 ResNet-20 on Fashion-MNIST, deployed
+#
+# MNIST cannot tell these modes apart on accuracy: one accuracy on 2,000 digits has a standard error of
+# about 0.3 pt, more than most drops above. `bench/fashion.py` quantizes the Fashion-MNIST ResNet-20
+# (He et al.'s CIFAR design, 0.27 M parameters) with `Int8Static` in both frameworks, deploys it to ONNX
+# Runtime, OpenVINO and LiteRT, measures all 10,000 test images with a Wilson interval for every accuracy
+# and McNemar's paired test for every drop, and times every row in interleaved rounds. Its committed
+# results (every column on the Results page):
+
+# %%
+from IPython.display import display
+
+from compresslib import benchresults
+
+FASHION = benchresults.load_results("fashion")
+int8_rows = [r for r in FASHION["rows"] if r["model"] == "fashion_resnet20"]
+columns = ("framework",) + benchresults.COMPACT
+display(Markdown("\n".join(benchresults.table(int8_rows, columns))))
+for t in FASHION.get("targets", []):
+    if "int8" in t["target"]:
+        print(f"{t['status']}: {t['target']}")
+print(benchresults.provenance(FASHION, int8_rows))
+
+# %% tags=["remove-cell"]
+by_method = {(r["framework"], r["method"]): r for r in int8_rows}
+ov = by_method[("torch", "compresslib int8 → OpenVINO")]
+lite = by_method[("keras", "compresslib int8 → LiteRT")]
+fx = by_method[("torch", "compresslib int8 (FX x86)")]
+nb.glue("fm_ov_drop", f"{ov['accuracy_drop_pt']:.2f}")
+nb.glue("fm_ov_verdict", ov["verdict"])
+nb.glue("fm_fx_drop", f"{fx['accuracy_drop_pt']:.2f}")
+nb.glue("fm_fx_verdict", fx["verdict"])
+nb.glue("fm_lite_drop", f"{lite['accuracy_drop_pt']:.2f}")
+nb.glue("fm_lite_verdict", lite["verdict"])
+nb.glue("fm_ov_speed", f"{ov['speedup']:.1f}")
+nb.glue("fm_ov_own", f"{ov['speedup_vs_runtime_fp32']:.2f}")
+nb.glue("fm_lite_own", f"{lite['speedup_vs_runtime_fp32']:.2f}")
+h2h = FASHION.get("head_to_head") or {}
+nb.glue("fm_h2h", f"{h2h.get('speedup', float('nan')):.1f}")
+
+# %% [markdown]
+# On 10,000 images the int8 drops are {glue:text}`fm_fx_drop` pt (PyTorch FX, {glue:text}`fm_fx_verdict`),
+# {glue:text}`fm_ov_drop` pt (the same file in OpenVINO, {glue:text}`fm_ov_verdict`) and
+# {glue:text}`fm_lite_drop` pt (Keras → LiteRT, {glue:text}`fm_lite_verdict`): the paired test, not the
+# size of the number, says whether a drop is real. Deployed, the OpenVINO int8 model ran
+# {glue:text}`fm_ov_speed`× as fast as torch eager fp32 in the interleaved rounds
+# ({glue:text}`fm_h2h`× head to head) — but only {glue:text}`fm_ov_own`× against OpenVINO's own fp32,
+# and LiteRT's int8 {glue:text}`fm_lite_own`× against LiteRT's fp32: most of a deployed speed-up is the
+# runtime, and chapter 7 separates the two.
 #
 # ## Summary
 #
@@ -533,6 +591,9 @@ for key, (fw, model, method) in {
 # * At 4 bits PTQ is often still fine on MNIST-sized models; at 2 bits QAT wins back much of what PTQ
 #   loses ({glue:text}`ptq2:.2f` % → {glue:text}`qat2:.2f` % for LeNet-5 in PyTorch).
 # * The same weights give the same integers in both frameworks (one core, tested for parity).
+# * On Fashion-MNIST's 10,000 test images the int8 ResNet-20 in OpenVINO loses {glue:text}`fm_ov_drop` pt
+#   ({glue:text}`fm_ov_verdict` by McNemar's test) and runs {glue:text}`fm_ov_speed`× as fast as torch
+#   eager fp32.
 #
 # ## Exercises
 #
