@@ -269,20 +269,9 @@ def _computed_node(module: nn.Module, prefix: str, tensors: dict[str, np.ndarray
         if key in _INTERNAL or key in _derived(module) or key.startswith("__"):
             continue
         attrs[key] = _plain(value)
-    node: dict[str, Any] = {"class": _NAMES[base], "attrs": attrs, "params": {}, "buffers": {}, "children": {},
-                            "non_persistent": sorted(module._non_persistent_buffers_set)}
-    computed = {name: getattr(module, name) for name in module.parametrizations}
-    for name, p in {**module._parameters, **computed}.items():
-        node["params"][name] = None if p is None else {"requires_grad": True}
-        if p is not None:
-            tensors[prefix + name] = _to_numpy(p)
-    for name, b in module._buffers.items():
-        node["buffers"][name] = None if b is None else {}
-        if b is not None:
-            tensors[prefix + name] = _to_numpy(b)
-    for name, child in module._modules.items():
-        if name != "parametrizations":
-            node["children"][name] = None if child is None else _node(child, f"{prefix}{name}.", tensors)
+    node: dict[str, Any] = {"class": _NAMES[base], "attrs": attrs}
+    computed = {name: nn.Parameter(getattr(module, name).detach()) for name in module.parametrizations}
+    _members(module, node, prefix, tensors, extra=computed, skip=("parametrizations",))
     return node
 
 
@@ -300,10 +289,12 @@ def _plain_attrs(module: nn.Module) -> dict:
     return out
 
 
-def _members(module: nn.Module, node: dict, prefix: str, tensors: dict[str, np.ndarray]) -> None:
-    """Parameters, buffers and children of ``module`` into ``node`` (tensors into ``tensors``)."""
+def _members(module: nn.Module, node: dict, prefix: str, tensors: dict[str, np.ndarray],
+             extra: Optional[dict] = None, skip: tuple = ()) -> None:
+    """Parameters (plus ``extra`` ones), buffers and children (but ``skip``) of ``module`` into ``node``
+    (tensors into ``tensors``)."""
     node.update(params={}, buffers={}, children={}, non_persistent=sorted(module._non_persistent_buffers_set))
-    for name, p in module._parameters.items():
+    for name, p in {**module._parameters, **(extra or {})}.items():
         node["params"][name] = None if p is None else {"requires_grad": bool(p.requires_grad)}
         if p is not None:
             tensors[prefix + name] = _to_numpy(p)
@@ -312,7 +303,8 @@ def _members(module: nn.Module, node: dict, prefix: str, tensors: dict[str, np.n
         if b is not None:
             tensors[prefix + name] = _to_numpy(b)
     for name, child in module._modules.items():
-        node["children"][name] = None if child is None else _node(child, f"{prefix}{name}.", tensors)
+        if name not in skip:
+            node["children"][name] = None if child is None else _node(child, f"{prefix}{name}.", tensors)
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
