@@ -455,8 +455,9 @@ nb.glue("trap_ratio", before / after)
 #
 #    Use the convolution formula of "The idea": every convolution here is 3×3 without bias and keeps
 #    the 28×28 size (padding 1, stride 1). The stem maps 1→16 channels, each of the block's two
-#    convolutions 16→16. Each BatchNorm adds a scale and a shift per channel (learned, 0 MACs in the report). Print
-#    `torch_reports[2].layers[:6]` to compare; the hidden cell below the exercises does the sums.
+#    convolutions 16→16. Each BatchNorm adds a scale and a shift per channel (learned; 0 MACs in the
+#    report). Print `torch_reports[2].layers[:6]` to compare; the hidden cell below the exercises does
+#    the sums.
 #
 #    </details>
 #
