@@ -905,8 +905,8 @@ nb.glue(
 #    <details><summary>Hint</summary>
 #
 #    With $n = 300 \cdot 784$ and $z$ non-zeros, set the bitmask's $n/8 + 4z$ against CSR with 2-byte
-#    column indices, $4z + 2z + 4 \cdot 301$ (the row pointers count up to $z$, more than int16 holds),
-#    and solve for $z$. `packing.bitmask_bytes` and `packing.csr_bytes` hold the formulas;
+#    column indices, $4z + 2z + 4 \cdot 301$ (values, indices, and 301 row pointers kept as int32), and
+#    solve for $z$. `packing.bitmask_bytes` and `packing.csr_bytes` hold the formulas;
 #    `packing.encode(w, "csr")` stores int32 indices, so cast its `"indices"` array to `np.int16` before
 #    `packing.stored_bytes`. The hidden cell below does this for LeNet-300-100's first layer.
 #
