@@ -616,8 +616,8 @@ nb.glue("chapter_seconds", time.perf_counter() - T0)
 #    `deep_compress(cl.zoo.pretrained("resnet8", "torch"), "torch", path, recipe=QUICK)` keeps it short.
 #    With `scope: global`, count the zeros per layer of `cl.prune(resnet, cl.Magnitude(0.95,
 #    scope="global"))`: which layers does one global threshold spare, and why (few weights, each reused
-#    at every pixel)? `tpruning.sensitivity` (chapter 3) gives one curve per layer; a recipe's knobs are
-#    `scope`, `sparsity` and, for sharing, `conv_bits` and `per_layer_bits`.
+#    at every pixel)? `compresslib.torch.pruning.sensitivity` (chapter 3) gives one curve per layer; a
+#    recipe's knobs are `scope`, `sparsity` and, for sharing, `conv_bits` and `per_layer_bits`.
 #
 #    </details>
 
