@@ -578,8 +578,9 @@ nb.glue("chapter_seconds", time.perf_counter() - T0)
 #
 #    <details><summary>Hint</summary>
 #
-#    Add `init: density` to the `WeightSharing` step (`CHAPTER.steps[1]`, or a recipe dict as in the
-#    order cell) and run `pipeline.compress` again. Per layer, `sharing.share(W, 5, init=...)` and
+#    In a fresh `r = shortened(6, 2)`, set `r.steps[1].config = dataclasses.replace(r.steps[1].config,
+#    init="density")` (or add `init: density` to the `WeightSharing` step of a recipe dict or YAML) and
+#    run `deep_compress` again. Per layer, `sharing.share(W, 5, init=...)` and
 #    `sharing.reconstruct` show where the centroids go: the density initialisation follows the histogram,
 #    so how many centroids land among the few large weights? The hidden cell below compares the errors.
 #
