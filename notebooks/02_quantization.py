@@ -597,7 +597,72 @@ nb.glue("fm_h2h", f"{h2h.get('speedup', float('nan')):.1f}")
 #
 # ## Exercises
 #
-# 1. Compare the `percentile` and `mse` observers for `Int8Static` on the ResNet: which layers' scales change most?
+# 1. Compare the `percentile` and `mse` observers for `Int8Static` on the ResNet: which layers' scales
+#    change most?
+#
+#    <details><summary>Hint</summary>
+#
+#    Quantize `resnet_t` twice, with `cl.Int8Static(observer="percentile")` and
+#    `cl.Int8Static(observer="mse")`, calibrated on `train_t[0][:256]` as in the PyTorch section. The
+#    observer chooses the *activation* ranges (weights stay per-channel min-max), so compare the output
+#    `scale` of every quantized module in the two models' `named_modules()`. Where do the activations
+#    have long tails (the NumPy cell with `cq.OBSERVERS`)?
+#
+#    </details>
+#
 # 2. Quantize only the layers the sensitivity scan marks as robust to 2 bits and keep the others at 8.
+#
+#    <details><summary>Hint</summary>
+#
+#    `sens = tq.sensitivity(lenet_t, test_t, bits=2)` maps each layer name to the accuracy with that
+#    layer alone at 2 bits; call layers within, say, 1 pt of `base_l` robust. Then
+#    `tq.fake_quantize_weights(model, bits, layers=[...])` rounds just the named layers: apply it with
+#    `2` for the robust ones, again with `8` for the rest, and score with `ttrain.evaluate`. Do the
+#    single-layer drops add up?
+#
+#    </details>
+#
 # 3. Why does per-group quantization beat per-channel at 2 bits? Plot SQNR against the group size.
+#
+#    <details><summary>Hint</summary>
+#
+#    Reuse `w` (fc1, 120 × 400) from the NumPy section: `cq.quantize_tensor(w, 2, axis=1, group_size=g)`
+#    for group sizes that divide 400, and `cq.sqnr_db(w, qt.dequantize())`. At 2 bits there are only a
+#    few levels: how far apart they are is set by the largest weight in the group. What is a group of
+#    400 here? The hidden cell below checks a few points.
+#
+#    </details>
+#
 # 4. Measure `WeightOnly(bits=4)` at batch size 1 instead of 32: does the memory saving ever pay in time?
+#
+#    <details><summary>Hint</summary>
+#
+#    `cl.measure(cl.quantize(mlp_t, cl.WeightOnly(bits=4, group_size=16)), data=test_t,
+#    batch_size=1)` against `cl.measure(mlp_t, data=test_t, batch_size=1)`, in the same run. At batch 1
+#    every weight is loaded for one sample: compare the time to read 1.86 M float weights with the time
+#    to dequantize them before each multiply.
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 3: SQNR of LeNet-5's fc1 at 2 bits, per output channel and
+# per group of g input weights (the same core math as the NumPy section).
+import numpy as np
+import torch
+import compresslib as cl
+from compresslib.core import quant as cq
+
+lenet = cl.zoo.pretrained("lenet5", framework="torch")
+fc1 = [l for l in lenet.modules() if isinstance(l, torch.nn.Linear)][0]
+w1 = fc1.weight.detach().numpy()  # (120, 400)
+per_ch = cq.sqnr_db(w1, cq.quantize_tensor(w1, 2, axis=0).dequantize())
+groups = (4, 16, 50, 100, 400)
+per_g = [
+    cq.sqnr_db(w1, cq.quantize_tensor(w1, 2, axis=1, group_size=g).dequantize())
+    for g in groups
+]
+print(f"Exercise 3: fc1 at 2 bits, per channel {per_ch:.2f} dB; per group:")
+print(", ".join(f"g={g} {v:.2f} dB" for g, v in zip(groups, per_g)))
+# smaller groups, smaller ranges, finer levels; one group of 400 = per channel
+assert all(a > b for a, b in zip(per_g, per_g[1:]))
+assert per_g[1] > per_ch + 3 and abs(per_g[-1] - per_ch) < 1e-6

@@ -878,7 +878,91 @@ nb.glue(
 # ## Exercises
 #
 # 1. Run the sensitivity scan on LeNet-5's convolutions. Which layer would you prune least?
+#
+#    <details><summary>Hint</summary>
+#
+#    `tpruning.sensitivity(cl.zoo.pretrained("lenet5", "torch"), (xt, yt), sparsities=scan_s)` scans
+#    every Conv2d and Linear layer; its keys are the `Sequential` indices, so keep those whose module
+#    (`dict(model.named_modules())[key]`) is a `torch.nn.Conv2d`. Compare how many weights each
+#    convolution has (6 filters of 5×5×1 against 16 of 5×5×6) with how fast its curve falls.
+#
+#    </details>
+#
 # 2. Change `scope="global"` to `"layer"` at 90 % and compare accuracy after the same fine-tune.
-# 3. From the formulas, at what sparsity does CSR with int16 column indices beat the bitmask for a 300×784 layer? Check with `packing.encode`.
+#
+#    <details><summary>Hint</summary>
+#
+#    Re-run the gradual cell with `cl.Magnitude(0.9, scope="layer", schedule=...)` and a fresh
+#    `tpruning.finalize(lenet_t)`, keeping `epochs=3` and the learning rate. Before training, print the
+#    zeros per layer of `cl.prune(lenet_t, cl.Magnitude(0.9, scope=...))` for both scopes: which
+#    layer does the global threshold spare, and what does the sensitivity scan say about it?
+#
+#    </details>
+#
+# 3. From the formulas, at what sparsity does CSR with int16 column indices beat the bitmask for a
+#    300×784 layer? Check with `packing.encode`.
+#
+#    <details><summary>Hint</summary>
+#
+#    With $n = 300 \cdot 784$ and $z$ non-zeros, set the bitmask's $n/8 + 4z$ against CSR with 2-byte
+#    column indices, $4z + 2z + 4 \cdot 301$ (values, indices, and 301 row pointers kept as int32), and
+#    solve for $z$. `packing.bitmask_bytes` and `packing.csr_bytes` hold the formulas;
+#    `packing.encode(w, "csr")` stores int32 indices, so cast its `"indices"` array to `np.int16` before
+#    `packing.stored_bytes`. The hidden cell below does this for LeNet-300-100's first layer.
+#
+#    </details>
+#
 # 4. Prune ResNet8 with `Structured(0.75)` and fine-tune; plot speedup against ratio for both frameworks.
+#
+#    <details><summary>Hint</summary>
+#
+#    Repeat the structured cells for ratios 0.25, 0.5 and 0.75: `cl.prune(resnet_t, cl.Structured(r),
+#    example_input=xt[:1])` and `cl.prune(resnet_k, cl.Structured(r))`, the same one-epoch
+#    `ttrain.fit`/`ktrain.fit` with `teacher=`, then `cl.measure`. The speedup is the fp32 report's
+#    `latency_ms` over the pruned one's, measured in the same run; plot it beside the MAC ratio.
+#
+#    </details>
+#
 # 5. Add a `Concatenate` to a small functional model and watch which groups `kgraph.analyse` freezes.
+#
+#    <details><summary>Hint</summary>
+#
+#    Build e.g. two `Conv2D` branches on one input, join them with `keras.layers.Concatenate()`, and
+#    end in a `Conv2D` and a `Dense`. Print `g.groups()` and `g.is_frozen(root)` as in the Keras cell,
+#    and `g.skipped`: is `Concatenate` among the merges the walk understands (`kgraph.MERGES`)? Then
+#    try `cl.prune(model, cl.Structured(0.5))` and look at which kernels keep their shape.
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 3: CSR with int16 column indices (int32 row pointers)
+# against the bitmask, for LeNet-300-100's first layer (300 x 784).
+import numpy as np
+import torch
+import compresslib as cl
+from compresslib.core import masks, packing
+
+mlp = cl.zoo.pretrained("lenet300_100", "torch")
+w300 = [l for l in mlp.modules() if isinstance(l, torch.nn.Linear)][0]
+w300 = w300.weight.detach().numpy()
+rows, n = w300.shape[0], w300.size  # 300 rows, 235,200 weights
+# bitmask n/8 + 4z = CSR 4z + 2z + 4(rows + 1)  =>  z = n/16 - 2(rows + 1)
+z_even = n / 16 - 2 * (rows + 1)
+s_even = 1 - z_even / n
+print(
+    f"Exercise 3: CSR with int16 indices beats the bitmask below {z_even:,.0f}"
+    f" non-zeros, above {100 * s_even:.2f} % sparsity (int32: above"
+    f" {100 * (1 - (n / 32 - (rows + 1)) / n):.2f} %)"
+)
+for s in (0.93, 0.95):  # just below and just above the break-even
+    ws = np.where(masks.magnitude_mask(w300, s), w300, np.float32(0))
+    bitmask = packing.stored_bytes(packing.encode(ws, "bitmask")[1])
+    csr = packing.encode(ws, "csr")[1]
+    csr["indices"] = csr["indices"].astype(np.int16)
+    csr16 = packing.stored_bytes(csr)
+    z = int((ws != 0).sum())
+    assert bitmask == packing.bitmask_bytes(n, z)
+    assert csr16 == packing.csr_bytes(rows, z, index_bytes=2) + 2 * (rows + 1)
+    print(f"  {s:.0%} sparsity: bitmask {bitmask:,} B, CSR int16 {csr16:,} B")
+    assert (csr16 < bitmask) == (s > s_even)
+assert abs(s_even - 0.9401) < 1e-4

@@ -1611,10 +1611,92 @@ nb.glue("tucker_keras", tucker_speed["keras"]["tucker (16, 16)"])
 #
 # ## Exercises
 #
-# 1. Train `resnet56_w16` and `resnet56_w16_plain` with `scripts/residual_experiments.py`'s recipe (add them to
-#    `DEGRADATION`). Does the gap grow with depth?
-# 2. Distil `invres_x0.5` from `resnet20_w16` with `temperature=2` and `temperature=8`. Which is closer to the teacher?
+# 1. Train `resnet56_w16` and `resnet56_w16_plain` with `scripts/residual_experiments.py`'s recipe (add
+#    them to `DEGRADATION`). Does the gap grow with depth?
+#
+#    <details><summary>Hint</summary>
+#
+#    The script skips every run already in its output file, so write to a new one:
+#    `python scripts/residual_experiments.py --groups degradation --frameworks torch --out deg56.json`
+#    (mind how it slices `DEGRADATION`: the first four members run first). Compare the final training loss
+#    (`runs[...]["loss"][-1]`), not only the test accuracy: the budget measures how fast each network
+#    learns. The hidden cell below prints the cached gaps at depths 8, 20 and 32 to extend.
+#
+#    </details>
+#
+# 2. Distil `invres_x0.5` from `resnet20_w16` with `temperature=2` and `temperature=8`. Which is closer
+#    to the teacher?
+#
+#    <details><summary>Hint</summary>
+#
+#    `ttrain.fit(student, train_t, teacher=teacher, temperature=T, distill_alpha=0.7, ...)` with
+#    `teacher = cl.zoo.pretrained("resnet20_w16", "torch")` and a fresh `tm.build("invres_x0.5")` per run,
+#    the family recipe of `CACHE["recipes"]`; the cache holds the result at `CACHE["distill"]`'s temperature
+#    4. "Closer" can mean accuracy, or agreement: the share of test digits where student and teacher
+#    predict the same class.
+#
+#    </details>
+#
 # 3. Put the eager-mode model of the int8 section right: replace the `+` of `BasicBlock.forward` by a
 #    `torch.ao.nn.quantized.FloatFunctional` and quantise again. Compare its accuracy and speed with FX mode.
-# 4. Apply `cl.prune(..., cl.Structured(0.5))` to `invres_x1.0` in both frameworks. Which layers does each framework
-#    leave whole, and why? (Hint: the depthwise convolution ties its input channels to its output channels.)
+#
+#    <details><summary>Hint</summary>
+#
+#    Give each `BasicBlock` of a copy of `resnet_t` a `FloatFunctional` (e.g. `block.skip_add`) and a
+#    `forward` that ends in `block.relu2(block.skip_add.add(out, block.shortcut(x)))` (or `add_relu`), then
+#    repeat the `Stubbed` / `prepare` / calibrate / `convert` steps. Time it against `int8_t` with
+#    `interleaved(...)`, and evaluate both with `ttrain.evaluate`. Which fusions (Conv-BN-ReLU) did FX do
+#    that eager mode needs `tq.fuse_modules` for?
+#
+#    </details>
+#
+# 4. Apply `cl.prune(..., cl.Structured(0.5))` to `invres_x1.0` in both frameworks. Which layers does each
+#    framework leave whole, and why? (Hint: the depthwise convolution ties its input channels to its output
+#    channels.)
+#
+#    <details><summary>Hint</summary>
+#
+#    Build `tm.build("invres_x1.0")` and its twin `cl.transfer(model, framework="keras")`, prune with
+#    `example_input=torch.zeros(1, 1, 28, 28)` in PyTorch, and compare each convolution's
+#    `out_channels` (PyTorch) or kernel shape (Keras) before and after. In Keras,
+#    `kgraph.analyse(model)` (from `compresslib.keras import graph as kgraph`) shows the groups,
+#    `is_frozen` and `skipped`: which group reaches the model output?
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 1: the cached degradation runs (final training loss,
+# plain minus residual, per depth) and the two depth-56 members the exercise adds.
+import json
+from importlib import resources
+
+import torch
+import compresslib as cl
+from compresslib.torch import models as tm
+
+deg = json.loads(
+    resources.files("compresslib.data")
+    .joinpath("results/05_residual.json")
+    .read_text()
+)["runs"]
+print("Exercise 1: final training loss, plain minus residual (3 epochs):")
+for fw in ("torch", "keras"):
+    gap = {
+        d: deg[f"{fw}/resnet{d}_w16_plain/alone"]["loss"][-1]
+        - deg[f"{fw}/resnet{d}_w16/alone"]["loss"][-1]
+        for d in (8, 20, 32)
+    }
+    print(f"  {fw}:", ", ".join(f"depth {d} {v:+.3f}" for d, v in gap.items()))
+    assert 0 < gap[20] < gap[32]  # plain falls behind, more with depth
+x0 = torch.zeros(1, 1, 28, 28)
+p56 = {
+    n: cl.measure(tm.build(n), example_input=x0, latency=False)
+    for n in ("resnet56_w16", "resnet56_w16_plain")
+}
+res56, plain56 = p56.values()
+print(
+    f"  depth 56: {res56.params:,} parameters with shortcuts,"
+    f" {plain56.params:,} without; {res56.macs / 1e6:.1f} M MACs"
+)
+# only the two 1x1 projection shortcuts (+ their BN) differ: 16->32, 32->64
+assert res56.params - plain56.params == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
