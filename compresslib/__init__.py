@@ -46,6 +46,8 @@ _LAZY = {
     "transfer": "compresslib.twin",
     "optimize": "compresslib.optimizer",
     "Budget": "compresslib.configs",
+    "set_threads": "compresslib.threads",
+    "get_threads": "compresslib.threads",
 }
 _CONFIG_NAMES = (
     "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT", "WeightSharing",

@@ -37,14 +37,15 @@ import numpy as np
 
 from compresslib._dispatch import require
 from compresslib.report import LayerStats
+from compresslib.threads import get_threads
 
 RUNTIME_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml", "torch.export": ".pt2", "litert": ".tflite"}
 
 
 def check_threads(threads: Optional[int]) -> int:
-    """``threads``, checked; all cores when None."""
+    """``threads``, checked; :func:`compresslib.threads.get_threads` (all cores unless set) when None."""
     if threads is None:
-        return os.cpu_count() or 1
+        return get_threads()
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     return threads

@@ -58,6 +58,7 @@ import keras
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb
 
 nb.use_style()
@@ -394,7 +395,6 @@ import subprocess, sys, textwrap
 
 probe = textwrap.dedent("""
     import time, numpy as np, torch, compresslib as cl
-    torch.set_num_threads(1)
     m = cl.zoo.pretrained("resnet8", framework="torch").eval()
     x = torch.from_numpy(cl.datasets.load_mnist("test", layout="torch")[0][:256])
     def median_ms(batch, n=60):
@@ -418,7 +418,7 @@ before, after = map(
     ).stdout.split(),
 )
 print(
-    f"ResNet8, batch 32, 1 thread: {before:.2f} ms before one large pass, {after:.2f}"
+    f"ResNet8, batch 32, {torch.get_num_threads()} threads: {before:.2f} ms before one large pass, {after:.2f}"
     f" ms after ({before / after:.2f}x)"
 )
 
@@ -450,7 +450,69 @@ nb.glue("trap_ratio", before / after)
 #
 # 1. Count the parameters and MACs of the ResNet-8 stem and first block by hand and check them against
 #    `torch_reports[2].layers`.
-# 2. Measure the latency of LeNet-5 at batch sizes 1, 32 and 256. How does the time per sample change, and why?
-# 3. Set `torch.set_num_threads(1)` and measure again. Which model loses most from one thread?
+#
+#    <details><summary>Hint</summary>
+#
+#    Use the convolution formula of "The idea": every convolution here is 3×3 without bias and keeps
+#    the 28×28 size (padding 1, stride 1). The stem maps 1→16 channels, each of the block's two
+#    convolutions 16→16. Each BatchNorm adds a scale and a shift per channel (learned; 0 MACs in the
+#    report). Print `torch_reports[2].layers[:6]` to compare; the hidden cell below the exercises does
+#    the sums.
+#
+#    </details>
+#
+# 2. Measure the latency of LeNet-5 at batch sizes 1, 32 and 256. How does the time per sample change,
+#    and why?
+#
+#    <details><summary>Hint</summary>
+#
+#    Call `cl.measure(torch_models["lenet5"], data=test_torch, batch_size=b)` for each `b` and divide
+#    `latency_ms` by `b`. Think of the fixed cost of each call (Python, dispatch, one pass through every
+#    layer) against the work that grows with the batch.
+#
+#    </details>
+#
+# 3. Set `cl.set_threads(1)` and measure again. Which model loses most from one thread?
+#
+#    <details><summary>Hint</summary>
+#
+#    `cl.set_threads(1)` sets one count for PyTorch and TensorFlow (TensorFlow only before its first
+#    operation: read the `"tensorflow"` entry it returns, or restart the kernel). Re-run the two
+#    `cl.measure` cells, check each report's `threads`, and compare `latency_ms` per model with the
+#    earlier reports; `cl.set_threads(None)` restores all cores. Which model has the most MACs to share?
+#
+#    </details>
+#
 # 4. Save LeNet-300-100 with 90 % zeros using `cl.save(masked, "m.clz")` and compare its size with the
 #    `.pt` file. (The pruning chapter makes this file much smaller.)
+#
+#    <details><summary>Hint</summary>
+#
+#    `cl.save` returns the bytes it wrote; `torch.save(masked.state_dict(), "m.pt")` and
+#    `os.path.getsize("m.pt")` give the other side (or `reports[1].file_bytes` from the zeros cell).
+#    Are the zeros of a plain dense tensor stored any differently?
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 1: the ResNet-8 stem and first block counted by hand,
+# against what cl.measure reports layer by layer.
+import torch
+import compresslib as cl
+
+x1 = torch.from_numpy(cl.datasets.load_mnist("test", layout="torch").x[:1])
+rn8 = cl.zoo.pretrained("resnet8", framework="torch")
+rep = cl.measure(rn8, example_input=x1, latency=False)
+# (c_in, c_out) of the 3x3 convolutions: stem, layer1.conv1, layer1.conv2
+convs = [(1, 16), (16, 16), (16, 16)]
+hand_params = sum(i * o * 9 + 2 * o for i, o in convs)  # conv + BN scale/shift
+hand_macs = sum(28 * 28 * o * i * 9 for i, o in convs)
+first = [l for l in rep.layers if l.name.startswith(("stem", "layer1"))]
+meas_params = sum(l.params for l in first)
+meas_macs = sum(l.macs for l in first)
+print(
+    f"Exercise 1: stem + first block by hand {hand_params:,} parameters,"
+    f" {hand_macs:,} MACs; cl.measure {meas_params:,} parameters,"
+    f" {meas_macs:,} MACs"
+)
+assert (hand_params, hand_macs) == (meas_params, meas_macs) == (4848, 3725568)

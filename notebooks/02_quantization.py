@@ -59,6 +59,7 @@ import tensorflow as tf
 import keras
 import matplotlib.pyplot as plt
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb
 from compresslib.core import quant as cq
 
@@ -183,6 +184,13 @@ for obs in cq.OBSERVERS:
 # eager mode that `+` is the known trap, needing `FloatFunctional`), `quantize_dynamic` for Linear
 # layers, torchao for 8-bit weight-only. Every row below is measured with `packed=True`, which also
 # writes compresslib's packed `.clz` file and records its bytes.
+#
+# Two models: chapter 1's ResNet8, where convolutions do the work, and a fourth reference model met here
+# for the first time, `mlp_wide` — 784 → 1024 → 1024 → 10, fully connected, 1.86 million parameters,
+# where two large matrix multiplications do almost all the work: the model family dynamic int8 is made for.
+# Its float weights (7.5 MB) are not shipped with the package: the first `cl.zoo.pretrained("mlp_wide")`
+# trains it (8 epochs on the MNIST training images, the zoo's recipe) and caches the weights, and every
+# later call loads them.
 
 # %%
 test_t = cl.datasets.load_mnist("test", layout="torch")
@@ -521,6 +529,57 @@ for key, (fw, model, method) in {
 # lack fused int8 CPU kernels here. Half precision depends on the CPU: where it has native bfloat16
 # arithmetic (or oneDNN keeps bfloat16 through a chain of ops) it is faster — here bfloat16 ran at
 # {glue:text}`t_bf16_speedup:.2f`× — and where each op converts back to float32 it saves bytes, not time.
+
+# %% [markdown]
+# ## On a harder data set: int8 ResNet-20 on Fashion-MNIST, deployed
+#
+# MNIST cannot tell these modes apart on accuracy: one accuracy on 2,000 digits has a standard error of
+# about 0.3 pt, more than most drops above. `bench/fashion.py` quantizes the Fashion-MNIST ResNet-20
+# (He et al.'s CIFAR design, 0.27 M parameters) with `Int8Static` in both frameworks, deploys it to ONNX
+# Runtime, OpenVINO and LiteRT, measures all 10,000 test images with a Wilson interval for every accuracy
+# and McNemar's paired test for every drop, and times every row in interleaved rounds. Its committed
+# results (every column on the Results page):
+
+# %%
+from IPython.display import display
+
+from compresslib import benchresults
+
+FASHION = benchresults.load_results("fashion")
+int8_rows = [r for r in FASHION["rows"] if r["model"] == "fashion_resnet20"]
+columns = ("framework",) + benchresults.COMPACT
+display(Markdown("\n".join(benchresults.table(int8_rows, columns))))
+for t in FASHION.get("targets", []):
+    if "int8" in t["target"]:
+        print(f"{t['status']}: {t['target']}")
+print(benchresults.provenance(FASHION, int8_rows))
+
+# %% tags=["remove-cell"]
+by_method = {(r["framework"], r["method"]): r for r in int8_rows}
+ov = by_method[("torch", "compresslib int8 → OpenVINO")]
+lite = by_method[("keras", "compresslib int8 → LiteRT")]
+fx = by_method[("torch", "compresslib int8 (FX x86)")]
+nb.glue("fm_ov_drop", f"{ov['accuracy_drop_pt']:.2f}")
+nb.glue("fm_ov_verdict", ov["verdict"])
+nb.glue("fm_fx_drop", f"{fx['accuracy_drop_pt']:.2f}")
+nb.glue("fm_fx_verdict", fx["verdict"])
+nb.glue("fm_lite_drop", f"{lite['accuracy_drop_pt']:.2f}")
+nb.glue("fm_lite_verdict", lite["verdict"])
+nb.glue("fm_ov_speed", f"{ov['speedup']:.1f}")
+nb.glue("fm_ov_own", f"{ov['speedup_vs_runtime_fp32']:.2f}")
+nb.glue("fm_lite_own", f"{lite['speedup_vs_runtime_fp32']:.2f}")
+h2h = FASHION.get("head_to_head") or {}
+nb.glue("fm_h2h", f"{h2h.get('speedup', float('nan')):.1f}")
+
+# %% [markdown]
+# On 10,000 images the int8 drops are {glue:text}`fm_fx_drop` pt (PyTorch FX, {glue:text}`fm_fx_verdict`),
+# {glue:text}`fm_ov_drop` pt (the same file in OpenVINO, {glue:text}`fm_ov_verdict`) and
+# {glue:text}`fm_lite_drop` pt (Keras → LiteRT, {glue:text}`fm_lite_verdict`): the paired test, not the
+# size of the number, says whether a drop is real. Deployed, the OpenVINO int8 model ran
+# {glue:text}`fm_ov_speed`× as fast as torch eager fp32 in the interleaved rounds
+# ({glue:text}`fm_h2h`× head to head) — but only {glue:text}`fm_ov_own`× against OpenVINO's own fp32,
+# and LiteRT's int8 {glue:text}`fm_lite_own`× against LiteRT's fp32: most of a deployed speed-up is the
+# runtime, and chapter 7 separates the two.
 #
 # ## Summary
 #
@@ -532,10 +591,78 @@ for key, (fw, model, method) in {
 # * At 4 bits PTQ is often still fine on MNIST-sized models; at 2 bits QAT wins back much of what PTQ
 #   loses ({glue:text}`ptq2:.2f` % → {glue:text}`qat2:.2f` % for LeNet-5 in PyTorch).
 # * The same weights give the same integers in both frameworks (one core, tested for parity).
+# * On Fashion-MNIST's 10,000 test images the int8 ResNet-20 in OpenVINO loses {glue:text}`fm_ov_drop` pt
+#   ({glue:text}`fm_ov_verdict` by McNemar's test) and runs {glue:text}`fm_ov_speed`× as fast as torch
+#   eager fp32.
 #
 # ## Exercises
 #
-# 1. Compare the `percentile` and `mse` observers for `Int8Static` on the ResNet: which layers' scales change most?
+# 1. Compare the `percentile` and `mse` observers for `Int8Static` on the ResNet: which layers' scales
+#    change most?
+#
+#    <details><summary>Hint</summary>
+#
+#    Quantize `resnet_t` twice, with `cl.Int8Static(observer="percentile")` and
+#    `cl.Int8Static(observer="mse")`, calibrated on `train_t[0][:256]` as in the PyTorch section. The
+#    observer chooses the *activation* ranges (weights stay per-channel min-max), so compare the output
+#    `scale` of every quantized module in the two models' `named_modules()`. Where do the activations
+#    have long tails (the NumPy cell with `cq.OBSERVERS`)?
+#
+#    </details>
+#
 # 2. Quantize only the layers the sensitivity scan marks as robust to 2 bits and keep the others at 8.
+#
+#    <details><summary>Hint</summary>
+#
+#    `sens = tq.sensitivity(lenet_t, test_t, bits=2)` maps each layer name to the accuracy with that
+#    layer alone at 2 bits; call layers within, say, 1 pt of `base_l` robust. Then
+#    `tq.fake_quantize_weights(model, bits, layers=[...])` rounds just the named layers: apply it with
+#    `2` for the robust ones, again with `8` for the rest, and score with `ttrain.evaluate`. Do the
+#    single-layer drops add up?
+#
+#    </details>
+#
 # 3. Why does per-group quantization beat per-channel at 2 bits? Plot SQNR against the group size.
+#
+#    <details><summary>Hint</summary>
+#
+#    Reuse `w` (fc1, 120 × 400) from the NumPy section: `cq.quantize_tensor(w, 2, axis=1, group_size=g)`
+#    for group sizes that divide 400, and `cq.sqnr_db(w, qt.dequantize())`. At 2 bits there are only a
+#    few levels: how far apart they are is set by the largest weight in the group. What is a group of
+#    400 here? The hidden cell below checks a few points.
+#
+#    </details>
+#
 # 4. Measure `WeightOnly(bits=4)` at batch size 1 instead of 32: does the memory saving ever pay in time?
+#
+#    <details><summary>Hint</summary>
+#
+#    `cl.measure(cl.quantize(mlp_t, cl.WeightOnly(bits=4, group_size=16)), data=test_t,
+#    batch_size=1)` against `cl.measure(mlp_t, data=test_t, batch_size=1)`, in the same run. At batch 1
+#    every weight is loaded for one sample: compare the time to read 1.86 M float weights with the time
+#    to dequantize them before each multiply.
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 3: SQNR of LeNet-5's fc1 at 2 bits, per output channel and
+# per group of g input weights (the same core math as the NumPy section).
+import numpy as np
+import torch
+import compresslib as cl
+from compresslib.core import quant as cq
+
+lenet = cl.zoo.pretrained("lenet5", framework="torch")
+fc1 = [l for l in lenet.modules() if isinstance(l, torch.nn.Linear)][0]
+w1 = fc1.weight.detach().numpy()  # (120, 400)
+per_ch = cq.sqnr_db(w1, cq.quantize_tensor(w1, 2, axis=0).dequantize())
+groups = (4, 16, 50, 100, 400)
+per_g = [
+    cq.sqnr_db(w1, cq.quantize_tensor(w1, 2, axis=1, group_size=g).dequantize())
+    for g in groups
+]
+print(f"Exercise 3: fc1 at 2 bits, per channel {per_ch:.2f} dB; per group:")
+print(", ".join(f"g={g} {v:.2f} dB" for g, v in zip(groups, per_g)))
+# smaller groups, smaller ranges, finer levels; one group of 400 = per channel
+assert all(a > b for a, b in zip(per_g, per_g[1:]))
+assert per_g[1] > per_ch + 3 and abs(per_g[-1] - per_ch) < 1e-6

@@ -62,6 +62,7 @@ import tensorflow as tf
 import keras
 import matplotlib.pyplot as plt
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb
 from compresslib.core import masks, packing
 from compresslib.core.schedules import PolynomialDecay
@@ -697,6 +698,163 @@ nb.glue("csr_break_even", 100 * packing.break_even_sparsity("csr"))
 # speedup computed against it. Treat speedups far above the MAC ratio
 # ({glue:text}`t_struct_mac_ratio:.2f`× fewer MACs for the PyTorch ResNet8 at 0.5) as such an artefact, and prefer `python bench/pruning.py`, which runs in a plain process, measures the
 # baseline in the same run and warns when the machine was busy.
+
+# %% [markdown]
+# ## On a harder data set: the wide ResNet-20 on Fashion-MNIST
+#
+# On 2,000 MNIST digits the pruned models above land within a few tenths of a point of their originals —
+# inside the noise of a single accuracy (a standard error of about 0.3 pt). Fashion-MNIST's 10,000 test
+# images (shipped with compresslib; see the introduction) and a network with room to lose make trade-offs
+# visible. The wide ResNet-20 (`fashion_resnet20_wide`: 32/64/128 channels, where 3×3 convolutions take
+# almost all the time) is the network to prune.
+#
+# **Which layers can lose channels?** Switch off the lowest-L1 share of one block-internal convolution's
+# output channels — its filters and its BatchNorm scale and shift set to zero, which gives exactly the
+# outputs of the network with those channels removed — leave everything else as trained (no fine-tuning)
+# and measure. Nine layers × four ratios on 2,000 test images is 36 evaluations of the wide network:
+# minutes on 2 cores, longer than a chapter may run. So `scripts/fashion_sensitivity.py` computed them once
+# and kept, for every point, which images the network got right (the figure below is drawn from that
+# cache); the cell after it recomputes one point here and checks it against the cache.
+
+# %% mystnb={"figure": {"caption": "Wide ResNet-20 on 2,000 Fashion-MNIST test images: accuracy when one block-internal convolution alone loses its lowest-L1 share of output channels, without fine-tuning (cached by scripts/fashion_sensitivity.py). Colour: the stage; the grey band: the unpruned network's 95 % interval."}, "image": {"alt": "Nine accuracy curves against the share of channels removed, from 0.25 to 0.9, three colours for the three stages; most curves stay inside the grey band at 0.25 and fall apart at 0.9, some layers much earlier than others."}}
+import json
+from pathlib import Path
+
+from compresslib.core import stats
+
+CACHE = Path(cl.__file__).parent / "data" / "results" / "fashion_prune"
+SENS = json.loads((CACHE / "sensitivity.json").read_text())
+
+
+def cached_correct(hex_bits: str, n: int = SENS["images"]) -> np.ndarray:
+    """Which of the scan's images a network got right, unpacked from the cache."""
+    packed = np.frombuffer(bytes.fromhex(hex_bits), np.uint8)
+    return np.unpackbits(packed)[:n].astype(bool)
+
+
+base_ok = cached_correct(SENS["baseline"]["correct"])
+band = stats.wilson_interval(int(base_ok.sum()), base_ok.size)
+fig, ax = plt.subplots(figsize=nb.figsize(height=3.8))
+ax.axhspan(100 * band[0], 100 * band[1], color=nb.NEUTRAL, alpha=0.2, lw=0)
+for name, layer in SENS["layers"].items():
+    stage, block = int(name[5]), int(name.split(".")[1])
+    ax.plot(
+        [p["ratio"] for p in layer["points"]],
+        [100 * p["accuracy"] for p in layer["points"]],
+        color=nb.OTHER_COLORS[stage - 1], marker="os^"[block], lw=1.2,
+        label=f"stage {stage} block {block} ({layer['channels']} ch)",
+    )
+ax.set_xlabel("share of that layer's output channels removed")
+ax.set_ylabel("accuracy (%)")
+ax.legend(ncol=3, fontsize="x-small", loc="lower left")
+ax.set_title("Wide ResNet-20, one layer at a time (no fine-tuning)")
+plt.show()
+
+
+def drop_test(name: str, ratio: float) -> stats.PairedResult:
+    """McNemar's test: the unpruned network against ``name`` pruned to ``ratio``."""
+    point = SENS["layers"][name]["points"][SENS["ratios"].index(ratio)]
+    return stats.paired(None, base_ok, cached_correct(point["correct"]))
+
+
+at_half = {name: drop_test(name, 0.5) for name in SENS["layers"]}
+hurt_at_half = [n for n, r in at_half.items() if r.verdict == "lower"]
+worst = min(at_half, key=lambda n: at_half[n].difference_pt)
+
+# %% [markdown]
+# The cache is a claim too: recompute one point — the layer that lost most at half its channels — on the
+# scan's first 500 images, the same batch the script ran, and check every image agrees.
+
+# %%
+import copy
+
+
+def switch_off(model, conv, ratio):
+    """A copy of ``model``: ``conv``'s lowest-L1 ``ratio`` of channels off."""
+    out = copy.deepcopy(model).eval()
+    layer = out.get_submodule(conv)
+    bn = out.get_submodule(conv[: -len("conv1")] + "bn1")
+    l1 = layer.weight.detach().abs().sum(dim=(1, 2, 3))
+    drop = torch.argsort(l1)[: round(ratio * layer.out_channels)]
+    with torch.no_grad():
+        layer.weight[drop], bn.weight[drop], bn.bias[drop] = 0, 0, 0
+    return out
+
+
+wide_t = cl.zoo.pretrained("fashion_resnet20_wide", framework="torch").eval()
+xf, yf = cl.datasets.load_fashion_mnist("test", layout="torch")
+rng = np.random.default_rng(SENS["seed"])
+scan_idx = np.sort(rng.choice(10_000, size=SENS["images"], replace=False))[:500]
+with torch.inference_mode():
+    logits = switch_off(wide_t, worst, 0.5)(torch.from_numpy(xf[scan_idx]))
+live = logits.argmax(1).numpy() == yf[scan_idx]
+point = SENS["layers"][worst]["points"][SENS["ratios"].index(0.5)]
+cached = cached_correct(point["correct"])[:500]
+assert (live == cached).all(), "the cached scan no longer matches the network"
+print(
+    f"{worst} at 0.5, first 500 images: {int(live.sum())} right live,"
+    f" {int(cached.sum())} in the cache"
+)
+
+# %% tags=["remove-cell"]
+nb.glue("fw_sens_images", f"{SENS['images']:,}")
+nb.glue("fw_sens_base", stats.format_accuracy(int(base_ok.sum()), base_ok.size))
+nb.glue("fw_sens_hurt", f"{len(hurt_at_half)} of {len(at_half)}")
+nb.glue("fw_sens_worst", f"`{worst}` ({SENS['layers'][worst]['channels']} ch.)")
+nb.glue("fw_sens_worst_test", at_half[worst].describe())
+best = max(at_half, key=lambda n: at_half[n].difference_pt)
+nb.glue("fw_sens_best", f"`{best}`")
+nb.glue("fw_sens_best_test", at_half[best].describe())
+
+# %% [markdown]
+# Unlike the MNIST curves, these separate. On the {glue:text}`fw_sens_images` scanned images (the unpruned
+# network: {glue:text}`fw_sens_base`), removing half of one layer's channels costs accuracy that McNemar's
+# paired test can see in {glue:text}`fw_sens_hurt` layers. The most sensitive is {glue:text}`fw_sens_worst`:
+# {glue:text}`fw_sens_worst_test`; the least, {glue:text}`fw_sens_best`: {glue:text}`fw_sens_best_test`.
+# That is what a per-layer ratio (or a fine-tune that lets the rest of the network compensate) is for.
+#
+# **Pruning the whole network and fine-tuning.** `bench/fashion.py` prunes every stage with
+# `Structured(0.5)` (4× fewer MACs), fine-tunes 4 epochs with the unpruned network as teacher
+# (`scripts/fashion_prune.py`; the result ships in both frameworks), folds BatchNorm and times both
+# against the folded original, head to head. Its committed results (the Results page has every column):
+
+# %%
+from compresslib import benchresults
+
+FASHION = benchresults.load_results("fashion")
+prune_rows = [r for r in FASHION["rows"] if r["model"] == "fashion_resnet20_wide"]
+columns = ("framework",) + benchresults.COMPACT
+display(Markdown("\n".join(benchresults.table(prune_rows, columns))))
+prune_targets = [
+    t for t in FASHION.get("targets", []) if "structured pruning" in t["target"]
+]
+for t in prune_targets:
+    print(f"{t['status']}: {t['target']}")
+print(benchresults.provenance(FASHION, prune_rows))
+
+# %% tags=["remove-cell"]
+pruned_rows = {
+    r["framework"]: r for r in prune_rows if r.get("accuracy_drop_pt") is not None
+}
+nb.glue("fw_prune_drop", f"{pruned_rows['torch']['accuracy_drop_pt']:+.2f}")
+lo, hi = pruned_rows["torch"]["drop_ci_pt"]
+nb.glue("fw_prune_ci", f"{lo:+.2f} to {hi:+.2f}")
+nb.glue("fw_prune_verdict", pruned_rows["torch"]["verdict"])
+nb.glue("fw_prune_speed_t", f"{pruned_rows['torch']['speedup']:.2f}")
+nb.glue("fw_prune_speed_k", f"{pruned_rows['keras']['speedup']:.2f}")
+nb.glue(
+    "fw_prune_status",
+    " and ".join(
+        f"{t['status']} ({t['target'].split(':')[0]})" for t in prune_targets
+    ),
+)
+
+# %% [markdown]
+# Pruned and distilled, the wide network's accuracy drop is {glue:text}`fw_prune_drop` pt (a positive drop
+# is a loss; 95 % interval {glue:text}`fw_prune_ci`): {glue:text}`fw_prune_verdict` on 10,000 images — the fine-tune recovers what
+# the one-shot curves above lose. Four times fewer MACs bought {glue:text}`fw_prune_speed_t`× in PyTorch and
+# {glue:text}`fw_prune_speed_k`× in Keras in that run, so the bench's target of at least 2× reads
+# {glue:text}`fw_prune_status`: MACs are not time, as chapter 1 measured.
 #
 # ## Summary
 #
@@ -709,6 +867,10 @@ nb.glue("csr_break_even", 100 * packing.break_even_sparsity("csr"))
 # * Global magnitude pruning with a gradual schedule and three epochs of fine-tuning keeps LeNet-300-100
 #   within {glue:text}`t_gradual_drop:.2f` (PyTorch) and {glue:text}`k_gradual_drop:.2f` (Keras) points of
 #   its accuracy at 90 % sparsity.
+# * On Fashion-MNIST the layers differ: half of one layer's channels cost a measurable loss in
+#   {glue:text}`fw_sens_hurt` block-internal convolutions of the wide ResNet-20 (no fine-tuning); with every
+#   stage pruned by half and a 4-epoch distillation, McNemar's test on 10,000 images reads
+#   {glue:text}`fw_prune_verdict`.
 # * Structured pruning is the one that makes dense hardware faster: it removes channels, so parameters,
 #   MACs, bytes and latency all fall — provided the channels coupled by residual additions are removed
 #   together (Torch-Pruning's dependency graph; compresslib's graph walk for Keras 3).
@@ -716,7 +878,91 @@ nb.glue("csr_break_even", 100 * packing.break_even_sparsity("csr"))
 # ## Exercises
 #
 # 1. Run the sensitivity scan on LeNet-5's convolutions. Which layer would you prune least?
+#
+#    <details><summary>Hint</summary>
+#
+#    `tpruning.sensitivity(cl.zoo.pretrained("lenet5", "torch"), (xt, yt), sparsities=scan_s)` scans
+#    every Conv2d and Linear layer; its keys are the `Sequential` indices, so keep those whose module
+#    (`dict(model.named_modules())[key]`) is a `torch.nn.Conv2d`. Compare how many weights each
+#    convolution has (6 filters of 5×5×1 against 16 of 5×5×6) with how fast its curve falls.
+#
+#    </details>
+#
 # 2. Change `scope="global"` to `"layer"` at 90 % and compare accuracy after the same fine-tune.
-# 3. From the formulas, at what sparsity does CSR with int16 column indices beat the bitmask for a 300×784 layer? Check with `packing.encode`.
+#
+#    <details><summary>Hint</summary>
+#
+#    Re-run the gradual cell with `cl.Magnitude(0.9, scope="layer", schedule=...)` and a fresh
+#    `tpruning.finalize(lenet_t)`, keeping `epochs=3` and the learning rate. Before training, print the
+#    zeros per layer of `cl.prune(lenet_t, cl.Magnitude(0.9, scope=...))` for both scopes: which
+#    layer does the global threshold spare, and what does the sensitivity scan say about it?
+#
+#    </details>
+#
+# 3. From the formulas, at what sparsity does CSR with int16 column indices beat the bitmask for a
+#    300×784 layer? Check with `packing.encode`.
+#
+#    <details><summary>Hint</summary>
+#
+#    With $n = 300 \cdot 784$ and $z$ non-zeros, set the bitmask's $n/8 + 4z$ against CSR with 2-byte
+#    column indices, $4z + 2z + 4 \cdot 301$ (values, indices, and 301 row pointers kept as int32), and
+#    solve for $z$. `packing.bitmask_bytes` and `packing.csr_bytes` hold the formulas;
+#    `packing.encode(w, "csr")` stores int32 indices, so cast its `"indices"` array to `np.int16` before
+#    `packing.stored_bytes`. The hidden cell below does this for LeNet-300-100's first layer.
+#
+#    </details>
+#
 # 4. Prune ResNet8 with `Structured(0.75)` and fine-tune; plot speedup against ratio for both frameworks.
+#
+#    <details><summary>Hint</summary>
+#
+#    Repeat the structured cells for ratios 0.25, 0.5 and 0.75: `cl.prune(resnet_t, cl.Structured(r),
+#    example_input=xt[:1])` and `cl.prune(resnet_k, cl.Structured(r))`, the same one-epoch
+#    `ttrain.fit`/`ktrain.fit` with `teacher=`, then `cl.measure`. The speedup is the fp32 report's
+#    `latency_ms` over the pruned one's, measured in the same run; plot it beside the MAC ratio.
+#
+#    </details>
+#
 # 5. Add a `Concatenate` to a small functional model and watch which groups `kgraph.analyse` freezes.
+#
+#    <details><summary>Hint</summary>
+#
+#    Build e.g. two `Conv2D` branches on one input, join them with `keras.layers.Concatenate()`, and
+#    end in a `Conv2D` and a `Dense`. Print `g.groups()` and `g.is_frozen(root)` as in the Keras cell,
+#    and `g.skipped`: is `Concatenate` among the merges the walk understands (`kgraph.MERGES`)? Then
+#    try `cl.prune(model, cl.Structured(0.5))` and look at which kernels keep their shape.
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 3: CSR with int16 column indices (int32 row pointers)
+# against the bitmask, for LeNet-300-100's first layer (300 x 784).
+import numpy as np
+import torch
+import compresslib as cl
+from compresslib.core import masks, packing
+
+mlp = cl.zoo.pretrained("lenet300_100", "torch")
+w300 = [l for l in mlp.modules() if isinstance(l, torch.nn.Linear)][0]
+w300 = w300.weight.detach().numpy()
+rows, n = w300.shape[0], w300.size  # 300 rows, 235,200 weights
+# bitmask n/8 + 4z = CSR 4z + 2z + 4(rows + 1)  =>  z = n/16 - 2(rows + 1)
+z_even = n / 16 - 2 * (rows + 1)
+s_even = 1 - z_even / n
+print(
+    f"Exercise 3: CSR with int16 indices beats the bitmask below {z_even:,.0f}"
+    f" non-zeros, above {100 * s_even:.2f} % sparsity (int32: above"
+    f" {100 * (1 - (n / 32 - (rows + 1)) / n):.2f} %)"
+)
+for s in (0.93, 0.95):  # just below and just above the break-even
+    ws = np.where(masks.magnitude_mask(w300, s), w300, np.float32(0))
+    bitmask = packing.stored_bytes(packing.encode(ws, "bitmask")[1])
+    csr = packing.encode(ws, "csr")[1]
+    csr["indices"] = csr["indices"].astype(np.int16)
+    csr16 = packing.stored_bytes(csr)
+    z = int((ws != 0).sum())
+    assert bitmask == packing.bitmask_bytes(n, z)
+    assert csr16 == packing.csr_bytes(rows, z, index_bytes=2) + 2 * (rows + 1)
+    print(f"  {s:.0%} sparsity: bitmask {bitmask:,} B, CSR int16 {csr16:,} B")
+    assert (csr16 < bitmask) == (s > s_even)
+assert abs(s_even - 0.9401) < 1e-4

@@ -56,15 +56,10 @@ import numpy as np
 import torch  # torch before tensorflow
 import tensorflow as tf
 
-# Latency on ONE thread per framework: this book's machine is 2 cores shared by several
-# jobs, where 2-thread timings swung by 10x between runs. Set your own thread count to
-# measure your machine.
-torch.set_num_threads(1)
-tf.config.threading.set_intra_op_parallelism_threads(1)
-tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras
 import matplotlib.pyplot as plt
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb
 from compresslib.core import lowrank as L
 from compresslib.torch import lowrank as torch_lowrank
@@ -391,7 +386,7 @@ nb.glue("grid_min_ms", min(v[0] for v in grid.values()))
 nb.glue("grid_max_ms", max(v[0] for v in grid.values()))
 
 # %% [markdown]
-# In this run (one thread; {glue:text}`cpu`), going from 4 to 16 *output* channels at 8 input
+# In this run (all cores; {glue:text}`cpu`), going from 4 to 16 *output* channels at 8 input
 # channels took PyTorch {glue:text}`torch_out_ratio:.2f`× the time for 4× the MACs, while going from 4
 # to 16 *input* channels at 16 outputs took {glue:text}`torch_in_ratio:.2f`×. An AVX-512 CPU computes
 # 16 floats per instruction and oneDNN computes output channels in blocks of 16, so a block that is
@@ -572,7 +567,7 @@ cl.report.compare(reports_k)
 #
 # Both frameworks, the same configs, each against its own fp32 model measured in this run.
 #
-# The timings come from a shared 2-core machine, one thread per framework. Each `Report` records the 1-minute load average while it was timing (`report.load_average`); under load a single row can swing widely, so read speedups from `bench/lowrank.py`, which times every model in one run, rather than from one cell.
+# The timings come from a shared 2-core machine, all cores in every framework (see the introduction). Each `Report` records the 1-minute load average while it was timing (`report.load_average`); under load a single row can swing widely, so read speedups from `bench/lowrank.py`, which times every model in one run, rather than from one cell.
 
 # %%
 from IPython.display import Markdown
@@ -609,7 +604,7 @@ for fw, reps in (("t", reports_t), ("k", reports_k)):
     nb.glue(f"{fw}_fold_speedup", reps[0].latency_ms / reps[1].latency_ms)
 Markdown("\n".join(lines))
 
-# %% mystnb={"figure": {"caption": "Top: LeNet-300-100 accuracy against parameters when the first layer is replaced by a rank-r SVD (no fine-tuning); hollow markers, the fp32 models. Bottom: measured speedup of each ResNet8 variant against its framework's fp32 model (one thread)."}, "image": {"alt": "Top: accuracy curves for PyTorch (vermillion circles) and Keras (blue squares) rising with parameters towards the hollow fp32 markers. Bottom: paired horizontal bars per ResNet8 variant, PyTorch vermillion and Keras blue, around the line at 1."}}
+# %% mystnb={"figure": {"caption": "Top: LeNet-300-100 accuracy against parameters when the first layer is replaced by a rank-r SVD (no fine-tuning); hollow markers, the fp32 models. Bottom: measured speedup of each ResNet8 variant against its framework's fp32 model (all cores)."}, "image": {"alt": "Top: accuracy curves for PyTorch (vermillion circles) and Keras (blue squares) rising with parameters towards the hollow fp32 markers. Bottom: paired horizontal bars per ResNet8 variant, PyTorch vermillion and Keras blue, around the line at 1."}}
 fig, ax = plt.subplots(2, 1, figsize=nb.figsize(height=6.4))
 for fw, base, sweep in (("torch", base_t, sweep_t), ("keras", base_k, sweep_k)):
     st = nb.framework_style(fw)
@@ -680,7 +675,86 @@ plt.show()
 # ## Exercises
 #
 # 1. Choose ranks by `cl.SVD(energy=0.9)` instead of a fixed rank. Which layers get the most rank, and why?
-# 2. Decompose the ResNet8 with `cl.CP(rank=8)` and compare accuracy and latency with Tucker-2 at a similar parameter count.
-# 3. Apply `cl.decompose` and then `cl.quantize(..., cl.Int8Dynamic())` to MLP-wide: do the savings multiply?
-# 4. Find the smallest Tucker ranks for which one epoch of fine-tuning keeps the ResNet8 within 1 point of fp32.
-# 5. Run the side-by-side cells with `torch.set_num_threads(1)`: does the speedup of the factored model change?
+#
+#    <details><summary>Hint</summary>
+#
+#    `torch_lowrank.plan(lenet_t, cl.SVD(energy=0.9))` shows the rank each Linear layer would get,
+#    and whether it is accepted, before `cl.decompose` changes anything. Set each rank against the
+#    layer's break-even rank (`L.max_useful_svd_rank(*w.shape)`) and its spectrum in the energy plot:
+#    the rank that keeps 90 % of the energy is not the same fraction of every layer. The hidden cell
+#    below checks the plan against a hand-made SVD.
+#
+#    </details>
+#
+# 2. Decompose the ResNet8 with `cl.CP(rank=8)` and compare accuracy and latency with Tucker-2 at a
+#    similar parameter count.
+#
+#    <details><summary>Hint</summary>
+#
+#    `torch_lowrank.plan(resnet_t, cl.CP(rank=8), layers=is_3x3)` gives `params_after` per layer; pick
+#    `cl.Tucker(ranks=...)` with about the same total. Decompose both with `layers=is_3x3`, fine-tune
+#    each with `torch_lowrank.finetune(..., teacher=resnet_t)` as above, and measure both in one run.
+#    CP's depthwise convolutions have few MACs: are they fast kernels?
+#
+#    </details>
+#
+# 3. Apply `cl.decompose` and then `cl.quantize(..., cl.Int8Dynamic())` to MLP-wide: do the savings
+#    multiply?
+#
+#    <details><summary>Hint</summary>
+#
+#    `mlp = cl.zoo.pretrained("mlp_wide", "torch")` (trained on first use, as in chapter 2), then
+#    `d = cl.decompose(mlp, cl.SVD(rank=...))` and `q = cl.quantize(d, cl.Int8Dynamic())`. Measure
+#    all of `mlp`, `d`, `cl.quantize(mlp, cl.Int8Dynamic())` and `q` with `packed=True`, and compare the
+#    ratios of `file_bytes` and `latency_ms`: is the size of `q` the product of the two ratios, and
+#    the speed?
+#
+#    </details>
+#
+# 4. Find the smallest Tucker ranks for which one epoch of fine-tuning keeps the ResNet8 within 1 point
+#    of fp32.
+#
+#    <details><summary>Hint</summary>
+#
+#    Loop over a few pairs `cl.Tucker(ranks=(r1, r2))` (or `cl.Tucker(energy=e)`), with
+#    `torch_lowrank.finetune(..., epochs=1, teacher=resnet_t)` and `cl.measure(..., latency=False)`
+#    for the accuracy; compare with `reports_t[0].accuracy`. A 1-point difference on 2,000 test digits
+#    is only a few standard errors (chapter 2): look at more than one seed.
+#
+#    </details>
+#
+# 5. Run the side-by-side cells with `cl.set_threads(1)`: does the speedup of the factored model
+#    change?
+#
+#    <details><summary>Hint</summary>
+#
+#    `cl.set_threads(1)` changes PyTorch at once; TensorFlow fixes its thread pools at its first
+#    operation, so for Keras put `cl.set_threads(1)` in the import cell and restart the kernel. Compare
+#    `reports_t[0].latency_ms / r.latency_ms` with the run on all cores (each report's `threads` says
+#    which). Which layers had too little work to share among the threads?
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 1: the ranks cl.SVD(energy=0.9) gives the three Linear
+# layers of LeNet-300-100, against a plain NumPy SVD of each weight.
+import numpy as np
+import compresslib as cl
+from compresslib.core import lowrank as L
+from compresslib.torch import lowrank as torch_lowrank
+
+mlp = cl.zoo.pretrained("lenet300_100", "torch").eval()
+plans = torch_lowrank.plan(mlp, cl.SVD(energy=0.9))
+print("Exercise 1: ranks for 90 % of the energy (break-even rank):")
+for name, p in plans.items():
+    w = mlp.get_submodule(name).weight.detach().double().numpy()
+    sv = np.linalg.svd(w, compute_uv=False)
+    by_hand = int(np.searchsorted(np.cumsum(sv**2) / (sv**2).sum(), 0.9)) + 1
+    even = L.max_useful_svd_rank(*w.shape)
+    print(
+        f"  layer {name} {w.shape}: rank {p.rank} ({even}),"
+        f" {p.params_after:,} of {p.params_before:,} weights"
+    )
+    assert p.rank == by_hand and p.accepted
+ranks = [p.rank for p in plans.values()]
+assert ranks == sorted(ranks, reverse=True)  # the widest layer gets the most

@@ -59,16 +59,12 @@ import torch  # torch before tensorflow
 from torch import nn
 import tensorflow as tf
 
-# Latency on ONE thread per framework: this book's machine is 2 cores shared by several
-# jobs.
-torch.set_num_threads(1)
-tf.config.threading.set_intra_op_parallelism_threads(1)
-tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 from IPython.display import Markdown, display
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb
 from compresslib.core import architectures as arch
 from compresslib.torch import models as tm, train as ttrain
@@ -96,7 +92,7 @@ test_k = cl.datasets.load_mnist("test", layout="keras")
 train_t = cl.datasets.load_mnist("train", layout="torch")
 train_k = cl.datasets.load_mnist("train", layout="keras")
 print(
-    f"torch {torch.__version__} | keras {keras.__version__} | 1 thread each | device"
+    f"torch {torch.__version__} | keras {keras.__version__} | {cl.get_threads()} threads each | device"
     f" {DEVICE}"
 )
 
@@ -555,7 +551,7 @@ plt.show()
 # {glue:text}`family_epochs` epochs: alone, and distilled from the teacher with `fit(student, data, teacher=teacher)`
 # (cached as above). Accuracy,
 # parameters and MACs come from those runs; the latency is measured here, now, for every member in
-# interleaved rounds (batch 32, one thread), because a one-shot timing of the same model swings ±15 %
+# interleaved rounds (batch 32, all cores), because a one-shot timing of the same model swings ±15 %
 # on a quiet machine.
 
 # %%
@@ -713,7 +709,7 @@ def pareto(fw, teacher, rows, lat):
     plt.show()
 
 
-# %% mystnb={"figure": {"caption": "PyTorch: test accuracy against parameters, MACs and measured latency (batch 32, one thread) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis; each small member has an open and a filled marker joined by a line (the filled one above it where distillation helped); the teacher sits top right."}}
+# %% mystnb={"figure": {"caption": "PyTorch: test accuracy against parameters, MACs and measured latency (batch 32, all cores) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis; each small member has an open and a filled marker joined by a line (the filled one above it where distillation helped); the teacher sits top right."}}
 pareto("torch", teacher_t, arch_t, lat_t)
 
 # %% [markdown]
@@ -1131,7 +1127,7 @@ print(f"load average while timing: {os.getloadavg()[0]:.1f}")
 # %% tags=["remove-cell"]
 nb.glue("macs_sentence_keras", macs_sentence("Keras", arch_k))
 
-# %% mystnb={"figure": {"caption": "Keras: test accuracy against parameters, MACs and measured latency (batch 32, one thread) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis, as for PyTorch, in the Keras colour."}}
+# %% mystnb={"figure": {"caption": "Keras: test accuracy against parameters, MACs and measured latency (batch 32, all cores) for the small members, trained alone (open) and distilled from the teacher (filled); the star is the teacher."}, "image": {"alt": "Three panels sharing the accuracy axis, as for PyTorch, in the Keras colour."}}
 pareto("keras", teacher_k, arch_k, lat_k)
 
 
@@ -1475,7 +1471,7 @@ for fw, v in side.items():
 # %% tags=["remove-cell"]
 nb.glue("distill_summary", distill_summary)
 
-# %% mystnb={"figure": {"caption": "Measured speedup over the float ResNet8 (batch 32, one thread, interleaved rounds) of BatchNorm folding and of structured pruning (50 %, fine-tuned, folded), and of the distilled student over the teacher, per framework."}, "image": {"alt": "Grouped bars, PyTorch and Keras side by side for three methods (BN folding, structured pruning, the distilled student), with a reference line at 1x (no speedup)."}}
+# %% mystnb={"figure": {"caption": "Measured speedup over the float ResNet8 (batch 32, all cores, interleaved rounds) of BatchNorm folding and of structured pruning (50 %, fine-tuned, folded), and of the distilled student over the teacher, per framework."}, "image": {"alt": "Grouped bars, PyTorch and Keras side by side for three methods (BN folding, structured pruning, the distilled student), with a reference line at 1x (no speedup)."}}
 labels = ["BN folding", "structured 0.5", "distilled student\nvs teacher"]
 fig, ax = plt.subplots(figsize=(6.8, 2.6))
 for i, fw in enumerate(("torch", "keras")):
@@ -1504,7 +1500,7 @@ plt.show()
 # Tucker-2 (chapter 4) and structured pruning shrink the 3×3 convolutions. In the 16-channel ResNet8 those
 # take only part of the time; the stem, the shortcuts, ReLUs, additions and a fixed cost per layer take the
 # rest, and no amount of shrinking the convolutions removes it. The widest member, `resnet8_w64` (64, 128 and 256
-# channels), is dominated by them. Time per layer kind, with forward hooks (PyTorch, batch 32, one thread):
+# channels), is dominated by them. Time per layer kind, with forward hooks (PyTorch, batch 32, all cores):
 
 
 # %%
@@ -1615,10 +1611,92 @@ nb.glue("tucker_keras", tucker_speed["keras"]["tucker (16, 16)"])
 #
 # ## Exercises
 #
-# 1. Train `resnet56_w16` and `resnet56_w16_plain` with `scripts/residual_experiments.py`'s recipe (add them to
-#    `DEGRADATION`). Does the gap grow with depth?
-# 2. Distil `invres_x0.5` from `resnet20_w16` with `temperature=2` and `temperature=8`. Which is closer to the teacher?
+# 1. Train `resnet56_w16` and `resnet56_w16_plain` with `scripts/residual_experiments.py`'s recipe (add
+#    them to `DEGRADATION`). Does the gap grow with depth?
+#
+#    <details><summary>Hint</summary>
+#
+#    The script skips every run already in its output file, so write to a new one:
+#    `python scripts/residual_experiments.py --groups degradation --frameworks torch --out deg56.json`
+#    (mind how it slices `DEGRADATION`: the first four members run first). Compare the final training loss
+#    (`runs[...]["loss"][-1]`), not only the test accuracy: the budget measures how fast each network
+#    learns. The hidden cell below prints the cached gaps at depths 8, 20 and 32 to extend.
+#
+#    </details>
+#
+# 2. Distil `invres_x0.5` from `resnet20_w16` with `temperature=2` and `temperature=8`. Which is closer
+#    to the teacher?
+#
+#    <details><summary>Hint</summary>
+#
+#    `ttrain.fit(student, train_t, teacher=teacher, temperature=T, distill_alpha=0.7, ...)` with
+#    `teacher = cl.zoo.pretrained("resnet20_w16", "torch")` and a fresh `tm.build("invres_x0.5")` per run,
+#    the family recipe of `CACHE["recipes"]`; the cache holds the result at `CACHE["distill"]`'s temperature
+#    4. "Closer" can mean accuracy, or agreement: the share of test digits where student and teacher
+#    predict the same class.
+#
+#    </details>
+#
 # 3. Put the eager-mode model of the int8 section right: replace the `+` of `BasicBlock.forward` by a
 #    `torch.ao.nn.quantized.FloatFunctional` and quantise again. Compare its accuracy and speed with FX mode.
-# 4. Apply `cl.prune(..., cl.Structured(0.5))` to `invres_x1.0` in both frameworks. Which layers does each framework
-#    leave whole, and why? (Hint: the depthwise convolution ties its input channels to its output channels.)
+#
+#    <details><summary>Hint</summary>
+#
+#    Give each `BasicBlock` of a copy of `resnet_t` a `FloatFunctional` (e.g. `block.skip_add`) and a
+#    `forward` that ends in `block.relu2(block.skip_add.add(out, block.shortcut(x)))` (or `add_relu`), then
+#    repeat the `Stubbed` / `prepare` / calibrate / `convert` steps. Time it against `int8_t` with
+#    `interleaved(...)`, and evaluate both with `ttrain.evaluate`. Which fusions (Conv-BN-ReLU) did FX do
+#    that eager mode needs `tq.fuse_modules` for?
+#
+#    </details>
+#
+# 4. Apply `cl.prune(..., cl.Structured(0.5))` to `invres_x1.0` in both frameworks. Which layers does each
+#    framework leave whole, and why? (Hint: the depthwise convolution ties its input channels to its output
+#    channels.)
+#
+#    <details><summary>Hint</summary>
+#
+#    Build `tm.build("invres_x1.0")` and its twin `cl.transfer(model, framework="keras")`, prune with
+#    `example_input=torch.zeros(1, 1, 28, 28)` in PyTorch, and compare each convolution's
+#    `out_channels` (PyTorch) or kernel shape (Keras) before and after. In Keras,
+#    `kgraph.analyse(model)` (from `compresslib.keras import graph as kgraph`) shows the groups,
+#    `is_frozen` and `skipped`: which group reaches the model output?
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 1: the cached degradation runs (final training loss,
+# plain minus residual, per depth) and the two depth-56 members the exercise adds.
+import json
+from importlib import resources
+
+import torch
+import compresslib as cl
+from compresslib.torch import models as tm
+
+deg = json.loads(
+    resources.files("compresslib.data")
+    .joinpath("results/05_residual.json")
+    .read_text()
+)["runs"]
+print("Exercise 1: final training loss, plain minus residual (3 epochs):")
+for fw in ("torch", "keras"):
+    gap = {
+        d: deg[f"{fw}/resnet{d}_w16_plain/alone"]["loss"][-1]
+        - deg[f"{fw}/resnet{d}_w16/alone"]["loss"][-1]
+        for d in (8, 20, 32)
+    }
+    print(f"  {fw}:", ", ".join(f"depth {d} {v:+.3f}" for d, v in gap.items()))
+    assert 0 < gap[20] < gap[32]  # plain falls behind, more with depth
+x0 = torch.zeros(1, 1, 28, 28)
+p56 = {
+    n: cl.measure(tm.build(n), example_input=x0, latency=False)
+    for n in ("resnet56_w16", "resnet56_w16_plain")
+}
+res56, plain56 = p56.values()
+print(
+    f"  depth 56: {res56.params:,} parameters with shortcuts,"
+    f" {plain56.params:,} without; {res56.macs / 1e6:.1f} M MACs"
+)
+# only the two 1x1 projection shortcuts (+ their BN) differ: 16->32, 32->64
+assert res56.params - plain56.params == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64

@@ -62,6 +62,7 @@ import keras
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 import compresslib as cl
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 from compresslib import notebook as nb, pipeline
 from compresslib.core import packing, sharing
 from compresslib.core.encodings import entropy
@@ -574,7 +575,84 @@ nb.glue("chapter_seconds", time.perf_counter() - T0)
 #
 # 1. Replace the linear initialisation by `init="density"` in the recipe. Which layers lose accuracy, and why
 #    (look at the histogram above)?
+#
+#    <details><summary>Hint</summary>
+#
+#    In a fresh `r = shortened(6, 2)`, set `r.steps[1].config = dataclasses.replace(r.steps[1].config,
+#    init="density")` (or add `init: density` to the `WeightSharing` step of a recipe dict or YAML) and
+#    run `deep_compress` again. Per layer, `sharing.share(W, 5, init=...)` and
+#    `sharing.reconstruct` show where the centroids go: the density initialisation follows the histogram,
+#    so how many centroids land among the few large weights? The hidden cell below compares the errors.
+#
+#    </details>
+#
 # 2. Give the output layer of LeNet-300-100 more bits with `per_layer_bits`. Does it pay for its bytes?
+#
+#    <details><summary>Hint</summary>
+#
+#    `cl.WeightSharing(bits=5, per_layer_bits={"5": 8})` (PyTorch module names; Keras layer names in
+#    the Keras twin) in the recipe's sharing step. Compare the `.clz` bytes (`packed_bytes` in the table)
+#    and the accuracy with the 5-bit run: how many weights does the output layer keep after 95 % global
+#    pruning, and what does a 2,000-digit test set resolve (chapter 2's standard error)?
+#
+#    </details>
+#
 # 3. Write a YAML recipe with gradual pruning (`schedule: {type: PolynomialDecay, ...}`) and run it with
 #    `compresslib compress lenet300_100 --recipe my.yaml -o out.clz`; inspect the file.
+#
+#    <details><summary>Hint</summary>
+#
+#    Start from the preset printed above (`yaml.safe_dump(pipeline.PRESETS["deep_compression"])`) and put
+#    `schedule: {type: PolynomialDecay, initial: 0.0, final: 0.95, begin_step: ..., end_step: ...,
+#    frequency: ...}` in the `Magnitude` step; the steps count optimiser steps (60,000 digits / batch 64
+#    per epoch). `pipeline.load_recipe("my.yaml")` checks the file first; `--epochs 1` keeps the run short.
+#    Then `read_manifest("out.clz")` lists each tensor's encoding.
+#
+#    </details>
+#
 # 4. Run the preset on `resnet8`. Which layers resist 95 % pruning? Try a per-layer recipe.
+#
+#    <details><summary>Hint</summary>
+#
+#    `deep_compress(cl.zoo.pretrained("resnet8", "torch"), "torch", path, recipe=QUICK)` keeps it short.
+#    With `scope: global`, count the zeros per layer of `cl.prune(resnet, cl.Magnitude(0.95,
+#    scope="global"))`: which layers does one global threshold spare, and why (few weights, each reused
+#    at every pixel)? `compresslib.torch.pruning.sensitivity` (chapter 3) gives one curve per layer; a
+#    recipe's knobs are `scope`, `sparsity` and, for sharing, `conv_bits` and `per_layer_bits`.
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 1: 5-bit k-means of each layer of LeNet-300-100 pruned to
+# 95 % (global), from the linear and the density initialisation: the error
+# over all weights and over the largest 1 % of them.
+import numpy as np
+import torch
+import compresslib as cl
+from compresslib.core import sharing
+
+mlp = cl.prune(
+    cl.zoo.pretrained("lenet300_100", "torch"),
+    cl.Magnitude(0.95, scope="global"),
+)
+print("Exercise 1: mean |error| of 5-bit sharing, all weights / largest 1 %")
+err = {}
+for name in ("1", "3", "5"):
+    W = mlp.get_submodule(name).weight.detach().numpy()
+    w = W[W != 0]
+    big = np.abs(w) >= np.quantile(np.abs(w), 0.99)
+    for init in ("linear", "density"):
+        shared = sharing.reconstruct(*sharing.share(W, 5, init=init))
+        e = np.abs(shared[W != 0] - w)
+        err[name, init] = (e.mean(), e[big].mean())
+    print(
+        f"  layer {name} ({w.size:,} weights): "
+        + "; ".join(
+            f"{i} {err[name, i][0]:.1e} / {err[name, i][1]:.1e}"
+            for i in ("linear", "density")
+        )
+    )
+for name in ("1", "3", "5"):  # density fits the bulk better ...
+    assert err[name, "density"][0] < err[name, "linear"][0]
+for name in ("3", "5"):  # ... and the few large weights of small layers worse
+    assert err[name, "density"][1] > 2 * err[name, "linear"][1]

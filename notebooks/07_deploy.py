@@ -78,8 +78,7 @@ from compresslib.deploy import load as load_runtime
 from compresslib.timing import interleaved_latency
 
 torch.manual_seed(0)
-torch.set_num_threads(2)
-tf.config.threading.set_intra_op_parallelism_threads(1)
+cl.set_threads(None)  # all cores, in every framework and runtime (see the introduction)
 device = (
     nb.device()
 )  # int8 CPU kernels: the exports below run on CPU whatever this says
@@ -231,7 +230,7 @@ nb.glue("parity_agree", 100 * agree)
 #
 # Now every model measured the same way (`cl.measure` takes the runtime models like torch
 # models: accuracy on the 2,000 test digits, size of the file) and timed together in
-# interleaved rounds (batch 32, 2 threads):
+# interleaved rounds (batch 32, all cores):
 
 
 # %%
@@ -346,7 +345,7 @@ nb.glue("litert_int8_vs_fp32", litert["compresslib int8 → LiteRT"]["vs runtime
 # Both frameworks' rows, the two factors split: the bar's lower part is the runtime
 # (eager fp32 → runtime fp32), the upper part quantization (runtime fp32 → runtime int8).
 
-# %% mystnb={"figure": {"caption": "Each deployed ResNet8's speedup over its framework's eager fp32 model (batch 32, 2 threads, interleaved rounds), split into two factors on a log2 axis: the runtime (eager fp32 to the runtime's fp32) and quantization (the runtime's fp32 to its int8). An fp32 row in a runtime is all runtime."}, "image": {"alt": "Horizontal stacked bars, one per model and framework; the runtime share in one colour, the quantization share in another; fp32 rows in a runtime have a runtime bar only, int8 rows in the framework itself a quantization bar only."}}
+# %% mystnb={"figure": {"caption": "Each deployed ResNet8's speedup over its framework's eager fp32 model (batch 32, all cores, interleaved rounds), split into two factors on a log2 axis: the runtime (eager fp32 to the runtime's fp32) and quantization (the runtime's fp32 to its int8). An fp32 row in a runtime is all runtime."}, "image": {"alt": "Horizontal stacked bars, one per model and framework; the runtime share in one colour, the quantization share in another; fp32 rows in a runtime have a runtime bar only, int8 rows in the framework itself a quantization bar only."}}
 rows_all = rows_t + rows_k
 RUNTIME_COLOR, QUANT_COLOR = (
     nb.OTHER_COLORS[3],
@@ -542,8 +541,79 @@ nb.glue("minilm_mb", os.path.getsize(f"{tmp}/minilm_q.onnx") / 1e6)
 #
 # 1. Export the int8 ResNet8 with `full_range=True` and compare its accuracy and cosine to fp32
 #    with the default export. Which integers change, and which stay?
+#
+#    <details><summary>Hint</summary>
+#
+#    `cl.export(int8, f"{tmp}/r8_full.onnx", "onnxruntime", full_range=True)` returns the loaded model;
+#    score both exports with `cl.measure(..., data=test_t, latency=False)` and with `cosine(...)` of the
+#    bias-correction section against `ref_c`. Then read both files' initializers as in the parity cell
+#    (`onnx.load`, `numpy_helper.to_array`) and compare the `*_int8` weights with the scalar activation
+#    scales and `uint8` zero points. The hidden cell below shows what happens to one activation's grid.
+#
+#    </details>
+#
 # 2. Time `"compresslib int8 → OpenVINO"` at batch 1 and batch 256. How do the two factors move?
+#
+#    <details><summary>Hint</summary>
+#
+#    Call `interleaved_latency` on `"torch eager fp32"`, `"fp32 → OpenVINO"` and
+#    `"compresslib int8 → OpenVINO"` from `models_t`, with `test_t[0][:1]` and then `test_t[0][:256]`.
+#    The runtime's factor is eager fp32 over OpenVINO fp32, quantization's is OpenVINO fp32 over
+#    OpenVINO int8 (the formula in "The idea"). Which costs are per call and which per image?
+#
+#    </details>
+#
 # 3. Run `minilm.sensitivity(encoder, tokens[:32])` and keep the two most sensitive layers in
 #    float (`minilm.quantize(encoder, keep=...)`). What do cosine and speed do?
+#
+#    <details><summary>Hint</summary>
+#
+#    `sensitivity` returns the mean cosine to fp32 with only that one Linear layer in int8: the
+#    *lowest* values mark the most sensitive layers, so `keep = sorted(sens, key=sens.get)[:2]`. Embed
+#    with `minilm.embed`, score with `minilm.cosine(reference, ...)`, and time against `enc_int8` in
+#    the same run; how much of the model's work do two Linear layers of six blocks carry?
+#
+#    </details>
+#
 # 4. Export a structurally pruned and BatchNorm-folded ResNet8 (chapter 3) to OpenVINO: do
 #    pruning and the runtime multiply?
+#
+#    <details><summary>Hint</summary>
+#
+#    `pruned = cl.fold_batchnorm(cl.prune(fp32, cl.Structured(0.5), example_input=ex))` (fine-tune it
+#    first, as in chapter 3, if you also want its accuracy), then `cl.export(pruned, path, "openvino",
+#    example_input=ex)`. Time the four combinations (eager or OpenVINO, dense or pruned) together with
+#    `interleaved_latency` and compare the product of the two single speed-ups with the combined one.
+#
+#    </details>
+
+# %% tags=["hide-input"]
+# Check for exercise 1: what full_range=True does to one activation, the
+# ResNet8's logits on 256 training digits (affine, unsigned, as torch's x86
+# observers calibrate them): the same range on 255 steps instead of 127.
+import numpy as np
+import torch
+import compresslib as cl
+from compresslib.core import quant as cq
+
+r8 = cl.zoo.pretrained("resnet8", framework="torch").eval()
+with torch.no_grad():
+    x256 = cl.datasets.load_mnist("train", layout="torch")[0][:256]
+    act = r8(torch.as_tensor(x256)).numpy()
+grid = {}
+for full in (False, True):
+    kw = dict(bits=8, signed=False, reduce_range=not full)
+    scale, zp = cq.scale_zero_point(act.min(), act.max(), symmetric=False, **kw)
+    q = cq.quantize(act, scale, zp, **kw)
+    deq = cq.dequantize(q, scale, zp)
+    grid[full] = (float(scale), int(zp), int(q.max()), cq.sqnr_db(act, deq))
+for full, (scale, zp, qmax, sqnr) in grid.items():
+    label = "full range" if full else "default   "
+    print(
+        f"Exercise 1, {label}: scale {scale:.5f},"
+        f" zero point {zp}, largest integer {qmax}, SQNR {sqnr:.1f} dB"
+    )
+print("(weight integers depend on the weights alone: the same in both exports)")
+assert np.isclose(grid[True][0] / grid[False][0], 127 / 255, rtol=1e-5)
+assert abs(grid[True][1] - 2 * grid[False][1]) <= 1  # the zero point doubles
+assert grid[True][3] - grid[False][3] > 5  # about 6 dB for the extra bit

@@ -57,7 +57,7 @@ def fine_tune(student: torch.nn.Module, teacher: torch.nn.Module, ratio: float, 
             idx = order[b * BATCH:(b + 1) * BATCH]
             xb, yb = torch.from_numpy(augment(x[idx], rng)), torch.from_numpy(y[idx])
             for g in opt.param_groups:
-                g["lr"] = 0.5 * LR * (1 + np.cos(np.pi * (epoch * steps + b) / (epochs * steps)))
+                g["lr"] = float(0.5 * LR * (1 + np.cos(np.pi * (epoch * steps + b) / (epochs * steps))))
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 soft = teacher(xb).float()
             opt.zero_grad(set_to_none=True)

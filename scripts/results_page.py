@@ -14,7 +14,8 @@ import glob
 import json
 import os
 import sys
-from typing import Any
+
+from compresslib.benchresults import COMPACT, provenance, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -31,76 +32,6 @@ BENCHES = [
     ("deep_compression", "chapter 6: prune, share, entropy-code"),
     ("deploy", "chapter 7: compresslib's exports against the runtimes' own quantizers"),
 ]
-COLUMNS = [  # (key, header, format)
-    ("framework", "framework", str),
-    ("model", "model", str),
-    ("method", "method", str),
-    ("runtime", "runtime", str),
-    ("bytes", "bytes", lambda v: f"{v:,}"),
-    ("accuracy", "accuracy %", lambda v: f"{100 * v:.2f}"),
-    ("accuracy_ci", "95 % CI", lambda v: f"{100 * v[0]:.2f}–{100 * v[1]:.2f}"),
-    ("accuracy_drop_pt", "drop pt", lambda v: f"{v:+.2f}"),
-    ("drop_ci_pt", "drop 95 % CI", lambda v: f"{v[0]:+.2f} to {v[1]:+.2f}"),
-    ("drop_and_verdict", "drop pt (paired)", str),
-    ("p_value", "McNemar p", lambda v: f"{v:.2g}"),
-    ("verdict", "paired test", str),
-    ("cosine", "cosine", lambda v: f"{v:.5f}"),
-    ("latency_ms", "latency ms", lambda v: f"{v:.3f}"),
-    ("latency_spread_ms", "± ms", lambda v: f"{v:.3f}"),
-    ("speedup", "speedup ×", lambda v: f"{v:.2f}"),
-    ("speedup_vs_runtime_fp32", "vs runtime fp32 ×", lambda v: f"{v:.2f}"),
-]
-
-
-def _cell(fmt, value: Any) -> str:
-    if value is None:
-        return ""
-    try:
-        return fmt(value).replace("|", "\\|")
-    except (TypeError, ValueError, IndexError):
-        return str(value)
-
-
-# the compact table a reader sees first (fits the page column); every column is under "all columns"
-COMPACT = ("model", "method", "accuracy", "drop_and_verdict", "speedup",
-           "speedup_vs_runtime_fp32")
-
-
-def table(rows: list[dict], keys: tuple[str, ...] | None = None) -> list[str]:
-    if keys is None:
-        keys = tuple(k for k, _, _ in COLUMNS if k != "drop_and_verdict")
-    rows = [dict(r, drop_and_verdict=f"{r['accuracy_drop_pt']:+.2f} ({r.get('verdict') or 'no test'})")
-            if r.get("accuracy_drop_pt") is not None else r for r in rows]
-    cols = [c for c in COLUMNS if c[0] in keys and any(r.get(c[0]) is not None for r in rows)]
-    lines = ["| " + " | ".join(h for _, h, _ in cols) + " |",
-             "|" + "".join("---|" if k in ("framework", "model", "method", "runtime", "verdict") else "---:|"
-                           for k, _, _ in cols)]
-    # a bench that kept no file for a row writes bytes 0: say so rather than print a size of zero
-    lines += ["| " + " | ".join("not saved" if k == "bytes" and r.get(k) == 0 else _cell(f, r.get(k))
-                                for k, _, f in cols) + " |" for r in rows]
-    return lines
-
-
-def provenance(doc: dict, rows: list[dict]) -> str:
-    m = doc.get("machine", {})
-    loads = [r["load_average"] for r in rows if r.get("load_average") is not None]
-    threads = sorted({r["threads"] for r in rows if r.get("threads") is not None})
-    parts = [f"CPU {m.get('cpu', 'not recorded')}"]
-    if m.get("cpu_flags"):
-        parts.append("flags " + ", ".join(m["cpu_flags"]))
-    parts.append(f"{m.get('cpus', '?')} cores")
-    if threads:
-        parts.append("threads " + ", ".join(map(str, threads)))
-    if loads:
-        parts.append(f"load average {min(loads):.2f}–{max(loads):.2f} while timing")
-    parts.append(f"torch {m.get('torch', '?')}, Python {m.get('python', '?')}")
-    if m.get("commit"):
-        parts.append(f"commit {m['commit'][:10]}")
-    if m.get("date"):
-        parts.append(m["date"])
-    return "; ".join(parts)
-
-
 def render() -> str:
     out = ["# Results", "",
            "Every figure on this page was written by a bench script into `bench/results/<bench>.json` and is "

@@ -76,7 +76,7 @@ def lr_at(step: int, steps_per_epoch: int, epochs: int, peak: float) -> float:
     if step < warm:
         return peak * (step + 1) / warm
     progress = (step - warm) / max(1, epochs * steps_per_epoch - warm)
-    return 0.5 * peak * (1 + np.cos(np.pi * progress))
+    return float(0.5 * peak * (1 + np.cos(np.pi * progress)))  # a Python float: checkpoints load weights_only
 
 
 @torch.no_grad()
@@ -101,7 +101,9 @@ def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tu
 def checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, epoch: int, seconds: float) -> None:
     """Write the checkpoint atomically: a killed run never leaves half a file."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "seconds": seconds}, tmp)
+    # plain Python numbers only: the checkpoint is read back with weights_only=True (no unpickling)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": int(epoch),
+                "seconds": float(seconds)}, tmp)
     os.replace(tmp, path)
 
 

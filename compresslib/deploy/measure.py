@@ -31,6 +31,7 @@ from compresslib.core.measure import assemble, check_measure_args, file_sizes
 from compresslib.core.training import check_data
 from compresslib.report import Report
 from compresslib.runtimes import is_runtime_model
+from compresslib.threads import get_threads
 from compresslib.timing import time_calls
 
 
@@ -77,7 +78,7 @@ def measure(model: Any, data: Any = None, example_input: Any = None, *, name: Op
     return assemble(
         Report, framework=model.__compresslib_framework__, name=name or getattr(model, "name", type(model).__name__),
         layers=list(model.layer_stats()), native=_file_bytes(model), device="cpu",
-        threads=getattr(model, "threads", None) or (os.cpu_count() or 1),
+        threads=getattr(model, "threads", None) or get_threads(),
         time=(lambda: time_calls(model, example, runs=runs, warmup=warmup)) if latency else None,
         batch_size=int(example.shape[0]), accuracy=accuracy if data is not None else None)
 

@@ -40,6 +40,7 @@ from compresslib.keras.checks import check_batch, check_model, describe, is_subc
 from compresslib.keras.rebuild import functional_of, graph_layers, rebuild
 from compresslib.report import LayerStats
 from compresslib.runtimes import RuntimeModel
+from compresslib.threads import get_threads
 
 BUILTINS = "LiteRT builtin ops"
 
@@ -65,7 +66,7 @@ class LiteRTModel(RuntimeModel):
         super().__init__("", {"framework": "keras", "name": name})
         self.flatbuffer = bytes(flatbuffer)
         self.name = name
-        self.threads = os.cpu_count() or 1
+        self.threads = get_threads()
         self.conversion = conversion
         self._stats = stats or []
         self._interp = Interpreter(model_content=self.flatbuffer, num_threads=self.threads)

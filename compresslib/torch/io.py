@@ -36,6 +36,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_state_dict_hooks",
                "_load_state_dict_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
@@ -223,10 +224,12 @@ def _unplain(value: Any, depth: int = 0) -> Any:
 def _node(module: nn.Module, prefix: str, tensors: dict[str, np.ndarray]) -> dict:
     _fill_registry()
     cls = type(module)
+    if parametrize.is_parametrized(module):
+        return _computed_node(module, prefix, tensors)
     path = _NAMES.get(cls)
     where = prefix.rstrip(".") or "the model"
-    for hooks in _HOOK_DICTS:
-        if getattr(module, hooks, None):
+    for hooks in _HOOK_DICTS if path is not None else ():  # a user module's hooks come back with its
+        if getattr(module, hooks, None):                     # instance, load(path, model=...)
             raise ValueError(f"cannot save {where}: it has {hooks} (e.g. torch.nn.utils.prune masks); "
                              "remove them first (compresslib's pruning leaves plain weights)")
     if path is None:  # the user's own class: its code stays the user's (see _CODE_KEYS)
@@ -248,6 +251,30 @@ def _node(module: nn.Module, prefix: str, tensors: dict[str, np.ndarray]) -> dic
     return node
 
 
+def _computed_node(module: nn.Module, prefix: str, tensors: dict[str, np.ndarray]) -> dict:
+    """A parametrized module (``weight_norm``, ``spectral_norm``…) saved as its own class holding the
+    tensors the parametrizations compute: the same outputs, plain weights after loading (a warning
+    says so). The caller's module is only read."""
+    import warnings
+
+    base = type(module).__bases__[0]  # parametrize makes a class per instance on top of the original
+    where = prefix.rstrip(".") or "the model"
+    if _NAMES.get(base) is None:
+        raise ValueError(f"cannot save {where}: it is a parametrized {base.__name__}, which is not a "
+                         "torch.nn layer compresslib can store")
+    warnings.warn(f"save: {where}'s parametrizations ({', '.join(module.parametrizations)}) are stored as "
+                  "the tensors they compute; the loaded layer has plain weights", stacklevel=5)
+    attrs = {}
+    for key, value in vars(module).items():
+        if key in _INTERNAL or key in _derived(module) or key.startswith("__"):
+            continue
+        attrs[key] = _plain(value)
+    node: dict[str, Any] = {"class": _NAMES[base], "attrs": attrs}
+    computed = {name: nn.Parameter(getattr(module, name).detach()) for name in module.parametrizations}
+    _members(module, node, prefix, tensors, extra=computed, skip=("parametrizations",))
+    return node
+
+
 def _plain_attrs(module: nn.Module) -> dict:
     """The plain-valued attributes of a user module (compression may change them, e.g. a pruned norm's
     ``normalized_shape``); the rest (configs, functions) stays the user's."""
@@ -262,10 +289,12 @@ def _plain_attrs(module: nn.Module) -> dict:
     return out
 
 
-def _members(module: nn.Module, node: dict, prefix: str, tensors: dict[str, np.ndarray]) -> None:
-    """Parameters, buffers and children of ``module`` into ``node`` (tensors into ``tensors``)."""
+def _members(module: nn.Module, node: dict, prefix: str, tensors: dict[str, np.ndarray],
+             extra: Optional[dict] = None, skip: tuple = ()) -> None:
+    """Parameters (plus ``extra`` ones), buffers and children (but ``skip``) of ``module`` into ``node``
+    (tensors into ``tensors``)."""
     node.update(params={}, buffers={}, children={}, non_persistent=sorted(module._non_persistent_buffers_set))
-    for name, p in module._parameters.items():
+    for name, p in {**module._parameters, **(extra or {})}.items():
         node["params"][name] = None if p is None else {"requires_grad": bool(p.requires_grad)}
         if p is not None:
             tensors[prefix + name] = _to_numpy(p)
@@ -274,7 +303,8 @@ def _members(module: nn.Module, node: dict, prefix: str, tensors: dict[str, np.n
         if b is not None:
             tensors[prefix + name] = _to_numpy(b)
     for name, child in module._modules.items():
-        node["children"][name] = None if child is None else _node(child, f"{prefix}{name}.", tensors)
+        if name not in skip:
+            node["children"][name] = None if child is None else _node(child, f"{prefix}{name}.", tensors)
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -295,8 +325,39 @@ def to_spec(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
         return registry.kind("torch", kind).to_spec(model)
     tensors: dict[str, np.ndarray] = {}
     root = _node(model, "", tensors)
-    dtypes = {k: "bfloat16" for k, v in _bf16_names(model).items()}
-    return {"root": root, "torch_dtypes": dtypes}, tensors
+    ties = {k: v for k, v in tied_names(model).items() if k in tensors and v in tensors}
+    for name in ties:  # a tensor shared by several modules is stored once and tied again on load
+        del tensors[name]
+    dtypes = {k: "bfloat16" for k in _bf16_names(model) if k not in ties}
+    spec = {"root": root, "torch_dtypes": dtypes}
+    if ties:
+        spec["ties"] = ties
+    return spec, tensors
+
+
+def tied_names(model: nn.Module) -> dict[str, str]:
+    """``{name: first name}`` of every parameter or buffer that is the same tensor as an earlier one.
+
+    A language model whose output layer reuses its embedding matrix has one such tie; saving keeps one
+    copy and loading ties them again (the same ``nn.Parameter`` in both modules).
+
+    Example:
+        >>> emb, head = torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False)
+        >>> head.weight = emb.weight
+        >>> tied_names(torch.nn.Sequential(emb, head))
+        {'1.weight': '0.weight'}
+    """
+    first: dict[int, str] = {}
+    ties = {}
+    named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
+    for name, t in named:
+        if t is None:
+            continue
+        if id(t) in first and first[id(t)] != name:
+            ties[name] = first[id(t)]
+        else:
+            first.setdefault(id(t), name)
+    return ties
 
 
 def _bf16_names(model: nn.Module) -> dict[str, bool]:
@@ -317,6 +378,8 @@ class _Context:
     classes: dict = field(default_factory=dict)  # id(node) -> class, filled by the check
     template: Optional[nn.Module] = None  # load(path, model=...): the user's instance, for "code" nodes
     targets: dict = field(default_factory=dict)  # id(code node) -> the template's module, found by the check
+    ties: dict = field(default_factory=dict)  # tied name -> the name of the tensor it shares
+    built: dict = field(default_factory=dict)  # name -> tensor, for the ties (filled while building)
 
 
 def _name(name: object, what: str) -> str:
@@ -367,6 +430,8 @@ def _check_node(node: Any, prefix: str, ctx: _Context, depth: int) -> None:
                 isinstance(meta, dict) and set(meta) == {"requires_grad"} and isinstance(meta["requires_grad"], bool))
             if not ok:
                 raise ValueError(f"{where}: {kind} {name!r} is described by {str(meta)[:60]}")
+            if prefix + name in ctx.ties:
+                continue
             if prefix + name not in ctx.tensors:
                 raise ValueError(f"{where}: {kind} {name!r} has no tensor {prefix + name!r} in the file")
             ctx.used.add(prefix + name)
@@ -416,13 +481,18 @@ def check_spec(spec: Any, tensors: Mapping[str, np.ndarray], custom_objects: Opt
     Every node's class is looked up (:func:`lookup_class`), every attribute is a plain value that
     replaces no method, every parameter and buffer has its tensor, and every tensor is used.
     """
-    if not isinstance(spec, dict) or "root" not in spec or not set(spec) <= {"root", "torch_dtypes"}:
-        raise ValueError("a torch model is described by 'root' (and 'torch_dtypes')")
+    if not isinstance(spec, dict) or "root" not in spec or not set(spec) <= {"root", "torch_dtypes", "ties"}:
+        raise ValueError("a torch model is described by 'root' (and 'torch_dtypes', 'ties')")
+    ties = spec.get("ties", {})
+    if not isinstance(ties, dict) or not all(isinstance(k, str) and isinstance(v, str) and k not in tensors
+                                             and v in tensors for k, v in ties.items()):
+        raise ValueError("ties must map a tensor name missing from the file to one the file holds")
     dtypes = spec.get("torch_dtypes", {})
     if not isinstance(dtypes, dict) or any(v != "bfloat16" for v in dtypes.values()):
         raise ValueError("torch_dtypes must map tensor names to 'bfloat16'")
     ctx = _Context(tensors, dtypes, dict(custom_objects or {}), max_depth)
     ctx.template = template
+    ctx.ties = dict(ties)
     _check_node(spec["root"], "", ctx, 0)
     unused = sorted(set(tensors) - ctx.used)
     if unused:
@@ -437,6 +507,21 @@ def _tensor(array: np.ndarray, name: str, dtypes: dict) -> torch.Tensor:
     t = torch.from_numpy(np.array(array, copy=True))
     if dtypes.get(name) == "bfloat16":
         t = t.view(torch.bfloat16)
+    return t
+
+
+def _tied_or_new(name: str, ctx: _Context, requires_grad: Optional[bool]) -> torch.Tensor:
+    """The tensor named ``name``: the one it is tied to (already built), else a new one from the file
+    (a parameter when ``requires_grad`` is not None)."""
+    if name in ctx.ties:
+        shared = ctx.built.get(ctx.ties[name])
+        if shared is None:
+            raise ValueError(f"{name!r} is tied to {ctx.ties[name]!r}, which no module before it holds")
+        return shared
+    t = _tensor(ctx.tensors[name], name, ctx.dtypes)
+    if requires_grad is not None:
+        t = nn.Parameter(t, requires_grad=requires_grad and t.is_floating_point())
+    ctx.built[name] = t
     return t
 
 
@@ -459,10 +544,9 @@ def _build(node: dict, prefix: str, ctx: _Context) -> nn.Module:
         if meta is None:
             module.register_parameter(name, None)
         else:
-            t = _tensor(ctx.tensors[prefix + name], prefix + name, ctx.dtypes)
-            module.register_parameter(name, nn.Parameter(t, requires_grad=meta["requires_grad"] and t.is_floating_point()))
+            module.register_parameter(name, _tied_or_new(prefix + name, ctx, meta["requires_grad"]))
     for name, meta in node["buffers"].items():
-        buf = None if meta is None else _tensor(ctx.tensors[prefix + name], prefix + name, ctx.dtypes)
+        buf = None if meta is None else _tied_or_new(prefix + name, ctx, None)
         module.register_buffer(name, buf, persistent=name not in node["non_persistent"])
     for name, child in node["children"].items():
         module.add_module(name, None if child is None else _build(child, f"{prefix}{name}.", ctx))

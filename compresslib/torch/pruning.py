@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import signal
 import threading
 import time
@@ -409,6 +410,19 @@ def _traced_copy(model: nn.Module, example: Any):
 # UNet); a root whose walk takes longer is kept whole, and the whole search is bounded
 GROUP_SECONDS = 5.0
 SEARCH_SECONDS = 25.0
+# the same walk also grows its memory without bound (about 20 GB in a few seconds on that UNet): a root whose
+# walk has taken this many more bytes of resident memory is stopped like a slow one
+GROUP_BYTES = 1 << 30
+_CHECK_EVERY = 0.05  # seconds between two looks at the clock and the memory during a walk
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory in bytes (Linux ``/proc/self/statm``; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class _WalkTimeout(Exception):
@@ -417,18 +431,25 @@ class _WalkTimeout(Exception):
 
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[bool]:
-    """Raise :class:`_WalkTimeout` in the block after ``seconds`` (a SIGALRM timer; only in the main thread and
-    when no other timer is set, else the block runs unbounded). Yields whether the bound is armed."""
+    """Raise :class:`_WalkTimeout` in the block after ``seconds``, or once it has taken :data:`GROUP_BYTES` more
+    resident memory (a SIGALRM timer looking every :data:`_CHECK_EVERY` s; only in the main thread and when no
+    other timer is set, else the block runs unbounded). Yields whether the bound is armed."""
     if (threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer")
             or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
         yield False
         return
 
+    start, base, root = time.perf_counter(), _resident_bytes(), []
+
     def on_alarm(signum, frame):
-        raise _WalkTimeout()
+        # raised again at every tick until it leaves the block: a signal handler's exception that lands in a
+        # C call which swallows errors (a dict lookup calling __eq__) is lost, and the walk would go on
+        if time.perf_counter() - start >= seconds or (base and _resident_bytes() - base > GROUP_BYTES):
+            root[:] = root or [_root_in_frames(frame)]
+            raise _WalkTimeout(root[0])
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, _CHECK_EVERY) or _CHECK_EVERY, _CHECK_EVERY)
     try:
         yield True
     finally:
@@ -436,8 +457,19 @@ def _deadline(seconds: float) -> Iterator[bool]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _root_in_frames(frame: Any) -> Any:
+    """The root layer of the ``get_all_groups`` frame at or above ``frame`` (None if there is none)."""
+    while frame is not None:
+        if frame.f_code.co_name == "get_all_groups":
+            return frame.f_locals.get("m")
+        frame = frame.f_back
+    return None
+
+
 def _walking_root(exc: BaseException) -> Any:
     """The root layer Torch-Pruning's ``get_all_groups`` was walking from when ``exc`` interrupted it."""
+    if exc.args and exc.args[0] is not None:  # found by the alarm handler from its frame
+        return exc.args[0]
     tb, root = exc.__traceback__, None
     while tb is not None:
         if tb.tb_frame.f_code.co_name == "get_all_groups":
@@ -474,10 +506,12 @@ def _groups(graph, ignored: list, names: dict, held: dict) -> Iterator:
             root = _walking_root(exc)
             if root is None or root in slow:
                 raise ValueError(f"model: Structured: Torch-Pruning's channel-dependency walk did not end in "
-                                 f"{GROUP_SECONDS:.0f} s; use Magnitude or NM pruning") from None
+                                 f"{GROUP_SECONDS:.0f} s within {GROUP_BYTES / 2**30:.0f} GiB; use Magnitude or "
+                                 "NM pruning") from None
             slow.append(root)
             held[names.get(root, "?")] = (f"Torch-Pruning's walk of its channel dependencies did not end in "
-                                         f"{GROUP_SECONDS:.0f} s (channels reshaped into another axis)")
+                                         f"{GROUP_SECONDS:.0f} s within {GROUP_BYTES / 2**30:.0f} GiB of memory "
+                                         "(channels reshaped into another axis)")
 
 
 def _plans(model: nn.Module, graph, config: Structured, keep_names: set, seed: int,
