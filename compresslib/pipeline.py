@@ -235,7 +235,7 @@ def _fit(model: Any, train_data: Any, settings: dict, hooks: list, teacher: Any,
         kwargs["teacher"] = teacher
     if framework == "torch":
         if hooks:
-            kwargs["on_step"] = lambda m, step: [h(m, step) for h in hooks]
+            kwargs["on_step"] = list(hooks)
     elif hooks:
         kwargs["callbacks"] = hooks
     backend(framework, "train").fit(model, train_data, **kwargs)
