@@ -78,8 +78,8 @@ FRAMEWORK_ONLY = {
         "CentroidLayer": "Keras has no per-variable gradient hook: a layer whose kernel gathers from a codebook",
     },
     "distributed": {
-        "sync_observers": "torch.ao observers keep min/max statistics across steps (Keras QAT ranges are per batch)",
-        "broadcast": "torch ranks are processes that must exchange masks (Keras replicas share mirrored variables)",
+        "sync_observers": "torch.ao observers keep min/max across steps (Keras QAT ranges are per batch)",
+        "broadcast": "torch ranks are processes that exchange masks (Keras replicas share mirrored variables)",
         "all_sum": "torch ranks are processes whose losses are summed (Keras replicas live in one process)",
         "barrier": "torch ranks are processes that wait for rank 0's file (one Keras process writes)",
         "unwrap": "the module inside torch's DistributedDataParallel wrapper",

@@ -57,7 +57,8 @@ def check_checkpoint(checkpoint: Any, checkpoint_every: Any) -> Optional[str]:
             raise ValueError("checkpoint_every needs checkpoint=<file path> to write to")
         return None
     if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint):
-        raise TypeError(f"checkpoint must be a file path (str or os.PathLike), got {type(checkpoint).__name__}")
+        raise TypeError("checkpoint must be a file path (str or os.PathLike), "
+                        f"got {type(checkpoint).__name__}")
     path = os.fspath(checkpoint)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):

@@ -87,7 +87,8 @@ def sync_max(x: Any) -> Any:
     ctx = tf.distribute.get_replica_context()
     if ctx is None or not tf.distribute.has_strategy() or ctx.num_replicas_in_sync == 1:
         return x
-    return ctx.all_reduce(tf.distribute.ReduceOp.MAX, tf.stop_gradient(x))
+    every = ctx.all_gather(tf.reshape(tf.stop_gradient(x), (1, -1)), axis=0)  # ReduceOp has no MAX
+    return tf.reshape(tf.reduce_max(every, axis=0), tf.shape(x))
 
 
 __all__ = ["world", "is_writer", "setup", "placed", "sync_max"]

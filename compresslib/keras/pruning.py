@@ -260,7 +260,7 @@ class GradualPruning(keras.callbacks.Callback):
             apply_masks(self.model, self.masks)
 
     def state_dict(self) -> dict:
-        """The masks, current sparsity and step count (what a checkpoint of ``fit`` keeps to resume exactly)."""
+        """The masks, current sparsity and step count (what a ``fit`` checkpoint keeps to resume exactly)."""
         return {"masks": {n: np.array(m) for n, m in self.masks.items()}, "sparsity": float(self.sparsity),
                 "step": int(self.step)}
 

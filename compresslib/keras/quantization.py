@@ -51,7 +51,7 @@ _check_model = check_model
 
 
 def _fake_quant(x, bits: int, signed: bool, axis: Optional[int], sync: bool = False):
-    """Symmetric fake-quantization with a straight-through gradient; scale as in :mod:`compresslib.core.quant`.
+    """Symmetric fake-quantization, straight-through gradient; scale as in :mod:`compresslib.core.quant`.
 
     ``sync``: the range is the maximum over the replicas of a distributed step (an activation's range
     differs between the replicas' shards of a batch; a kernel's does not).

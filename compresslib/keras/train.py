@@ -20,8 +20,8 @@ from typing import Any, Optional, Sequence
 import keras
 import numpy as np
 
-from compresslib.core.training import (atomic_write, check_checkpoint, check_data as _check_data, check_distill,
-                                       check_teacher_logits, rng_state, set_rng_state, step_lr)
+from compresslib.core.training import (atomic_write, check_checkpoint, check_data as _check_data,
+                                       check_distill, check_teacher_logits, rng_state, set_rng_state, step_lr)
 from compresslib.keras import distributed as kdist
 from compresslib.progress import interactive
 
@@ -91,14 +91,15 @@ def fit(
     if teacher is not None:
         check_distill(distill_alpha, temperature)
         if teacher is model:
-            raise ValueError("teacher: must be another model (the uncompressed original), not the model trained")
+            raise ValueError("teacher: must be another model (the uncompressed original), "
+                             "not the model trained")
         if not (isinstance(teacher, (keras.Model, np.ndarray)) or hasattr(teacher, "predict_on_batch")):
             raise TypeError(f"teacher must be a Keras model or an array of logits, got {type(teacher).__name__}")
         loss = _distill_loss(distill_alpha, temperature)
     if streaming:
         if isinstance(teacher, np.ndarray):
-            raise TypeError("teacher: logits as an array need data=(x, y) (one row per sample); with a stream, "
-                            "give the teacher model")
+            raise TypeError("teacher: logits as an array need data=(x, y) (one row per sample); "
+                            "with a stream, give the teacher model")
         ds = _dataset(data, teacher, epochs)
     else:
         x, y = _check_data(data)
@@ -146,12 +147,13 @@ def _dataset(data: Any, teacher: Any, epochs: int):
 
     if not isinstance(data, tf.data.Dataset):
         if epochs > 1 and iter(data) is data:
-            raise ValueError("data: a one-shot iterator (e.g. a generator) can be read once, for epochs=1; give "
-                             "a re-iterable or a tf.data.Dataset for more epochs")
+            raise ValueError("data: a one-shot iterator (e.g. a generator) can be read once, for epochs=1; "
+                             "give a re-iterable or a tf.data.Dataset for more epochs")
         first = next(iter(data), None)
         if not (isinstance(first, (tuple, list)) and len(first) == 2):
             raise ValueError(f"data: every batch must be a pair (x, y), got {type(first).__name__}")
-        spec = tuple(tf.TensorSpec((None,) + np.shape(a)[1:], tf.as_dtype(np.asarray(a).dtype)) for a in first)
+        spec = tuple(tf.TensorSpec((None,) + np.shape(a)[1:], tf.as_dtype(np.asarray(a).dtype))
+                     for a in first)
         source = data
         data = tf.data.Dataset.from_generator(lambda: ((np.asarray(a), np.asarray(b)) for a, b in source),
                                               output_signature=spec)
@@ -195,8 +197,8 @@ class _Resumable(keras.callbacks.Callback):
                 n = len(rest)
                 self.sizes = [min(batch_size, n - s) for s in range(0, n, batch_size)]
                 if n:
-                    self.work.fit(data[0][rest], data[1][rest], batch_size=batch_size, epochs=1, shuffle=False,
-                                  verbose=verbose, callbacks=self.cbs + [self])
+                    self.work.fit(data[0][rest], data[1][rest], batch_size=batch_size, epochs=1,
+                                  shuffle=False, verbose=verbose, callbacks=self.cbs + [self])
             else:
                 self.sizes = []
                 self.work.fit(data.skip(at["batch"]), epochs=1, verbose=verbose, callbacks=self.cbs + [self],
@@ -253,8 +255,8 @@ class _Resumable(keras.callbacks.Callback):
                 arrays = {k: f[k] for k in f.files}
             meta = json.loads(str(arrays.pop("meta")))
         except Exception as exc:  # noqa: BLE001 - not a checkpoint of ours
-            raise ValueError(f"checkpoint: {self.path!r} is not a readable fit checkpoint ({type(exc).__name__}: "
-                             f"{str(exc)[:200]})") from None
+            raise ValueError(f"checkpoint: {self.path!r} is not a readable fit checkpoint "
+                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint: {self.path!r} was not written by compresslib's Keras fit")
         variables = self.work.variables
@@ -262,8 +264,8 @@ class _Resumable(keras.callbacks.Callback):
                 tuple(arrays[f"v{i}"].shape) != tuple(v.shape) for i, v in enumerate(variables)):
             raise ValueError(f"checkpoint: {self.path!r} holds another model's variables")
         if len(meta["callbacks"]) != len(self.cbs):
-            raise ValueError(f"checkpoint: {self.path!r} holds the state of {len(meta['callbacks'])} callback(s), "
-                             f"this run has {len(self.cbs)}")
+            raise ValueError(f"checkpoint: {self.path!r} holds the state of {len(meta['callbacks'])} "
+                             f"callback(s), this run has {len(self.cbs)}")
         for i, v in enumerate(variables):
             v.assign(arrays[f"v{i}"])
         opt = self.work.optimizer

@@ -68,15 +68,15 @@ def setup(distributed: Any, model: nn.Module) -> tuple[int, int]:
     if not (distributed is True or distributed in ("gloo", "nccl")):
         raise ValueError(f"distributed must be True, False, 'gloo' or 'nccl', got {distributed!r}")
     if _is_fsdp(model):
-        raise TypeError("model: FSDP (FullyShardedDataParallel) shards the parameters, and masks, observers and "
-                        "centroids need whole tensors; compresslib's fit supports DDP only: pass the plain module "
-                        "(or gather it with FSDP's full state dict, compress, then shard again)")
+        raise TypeError("model: FSDP (FullyShardedDataParallel) shards the parameters, and masks, observers "
+                        "and centroids need whole tensors; compresslib's fit supports DDP only: pass the plain "
+                        "module (or gather it with FSDP's full state dict, compress, then shard again)")
     if not dist.is_available():
         raise RuntimeError("distributed: this torch build has no torch.distributed")
     if not dist.is_initialized():
         if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-            raise ValueError("distributed=True needs a process group: launch with `torchrun --nproc-per-node N "
-                             "script.py` or call torch.distributed.init_process_group first")
+            raise ValueError("distributed=True needs a process group: launch with `torchrun "
+                             "--nproc-per-node N script.py` or call torch.distributed.init_process_group first")
         cuda = next((p.is_cuda for p in model.parameters()), False)
         backend = distributed if isinstance(distributed, str) else ("nccl" if cuda else "gloo")
         dist.init_process_group(backend)
@@ -144,4 +144,5 @@ def wrap(model: nn.Module) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
-__all__ = ["world", "is_writer", "setup", "sync_observers", "broadcast", "all_sum", "barrier", "unwrap", "wrap"]
+__all__ = ["world", "is_writer", "setup", "sync_observers", "broadcast", "all_sum", "barrier", "unwrap",
+           "wrap"]

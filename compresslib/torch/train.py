@@ -104,8 +104,9 @@ def fit(
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs}")
     if streaming and epochs > 1 and iter(data) is data:
-        raise ValueError("data: a one-shot iterator (e.g. a generator) can be read once, for epochs=1; give a "
-                         "re-iterable (a DataLoader, or an object whose __iter__ starts over) for more epochs")
+        raise ValueError("data: a one-shot iterator (e.g. a generator) can be read once, for epochs=1; "
+                         "give a re-iterable (a DataLoader, or an object whose __iter__ starts over) "
+                         "for more epochs")
     path = check_checkpoint(checkpoint, checkpoint_every)
     hooks = _hooks(on_step)
     rank, world = tdist.setup(distributed, model)
@@ -132,7 +133,9 @@ def fit(
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     at = {"epoch": 0, "batch": 0, "step": 0, "history": [], "total": 0.0, "count": 0}
-    resume = _load_checkpoint(path, model, opt, hooks, world, device) if path and os.path.exists(path) else None
+    resume = None
+    if path and os.path.exists(path):
+        resume = _load_checkpoint(path, model, opt, hooks, world, device)
     if resume is not None:
         at = {k: resume[k] for k in at}
         at["history"] = list(at["history"])
@@ -222,7 +225,8 @@ def _hooks(on_step: Any) -> list:
     hooks = list(on_step) if isinstance(on_step, (list, tuple)) else [on_step]
     for h in hooks:
         if not callable(h):
-            raise TypeError(f"on_step must be a callable hook(model, step) or a list of them, got {type(h).__name__}")
+            raise TypeError("on_step must be a callable hook(model, step) or a list of them, "
+                            f"got {type(h).__name__}")
     return hooks
 
 
@@ -277,8 +281,8 @@ def _load_checkpoint(path: str, model: nn.Module, opt: torch.optim.Optimizer, ho
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint: {path!r} was not written by compresslib's torch fit")
     if state["world"] != world:
-        raise ValueError(f"checkpoint: {path!r} was written by {state['world']} process(es), this run has {world}; "
-                         "resume with the same number of processes (the data shares depend on it)")
+        raise ValueError(f"checkpoint: {path!r} was written by {state['world']} process(es), this run has "
+                         f"{world}; resume with the same number of processes (the data shares depend on it)")
     if len(state["hooks"]) != len(hooks):
         raise ValueError(f"checkpoint: {path!r} holds the state of {len(state['hooks'])} on_step hook(s), "
                          f"this run has {len(hooks)}")

@@ -109,7 +109,8 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, stop_at):
 
 def test_resume_of_a_dataset_mid_epoch(tmp_path):
     x, y = _rows(np.arange(200))
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(200, seed=1, reshuffle_each_iteration=False).batch(32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = ds.shuffle(200, seed=1, reshuffle_each_iteration=False).batch(32)  # the same order every epoch
     ref, _ = _run(str(tmp_path / "ref.npz"), data=ds)
     path = str(tmp_path / "run.npz")
     with pytest.raises(Stop):

@@ -59,8 +59,8 @@ def test_stream_equals_in_memory_run_and_holds_one_batch():
 
 def test_stream_from_dataloader_with_teacher_and_errors():
     x, y = _rows(np.arange(256))
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
-                                         batch_size=32, shuffle=True)
+    ds = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True)
     m = _mlp()
     losses = train.fit(m, loader, epochs=2, teacher=_mlp(1))
     assert len(losses) == 2 and all(np.isfinite(losses))
