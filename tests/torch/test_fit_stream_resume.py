@@ -138,3 +138,24 @@ def test_killed_process_resumes_bit_identical(tmp_path):
     assert torch.load(path, weights_only=True)["step"] == 6
     resumed, _ = _run(path)
     assert _same(resumed, ref)
+
+
+def test_calibration_streams_a_dataloader():
+    x, y = _rows(np.arange(600))
+    reads = []
+
+    class Rows(torch.utils.data.Dataset):   # rows made when asked for: the set is never held
+        def __len__(self):
+            return 600
+
+        def __getitem__(self, i):
+            reads.append(i)
+            return torch.from_numpy(_rows([i])[0][0]), int(_rows([i])[1][0])
+
+    loader = torch.utils.data.DataLoader(Rows(), batch_size=256)
+    m = _mlp()
+    streamed = cl.quantize(m, cl.Int8Static(), calibration_data=loader)
+    held = cl.quantize(m, cl.Int8Static(), calibration_data=torch.from_numpy(x))
+    scales = {k: v for k, v in held.state_dict().items() if k.endswith("scale")}
+    assert scales and all(torch.equal(streamed.state_dict()[k], v) for k, v in scales.items())
+    assert len(reads) == 256 + 600   # the first batch (the example), then one pass over the 600 rows
