@@ -2,7 +2,7 @@
 
 Each rank runs, with ``compresslib.torch.train.fit(..., distributed=True)`` on gloo:
 QAT (fake-quant + observers), gradual pruning with distillation and a checkpoint, a ``DataLoader`` with a
-``DistributedSampler``, and a user's own DDP loop with :func:`sync_observers` and the pruning hook; then
+``DistributedSampler``, centroid fine-tuning after weight sharing, and a user's own DDP loop with :func:`sync_observers` and the pruning hook; then
 writes what it ended with to ``<out>/<name>_rank<r>.pt`` for the test to compare across ranks.
 """
 from __future__ import annotations
@@ -59,6 +59,11 @@ def main(out: str) -> None:
     streamed = mlp()
     train.fit(streamed, loader, epochs=2, distributed=True)
     save("stream", streamed.state_dict())
+
+    from compresslib.torch.sharing import CentroidTuning   # weight sharing: only the centroids move
+    tuning = CentroidTuning(cl.apply(mlp(), cl.WeightSharing(bits=3)))
+    train.fit(tuning.model, (x, y), epochs=1, batch_size=BATCH, lr=1e-3, distributed=True)
+    save("centroids", tuning.finalize().state_dict())
 
     # the user's own DDP loop: compresslib's pieces inside it
     q = cl.prepare_qat(mlp(), cl.QAT(), example_input=torch.from_numpy(x[:1]))

@@ -30,7 +30,7 @@ def ranks(tmp_path_factory) -> dict:
     proc = subprocess.run(torchrun + [os.path.join(ROOT, "tests", "torch", "ddp_run.py"), out], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    names = ("qat", "pruning", "stream", "own_loop")
+    names = ("qat", "pruning", "stream", "own_loop", "centroids")
     found = {n: [torch.load(os.path.join(out, f"{n}_rank{r}.pt"), weights_only=True) for r in (0, 1)]
              for n in names}
     found["checkpoint"] = torch.load(os.path.join(out, "pruning.ckpt"), weights_only=True)
@@ -47,8 +47,10 @@ def _equal(a: dict, b: dict) -> None:
 
 
 def test_every_rank_ends_with_the_same_weights_masks_and_scales(ranks):
-    for name in ("qat", "pruning", "stream", "own_loop"):
+    for name in ("qat", "pruning", "stream", "own_loop", "centroids"):
         _equal(*ranks[name])
+    shared = ranks["centroids"][0]
+    assert [len(torch.unique(shared[k])) for k in ("0.weight", "2.weight")] == [8, 8]  # 3-bit clusters kept
     scales = [k for k in ranks["qat"][0] if k.endswith(".scale")]
     assert len(scales) >= 4  # input, two weights, activations: all identical on both ranks (above)
     masks = ranks["pruning"][0]["masks"]
