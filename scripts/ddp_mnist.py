@@ -64,6 +64,8 @@ def main() -> None:
             "predictions_differ": int((p1 != p2).sum()), "paired_verdict": result.verdict,
             "mcnemar_p": result.p_value,
             "max_weight_diff": max(float((w1[k] - w2[k]).abs().max()) for k in w1 if w1[k].is_floating_point()),
+            "zeros_differ": sum(int(((w1[k] == 0) != (w2[k] == 0)).sum()) for k in w1 if k.endswith("weight")),
+            "weights": sum(w1[k].numel() for k in w1 if k.endswith("weight")),
         }
     os.remove(out)
     with open(os.path.join(ROOT, "book", "data", "ddp_mnist.json"), "w") as f:

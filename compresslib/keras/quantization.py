@@ -247,6 +247,10 @@ def quantize_dynamic(model, config: Int8Dynamic, *, calibration_data: Any = None
 def quantize_static(model, config: Int8Static, *, calibration_data: Any = None) -> "LiteRTModel":
     """LiteRT full-integer int8 calibrated on ``calibration_data`` (float input and output, int8 inside).
 
+    ``calibration_data``: an array of inputs, or a stream of batches (a ``tf.data.Dataset`` of ``x`` or
+    ``(x, y)``, any re-iterable of them), read batch by batch by the converter and never held whole; the
+    checks and bias correction use its first batch.
+
     ``config.bias_correction``: the converter is given a BN-folded copy whose biases absorb the
     mean error of rounding the weights (:mod:`compresslib.keras.bias_correction`); the result's
     ``bias_correction`` says how many layers. ``config.float_output=True`` is refused (PyTorch only).

@@ -138,3 +138,22 @@ def test_killed_process_resumes_bit_identical(tmp_path):
         assert json.loads(str(f["meta"]))["step"] == 6
     resumed, _ = _run(path)
     assert _same(resumed, ref)
+
+
+def test_calibration_streams_a_dataset():
+    x, y = _rows(np.arange(300))
+    m = _mlp()
+    config = cl.Int8Static(bias_correction=False)  # (bias correction reads the first batch only)
+    held = cl.quantize(m, config, calibration_data=x)
+    reads = []
+
+    def batches():  # a re-iterable read through tf.data, one batch of 64 at a time
+        for s in range(0, 300, 64):
+            reads.append(s)
+            yield _rows(np.arange(s, min(s + 64, 300)))
+
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((None, 20), tf.float32), tf.TensorSpec((None,), tf.int64)))
+    streamed = cl.quantize(m, config, calibration_data=ds)
+    np.testing.assert_array_equal(streamed.predict(x), held.predict(x))   # the same int8 model
+    assert reads == [0] + list(range(0, 300, 64))   # the first batch (checks), then one pass
