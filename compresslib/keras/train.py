@@ -319,7 +319,15 @@ def predict(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
 
 
 def evaluate(model, data: Sequence[np.ndarray], batch_size: int = 500, per_sample: bool = False) -> float | np.ndarray:
-    """Top-1 accuracy (0..1) of ``model`` on ``data = (x, y)``; ``per_sample=True``: each sample's correctness."""
+    """Top-1 accuracy (0..1) of ``model`` on ``data``: ``(x, y)``, or a stream of ``(x, y)`` batches (a
+    ``tf.data.Dataset``, any iterable), read batch by batch; ``per_sample=True``: each sample's correctness."""
+    if _is_stream(data):
+        hits = [predict(model, np.asarray(xb), batch_size).argmax(1) == np.asarray(yb).reshape(-1)
+                for xb, yb in data]
+        if not hits:
+            raise ValueError("data is empty")
+        correct = np.concatenate(hits)
+        return correct if per_sample else float(correct.mean())
     x, y = _check_data(data)
     correct = predict(model, x, batch_size).argmax(1) == y
     return correct if per_sample else float(correct.mean())

@@ -55,6 +55,7 @@ def test_stream_equals_in_memory_run_and_holds_one_batch():
     assert stream.batches == 1 + 2 * 16          # one batch read for the signature, then 2 epochs of 16
     assert stream.most_rows == batch             # never more than one batch of the 1,000 rows at once
     assert _same(streamed, held)
+    assert train.evaluate(streamed, Stream(n, batch)) == train.evaluate(streamed, (x, y))  # a stream, too
 
 
 def test_stream_with_teacher_and_errors():
