@@ -109,8 +109,8 @@ def fit(
             y = np.concatenate([np.asarray(y, np.float32)[:, None], t_logits], axis=1)
     keras.utils.set_random_seed(seed)
     work = model
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
+    scope = strategy.scope if strategy is not None else contextlib.nullcontext  # a new context at each use
+    with scope():
         if strategy is not None and not kdist.placed(model):
             work = keras.models.clone_model(model)
             work.set_weights(model.get_weights())
@@ -270,7 +270,7 @@ class _Resumable(keras.callbacks.Callback):
             v.assign(arrays[f"v{i}"])
         opt = self.work.optimizer
         if meta["optimizer_built"]:
-            with self.scope:
+            with self.scope():
                 opt.build(self.work.trainable_variables)
             for i, v in enumerate(opt.variables):
                 v.assign(arrays[f"o{i}"])

@@ -3,8 +3,8 @@ logical CPU devices, which can only be set before it starts.
 
 Trains, under ``tf.distribute.MirroredStrategy`` over ``/cpu:0`` and ``/cpu:1`` with
 ``compresslib.keras.train.fit(..., distributed=strategy)``: QAT, gradual pruning with distillation and a
-checkpoint, and a plain model given outside the strategy's scope; the same with no strategy on the same
-global batches. Prints one JSON line of what the test asserts.
+checkpoint (and the same run interrupted, then resumed), and a plain model given outside the strategy's
+scope; the same with no strategy on the same global batches. Prints one JSON line of what the test asserts.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ import compresslib as cl  # noqa: E402
 from compresslib.core.schedules import PolynomialDecay  # noqa: E402
 from compresslib.keras import train  # noqa: E402
 from compresslib.keras.pruning import GradualPruning  # noqa: E402
-from tests.fit_data import SCHEDULE, rows  # noqa: E402
+from tests.fit_data import SCHEDULE, Stop, rows  # noqa: E402
+from tests.keras.test_fit_stream_resume import Interrupt  # noqa: E402
 
 N, BATCH = 256, 32
 
@@ -68,9 +69,25 @@ def runs(strategy):
     return q, p, cb
 
 
+def resumed(strategy, folder: str) -> keras.Model:
+    """The distributed pruning run of :func:`runs`, stopped after step 7 (checkpoint at 5), then resumed."""
+    path = os.path.join(folder, "interrupted.npz")
+    for stop_at in (7, None):
+        with strategy.scope():
+            p = mlp()
+            cb = GradualPruning(cl.Magnitude(0.75, schedule=PolynomialDecay(0.0, 0.75, **SCHEDULE)), p)
+        try:
+            train.fit(p, data(), epochs=2, lr=3e-3, callbacks=[cb, Interrupt(stop_at)], teacher=mlp(1),
+                      distributed=strategy, checkpoint=path, checkpoint_every=5)
+        except Stop:
+            pass
+    return p
+
+
 def main() -> None:
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     q2, p2, cb2 = runs(strategy)
+    p3 = resumed(strategy, sys.argv[1])
     q1, p1, cb1 = runs(None)
     outside = mlp()
     before = [w.copy() for w in outside.get_weights()]
@@ -85,6 +102,7 @@ def main() -> None:
         "sparsity": {k: float(1 - m.mean()) for k, m in cb2.masks.items()},
         "zeros_kept": all(bool((np.asarray(p2.get_layer(k).kernel) == 0)[~cb2.masks[k]].all())
                           for k in cb2.masks),
+        "resumed_equal": all(np.array_equal(a, b) for a, b in zip(p2.get_weights(), p3.get_weights())),
         "outside_trained": any(not np.array_equal(a, b) for a, b in zip(before, outside.get_weights())),
     }))
 

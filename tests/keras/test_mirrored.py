@@ -46,4 +46,8 @@ def test_masks_and_weights_match_one_device(found):
 
 def test_model_outside_the_scope_is_trained_and_checkpoints_written(found):
     assert found["outside_trained"]
-    assert found["files"] == ["pruning1.npz", "pruning2.npz"]
+    assert found["files"] == ["interrupted.npz", "pruning1.npz", "pruning2.npz"]
+
+
+def test_interrupted_distributed_run_resumes_bit_identical(found):
+    assert found["resumed_equal"]

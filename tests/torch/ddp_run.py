@@ -1,9 +1,10 @@
 """One rank of the DDP tests (``tests/torch/test_ddp.py`` launches it with ``torchrun --nproc-per-node 2``).
 
-Each rank runs, with ``compresslib.torch.train.fit(..., distributed=True)`` on gloo:
-QAT (fake-quant + observers), gradual pruning with distillation and a checkpoint, a ``DataLoader`` with a
-``DistributedSampler``, centroid fine-tuning after weight sharing, and a user's own DDP loop with :func:`sync_observers` and the pruning hook; then
-writes what it ended with to ``<out>/<name>_rank<r>.pt`` for the test to compare across ranks.
+Each rank runs, with ``compresslib.torch.train.fit(..., distributed=True)`` on gloo: QAT (fake-quant +
+observers), gradual pruning with distillation and a checkpoint (and the same run interrupted, then resumed),
+a ``DataLoader`` with a ``DistributedSampler``, centroid fine-tuning after weight sharing, and a user's own
+DDP loop with :func:`sync_observers` and the pruning hook; then writes what it ended with to
+``<out>/<name>_rank<r>.pt`` for the test to compare across ranks.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from compresslib.core.schedules import PolynomialDecay
 from compresslib.torch import distributed as tdist
 from compresslib.torch import train
 from compresslib.torch.pruning import GradualPruning
-from tests.fit_data import SCHEDULE, rows
+from tests.fit_data import SCHEDULE, Stop, rows
 
 N, BATCH = 256, 32
 
@@ -36,11 +37,18 @@ def qat(distributed: bool) -> nn.Module:
     return q
 
 
-def pruned(distributed: bool, checkpoint: str | None = None) -> tuple[nn.Module, GradualPruning]:
+def pruned(distributed: bool, checkpoint: str | None = None,
+           stop_at: int = 0) -> tuple[nn.Module, GradualPruning]:
+    """Gradual pruning with distillation; ``stop_at``: raise :class:`Stop` after that step (every rank)."""
     x, y = rows(range(N))
     model = mlp()
     hook = GradualPruning(cl.Magnitude(0.75, schedule=PolynomialDecay(0.0, 0.75, **SCHEDULE)), model)
-    train.fit(model, (x, y), epochs=2, batch_size=BATCH, lr=3e-3, teacher=mlp(1), on_step=[hook],
+
+    def interrupt(m: nn.Module, step: int) -> None:
+        if step == stop_at:
+            raise Stop
+
+    train.fit(model, (x, y), epochs=2, batch_size=BATCH, lr=3e-3, teacher=mlp(1), on_step=[hook, interrupt],
               distributed=distributed, checkpoint=checkpoint, checkpoint_every=5 if checkpoint else 0)
     return model, hook
 
@@ -51,6 +59,11 @@ def main(out: str) -> None:
     save("qat", qat(True).state_dict())
     model, hook = pruned(True, os.path.join(out, "pruning.ckpt"))
     save("pruning", {"state": model.state_dict(), "masks": hook.masks})
+    try:                                    # interrupted at step 7 (last checkpoint: step 5), then resumed
+        pruned(True, os.path.join(out, "interrupted.ckpt"), stop_at=7)
+    except Stop:
+        pass
+    save("resumed", pruned(True, os.path.join(out, "interrupted.ckpt"))[0].state_dict())
 
     x, y = rows(range(N))
     ds = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))

@@ -27,10 +27,11 @@ def ranks(tmp_path_factory) -> dict:
     out = str(tmp_path_factory.mktemp("ddp"))
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    proc = subprocess.run(torchrun + [os.path.join(ROOT, "tests", "torch", "ddp_run.py"), out], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    script = os.path.join(ROOT, "tests", "torch", "ddp_run.py")
+    proc = subprocess.run(torchrun + [script, out], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    names = ("qat", "pruning", "stream", "own_loop", "centroids")
+    names = ("qat", "pruning", "stream", "own_loop", "centroids", "resumed")
     found = {n: [torch.load(os.path.join(out, f"{n}_rank{r}.pt"), weights_only=True) for r in (0, 1)]
              for n in names}
     found["checkpoint"] = torch.load(os.path.join(out, "pruning.ckpt"), weights_only=True)
@@ -67,6 +68,11 @@ def test_two_processes_match_one_process_on_the_same_global_batches(ranks):
     assert all(torch.equal(hook.masks[k], ranks["pruning"][0]["masks"][k]) for k in hook.masks)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(ranks["pruning"][0]["state"][k], v, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_interrupted_distributed_run_resumes_bit_identical(ranks):
+    _equal(*ranks["resumed"])
+    _equal(ranks["resumed"][0], ranks["pruning"][0]["state"])
 
 
 def test_rank_0_wrote_the_checkpoint_at_the_end(ranks):
