@@ -65,7 +65,8 @@ def fit(
     exists, training resumes from it and ends bit-identical to an uninterrupted run with the same
     arguments. With ``(x, y)``, a checkpointed run shuffles with NumPy (seeded) instead of Keras, so that
     the order can be replayed; a stream must give the same order every epoch (a Dataset without
-    ``reshuffle_each_iteration``).
+    ``reshuffle_each_iteration``). The checkpoint of a finished run makes ``fit`` return its history at
+    once (delete the file to train again).
 
     ``distributed``: True or a ``tf.distribute.Strategy`` (True: ``MirroredStrategy`` over every visible
     device); ``batch_size`` (or the stream's batch) is the global batch, split between the replicas. The

@@ -79,7 +79,8 @@ def fit(
     and the RNG states are written there atomically (temporary file, then ``os.replace``) by rank 0 only.
     When the file exists, training resumes from it and ends with the same weights, bit for bit, as an
     uninterrupted run (CPU, same data order: ``(x, y)``, or a loader whose order depends only on torch's
-    RNG). It is read with ``torch.load(weights_only=True)``: nothing is unpickled.
+    RNG). It is read with ``torch.load(weights_only=True)``: nothing is unpickled. The checkpoint of a finished
+    run makes ``fit`` return its history at once (delete the file to train again).
 
     ``distributed``: True (or a backend name) under ``torchrun``: the model is wrapped in
     DistributedDataParallel, observers are synchronised and only rank 0 writes (see
