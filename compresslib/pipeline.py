@@ -235,7 +235,7 @@ def _fit(model: Any, train_data: Any, settings: dict, hooks: list, teacher: Any,
         kwargs["teacher"] = teacher
     if framework == "torch":
         if hooks:
-            kwargs["on_step"] = lambda m, step: [h(m, step) for h in hooks]
+            kwargs["on_step"] = list(hooks)
     elif hooks:
         kwargs["callbacks"] = hooks
     backend(framework, "train").fit(model, train_data, **kwargs)
@@ -281,6 +281,24 @@ def gradual_config(config: C.Magnitude, settings: dict, n_train: int) -> C.Magni
         0.0, float(config.sparsity), begin_step=0, end_step=end, frequency=max(1, end // 40)))
 
 
+def _is_arrays(data: Any) -> bool:
+    """``(x, y)`` arrays, as opposed to a stream of ``(x, y)`` batches (a DataLoader, a tf.data.Dataset)."""
+    return isinstance(data, (tuple, list)) and len(data) == 2 and hasattr(data[0], "shape")
+
+
+def _rows_per_epoch(train_data: Any, batch_size: int) -> int:
+    """Rows of ``(x, y)``; for a stream, its number of batches × ``batch_size`` (what the schedule counts)."""
+    if _is_arrays(train_data):
+        return len(train_data[0])
+    try:
+        return len(train_data) * batch_size
+    except TypeError:
+        raise ValueError("train_data: gradual pruning spreads its schedule over the fine-tuning's steps, "
+                         f"and this stream ({type(train_data).__name__}) has no length; give a sized one "
+                         "(a DataLoader, a tf.data.Dataset of known cardinality) or set finetune.gradual "
+                         "to false") from None
+
+
 # --------------------------------------------------------------------------- the pipeline
 def _measured(model: Any, path: str, name: str, data: Any, measure_kwargs: dict, uncoded: bool,
               instance: Any = None) -> Report:
@@ -317,7 +335,8 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
         model: a PyTorch or Keras model (never changed).
         recipe: a list of configs or step dicts, a dict, a YAML/JSON path, or a preset name
             (``"deep_compression"``); see :func:`load_recipe`.
-        train_data: ``(x, y)`` for the built-in fine-tuning (each step's ``finetune`` settings).
+        train_data: ``(x, y)`` for the built-in fine-tuning (each step's ``finetune`` settings), or a
+            stream of ``(x, y)`` batches (a ``DataLoader``, a ``tf.data.Dataset``), read once per epoch.
         data: ``(x, y)`` to measure accuracy (and the latency batch) of each stage.
         finetune: instead of the built-in loop, ``finetune(model)`` trains the model in place
             after each pruning, low-rank or sharing step (zeros and centroids are still kept).
@@ -344,7 +363,9 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
         raise TypeError(f"packed must be True or False, got {packed!r}")
     measure_kwargs = dict(measure_kwargs or {})
     if data is None and train_data is not None and "example_input" not in measure_kwargs:
-        measure_kwargs["example_input"] = train_data[0][:1]  # torch models need an input to be measured
+        # torch models need an input to be measured: the first row of the data (or of its first batch)
+        first = train_data if _is_arrays(train_data) else next(iter(train_data))
+        measure_kwargs["example_input"] = first[0][:1]
 
     reports = []
     current = model
@@ -355,7 +376,8 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
             config = step.config
             if (settings["gradual"] and is_gradual(config)
                     and train_data is not None and finetune is None and settings["epochs"] > 0):
-                config = gradual_config(config, settings, len(train_data[0]))
+                rows = _rows_per_epoch(train_data, settings["batch_size"])
+                config = gradual_config(config, settings, rows)
             current = apply_step(current, config, calibration_data)
             if i == 0:  # measured after the first step, so that a step the model cannot take fails first
                 reports.append(api.measure(model, data=data, name="input", **measure_kwargs))

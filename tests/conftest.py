@@ -14,7 +14,7 @@ import compresslib as cl
 
 # Scripts run in subprocesses by tests (never imported here: torch_backend_run.py blocks TensorFlow
 # imports for the whole process it runs in, and --doctest-modules would import it).
-collect_ignore = ["keras/torch_backend_run.py"]
+collect_ignore = ["keras/torch_backend_run.py", "keras/mirrored_run.py", "torch/ddp_run.py"]
 
 
 def _torch_devices() -> list:

@@ -77,6 +77,16 @@ FRAMEWORK_ONLY = {
     "sharing": {
         "CentroidLayer": "Keras has no per-variable gradient hook: a layer whose kernel gathers from a codebook",
     },
+    "distributed": {
+        "sync_observers": "torch.ao observers keep min/max across steps (Keras QAT ranges are per batch)",
+        "broadcast": "torch ranks are processes that exchange masks (Keras replicas share mirrored variables)",
+        "all_sum": "torch ranks are processes whose losses are summed (Keras replicas live in one process)",
+        "barrier": "torch ranks are processes that wait for rank 0's file (one Keras process writes)",
+        "unwrap": "the module inside torch's DistributedDataParallel wrapper",
+        "wrap": "torch's DistributedDataParallel wrapper (Keras clones the model under the strategy's scope)",
+        "placed": "Keras models whose variables were made under a tf.distribute strategy's scope",
+        "sync_max": "the all-reduced batch range of Keras's fake-quantizer inside a replica",
+    },
     "train": {
         "labelled_batches": "torch evaluates DataLoader-style iterables of (x, y) batches",
         "first_inputs": "torch evaluates DataLoader-style iterables of (x, y) batches",

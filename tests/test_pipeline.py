@@ -197,3 +197,19 @@ def test_register_tuner_refuses_a_second_tuner():
     registry.load_backend("torch")
     with pytest.raises(ValueError, match="Magnitude already has a torch tuner: compresslib.torch.pruning.keep_masks"):
         registry.register_tuner("torch", cl.Magnitude)(lambda model, config: None)
+
+
+def test_compress_torch_from_a_dataloader():
+    """A stream as train_data: gradual pruning's schedule counts the loader's batches (issue 26)."""
+    model = cl.zoo.pretrained("lenet300_100", "torch")
+    x, y = cl.datasets.load_mnist("train", layout="torch")
+    ds = torch.utils.data.TensorDataset(torch.from_numpy(x[:1024]), torch.from_numpy(y[:1024]).long())
+    loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
+    recipe = {"steps": [{"type": "Magnitude", "sparsity": 0.8, "finetune": {"epochs": 1, "gradual": True}}]}
+    out, table = pipeline.compress(model, recipe, train_data=loader, packed=False,
+                                   measure_kwargs={"latency": False})
+    assert [r["name"] for r in table.rows] == ["input", "+ Magnitude"]
+    assert round(_sparsity(out), 2) == 0.8
+    with pytest.raises(ValueError, match="train_data: gradual pruning .* has no length"):
+        pipeline.compress(model, recipe, train_data=(b for b in loader), packed=False,
+                          measure_kwargs={"latency": False})

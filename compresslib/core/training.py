@@ -6,7 +6,9 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import json
+import os
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -35,6 +37,73 @@ def check_data(data: Any, argument: str = "data",
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"{argument}: x and y must be non-empty and of equal length, got {len(x)} and {len(y)}")
     return x, y
+
+
+def check_checkpoint(checkpoint: Any, checkpoint_every: Any) -> Optional[str]:
+    """Validate ``fit``'s ``checkpoint`` (a file path or None) and ``checkpoint_every`` (steps, >= 0).
+
+    Returns the path as a string (None without checkpointing). ``checkpoint_every=0`` with a path writes
+    the checkpoint only at the end of training (and still resumes from it).
+
+    Example:
+        >>> check_checkpoint("run.ckpt", 10), check_checkpoint(None, 0)
+        ('run.ckpt', None)
+    """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
+            or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be an integer >= 0 (steps), got {checkpoint_every!r}")
+    if checkpoint is None:
+        if checkpoint_every:
+            raise ValueError("checkpoint_every needs checkpoint=<file path> to write to")
+        return None
+    if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint):
+        raise TypeError("checkpoint must be a file path (str or os.PathLike), "
+                        f"got {type(checkpoint).__name__}")
+    path = os.fspath(checkpoint)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"checkpoint: the folder {parent!r} does not exist")
+    return path
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Write ``path`` so that a reader never sees half a file: ``write(tmp)`` then ``os.replace(tmp, path)``.
+
+    A process killed while writing leaves the previous file intact (and a stray ``.tmp`` file, removed
+    on the next write), never a truncated checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> p = os.path.join(tempfile.mkdtemp(), "f.txt")
+        >>> atomic_write(p, lambda tmp: open(tmp, "w").write("done"))
+        >>> open(p).read()
+        'done'
+    """
+    tmp = f"{path}.tmp"
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def rng_state(rng: np.random.Generator) -> str:
+    """A NumPy generator's state as JSON text (stored in checkpoints without pickling).
+
+    Example:
+        >>> a = np.random.default_rng(3); _ = a.random(); b = np.random.default_rng(0)
+        >>> set_rng_state(b, rng_state(a)); bool(a.random() == b.random())
+        True
+    """
+    return json.dumps(rng.bit_generator.state)
+
+
+def set_rng_state(rng: np.random.Generator, state: str) -> None:
+    """Restore a state written by :func:`rng_state` into ``rng`` (same bit generator)."""
+    rng.bit_generator.state = json.loads(state)
 
 
 def check_distill(alpha: float, temperature: float) -> None:

@@ -212,15 +212,50 @@ def _source(model: keras.Model, spec: tuple) -> tuple:
         return archive, fn.get_concrete_function()
 
 
-def _convert(source: tuple, calibration: Optional[np.ndarray], ops: Optional[list], flex: bool = False) -> bytes:
+class Stream:
+    """Calibration read from a stream of batches (a ``tf.data.Dataset``, a re-iterable of ``x`` or ``(x, y)``
+    batches), again at every conversion attempt and never held whole; a one-shot iterator is read once.
+
+    Example:
+        >>> s = Stream([np.zeros((2, 3)), np.ones((1, 3))], np.float32)
+        >>> s.first.shape, [b.shape[0] for b in s]
+        ((2, 3), [2, 1])
+    """
+
+    def __init__(self, data: Any, dtype: Any) -> None:
+        self.data, self.dtype = data, dtype
+        if iter(data) is data:
+            self.data = list(self._batches(data))
+        self.first = next(iter(self), None)
+        if self.first is None:
+            raise ValueError("calibration_data is empty")
+
+    def _batches(self, data: Any):
+        for item in data:
+            x = item[0] if isinstance(item, (tuple, list)) and len(item) == 2 else item
+            yield np.asarray(x, dtype=self.dtype)
+
+    def __iter__(self):
+        return self._batches(self.data)
+
+    @staticmethod
+    def wanted(data: Any) -> bool:
+        """True for a stream of batches (not an array, a tensor or a list of rows)."""
+        return (not isinstance(data, (np.ndarray, list, tuple, str, bytes, dict)) and hasattr(data, "__iter__")
+                and not hasattr(data, "shape"))
+
+
+def _convert(source: tuple, calibration: Optional[np.ndarray | Stream], ops: Optional[list],
+             flex: bool = False) -> bytes:
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_concrete_functions([source[1]], source[0])
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if calibration is not None:
         def representative():
-            for i in range(len(calibration)):
-                yield [calibration[i:i + 1]]
+            for batch in (calibration if isinstance(calibration, Stream) else [calibration]):
+                for i in range(len(batch)):
+                    yield [batch[i:i + 1]]
         conv.representative_dataset = representative
     if ops is not None:
         conv.target_spec.supported_ops = ops
@@ -262,6 +297,10 @@ def to_litert(model: keras.Model, calibration: Any = None, *, what: str = "Int8D
     outputs = None if is_subclassed(model) else len(keras.tree.flatten(model.outputs))
     if outputs not in (None, 1):
         raise ValueError(f"model: {what}: compresslib's LiteRT wrapper returns one output; {model.name} has {outputs}")
+    stream = None
+    if calibration is not None and Stream.wanted(calibration):  # checked on its first batch, streamed to LiteRT
+        stream = Stream(calibration, None)
+        calibration = stream.first
     data = calibration if calibration is not None else example
     shape, dtype = single_input(model, f"{what} (LiteRT)", data)
     x = None if data is None else check_batch(data, (shape, dtype), "calibration_data")
@@ -293,6 +332,9 @@ def to_litert(model: keras.Model, calibration: Any = None, *, what: str = "Int8D
     int8_only = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] if x is not None else None
     error = _converter_error()
     source = _source(work, spec or (shape, dtype))
+    if stream is not None and x is not None:
+        stream.dtype = x.dtype
+        x = stream  # every batch of the stream calibrates (bias correction above saw the first one)
     try:
         flat = _convert(source, x, int8_only)
     except error as exc:

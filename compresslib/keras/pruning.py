@@ -259,6 +259,16 @@ class GradualPruning(keras.callbacks.Callback):
         else:
             apply_masks(self.model, self.masks)
 
+    def state_dict(self) -> dict:
+        """The masks, current sparsity and step count (what a ``fit`` checkpoint keeps to resume exactly)."""
+        return {"masks": {n: np.array(m) for n, m in self.masks.items()}, "sparsity": float(self.sparsity),
+                "step": int(self.step)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.masks = {n: np.asarray(m, dtype=bool) for n, m in state["masks"].items()}
+        self.sparsity, self.step = float(state["sparsity"]), int(state["step"])
+
     def finalize(self, model) -> keras.Model:
         """A plain copy of ``model`` with the current masks applied."""
         out = copy_model(model)

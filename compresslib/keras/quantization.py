@@ -38,6 +38,7 @@ from compresslib.core.sensitivity import scan
 from compresslib.keras.io import register as register_class
 from compresslib.keras.checks import check_model, describe, is_subclassed, leaf_layers, require_graph, warn_unchanged
 from compresslib.keras.bias_correction import corrected_copy
+from compresslib.keras.distributed import sync_max
 from compresslib.keras.litert import LiteRTModel, to_litert
 from compresslib.keras.rebuild import copy_model, graph_layers, rebuild
 from compresslib.registry import register
@@ -49,11 +50,17 @@ _check_model = check_model
 # --------------------------------------------------------------------------- fake quantization (QAT)
 
 
-def _fake_quant(x, bits: int, signed: bool, axis: Optional[int]):
-    """Symmetric fake-quantization with a straight-through gradient; scale as in :mod:`compresslib.core.quant`."""
+def _fake_quant(x, bits: int, signed: bool, axis: Optional[int], sync: bool = False):
+    """Symmetric fake-quantization, straight-through gradient; scale as in :mod:`compresslib.core.quant`.
+
+    ``sync``: the range is the maximum over the replicas of a distributed step (an activation's range
+    differs between the replicas' shards of a batch; a kernel's does not).
+    """
     qmin, qmax = cq.qrange(bits, signed)
     if axis is None:
         amax = ops.max(ops.abs(x))
+        if sync:
+            amax = sync_max(amax)
     else:
         reduce = tuple(i for i in range(len(x.shape)) if i != axis % len(x.shape))
         amax = ops.max(ops.abs(x), axis=reduce, keepdims=True)
@@ -73,7 +80,9 @@ class _FakeQuantMixin:
         return _fake_quant(self.kernel, self.weight_bits, True, -1 if self.per_channel else None)
 
     def _fq_output(self, y):
-        return y if self.activation_bits is None else _fake_quant(y, self.activation_bits, True, None)
+        if self.activation_bits is None:
+            return y
+        return _fake_quant(y, self.activation_bits, True, None, sync=True)
 
     def _fq_config(self, config: dict) -> dict:
         config.update(weight_bits=self.weight_bits, activation_bits=self.activation_bits,
@@ -237,6 +246,10 @@ def quantize_dynamic(model, config: Int8Dynamic, *, calibration_data: Any = None
 @register("quantize", "keras", Int8Static)
 def quantize_static(model, config: Int8Static, *, calibration_data: Any = None) -> "LiteRTModel":
     """LiteRT full-integer int8 calibrated on ``calibration_data`` (float input and output, int8 inside).
+
+    ``calibration_data``: an array of inputs, or a stream of batches (a ``tf.data.Dataset`` of ``x`` or
+    ``(x, y)``, any re-iterable of them), read batch by batch by the converter and never held whole; the
+    checks and bias correction use its first batch.
 
     ``config.bias_correction``: the converter is given a BN-folded copy whose biases absorb the
     mean error of rounding the weights (:mod:`compresslib.keras.bias_correction`); the result's

@@ -213,6 +213,26 @@ def iter_batches(data: Any, batch_size: int = 256, model: Optional[nn.Module] = 
         raise ValueError(f"{argument} is empty")
 
 
+class Batches:
+    """The calibration batches of ``data``, read again at every pass: a ``DataLoader`` (any re-iterable) is
+    streamed, never held whole; a one-shot iterator (a generator) is read once into memory.
+
+    Example:
+        >>> b = Batches(torch.zeros(600, 3), 256)
+        >>> [len(x) for x in b], len(b.first)
+        ([256, 256, 88], 256)
+    """
+
+    def __init__(self, data: Any, batch_size: int = 256, model: Optional[nn.Module] = None,
+                 argument: str = "calibration_data") -> None:
+        self._args = (data, batch_size, model, argument)
+        self._held = list(iter_batches(*self._args)) if isinstance(data, Iterator) else None
+        self.first = next(iter(self))
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self._held) if self._held is not None else iter_batches(*self._args)
+
+
 def check_dict_argument(model: nn.Module, example: Example, argument: str = "example_input") -> None:
     """``ValueError`` naming ``argument`` when ``model.forward``'s one required argument is annotated as a dict
     (sentence-transformers' ``forward(input: dict[str, Tensor])``) and ``example`` is not one."""

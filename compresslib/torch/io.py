@@ -325,7 +325,7 @@ def to_spec(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
         return registry.kind("torch", kind).to_spec(model)
     tensors: dict[str, np.ndarray] = {}
     root = _node(model, "", tensors)
-    ties = {k: v for k, v in tied_names(model).items() if k in tensors and v in tensors}
+    ties = {k: v for k, v in _tied_names(model).items() if k in tensors and v in tensors}
     for name in ties:  # a tensor shared by several modules is stored once and tied again on load
         del tensors[name]
     dtypes = {k: "bfloat16" for k in _bf16_names(model) if k not in ties}
@@ -335,7 +335,7 @@ def to_spec(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
     return spec, tensors
 
 
-def tied_names(model: nn.Module) -> dict[str, str]:
+def _tied_names(model: nn.Module) -> dict[str, str]:
     """``{name: first name}`` of every parameter or buffer that is the same tensor as an earlier one.
 
     A language model whose output layer reuses its embedding matrix has one such tie; saving keeps one
@@ -344,7 +344,7 @@ def tied_names(model: nn.Module) -> dict[str, str]:
     Example:
         >>> emb, head = torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False)
         >>> head.weight = emb.weight
-        >>> tied_names(torch.nn.Sequential(emb, head))
+        >>> _tied_names(torch.nn.Sequential(emb, head))
         {'1.weight': '0.weight'}
     """
     first: dict[int, str] = {}

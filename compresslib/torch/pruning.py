@@ -43,6 +43,7 @@ from compresslib.core import masks as core_masks
 from compresslib.core.schedules import Schedule, resolve
 from compresslib.core.sensitivity import scan
 from compresslib.registry import Tuning, register, register_tuner
+from compresslib.torch import distributed as tdist
 from compresslib.torch import inputs
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -162,16 +163,34 @@ class GradualPruning:
             self.update(model, 0)
 
     def update(self, model: nn.Module, step: int) -> None:
-        """Recompute the masks for ``step`` from the model's current weights and apply them."""
+        """Recompute the masks for ``step`` from the model's current weights and apply them.
+
+        Under ``torch.distributed`` every rank computes them and rank 0's are broadcast, so they are
+        identical everywhere (call it on every rank, at the same step).
+        """
+        model = tdist.unwrap(model)
         self.sparsity = self.schedule(step)
         self.masks = compute_masks(model, self.config, sparsity=self.sparsity, warn=step == 0)
+        if tdist.world()[1] > 1:
+            masks = {n: m.to(torch.uint8) for n, m in self.masks.items()}
+            tdist.broadcast([masks[n] for n in sorted(masks)])
+            self.masks = {n: masks[n].bool() for n in self.masks}
         apply_masks(model, self.masks)
 
     def __call__(self, model: nn.Module, step: int) -> None:
         if self.schedule.should_update(step) or not self.masks:
             self.update(model, step)
         else:
-            apply_masks(model, self.masks)
+            apply_masks(tdist.unwrap(model), self.masks)
+
+    def state_dict(self) -> dict:
+        """The masks and current sparsity (what a checkpoint of ``fit`` keeps to resume exactly)."""
+        return {"masks": {n: m.clone() for n, m in self.masks.items()}, "sparsity": float(self.sparsity)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.masks = {n: torch.as_tensor(m).bool() for n, m in state["masks"].items()}
+        self.sparsity = float(state["sparsity"])
 
     def finalize(self, model: nn.Module) -> nn.Module:
         """A plain copy of ``model`` with the current masks applied (zeros stay zeros)."""

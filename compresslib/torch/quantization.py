@@ -125,8 +125,8 @@ def quantize_static(model: nn.Module, config: Int8Static, *, calibration_data: A
         raise ValueError("calibration_data: Int8Static needs example inputs to calibrate activation ranges "
                          "(a few hundred rows, or an iterable of batches)")
     float_model = copy.deepcopy(model).eval()
-    batches = list(inputs.iter_batches(calibration_data, 256, float_model))
-    example = inputs.take(batches[0], 0, 1) if inputs.is_batched_example(batches[0]) else batches[0]
+    batches = inputs.Batches(calibration_data, 256, float_model)  # a DataLoader is streamed at each pass
+    example = inputs.take(batches.first, 0, 1) if inputs.is_batched_example(batches.first) else batches.first
     _leaves_skipped(float_model, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
     try:
         (q, notes), path = _static_fx(float_model, config, batches, example), "fx"
@@ -142,7 +142,8 @@ class _FxTraceFailed(Exception):
     """torch.fx could not trace the model (the message says where)."""
 
 
-def _static_fx(float_model: nn.Module, config: Int8Static, batches: list, example: Any) -> tuple[nn.Module, dict]:
+def _static_fx(float_model: nn.Module, config: Int8Static, batches: inputs.Batches,
+               example: Any) -> tuple[nn.Module, dict]:
     """The FX int8 model and what was done beyond torch's recipe (layers kept float, bias correction)."""
     mapping = ao.qconfig_mapping(ao.weight_observer(config.per_channel),
                                  ao.activation_observer(config.observer, config.percentile))
@@ -170,7 +171,7 @@ def _static_fx(float_model: nn.Module, config: Int8Static, batches: list, exampl
         q = qfx.convert_fx(prepared)
         notes: dict[str, Any] = {"float_output": kept}
         if config.bias_correction:
-            notes["bias_correction"] = bias_correction.correct(q, means, batches[0])
+            notes["bias_correction"] = bias_correction.correct(q, means, batches.first)
         return q, notes
 
 
@@ -217,13 +218,14 @@ def output_layers(model: nn.Module) -> list[str]:
     return sorted({str(n.target) for n in found}) + sorted(set(passed))
 
 
-def _static_pt2e(float_model: nn.Module, config: Int8Static, batches: list, example: Any, fx_error: str) -> nn.Module:
+def _static_pt2e(float_model: nn.Module, config: Int8Static, batches: inputs.Batches, example: Any,
+                 fx_error: str) -> nn.Module:
     """``torch.export`` (batch dimension dynamic) → ``prepare_pt2e`` → calibrate → ``convert_pt2e``."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer, get_default_x86_inductor_quantization_config)
 
-    exported = export_module(float_model, batches[0], f"Int8Static: torch.fx could not trace it ({fx_error})")
+    exported = export_module(float_model, batches.first, f"Int8Static: torch.fx could not trace it ({fx_error})")
     # the x86 Inductor recipe: per-channel symmetric weights (whatever config.per_channel says), full 8-bit activations
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(reduce_range=False))
     with ao.quiet():

@@ -11,6 +11,7 @@ Example:
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -18,8 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.core.training import check_data, check_distill, check_teacher_logits, step_lr
+from compresslib.core.training import (atomic_write, check_checkpoint, check_data, check_distill,
+                                       check_teacher_logits, rng_state, set_rng_state, step_lr)
 from compresslib.progress import progress
+from compresslib.torch import distributed as tdist
 from compresslib.torch import inputs
 
 
@@ -36,32 +39,54 @@ def _check_data(data, argument: str = "data") -> tuple[np.ndarray, np.ndarray]:
 
 def fit(
     model: nn.Module,
-    data: Sequence[np.ndarray],
+    data: Any,
     epochs: int = 3,
     batch_size: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
     weight_decay: float = 0.0,
     progress_bar: Optional[bool] = None,
-    on_step: Optional[Callable[[nn.Module, int], None]] = None,
+    on_step: Optional[Callable[[nn.Module, int], None] | Sequence[Callable]] = None,
     lr_schedule: str = "constant",
     teacher: Optional[nn.Module | np.ndarray] = None,
     distill_alpha: float = 0.7,
     temperature: float = 4.0,
+    checkpoint: Optional[str | os.PathLike] = None,
+    checkpoint_every: int = 0,
+    distributed: bool | str = False,
 ) -> list[float]:
     """Train ``model`` in place with Adam and cross-entropy; return the mean loss of each epoch.
 
+    ``data``: ``(x, y)`` arrays held in memory (shuffled every epoch, batches of ``batch_size``), or a
+    stream: a ``DataLoader`` or any re-iterable of ``(x, y)`` batches, read once per epoch and never
+    held whole (``batch_size`` is then the loader's business). A one-shot generator is accepted for
+    ``epochs=1`` only.
+
     ``lr_schedule``: "constant" or "step" (see :func:`compresslib.core.training.step_lr`).
 
-    ``on_step(model, step)`` runs after every optimiser step (used by gradual
+    ``on_step(model, step)`` (or a list of such hooks) runs after every optimiser step (used by gradual
     pruning to re-apply masks). Same seed, same data → same weights.
 
     ``teacher``: knowledge distillation (Hinton et al. 2015) — typically the
     uncompressed model, or its logits on ``x`` as an ``(N, classes)`` array. Its
-    logits are computed once (there is no augmentation, so they do not change)
-    and the loss becomes :func:`compresslib.core.training.distillation_loss`
+    logits are computed once for ``(x, y)`` (there is no augmentation, so they do not change), batch by
+    batch for a stream, and the loss becomes :func:`compresslib.core.training.distillation_loss`
     with ``distill_alpha`` and ``temperature``. Fine-tuning a pruned or
     decomposed model against its original recovers more accuracy than labels alone.
+
+    ``checkpoint``: a file path. Every ``checkpoint_every`` optimiser steps (and at the end) the model,
+    the optimiser, the hooks' state (pruning masks, sparsity), the position in the data, the loss so far
+    and the RNG states are written there atomically (temporary file, then ``os.replace``) by rank 0 only.
+    When the file exists, training resumes from it and ends with the same weights, bit for bit, as an
+    uninterrupted run (CPU, same data order: ``(x, y)``, or a loader whose order depends only on torch's
+    RNG). It is read with ``torch.load(weights_only=True)``: nothing is unpickled. The checkpoint of a finished
+    run makes ``fit`` return its history at once (delete the file to train again).
+
+    ``distributed``: True (or a backend name) under ``torchrun``: the model is wrapped in
+    DistributedDataParallel, observers are synchronised and only rank 0 writes (see
+    :mod:`compresslib.torch.distributed`). With ``(x, y)``, ``batch_size`` is the global batch: every rank
+    draws the same permutation and takes its share of each batch, so the gradient is that of the global
+    batch; give a stream a ``DistributedSampler`` (its ``set_epoch`` is called every epoch).
 
     Example:
         >>> import compresslib as cl
@@ -72,57 +97,211 @@ def fit(
         >>> len(losses)
         1
     """
-    x, y = _check_data(data)
+    streaming = _is_stream(data)
+    if not streaming:
+        x, y = _check_data(data)
     if lr_schedule not in ("constant", "step"):
         raise ValueError(f"lr_schedule must be 'constant' or 'step', got {lr_schedule!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs}")
+    if streaming and epochs > 1 and iter(data) is data:
+        raise ValueError("data: a one-shot iterator (e.g. a generator) can be read once, for epochs=1; "
+                         "give a re-iterable (a DataLoader, or an object whose __iter__ starts over) "
+                         "for more epochs")
+    path = check_checkpoint(checkpoint, checkpoint_every)
+    hooks = _hooks(on_step)
+    rank, world = tdist.setup(distributed, model)
+    model = tdist.unwrap(model)
     device = model_device(model)
-    soft = None
+    soft, live_teacher = None, None
     if teacher is not None:
         check_distill(distill_alpha, temperature)
         if isinstance(teacher, nn.Module):
             if teacher is model:
                 raise ValueError("teacher: must be another model (the uncompressed original), not the model trained")
-            t_logits = predict(teacher, x)
+            if streaming:
+                live_teacher = teacher.eval()
+            else:
+                soft = torch.as_tensor(check_teacher_logits(predict(teacher, x), len(x)))
         elif isinstance(teacher, (np.ndarray, torch.Tensor)):
-            t_logits = _to_numpy(teacher)
+            if streaming:
+                raise TypeError("teacher: logits as an array need data=(x, y) (one row per sample); with a "
+                                "stream, give the teacher model")
+            soft = torch.as_tensor(check_teacher_logits(_to_numpy(teacher), len(x)))
         else:
             raise TypeError(f"teacher must be a torch.nn.Module or an array of logits, got {type(teacher).__name__}")
-        soft = torch.as_tensor(check_teacher_logits(t_logits, len(x)))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    at = {"epoch": 0, "batch": 0, "step": 0, "history": [], "total": 0.0, "count": 0}
+    resume = None
+    if path and os.path.exists(path):
+        resume = _load_checkpoint(path, model, opt, hooks, world, device)
+    if resume is not None:
+        at = {k: resume[k] for k in at}
+        at["history"] = list(at["history"])
+    net = tdist.wrap(model)
+    handles = tdist.sync_observers(model) if world > 1 else []
     loss_fn = nn.CrossEntropyLoss()
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor(y, dtype=torch.long)
-    history, step = [], 0
+    if not streaming:
+        xt = torch.as_tensor(x, dtype=torch.float32)
+        yt = torch.as_tensor(y, dtype=torch.long)
+    step, history = at["step"], at["history"]
     model.train()
-    for epoch in range(epochs):
-        if lr_schedule == "step":
-            for group in opt.param_groups:
-                group["lr"] = step_lr(lr, epoch, epochs)
-        order = torch.as_tensor(rng.permutation(len(x)))
-        total, count = 0.0, 0
-        batches = range(0, len(x), batch_size)
-        for start in progress(batches, progress_bar, desc=f"epoch {epoch + 1}/{epochs}", leave=False):
-            idx = order[start:start + batch_size]
-            xb, yb = xt[idx].to(device), yt[idx].to(device)
-            opt.zero_grad(set_to_none=True)
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            if soft is not None:
-                loss = _distill(out, loss, soft[idx].to(device), distill_alpha, temperature)
-            loss.backward()
-            opt.step()
-            step += 1
-            if on_step is not None:
-                on_step(model, step)
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        history.append(total / count)
+    try:
+        for epoch in range(at["epoch"], epochs):
+            if lr_schedule == "step":
+                for group in opt.param_groups:
+                    group["lr"] = step_lr(lr, epoch, epochs)
+            here = resume is not None and epoch == resume["epoch"]
+            skip = at["batch"] if here else 0
+            total, count = (at["total"], at["count"]) if here else (0.0, 0)
+            extra: dict[str, Any] = {}
+            if streaming:
+                sampler = getattr(data, "sampler", None)
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
+                if here:
+                    torch.set_rng_state(resume["epoch_torch_rng"])
+                extra["epoch_torch_rng"] = torch.get_rng_state()
+                batches = _skip(_stream(data, live_teacher), skip)
+                if here:
+                    torch.set_rng_state(resume["torch_rng"])
+            else:
+                if here:
+                    order = resume["order"]
+                    set_rng_state(rng, resume["numpy_rng"])
+                else:
+                    order = torch.as_tensor(rng.permutation(len(x)))
+                extra["order"] = order
+                batches = (_share(order[s:s + batch_size], rank, world, xt, yt, soft, f"epoch {epoch + 1}")
+                           for s in range(skip * batch_size, len(x), batch_size))
+            if rank == 0:
+                batches = progress(batches, progress_bar, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+            b = skip
+            for xb, yb, sb, share in batches:
+                xb, yb = xb.to(device), yb.to(device)
+                opt.zero_grad(set_to_none=True)
+                out = net(xb)
+                loss = loss_fn(out, yb)
+                if sb is not None:
+                    loss = _distill(out, loss, sb.to(device), distill_alpha, temperature)
+                (loss if share == 1.0 else loss * share).backward()
+                opt.step()
+                step += 1
+                b += 1
+                for hook in hooks:
+                    hook(model, step)
+                total += float(loss.detach()) * len(yb)
+                count += len(yb)
+                if path and checkpoint_every and step % checkpoint_every == 0:
+                    _save_checkpoint(path, model, opt, hooks, dict(
+                        epoch=epoch, batch=b, step=step, history=history, total=total, count=count,
+                        world=world, numpy_rng=rng_state(rng), torch_rng=torch.get_rng_state(), **extra))
+            total, count = tdist.all_sum([total, count])
+            history.append(total / count)
+        if path:
+            _save_checkpoint(path, model, opt, hooks, dict(
+                epoch=epochs, batch=0, step=step, history=history, total=0.0, count=0, world=world,
+                numpy_rng=rng_state(rng), torch_rng=torch.get_rng_state()))
+    finally:
+        for h in handles:
+            h.remove()
     model.eval()
     return history
+
+
+def _is_stream(data: Any) -> bool:
+    """True for an iterable of ``(x, y)`` batches (a DataLoader, a generator); False for ``(x, y)`` arrays."""
+    if _is_pair(data):
+        return False
+    if isinstance(data, (tuple, list)):
+        return len(data) != 2 or all(isinstance(b, (tuple, list)) and len(b) == 2 for b in data)
+    return isinstance(data, Iterable) and not isinstance(data, (str, bytes, dict, np.ndarray, torch.Tensor))
+
+
+def _hooks(on_step: Any) -> list:
+    if on_step is None:
+        return []
+    hooks = list(on_step) if isinstance(on_step, (list, tuple)) else [on_step]
+    for h in hooks:
+        if not callable(h):
+            raise TypeError("on_step must be a callable hook(model, step) or a list of them, "
+                            f"got {type(h).__name__}")
+    return hooks
+
+
+def _share(idx: torch.Tensor, rank: int, world: int, xt: torch.Tensor, yt: torch.Tensor,
+           soft: Optional[torch.Tensor], where: str) -> tuple:
+    """This rank's rows of one global batch, and the factor that makes DDP's mean the global batch's mean."""
+    if world > 1:
+        if len(idx) < world:
+            raise ValueError(f"batch_size: a batch of {where} has {len(idx)} rows for {world} processes; "
+                             "choose batch_size and the data size so that every batch has a row per process")
+        n = len(idx)
+        idx = torch.tensor_split(idx, world)[rank]
+        share = len(idx) * world / n
+    else:
+        share = 1.0
+    return xt[idx], yt[idx], None if soft is None else soft[idx], share
+
+
+def _stream(data: Any, teacher: Optional[nn.Module]) -> Iterator[tuple]:
+    for xb, yb in labelled_batches(data):
+        xb = torch.as_tensor(xb, dtype=torch.float32) if not isinstance(xb, torch.Tensor) else xb
+        yb = torch.as_tensor(yb, dtype=torch.long)
+        sb = None
+        if teacher is not None:
+            with torch.no_grad():
+                sb = teacher(xb.to(model_device(teacher))).float()
+        yield xb, yb, sb, 1.0
+
+
+def _skip(batches: Iterator, n: int) -> Iterator:
+    """``batches`` without its first ``n`` items (read and dropped: how a stream is resumed mid-epoch)."""
+    for _ in range(n):
+        next(batches, None)
+    return batches
+
+
+def _save_checkpoint(path: str, model: nn.Module, opt: torch.optim.Optimizer, hooks: list, at: dict) -> None:
+    if tdist.is_writer():
+        state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "hooks": [h.state_dict() if hasattr(h, "state_dict") else {} for h in hooks], **at}
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    tdist.barrier()
+
+
+def _load_checkpoint(path: str, model: nn.Module, opt: torch.optim.Optimizer, hooks: list, world: int,
+                     device: torch.device) -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - not a checkpoint of ours
+        raise ValueError(f"checkpoint: {path!r} is not a readable fit checkpoint ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint: {path!r} was not written by compresslib's torch fit")
+    if state["world"] != world:
+        raise ValueError(f"checkpoint: {path!r} was written by {state['world']} process(es), this run has "
+                         f"{world}; resume with the same number of processes (the data shares depend on it)")
+    if len(state["hooks"]) != len(hooks):
+        raise ValueError(f"checkpoint: {path!r} holds the state of {len(state['hooks'])} on_step hook(s), "
+                         f"this run has {len(hooks)}")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint: {path!r} holds another model's weights ({str(exc)[:300]})") from None
+    opt.load_state_dict(state["optimizer"])
+    for h, s in zip(hooks, state["hooks"]):
+        if hasattr(h, "load_state_dict"):
+            h.load_state_dict(s)
+    for key in ("torch_rng", "epoch_torch_rng"):
+        if key in state:
+            state[key] = state[key].cpu()
+    return state
+
+
+CHECKPOINT_FORMAT = "compresslib-torch-fit-1"
 
 
 def _distill(out: torch.Tensor, hard: torch.Tensor, teacher: torch.Tensor, alpha: float, t: float) -> torch.Tensor:
