@@ -67,12 +67,15 @@ def search(w: np.ndarray, x: np.ndarray, bits: int = 4, group_size: Optional[int
     mean_abs = np.abs(x).mean(0) if mean_abs is None else np.asarray(mean_abs, np.float64)
     if mean_abs.shape != (w64.shape[1],):
         raise ValueError(f"mean_abs must have shape ({w64.shape[1]},), got {mean_abs.shape}")
+    x32 = x.astype(np.float32)
+    ref = x32 @ w64.T.astype(np.float32)
+    norm = max(float(np.linalg.norm(ref)), 1e-30)
     best: Optional[Found] = None
     base = None
     for alpha in grid:
         s = scales_for(mean_abs, alpha)
         q = rtn(w64 * s[None, :], bits, group_size)
-        err = output_error(x, w64, q.dequantize() / s[None, :])
+        err = float(np.linalg.norm(ref - x32 @ (q.dequantize() / s[None, :]).T) / norm)
         base = err if base is None else base
         if best is None or err < best.error:
             best = Found(q, s, float(alpha), err, base)

@@ -157,12 +157,13 @@ def inverse_cholesky(h: np.ndarray, damping: float = 0.01) -> np.ndarray:
     mean_diag = float(np.mean(np.diag(h))) or 1.0
     lam = damping * mean_diag
     eye = np.eye(len(h))
+    flip = np.arange(len(h))[::-1]
     for _ in range(7):
         try:
-            lower = np.linalg.cholesky(h + lam * eye)
-            inv = np.linalg.inv(lower)
-            hinv = inv.T @ inv
-            return np.linalg.cholesky(hinv).T
+            # with J the flip, J H J = L Lᵀ gives H⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J), J L⁻¹ J upper: one factorisation
+            lower = np.linalg.cholesky((h + lam * eye)[np.ix_(flip, flip)])
+            inv = np.linalg.solve(lower, eye)
+            return np.tril(inv)[np.ix_(flip, flip)]
         except np.linalg.LinAlgError:
             lam = max(lam * 10, 1e-8 * mean_diag)
     raise ValueError("the layer's input Hessian is not positive definite even with damping; give more "

@@ -29,10 +29,11 @@ from typing import Any, Optional
 import numpy as np
 
 from compresslib.core import awq, gptq, sparsegpt
+from compresslib.core.blas import one_thread
 
 QUANTIZERS = ("GPTQ", "AWQ")
 PRUNERS = ("Wanda", "SparseGPT")
-MAX_ROWS = 4096  # input rows kept per layer for AWQ's search (the Hessian uses all rows)
+MAX_ROWS = 2048  # input rows kept per layer for AWQ's search (the Hessian uses all rows)
 
 
 @dataclass
@@ -72,7 +73,13 @@ def needs_rows(config: Any) -> bool:
 
 def compress_layer(config: Any, w: np.ndarray, acc: gptq.HessianAccumulator,
                    rows: Optional[np.ndarray] = None) -> Result:
-    """The compressed form of one layer's weight ``w`` (out, in) from its calibration statistics."""
+    """The compressed form of one layer's weight ``w`` (out, in) from its calibration statistics
+    (LAPACK on one thread: :mod:`compresslib.core.blas`)."""
+    with one_thread():
+        return _compress(config, w, acc, rows)
+
+
+def _compress(config: Any, w: np.ndarray, acc: gptq.HessianAccumulator, rows: Optional[np.ndarray]) -> Result:
     name = type(config).__name__
     w = np.asarray(w, np.float32)
     if name == "GPTQ":

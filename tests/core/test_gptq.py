@@ -106,3 +106,11 @@ def test_two_four(layer):
     assert gptq.output_error(x, w, sgpt) < gptq.output_error(x, w, mag)
     with pytest.raises(ValueError, match="fan-in 128 is not a multiple of m=5"):
         sparsegpt.sparsegpt(w, h, n=2, m=5)
+
+
+def test_inverse_cholesky_is_upper_factor_of_the_damped_inverse(layer):
+    _, _, h = layer
+    u = gptq.inverse_cholesky(h, damping=0.01)
+    damped = h + 0.01 * np.mean(np.diag(h)) * np.eye(128)
+    assert np.allclose(u, np.triu(u)) and (np.diag(u) > 0).all()
+    assert np.allclose(u.T @ u, np.linalg.inv(damped), rtol=1e-6, atol=1e-9)
