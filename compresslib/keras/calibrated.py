@@ -126,8 +126,9 @@ def _run(model: Any, batches: list) -> None:
             pass
 
 
-def call_order(model: Any, layers: dict[str, Any], batches: list) -> tuple[list[list[str]], dict, dict]:
+def call_order(model: Any, layers: dict[str, Any], data: Any) -> tuple[list[list[str]], dict, dict]:
     """Steps (keys in call order, grouped by shared input), rows and calls per batch per layer."""
+    batches = _batches(data)
     first: dict[str, tuple] = {}
     rows = {k: 0 for k in layers}
     calls = {k: 0 for k in layers}
@@ -198,7 +199,7 @@ def compress_sequentially(model: Any, config: Any, data: Any, ignored: Iterable[
     if not layers:
         raise ValueError(f"model: {technique} compresses Dense and EinsumDense layers; {model.name} has none "
                          "it can handle")
-    steps, rows, calls = call_order(model, layers, batches)
+    steps, rows, calls = call_order(model, layers, data)
     skipped = [f"{k} (never called)" for k in layers if rows[k] == 0] + _others(model, layers)
     todo = []
     for step in steps:
