@@ -37,6 +37,7 @@ _LAZY = {
     "prune": "compresslib.api",
     "decompose": "compresslib.api",
     "transform": "compresslib.api",
+    "perplexity": "compresslib.api",
     "apply": "compresslib.api",
     "registry": "compresslib.registry",
     "fold_batchnorm": "compresslib.api",

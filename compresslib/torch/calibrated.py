@@ -11,10 +11,12 @@ structure or attribute names are assumed.
 
 Quantized layers become :class:`~compresslib.torch.layers.WeightOnlyLinear` (packed codes, group
 scales, AWQ's input scales; ``cl.save`` stores them as they are); pruned layers stay ``nn.Linear``
-with exact zeros (``cl.save`` packs them sparse). Layers left float, each named in one warning: a
+with exact zeros (``cl.save`` packs them sparse). Hugging Face ``Conv1D`` layers (GPT-2's attention and
+MLP projections, weight stored ``(in, out)``) are handled as the Linear layers they are; quantized, they
+become ``WeightOnlyLinear``. Layers left float, each named in one warning: a
 Linear whose fan-in the group size (or ``m``) does not fit, one the model never calls through its
 ``forward`` (``nn.MultiheadAttention``'s ``out_proj``, read as a tensor), and weight-holding layers
-of other kinds (``nn.MultiheadAttention``'s packed ``in_proj_weight``, convolutions, HF ``Conv1D``).
+of other kinds (``nn.MultiheadAttention``'s packed ``in_proj_weight``, convolutions).
 A model with no Linear layer the forward calls is refused before any work, naming what it has.
 
 Calibration runs with autograd on (inputs detached), because PyTorch's fused inference path of
@@ -56,11 +58,35 @@ class _Stop(Exception):
     """Raised by a hook once the step's layers have seen their inputs: the rest of the forward is skipped."""
 
 
-def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
-    """``{name: layer}`` of the plain ``nn.Linear`` layers (subclasses that only rename it included)."""
+def is_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2's projections): a Linear layer whose weight is stored ``(in, out)``."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and \
+        isinstance(module._parameters.get("weight"), nn.Parameter) and module.weight.dim() == 2
+
+
+def linear_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """``{name: layer}`` of the plain ``nn.Linear`` layers (subclasses that only rename it included) and
+    Hugging Face ``Conv1D`` layers."""
     return {n: m for n, m in model.named_modules()
-            if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward
-            and isinstance(m._parameters.get("weight"), nn.Parameter)}
+            if (isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward
+                and isinstance(m._parameters.get("weight"), nn.Parameter)) or is_conv1d(m)}
+
+
+def _in_features(layer: nn.Module) -> int:
+    return layer.weight.shape[0] if is_conv1d(layer) else layer.in_features
+
+
+def _as_linear(layer: nn.Module) -> nn.Linear:
+    """``layer`` itself, or an ``nn.Linear`` computing what a ``Conv1D`` computes (weights transposed)."""
+    if not is_conv1d(layer):
+        return layer
+    lin = nn.Linear(layer.weight.shape[0], layer.weight.shape[1], bias=layer.bias is not None,
+                    device=layer.weight.device, dtype=layer.weight.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(layer.weight.t())
+        if layer.bias is not None:
+            lin.bias.copy_(layer.bias)
+    return lin
 
 
 def _others(model: nn.Module, linear: dict) -> list[str]:
@@ -123,7 +149,7 @@ def call_order(model: nn.Module, layers: dict[str, nn.Linear], data: Any) -> tup
 
 def _collect(model: nn.Module, names: list[str], data: Any, config: Any, rows: dict, calls: dict) -> tuple:
     """Accumulators (and AWQ's row samples) for the layers ``names``, from one (partial) pass."""
-    accs = {n: HessianAccumulator(model.get_submodule(n).in_features) for n in names}
+    accs = {n: HessianAccumulator(_in_features(model.get_submodule(n))) for n in names}
     samples: dict[str, list] = {n: [] for n in names}
     seen = {n: 0 for n in names}
     want = sum(calls[n] for n in names)
@@ -179,7 +205,7 @@ def compress_sequentially(model: nn.Module, config: Any, data: Any, ignored: Ite
     for step in steps:
         keep = []
         for n in step:
-            why = layerwise.fits(config, layers[n].in_features)
+            why = layerwise.fits(config, _in_features(layers[n]))
             (skipped.append(f"{n} ({why})") if why else keep.append(n))
         if keep:
             todo.append(keep)
@@ -188,12 +214,14 @@ def compress_sequentially(model: nn.Module, config: Any, data: Any, ignored: Ite
     for step in todo:
         accs, samples = _collect(model, step, data, config, rows, calls)
         for n in step:
-            layer = model.get_submodule(n)
+            layer = _as_linear(model.get_submodule(n))
             w = layer.weight.detach().float().cpu().numpy()
             result = layerwise.compress_layer(config, w, accs[n], samples[n])
             if result.weight is not None:
+                new = torch.from_numpy(result.weight).to(layer.weight.dtype)
+                target = model.get_submodule(n).weight
                 with torch.no_grad():
-                    layer.weight.copy_(torch.from_numpy(result.weight).to(layer.weight.dtype))
+                    target.copy_(new.t() if is_conv1d(model.get_submodule(n)) else new)
             else:
                 _replace(model, n, WeightOnlyLinear.from_codes(layer, result.q, result.scale, result.bits,
                                                                result.group_size, result.input_scale))
@@ -234,4 +262,4 @@ def prune_calibrated(model: nn.Module, config: Any, *, calibration_data: Any = N
     return compress_sequentially(copy.deepcopy(model).eval(), config, data, ignored_layers)
 
 
-__all__ = ["linear_layers", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]
+__all__ = ["is_conv1d", "linear_layers", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]

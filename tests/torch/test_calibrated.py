@@ -155,3 +155,37 @@ def test_refusals(block):
         q = cl.quantize(m, cl.GPTQ(group_size=48), calibration_data=cal[:8])
     assert "group_size 48 does not divide the fan-in 64" in str(seen[0].message)
     assert type(q.q) is nn.Linear and type(q.fc2) is nn.Linear  # 48 divides neither 64 nor 128
+
+
+def test_gpt2_conv1d_projections_are_handled():
+    from tests.foreign.torch_zoo import case
+
+    c = case("hf_gpt2")
+    m = c.model()
+    q = cl.quantize(m, cl.GPTQ(bits=4, group_size=32), calibration_data=c.calibration)
+    p = cl.prune(m, cl.SparseGPT(n=2, m=4), calibration_data=c.calibration)
+    block = q.transformer.h[0]
+    assert isinstance(block.attn.c_attn, WeightOnlyLinear) and isinstance(block.mlp.c_proj, WeightOnlyLinear)
+    w = p.transformer.h[0].mlp.c_fc.weight  # Conv1D keeps its (in, out) layout: 2:4 along the input axis
+    from compresslib.core.masks import is_nm_sparse
+    assert is_nm_sparse(w.detach().t().numpy(), 2, 4)
+    with torch.no_grad():
+        ref, out = m(**c.example).logits, q(**c.example).logits
+    assert float((out - ref).norm() / ref.norm()) < 0.1
+
+
+def test_perplexity_uniform_and_refusals():
+    class Uniform(nn.Module):
+        def forward(self, ids):
+            return torch.zeros(*ids.shape, 11)
+
+    assert cl.perplexity(Uniform(), torch.randint(0, 11, (5, 9)), batch_size=2) == pytest.approx(11.0)
+    m = Block().eval()
+    ids = torch.randint(0, 64, (4, 16))
+    with torch.no_grad():
+        logp = torch.log_softmax(m(ids)[:, :-1], -1).gather(-1, ids[:, 1:, None])
+    assert cl.perplexity(m, ids) == pytest.approx(float(torch.exp(-logp.mean())), rel=1e-5)
+    with pytest.raises(ValueError, match="tokens must be a non-empty integer array"):
+        cl.perplexity(m, torch.randn(4, 16))
+    with pytest.raises(ValueError, match="tokens: id 11 is outside the model's vocabulary of 11"):
+        cl.perplexity(Uniform(), torch.full((1, 4), 11))
