@@ -530,6 +530,9 @@ class NM(PruneConfig):
 class _DataAwarePruning(PruneConfig):
     """Shared validation of ``Wanda`` and ``SparseGPT``: a ``sparsity`` or an N:M pattern, not both."""
 
+    # a recipe step of this config is given the recipe's calibration_data (compresslib.pipeline)
+    needs_calibration: ClassVar[bool] = True
+
     def _check_target(self) -> None:
         name = type(self).__name__
         if self.n is None and self.m is None and self.sparsity is None:

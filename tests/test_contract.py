@@ -22,6 +22,7 @@ from compresslib.configs import CONFIG_CLASSES
 FRAMEWORK_ONLY = {
     "calibrated": {
         "is_conv1d": "Hugging Face's Conv1D (GPT-2's projections) is a torch module",
+        "KeepZeros": "Keras fine-tuning hooks are callbacks (torch's are functions of (model, step))",
     },
     "bias_correction": {
         "float_means_hooks": "torch corrects the int8 model after convert_fx, from float means recorded in calibration",

@@ -41,7 +41,7 @@ from compresslib.core.gptq import HessianAccumulator
 from compresslib.keras.checks import check_model
 from compresslib.keras.pruning import kernel_layout, kernel_output_major, prunable_layers
 from compresslib.keras.rebuild import copy_model
-from compresslib.registry import register
+from compresslib.registry import Tuning, register, register_tuner
 
 BATCH = 32
 
@@ -240,4 +240,34 @@ def prune_calibrated(model: Any, config: Any, *, calibration_data: Any = None, e
     return compress_sequentially(copy_model(model), config, data, ignored_layers)
 
 
-__all__ = ["linear_layers", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]
+class KeepZeros(keras.callbacks.Callback):
+    """A callback that puts the zeros of every handled kernel (found when it was made) back after each batch."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.masks = {k: np.asarray(keras.ops.convert_to_numpy(l.kernel)) != 0 for k, l in linear_layers(model).items()}
+
+    def apply(self, model: Any) -> None:
+        layers = linear_layers(model)
+        for key, mask in self.masks.items():
+            kernel = layers[key].kernel
+            kernel.assign(np.where(mask, keras.ops.convert_to_numpy(kernel), np.float32(0)))
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        self.apply(self.model)
+
+
+@register_tuner("keras", Wanda, SparseGPT)
+def keep_zeros(model: Any, config: Any) -> Tuning:
+    """Fine-tuning after Wanda/SparseGPT: the zeros found stay zeros (a :class:`KeepZeros` callback, and the result)."""
+    callback = KeepZeros(model)
+
+    def finish(trained: Any) -> Any:
+        out = copy_model(trained)
+        callback.apply(out)
+        return out
+
+    return Tuning(model, [callback], finish)
+
+
+__all__ = ["KeepZeros", "keep_zeros", "linear_layers", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]

@@ -46,7 +46,7 @@ from torch import nn
 from compresslib.configs import AWQ, GPTQ, SparseGPT, Wanda
 from compresslib.core import layerwise
 from compresslib.core.gptq import HessianAccumulator
-from compresslib.registry import register
+from compresslib.registry import Tuning, register, register_tuner
 from compresslib.torch import inputs
 from compresslib.torch.layers import WeightOnlyLinear
 
@@ -262,4 +262,25 @@ def prune_calibrated(model: nn.Module, config: Any, *, calibration_data: Any = N
     return compress_sequentially(copy.deepcopy(model).eval(), config, data, ignored_layers)
 
 
-__all__ = ["is_conv1d", "linear_layers", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]
+def _zero_masked(model: nn.Module, masks: dict) -> None:
+    with torch.no_grad():
+        for name, mask in masks.items():
+            w = model.get_submodule(name).weight
+            w.masked_fill_(~mask.to(w.device), 0.0)
+
+
+@register_tuner("torch", Wanda, SparseGPT)
+def keep_zeros(model: nn.Module, config: Any) -> Tuning:
+    """Fine-tuning after Wanda/SparseGPT: the zeros found (every Linear/Conv1D weight's) are put back after each
+    optimiser step and in the result, so training cannot fill them (the masks are fixed, not recomputed)."""
+    masks = {n: m.weight.detach() != 0 for n, m in linear_layers(model).items()}
+
+    def finish(trained: nn.Module) -> nn.Module:
+        out = copy.deepcopy(trained)
+        _zero_masked(out, masks)
+        return out.eval()
+
+    return Tuning(model, [lambda trained, step: _zero_masked(trained, masks)], finish)
+
+
+__all__ = ["keep_zeros", "is_conv1d", "linear_layers", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]

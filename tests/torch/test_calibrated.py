@@ -189,3 +189,19 @@ def test_perplexity_uniform_and_refusals():
         cl.perplexity(m, torch.randn(4, 16))
     with pytest.raises(ValueError, match="tokens: id 11 is outside the model's vocabulary of 11"):
         cl.perplexity(Uniform(), torch.full((1, 4), 11))
+
+
+def test_recipe_step_gets_calibration_data_and_finetuning_keeps_zeros(block):
+    from compresslib import registry
+
+    m, cal, _ = block
+    out = cl.compress(m, [cl.Wanda(n=2, m=4)], calibration_data=cal, packed=False,
+                      measure_kwargs={"example_input": cal[:2], "latency": False})
+    p = out[0]  # (model, comparison)
+    from compresslib.core.masks import is_nm_sparse
+    assert is_nm_sparse(p.fc1.weight.detach().numpy(), 2, 4)
+    tuning = registry.tuner("torch", cl.Wanda(0.5))(copy.deepcopy(p), cl.Wanda(0.5))
+    with torch.no_grad():
+        tuning.model.fc1.weight.add_(1.0)  # a training step fills the zeros ...
+    tuning.hooks[0](tuning.model, 1)        # ... the hook puts them back
+    assert is_nm_sparse(tuning.finish(tuning.model).fc1.weight.detach().numpy(), 2, 4)
