@@ -90,3 +90,18 @@ def test_refusals(attention):
         cl.quantize(conv, cl.GPTQ(), calibration_data=np.zeros((4, 8, 8, 1), "float32"))
     with pytest.warns(UserWarning, match="GPTQ: layers left float: .*group_size 48 does not divide the fan-in 32"):
         cl.quantize(m, cl.GPTQ(group_size=48), calibration_data=cal[:8])
+
+
+def test_finetuning_keeps_zeros_and_perplexity(attention):
+    from compresslib import registry
+
+    m, cal, _ = attention
+    p = cl.prune(m, cl.Wanda(0.5), calibration_data=cal[:16])
+    tuning = registry.tuner("keras", cl.Wanda(0.5))(p, cl.Wanda(0.5))
+    fc1 = p.get_layer("fc1")
+    fc1.kernel.assign(np.asarray(fc1.kernel) + 1.0)  # a training step fills the zeros ...
+    done = tuning.finish(p)                           # ... the result has them back
+    assert int((np.asarray(done.get_layer("fc1").kernel) == 0).sum()) == 32 * 64 // 2
+    i = keras.Input((6,), dtype="int32")
+    uniform = keras.Model(i, keras.layers.Embedding(13, 13, embeddings_initializer="zeros")(i))
+    assert cl.perplexity(uniform, np.arange(24).reshape(4, 6) % 13) == pytest.approx(13.0)
