@@ -205,3 +205,18 @@ def test_recipe_step_gets_calibration_data_and_finetuning_keeps_zeros(block):
         tuning.model.fc1.weight.add_(1.0)  # a training step fills the zeros ...
     tuning.hooks[0](tuning.model, 1)        # ... the hook puts them back
     assert is_nm_sparse(tuning.finish(tuning.model).fc1.weight.detach().numpy(), 2, 4)
+
+
+def test_frozen_parameters_still_calibrated_and_flags_restored():
+    """With every parameter frozen, nn.TransformerEncoderLayer takes its fused path (no Linear hooks) under
+    autograd too; the handler turns autograd on for its copy's parameters while calibrating."""
+    from tests.foreign.torch_zoo import case
+
+    c = case("torch_transformer")
+    m = c.model().requires_grad_(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = cl.quantize(m, cl.GPTQ(bits=4, group_size=32), calibration_data=c.calibration)
+    assert isinstance(q.encoder.layers[1].linear2, WeightOnlyLinear)
+    assert not any(p.requires_grad for p in m.parameters())
+    assert not q.encoder.layers[0].norm1.weight.requires_grad
