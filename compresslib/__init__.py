@@ -37,6 +37,7 @@ _LAZY = {
     "prune": "compresslib.api",
     "decompose": "compresslib.api",
     "transform": "compresslib.api",
+    "perplexity": "compresslib.api",
     "apply": "compresslib.api",
     "registry": "compresslib.registry",
     "fold_batchnorm": "compresslib.api",
@@ -53,6 +54,7 @@ _CONFIG_NAMES = (
     "Int8Dynamic", "Int8Static", "WeightOnly", "Float16", "BFloat16", "QAT", "WeightSharing",
     "Magnitude", "Structured", "NM", "SVD", "Tucker", "CP",
     "Float8Dynamic", "Int8DynamicCUDA", "Int4WeightOnlyCUDA", "Sparse24", "Auto", "SmoothQuant",
+    "GPTQ", "AWQ", "Wanda", "SparseGPT",
 )
 _LAZY.update({name: "compresslib.configs" for name in _CONFIG_NAMES})
 

@@ -64,6 +64,21 @@ def measure(model: Any, data: Any = None, example_input: Any = None, packed: boo
     return report
 
 
+def perplexity(model: Any, tokens: Any, batch_size: int = 16) -> float:
+    """Perplexity of a causal language model (either framework) on ``tokens`` ``(batch, length)``.
+
+    ``exp`` of the mean negative log-likelihood of each next token; ``model(ids)`` returns logits
+    ``(batch, length, vocab)`` (a Hugging Face output's ``.logits`` is read). Lower is better; a model
+    that knows nothing scores the vocabulary size.
+
+    Example:
+        >>> ppl = cl.perplexity(lm, held_out_tokens)                     # doctest: +SKIP
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return dispatch(model, "measure").perplexity(model, tokens, batch_size=batch_size)
+
+
 def _check_verb(config: Config, verb: str) -> None:
     if config.verb != verb:
         then = " then convert(model) after training" if config.verb == "prepare_qat" else ""

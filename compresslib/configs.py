@@ -184,6 +184,64 @@ class WeightOnly(QuantConfig):
             _int_in("WeightOnly", "group_size", self.group_size, 1)
 
 
+def _check_group(cls: str, group_size: Any) -> None:
+    if group_size is not None:
+        _int_in(cls, "group_size", group_size, 1)
+
+
+@dataclass(frozen=True)
+class GPTQ(QuantConfig):
+    """GPTQ (Frantar et al., ICLR 2023): weight-only ``bits`` (3, 4 or 8; 2 allowed) with group scales,
+    each rounding error spread over the weights not yet rounded, weighted by the inverse input Hessian.
+
+    Needs ``calibration_data``. Layers are quantized one after the other in the order the model calls
+    them; each sees the outputs of the layers already quantized. ``group_size``: input channels per
+    scale (``None``: one scale per output row); a layer whose fan-in it does not divide stays float,
+    named in one warning. ``act_order``: channels with the largest inputs first. ``damping``: added
+    to the Hessian's diagonal, as a fraction of its mean. Stored packed (bits + one float32 scale per
+    group), the same layers as ``WeightOnly``.
+
+    Example:
+        >>> GPTQ(bits=3, group_size=64)
+        GPTQ(bits=3, group_size=64, act_order=False, damping=0.01)
+        >>> GPTQ(bits=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: GPTQ.bits must be one of (2, 3, 4, 8), got 5
+    """
+
+    bits: int = 4
+    group_size: Optional[int] = 128
+    act_order: bool = False
+    damping: float = 0.01
+
+    def __post_init__(self) -> None:
+        _choice("GPTQ", "bits", self.bits, (2, 3, 4, 8))
+        _check_group("GPTQ", self.group_size)
+        _bool("GPTQ", "act_order", self.act_order)
+        _fraction("GPTQ", "damping", self.damping, low_open=False, high_open=True)
+
+
+@dataclass(frozen=True)
+class AWQ(QuantConfig):
+    """AWQ (Lin et al., MLSys 2024): per-input-channel scales ``s = mean|x|^α`` searched on calibration
+    data before round-to-nearest of ``W · s``; the layer keeps ``s`` and computes ``(x / s)(W s)ᵀ``.
+
+    Needs ``calibration_data``; sequential like :class:`GPTQ`; ``bits`` 3, 4 or 8.
+
+    Example:
+        >>> AWQ(group_size=64)
+        AWQ(bits=4, group_size=64)
+    """
+
+    bits: int = 4
+    group_size: Optional[int] = 128
+
+    def __post_init__(self) -> None:
+        _choice("AWQ", "bits", self.bits, (2, 3, 4, 8))
+        _check_group("AWQ", self.group_size)
+
+
 @dataclass(frozen=True)
 class Float16(QuantConfig):
     """Half precision (IEEE float16) weights."""
@@ -467,6 +525,75 @@ class NM(PruneConfig):
     def __post_init__(self) -> None:
         _int_in("NM", "m", self.m, 1)
         _int_in("NM", "n", self.n, 1, self.m - 1 if self.m > 1 else 1)
+
+
+class _DataAwarePruning(PruneConfig):
+    """Shared validation of ``Wanda`` and ``SparseGPT``: a ``sparsity`` or an N:M pattern, not both."""
+
+    # a recipe step of this config is given the recipe's calibration_data (compresslib.pipeline)
+    needs_calibration: ClassVar[bool] = True
+
+    def _check_target(self) -> None:
+        name = type(self).__name__
+        if self.n is None and self.m is None and self.sparsity is None:
+            object.__setattr__(self, "sparsity", 0.5)
+        if self.sparsity is not None and (self.n is not None or self.m is not None):
+            raise ValueError(f"{name} takes either sparsity or n and m, got sparsity={self.sparsity!r}, "
+                             f"n={self.n!r}, m={self.m!r}")
+        if self.sparsity is not None:
+            _fraction(name, "sparsity", self.sparsity, low_open=False, high_open=True)
+            return
+        _int_in(name, "m", self.m, 2)
+        _int_in(name, "n", self.n, 1, self.m - 1)
+
+    @property
+    def pattern(self) -> str:
+        """``"50%"`` or ``"2:4"`` (for tables)."""
+        return f"{self.n}:{self.m}" if self.sparsity is None else f"{round(100 * self.sparsity)}%"
+
+
+@dataclass(frozen=True)
+class Wanda(_DataAwarePruning):
+    """Wanda (Sun et al., ICLR 2024): prune the weights of smallest ``|W| · ‖x‖`` per output row.
+
+    ``sparsity`` (unstructured, per row) or ``n`` of every ``m`` inputs kept (N:M, e.g. 2:4); needs
+    ``calibration_data``. Linear (Dense, EinsumDense) layers only; sequential like :class:`GPTQ`.
+
+    Example:
+        >>> Wanda(n=2, m=4).pattern, Wanda().sparsity
+        ('2:4', 0.5)
+        >>> Wanda(0.5, n=2, m=4)
+        Traceback (most recent call last):
+        ...
+        ValueError: Wanda takes either sparsity or n and m, got sparsity=0.5, n=2, m=4
+    """
+
+    sparsity: Optional[float] = None
+    n: Optional[int] = None
+    m: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self._check_target()
+
+
+@dataclass(frozen=True)
+class SparseGPT(_DataAwarePruning):
+    """SparseGPT (Frantar & Alistarh, ICML 2023): prune with the OBS update of the kept weights (GPTQ's
+    Hessian machinery), unstructured ``sparsity`` or N:M; needs ``calibration_data``.
+
+    Example:
+        >>> SparseGPT(0.5)
+        SparseGPT(sparsity=0.5, n=None, m=None, damping=0.01)
+    """
+
+    sparsity: Optional[float] = None
+    n: Optional[int] = None
+    m: Optional[int] = None
+    damping: float = 0.01
+
+    def __post_init__(self) -> None:
+        self._check_target()
+        _fraction("SparseGPT", "damping", self.damping, low_open=False, high_open=True)
 
 
 # --------------------------------------------------------------------------- float transforms

@@ -222,7 +222,7 @@ def apply_step(model: Any, config: C.Config, calibration_data: Any = None) -> An
         raise TypeError(f"step must be a compresslib config, got {type(config).__name__}")
     if config.verb == "prepare_qat":
         raise TypeError("QAT needs training between prepare_qat and convert; it cannot be a recipe step")
-    if config.verb in CALIBRATED_VERBS:  # steps that read example inputs
+    if config.verb in CALIBRATED_VERBS or getattr(config, "needs_calibration", False):  # steps that read inputs
         return api.apply(model, config, calibration_data=calibration_data)
     return api.apply(model, config)
 
@@ -340,7 +340,8 @@ def compress(model: Any, recipe: Any, *, train_data: Any = None, data: Any = Non
         data: ``(x, y)`` to measure accuracy (and the latency batch) of each stage.
         finetune: instead of the built-in loop, ``finetune(model)`` trains the model in place
             after each pruning, low-rank or sharing step (zeros and centroids are still kept).
-        calibration_data: inputs for static int8 quantization steps.
+        calibration_data: inputs for the steps that read example inputs (static int8, GPTQ, AWQ, SmoothQuant,
+            Wanda, SparseGPT).
         output: write the final ``.clz`` file here too.
         progress_bar: a bar over the stages (default: only in an interactive terminal).
         measure_kwargs: passed to :func:`compresslib.api.measure` (e.g. ``{"latency": False}``).

@@ -20,6 +20,10 @@ from compresslib.configs import CONFIG_CLASSES
 
 # module -> {name: why only one framework has it}
 FRAMEWORK_ONLY = {
+    "calibrated": {
+        "is_conv1d": "Hugging Face's Conv1D (GPT-2's projections) is a torch module",
+        "KeepZeros": "Keras fine-tuning hooks are callbacks (torch's are functions of (model, step))",
+    },
     "bias_correction": {
         "float_means_hooks": "torch corrects the int8 model after convert_fx, from float means recorded in calibration",
         "quantized_layer_targets": "the int8 layers of a converted torch FX graph",

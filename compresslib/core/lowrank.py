@@ -45,16 +45,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from compresslib.core import checks
+from compresslib.core.blas import one_thread
 
 
-def _blas_threads():
-    """Run LAPACK on one thread: on a busy 2-core machine OpenBLAS's threads spin against each other
-    (a 1024×1024 SVD took 11 s with 2 threads and 0.6 s with 1, measured here). No-op without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+_blas_threads = one_thread  # LAPACK on one thread (see compresslib.core.blas)
 
 
 # --------------------------------------------------------------------------- costs

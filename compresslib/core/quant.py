@@ -292,3 +292,29 @@ def unpack_int4(packed: np.ndarray, n: int) -> np.ndarray:
     out[0::2] = (packed & 0x0F).astype(np.int8) - 8
     out[1::2] = (packed >> 4).astype(np.int8) - 8
     return out[:n]
+
+
+def pack_bits(q: np.ndarray, bits: int) -> np.ndarray:
+    """Signed ``bits``-bit integers as a little-endian bit stream: ``ceil(n · bits / 8)`` bytes (any bits 2..8).
+
+    >>> unpack_bits(pack_bits(np.array([-4, 3, 0, -1, 2], dtype=np.int8), 3), 5, 3).tolist()
+    [-4, 3, 0, -1, 2]
+    >>> pack_bits(np.zeros(8, np.int8), 3).size
+    3
+    """
+    bits = check_bits(bits)
+    lo, hi = qrange(bits)
+    flat = np.asarray(q).reshape(-1).astype(np.int16)
+    if flat.size and (flat.min() < lo or flat.max() > hi):
+        raise ValueError(f"q must hold {bits}-bit integers in [{lo}, {hi}]")
+    u = (flat - lo).astype(np.uint8)
+    stream = ((u[:, None] >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(stream, bitorder="little")
+
+
+def unpack_bits(packed: np.ndarray, n: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: the first ``n`` signed ``bits``-bit integers as int8."""
+    stream = np.unpackbits(np.asarray(packed, np.uint8), bitorder="little")[: n * bits].reshape(n, bits)
+    u = (stream.astype(np.int16) << np.arange(bits, dtype=np.int16)).sum(1)
+    return (u + qrange(bits)[0]).astype(np.int8)
+

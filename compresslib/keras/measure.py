@@ -203,3 +203,22 @@ def measure(model, data: Any = None, example_input: Any = None, *, name: Optiona
         layers=layer_stats(model, steps, example), native=native_file_bytes(model), device=_device(model),
         threads=_threads(), time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,
         batch_size=int(example.shape[0]), accuracy=(lambda: evaluate(model, data, per_sample=True)) if data is not None else None)
+
+
+def perplexity(model: Any, tokens: Any, batch_size: int = 16) -> float:
+    """Perplexity of a causal LM on ``tokens`` ``(batch, length)``: ``exp`` of the mean next-token NLL.
+
+    ``model(ids)`` must return logits ``(batch, length, vocab)``.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> i = keras.Input((5,), dtype="int32")
+        >>> m = keras.Model(i, keras.layers.Embedding(7, 7, embeddings_initializer="zeros")(i))
+        >>> round(perplexity(m, np.random.default_rng(0).integers(0, 7, (3, 5))), 4)
+        7.0
+    """
+    from compresslib.core.lm import check_tokens, nll_sum, perplexity_of
+
+    ids = check_tokens(tokens)
+    return perplexity_of(nll_sum(np.asarray(model(ids[s:s + batch_size], training=False)), ids[s:s + batch_size])
+                         for s in range(0, len(ids), batch_size))

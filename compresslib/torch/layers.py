@@ -98,15 +98,17 @@ class WeightOnlyLinear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bits: int = 4, group_size: int = 0,
-                 has_bias: bool = True) -> None:
+                 has_bias: bool = True, has_input_scale: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.bits, self.group_size, self.has_bias = int(bits), int(group_size), bool(has_bias)
+        self.has_input_scale = bool(has_input_scale)
         n = self.out_features * self.in_features
         groups = n // (self.group_size or self.in_features)
-        self.register_buffer("packed", torch.zeros((n + 1) // 2 if bits == 4 else n,
-                                                   dtype=torch.uint8 if bits == 4 else torch.int8))
+        self.register_buffer("packed", torch.zeros(packed_size(n, self.bits), dtype=packed_dtype(self.bits)))
         self.register_buffer("scale", torch.ones(groups))
+        # AWQ: the weight is stored as W · s (per input channel); the layer computes with (W · s) / s
+        self.register_buffer("input_scale", torch.ones(self.in_features) if has_input_scale else None)
         self.bias = nn.Parameter(torch.zeros(out_features)) if has_bias else None
 
     @classmethod
@@ -119,8 +121,25 @@ class WeightOnlyLinear(nn.Module):
             new.bias.data.copy_(layer.bias.detach())
         return new
 
+    @classmethod
+    def from_codes(cls, layer: nn.Linear, q: np.ndarray, scale: np.ndarray, bits: int, group_size: int,
+                   input_scale: Optional[np.ndarray] = None) -> "WeightOnlyLinear":
+        """The layer for integer codes ``q`` ``(out, in)`` and scales ``(out, in // group_size)`` found
+        elsewhere (GPTQ, AWQ), with ``layer``'s bias; ``input_scale``: AWQ's per-input-channel ``s``."""
+        gs = 0 if group_size in (None, layer.in_features) else int(group_size)
+        new = cls(layer.in_features, layer.out_features, bits, gs, layer.bias is not None,
+                  input_scale is not None).to(layer.weight.device)
+        store_codes(new, q, scale, bits)
+        if input_scale is not None:
+            new.input_scale.copy_(torch.from_numpy(np.asarray(input_scale, np.float32)))
+        if layer.bias is not None:
+            new.bias.data.copy_(layer.bias.detach())
+        return new
+
     def dequantized_weight(self) -> torch.Tensor:
-        return unpack(self, (self.out_features, self.in_features))
+        w = unpack(self, (self.out_features, self.in_features))
+        scale = getattr(self, "input_scale", None)
+        return w if scale is None else w / scale
 
     @property
     def weight(self) -> torch.Tensor:
@@ -182,10 +201,24 @@ def pack_into(module: nn.Module, w2d: np.ndarray, bits: int, group_size: Optiona
     if w2d.shape[1] % gs:
         raise ValueError(f"WeightOnly.group_size must divide the layer's fan-in {w2d.shape[1]}, got {gs}")
     qt = cq.quantize_tensor(w2d, bits=bits, symmetric=True, axis=1, group_size=gs)
-    q = qt.q.reshape(-1)
-    packed = cq.pack_int4(q) if bits == 4 else q.astype(np.int8)
+    store_codes(module, qt.q, qt.scale, bits)
+
+
+def packed_size(n: int, bits: int) -> int:
+    """Bytes (elements of the ``packed`` buffer) that ``n`` codes of ``bits`` bits take."""
+    return n if bits == 8 else (n + 1) // 2 if bits == 4 else (n * bits + 7) // 8
+
+
+def packed_dtype(bits: int) -> torch.dtype:
+    return torch.int8 if bits == 8 else torch.uint8
+
+
+def store_codes(module: nn.Module, q: np.ndarray, scale: np.ndarray, bits: int) -> None:
+    """Pack integer codes (any shape, C order) and their scales into ``module.packed`` / ``module.scale``."""
+    q = np.asarray(q).reshape(-1)
+    packed = q.astype(np.int8) if bits == 8 else cq.pack_int4(q) if bits == 4 else cq.pack_bits(q, bits)
     module.packed.copy_(torch.from_numpy(packed).to(module.packed.device))
-    module.scale.copy_(torch.from_numpy(qt.scale.astype(np.float32)).to(module.scale.device))
+    module.scale.copy_(torch.from_numpy(np.asarray(scale, np.float32).reshape(-1)).to(module.scale.device))
 
 
 def unpack(module: nn.Module, shape: tuple) -> torch.Tensor:
@@ -193,6 +226,12 @@ def unpack(module: nn.Module, shape: tuple) -> torch.Tensor:
     if module.bits == 4:
         p = module.packed
         q = torch.stack([(p & 0x0F).to(torch.int8) - 8, (p >> 4).to(torch.int8) - 8], dim=1).reshape(-1)[:n]
+    elif module.bits < 8:
+        b = module.bits
+        p = module.packed.to(torch.int16)
+        stream = ((p[:, None] >> torch.arange(8, device=p.device, dtype=torch.int16)) & 1).reshape(-1)
+        weights = 1 << torch.arange(b, device=p.device, dtype=torch.int16)
+        q = (stream[: n * b].reshape(n, b) * weights).sum(1) - (1 << (b - 1))
     else:
         q = module.packed
     gs = module.group_size or shape[1]
@@ -324,4 +363,4 @@ class FactoredConv2d(_Factors, nn.Conv2d):
 
 
 __all__ = ["PointwiseConv2d", "WeightOnlyLinear", "WeightOnlyConv2d", "FactoredLinear", "FactoredConv2d",
-           "pack_into", "unpack"]
+           "pack_into", "unpack", "store_codes", "packed_size", "packed_dtype"]

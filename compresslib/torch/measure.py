@@ -254,3 +254,33 @@ def measure(model: nn.Module, data: Any = None, example_input: Any = None, *, na
     finally:
         for m, flag in flags.items():
             m.training = flag
+
+
+def perplexity(model: nn.Module, tokens: Any, batch_size: int = 16) -> float:
+    """Perplexity of a causal LM on ``tokens`` ``(batch, length)``: ``exp`` of the mean next-token NLL.
+
+    ``model(ids)`` must return logits ``(batch, length, vocab)`` (or an object with ``.logits``, as
+    Hugging Face models return).
+
+    Example:
+        >>> import torch
+        >>> class Uniform(torch.nn.Module):
+        ...     def forward(self, ids):
+        ...         return torch.zeros(*ids.shape, 7)
+        >>> round(perplexity(Uniform(), torch.randint(0, 7, (3, 5))), 4)
+        7.0
+    """
+    from compresslib.core.lm import check_tokens, nll_sum, perplexity_of
+
+    ids = check_tokens(tokens.cpu().numpy() if isinstance(tokens, torch.Tensor) else tokens)
+    device = inputs.model_device(model)
+
+    def parts():
+        with torch.inference_mode():
+            for start in range(0, len(ids), batch_size):
+                batch = ids[start:start + batch_size]
+                out = model(torch.from_numpy(batch).to(device))
+                logits = getattr(out, "logits", out)
+                yield nll_sum(logits.float().cpu().numpy(), batch)
+
+    return perplexity_of(parts())
