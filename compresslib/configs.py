@@ -684,7 +684,7 @@ class CP(LowRankConfig):
 # --------------------------------------------------------------------------- what cl.optimize aims for
 @dataclass(frozen=True)
 class Budget:
-    """What :func:`compresslib.optimize` must reach: up to three limits, each optional (None: no limit).
+    """What ``compresslib.optimize`` must reach: up to three limits, each optional (None: no limit).
 
     ``latency_ms``: median milliseconds of one batch in the target runtime; ``size_bytes``: bytes of the
     deployed file; ``max_drop``: accuracy drop against the original in percentage points, on the test data.

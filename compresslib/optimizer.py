@@ -91,7 +91,7 @@ class Optimized:
     ``LiteRTModel``); ``deployed``: the same in the target runtime (what was measured);
     ``candidates``: one row per candidate (``ROW_KEYS``); ``front``: the rows on the Pareto front;
     ``feasible``: whether the chosen candidate meets the budget (else it is the closest, and ``message``
-    says by how much it misses); ``report``: the chosen deployed model's :class:`Report` (latency from the
+    says by how much it misses); ``report``: the chosen deployed model's ``Report`` (latency from the
     paired timer); ``comparison``: original against chosen (``drop_interval_pt``, ``paired_p``,
     ``paired_verdict``); ``setting``: runtime, budget, timing settings, load average, the A/A control and
     the search's own time in seconds.

@@ -418,8 +418,8 @@ before, after = map(
     ).stdout.split(),
 )
 print(
-    f"ResNet8, batch 32, {torch.get_num_threads()} threads: {before:.2f} ms before one large pass, {after:.2f}"
-    f" ms after ({before / after:.2f}x)"
+    f"ResNet8, batch 32, {torch.get_num_threads()} threads: {before:.2f} ms"
+    f" before one large pass, {after:.2f} ms after ({before / after:.2f}x)"
 )
 
 # %% tags=["remove-cell"]

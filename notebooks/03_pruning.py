@@ -823,7 +823,7 @@ from compresslib import benchresults
 
 FASHION = benchresults.load_results("fashion")
 prune_rows = [r for r in FASHION["rows"] if r["model"] == "fashion_resnet20_wide"]
-columns = ("framework",) + benchresults.COMPACT
+columns = ("framework",) + tuple(c for c in benchresults.COMPACT if c != "model")
 display(Markdown("\n".join(benchresults.table(prune_rows, columns))))
 prune_targets = [
     t for t in FASHION.get("targets", []) if "structured pruning" in t["target"]

@@ -7,10 +7,10 @@ What must agree on every rank, and how it is kept so:
   ``min_val``/``max_val`` are all-reduced (MIN/MAX) right after it runs, before its fake-quantizer turns
   them into a scale (:func:`sync_observers`). A moving average is monotone in the batch minimum, so the
   synchronised statistic is exactly the one a single process sees on the whole global batch;
-* **pruning masks**: :class:`compresslib.torch.pruning.GradualPruning` recomputes them at the same step
-  on every rank (the step counter is shared) and broadcasts rank 0's masks (:func:`broadcast`), so a tie
+* **pruning masks**: ``compresslib.torch.pruning.GradualPruning`` recomputes them at the same step
+  on every rank (the step counter is shared) and broadcasts rank 0's masks (``broadcast``), so a tie
   in magnitudes cannot split the ranks;
-* **files**: only rank 0 writes (:func:`is_writer`); every rank reads a checkpoint to resume.
+* **files**: only rank 0 writes (``is_writer``); every rank reads a checkpoint to resume.
 
 BatchNorm: on CUDA, ``torch.nn.SyncBatchNorm`` is the exact answer (convert the model with
 ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` before ``fit``); torch's SyncBatchNorm refuses CPU
