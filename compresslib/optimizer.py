@@ -63,6 +63,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from compresslib import api
+from compresslib.core.training import atomic_write
 from compresslib._dispatch import backend, framework_of
 from compresslib.configs import Budget, Int8Static, LowRankConfig, Structured
 from compresslib.core import pareto, stats
@@ -266,9 +267,7 @@ def _branch(model: Any, framework: str, ratio: float, lowrank: Any, tune: Option
         backend(framework, "train").fit(m, data, **kwargs)
     if path is not None and m is not model:
         os.makedirs(cache, exist_ok=True)
-        part = path + ".part"
-        api.save(m, part)
-        os.replace(part, path)
+        atomic_write(path, lambda tmp: api.save(m, tmp))
     return m, tuned
 
 

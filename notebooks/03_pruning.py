@@ -726,10 +726,9 @@ CACHE = Path(cl.__file__).parent / "data" / "results" / "fashion_prune"
 SENS = json.loads((CACHE / "sensitivity.json").read_text())
 
 
-def cached_correct(hex_bits: str, n: int = SENS["images"]) -> np.ndarray:
+def cached_correct(hex_bits: str) -> np.ndarray:
     """Which of the scan's images a network got right, unpacked from the cache."""
-    packed = np.frombuffer(bytes.fromhex(hex_bits), np.uint8)
-    return np.unpackbits(packed)[:n].astype(bool)
+    return stats.unpack_correctness(hex_bits, SENS["images"])
 
 
 base_ok = cached_correct(SENS["baseline"]["correct"])

@@ -30,6 +30,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402  (torch before tensorflow)
 
 import compresslib as cl  # noqa: E402
+from compresslib.core import stats  # noqa: E402
+from compresslib.core.training import atomic_write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "compresslib" / "data" / "results" / "fashion_prune" / "sensitivity.json"
@@ -89,16 +91,14 @@ def main(argv: list[str]) -> None:
             ok = switch_off(model, conv, r)
             c = correct(ok, xs, ys)
             rows[conv]["points"].append({"ratio": r, "accuracy": float(c.mean()),
-                                         "correct": np.packbits(c).tobytes().hex()})
+                                         "correct": stats.pack_correctness(c)})
             print(f"{conv} r={r}: {100 * c.mean():.2f} %", flush=True)
     doc = {"model": MODEL, "images": args.images, "seed": 0, "ratios": args.ratios,
-           "baseline": {"accuracy": float(base.mean()), "correct": np.packbits(base).tobytes().hex()},
+           "baseline": {"accuracy": float(base.mean()), "correct": stats.pack_correctness(base)},
            "layers": rows, "seconds": round(time.perf_counter() - t0, 1), "threads": 1,
            "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, OUT)
+    atomic_write(str(OUT), lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
     print(f"wrote {OUT} in {doc['seconds']} s")
 
 

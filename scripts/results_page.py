@@ -11,11 +11,10 @@ from the committed one, so the page and the JSON cannot drift apart.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import sys
 
-from compresslib.benchresults import COMPACT, provenance, table
+from compresslib.benchresults import COMPACT, load_results, provenance, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -48,16 +47,15 @@ def render() -> str:
             out += [f"No committed results yet: `python bench/{name}.py --json bench/results/{name}.json` on a "
                     "quiet machine writes them.", ""]
             continue
-        with open(path) as fh:
-            doc = json.load(fh)
-        rows = doc["rows"] if isinstance(doc, dict) else doc
-        if isinstance(doc, dict) and doc.get("quick"):
+        doc = load_results(name, ROOT)  # always a dict with "rows"
+        rows = doc["rows"]
+        if doc.get("quick"):
             out += ["```{warning}", "These results come from a `--quick` smoke run: not figures to quote.", "```", ""]
-        for t in (doc.get("targets") or []) if isinstance(doc, dict) else []:
+        for t in doc.get("targets") or []:
             out.append(f"- **{t['status']}** — {t['target']}" + (f" ({t['path']})" if t.get("path") else ""))
-        if isinstance(doc, dict) and doc.get("targets"):
+        if doc.get("targets"):
             out.append("")
-        h2h = doc.get("head_to_head") if isinstance(doc, dict) else None
+        h2h = doc.get("head_to_head")
         if h2h:
             out += [f"Head to head ({h2h['pairs']} alternated pairs of single calls, batch 32): "
                     f"{h2h['int8']} runs **{h2h['speedup']:.2f}×** as fast as {h2h['fp32']} "
@@ -72,7 +70,7 @@ def render() -> str:
             out += table(short, COMPACT) + [""]
         out += ["<details><summary>All columns: bytes, 95 % intervals, McNemar p, latency spread</summary>", "",
                 *table(rows), "", "</details>", ""]
-        out += [f"Measured on: {provenance(doc if isinstance(doc, dict) else {}, rows)}.", ""]
+        out += [f"Measured on: {provenance(doc, rows)}.", ""]
     return "\n".join(out).rstrip() + "\n"
 
 

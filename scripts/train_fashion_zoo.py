@@ -31,6 +31,7 @@ import torch  # noqa: E402  (torch before tensorflow)
 import torch.nn.functional as F  # noqa: E402
 
 from compresslib import zoo  # noqa: E402
+from compresslib.core.training import atomic_write  # noqa: E402
 from compresslib.datasets import load_fashion_mnist  # noqa: E402
 from compresslib.torch.models import build  # noqa: E402
 
@@ -100,11 +101,10 @@ def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tu
 
 def checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, epoch: int, seconds: float) -> None:
     """Write the checkpoint atomically: a killed run never leaves half a file."""
-    tmp = path.with_suffix(".tmp")
     # plain Python numbers only: the checkpoint is read back with weights_only=True (no unpickling)
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": int(epoch),
-                "seconds": float(seconds)}, tmp)
-    os.replace(tmp, path)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": int(epoch),
+             "seconds": float(seconds)}
+    atomic_write(str(path), lambda tmp: torch.save(state, tmp))
 
 
 def train(name: str) -> dict:

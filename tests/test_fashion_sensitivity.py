@@ -8,11 +8,11 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import compresslib as cl
+from compresslib.core import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "compresslib" / "data" / "results" / "fashion_prune" / "sensitivity.json"
@@ -25,8 +25,7 @@ def _script():
     return module
 
 
-def _bits(hex_bits, n):
-    return np.unpackbits(np.frombuffer(bytes.fromhex(hex_bits), np.uint8))[:n].astype(bool)
+_bits = stats.unpack_correctness
 
 
 @pytest.fixture(scope="module")

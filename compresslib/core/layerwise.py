@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -64,6 +64,29 @@ def fits(config: Any, fan_in: int) -> Optional[str]:
     if name in PRUNERS and config.sparsity is None and fan_in % config.m:
         return f"fan-in {fan_in} is not a multiple of m={config.m}"
     return None
+
+
+def plan(config: Any, steps: list[list[str]],
+         fan_in: Callable[[str], int]) -> tuple[list[list[str]], list[str]]:
+    """The calibration steps with the layers ``config`` can handle, and ``"name (why)"`` for the others.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class GPTQ:
+        ...     group_size: int = 4
+        >>> plan(GPTQ(), [["q", "k"], ["o"]], {"q": 8, "k": 8, "o": 6}.__getitem__)
+        ([['q', 'k']], ['o (group_size 4 does not divide the fan-in 6)'])
+    """
+    todo, skipped = [], []
+    for step in steps:
+        keep = []
+        for name in step:
+            why = fits(config, fan_in(name))
+            (skipped.append(f"{name} ({why})") if why else keep.append(name))
+        if keep:
+            todo.append(keep)
+    return todo, skipped
 
 
 def needs_rows(config: Any) -> bool:

@@ -135,6 +135,23 @@ def correctness(labels: Any, predictions: Any, argument: str = "predictions") ->
     return p == y
 
 
+def pack_correctness(correct: Any) -> str:
+    """Per-sample correctness as a compact hex string (one bit per sample), for results kept in JSON.
+
+    Example:
+        >>> pack_correctness([True, False, True])
+        'a0'
+        >>> unpack_correctness("a0", 3).tolist()
+        [True, False, True]
+    """
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def unpack_correctness(hex_bits: str, n: int) -> np.ndarray:
+    """Inverse of :func:`pack_correctness`: the first ``n`` samples' correctness (bool)."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hex_bits), np.uint8))[:n].astype(bool)
+
+
 @dataclass(frozen=True)
 class PairedResult:
     """Model b against model a on the same test set (differences are b − a, in percentage points)."""

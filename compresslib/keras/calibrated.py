@@ -201,14 +201,8 @@ def compress_sequentially(model: Any, config: Any, data: Any, ignored: Iterable[
                          "it can handle")
     steps, rows, calls = call_order(model, layers, data)
     skipped = [f"{k} (never called)" for k in layers if rows[k] == 0] + _others(model, layers)
-    todo = []
-    for step in steps:
-        keep = []
-        for k in step:
-            why = layerwise.fits(config, kernel_output_major(layers[k]).shape[1])
-            (skipped.append(f"{k} ({why})") if why else keep.append(k))
-        if keep:
-            todo.append(keep)
+    todo, unfit = layerwise.plan(config, steps, lambda k: kernel_output_major(layers[k]).shape[1])
+    skipped += unfit
     if skipped:
         warnings.warn(f"{technique}: layers left float: {', '.join(skipped)}", UserWarning, stacklevel=4)
     for step in todo:

@@ -214,14 +214,8 @@ def _sequential(model: nn.Module, config: Any, data: Any, layers: dict, techniqu
                          f"{type(model).__name__} has none (its layers with weights: {', '.join(kinds) or 'none'})")
     skipped = [f"{n} (nn.Linear never called through forward)" for n in layers if rows[n] == 0]
     skipped += _others(model, layers)
-    todo = []
-    for step in steps:
-        keep = []
-        for n in step:
-            why = layerwise.fits(config, _in_features(layers[n]))
-            (skipped.append(f"{n} ({why})") if why else keep.append(n))
-        if keep:
-            todo.append(keep)
+    todo, unfit = layerwise.plan(config, steps, lambda n: _in_features(layers[n]))
+    skipped += unfit
     if skipped:
         warnings.warn(f"{technique}: layers left float: {', '.join(skipped)}", UserWarning, stacklevel=4)
     for step in todo:
