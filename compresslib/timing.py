@@ -73,9 +73,8 @@ def _timer(model: Any, example: Any) -> Callable[[int, int], list[float]]:
         time_model = backend("torch", "measure").time_model
         return lambda runs, warmup: time_model(model, ex, runs=runs, warmup=warmup)
     if framework == "keras" and runtime is None and hasattr(model, "weights"):
-        time_model = backend("keras", "measure").time_model
-        ex = _keras_example(model, example)
-        return lambda runs, warmup: time_model(model, ex, runs=runs, warmup=warmup)
+        # one traced function for every call of this timer (a new one per call would time tracing)
+        return backend("keras", "measure").make_timer(model, _keras_example(model, example))
     if not callable(model):
         raise TypeError(f"models: cannot time {type(model).__name__}: not a model and not callable")
     ex = np.asarray(example) if not hasattr(example, "shape") else example

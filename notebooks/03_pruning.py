@@ -692,12 +692,11 @@ nb.glue("csr_break_even", 100 * packing.break_even_sparsity("csr"))
 # more in Keras (a traced `tf.function` call) than in PyTorch, so Keras needs a higher ratio to reach the
 # same speedup; `bench/pruning.py` measures two ratios in both frameworks after a proper fine-tune.
 #
-# A caution about the latency columns of *this* page: PyTorch's two OpenMP threads are very sensitive to
-# anything else running on a 2-core machine (a notebook kernel, its front end, other jobs). A single
-# slow measurement of the baseline, like a fp32 ResNet8 taking hundreds of milliseconds, inflates every
-# speedup computed against it. Treat speedups far above the MAC ratio
-# ({glue:text}`t_struct_mac_ratio:.2f`× fewer MACs for the PyTorch ResNet8 at 0.5) as such an artefact, and prefer `python bench/pruning.py`, which runs in a plain process, measures the
-# baseline in the same run and warns when the machine was busy.
+# The latency columns of this page are each model measured on its own, inside a notebook kernel that
+# shares two cores with its front end, so take them as rough: a speedup far above the MAC ratio
+# ({glue:text}`t_struct_mac_ratio:.2f`× fewer MACs for the PyTorch ResNet8 at 0.5) means the baseline's
+# measurement was slow, not that the pruned model beat arithmetic. The figures worth quoting come from the
+# benches, which time the models head to head in a plain process: the next section shows one.
 
 # %% [markdown]
 # ## On a harder data set: the wide ResNet-20 on Fashion-MNIST
@@ -832,28 +831,38 @@ for t in prune_targets:
 print(benchresults.provenance(FASHION, prune_rows))
 
 # %% tags=["remove-cell"]
-pruned_rows = {
-    r["framework"]: r for r in prune_rows if r.get("accuracy_drop_pt") is not None
-}
-nb.glue("fw_prune_drop", f"{pruned_rows['torch']['accuracy_drop_pt']:+.2f}")
-lo, hi = pruned_rows["torch"]["drop_ci_pt"]
+def _prune_target(framework, ratio):
+    """The bench's verdict for one framework and one pruning ratio."""
+    label = f"Structured({ratio})"
+    return next(t for t in prune_targets
+                if t["target"].startswith(framework) and t["path"].startswith(label))
+
+
+half_t, half_k = _prune_target("torch", 0.5), _prune_target("keras", 0.5)
+more_t = _prune_target("torch", 0.6)
+nb.glue("fw_prune_drop", f"{half_t['drop_pt']:+.2f}")
+lo, hi = half_t["drop_ci_pt"]
 nb.glue("fw_prune_ci", f"{lo:+.2f} to {hi:+.2f}")
-nb.glue("fw_prune_verdict", pruned_rows["torch"]["verdict"])
-nb.glue("fw_prune_speed_t", f"{pruned_rows['torch']['speedup']:.2f}")
-nb.glue("fw_prune_speed_k", f"{pruned_rows['keras']['speedup']:.2f}")
-nb.glue(
-    "fw_prune_status",
-    " and ".join(
-        f"{t['status']} ({t['target'].split(':')[0]})" for t in prune_targets
-    ),
-)
+nb.glue("fw_prune_verdict", half_t["verdict"])
+nb.glue("fw_prune_speed_t", f"{half_t['speedup']:.2f}")
+nb.glue("fw_prune_speed_k", f"{half_k['speedup']:.2f}")
+nb.glue("fw_prune_status", f"{half_t['status']} in PyTorch and {half_k['status']} in Keras")
+nb.glue("fw_prune6_drop", f"{more_t['drop_pt']:+.2f}")
+lo, hi = more_t["drop_ci_pt"]
+nb.glue("fw_prune6_ci", f"{lo:+.2f} to {hi:+.2f}")
+nb.glue("fw_prune6_verdict", more_t["verdict"])
+nb.glue("fw_prune6_speed_t", f"{more_t['speedup']:.2f}")
 
 # %% [markdown]
-# Pruned and distilled, the wide network's accuracy drop is {glue:text}`fw_prune_drop` pt (a positive drop
-# is a loss; 95 % interval {glue:text}`fw_prune_ci`): {glue:text}`fw_prune_verdict` on 10,000 images — the fine-tune recovers what
-# the one-shot curves above lose. Four times fewer MACs bought {glue:text}`fw_prune_speed_t`× in PyTorch and
-# {glue:text}`fw_prune_speed_k`× in Keras in that run, so the bench's target of at least 2× reads
-# {glue:text}`fw_prune_status`: MACs are not time, as chapter 1 measured.
+# Pruned by half and distilled, the wide network's accuracy drop is {glue:text}`fw_prune_drop` pt (a
+# positive drop is a loss; 95 % interval {glue:text}`fw_prune_ci`): {glue:text}`fw_prune_verdict` on 10,000
+# images — the fine-tune recovers what the one-shot curves above lose. Four times fewer MACs bought
+# {glue:text}`fw_prune_speed_t`× in PyTorch and {glue:text}`fw_prune_speed_k`× in Keras, each timed head to
+# head against the folded original, so the bench's target (at least 2×, with the drop's interval below
+# 1 pt) reads {glue:text}`fw_prune_status`. MACs are not time, as chapter 1 measured: 4× fewer MACs gave
+# less than 3×. Going further costs accuracy the same fine-tune cannot recover: `Structured(0.6)` runs
+# {glue:text}`fw_prune6_speed_t`× faster in PyTorch but its drop is {glue:text}`fw_prune6_drop` pt
+# ({glue:text}`fw_prune6_ci`), which McNemar's test reads as {glue:text}`fw_prune6_verdict`.
 #
 # ## Summary
 #

@@ -129,8 +129,19 @@ def _call_fn(model):
     return lambda x: fn(x).numpy()
 
 
-def time_model(model, example: np.ndarray, runs: int = 50, warmup: int = 10, max_seconds: float = 10.0) -> list[float]:
-    """Wall-clock milliseconds of ``runs`` inference calls after ``warmup`` (result copied to host)."""
+def make_timer(model, example: np.ndarray):
+    """``timer(runs, warmup) -> milliseconds``: one traced callable and one input tensor, made once.
+
+    Timing single calls in turn (:func:`compresslib.timing.paired_ratio`) calls the timer once per call;
+    a callable made per call would trace a new ``tf.function`` every time and time the tracing.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> timer = make_timer(m, np.zeros((1, 4), "float32"))
+        >>> len(timer(3, 1)) == 3 and len(timer(2, 0)) == 2
+        True
+    """
     call = _call_fn(model)
     if isinstance(model, keras.Model) and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -138,17 +149,25 @@ def time_model(model, example: np.ndarray, runs: int = 50, warmup: int = 10, max
         example = tf.constant(example)
     elif isinstance(model, keras.Model) and keras.backend.backend() == "torch":
         example = keras.ops.convert_to_tensor(example)  # on Keras's torch device once, not a copy per call
-    for _ in range(warmup):
-        call(example)
-    times: list[float] = []
-    budget_end = time.perf_counter() + max_seconds
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call(example)
-        times.append(1000 * (time.perf_counter() - t0))
-        if time.perf_counter() > budget_end and len(times) >= 5:
-            break
-    return times
+
+    def timer(runs: int, warmup: int, max_seconds: float = 10.0) -> list[float]:
+        for _ in range(warmup):
+            call(example)
+        times: list[float] = []
+        budget_end = time.perf_counter() + max_seconds
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            call(example)
+            times.append(1000 * (time.perf_counter() - t0))
+            if time.perf_counter() > budget_end and len(times) >= 5:
+                break
+        return times
+    return timer
+
+
+def time_model(model, example: np.ndarray, runs: int = 50, warmup: int = 10, max_seconds: float = 10.0) -> list[float]:
+    """Wall-clock milliseconds of ``runs`` inference calls after ``warmup`` (result copied to host)."""
+    return make_timer(model, example)(runs, warmup, max_seconds)
 
 
 def _threads() -> int:
