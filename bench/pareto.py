@@ -3,9 +3,10 @@
     python bench/pareto.py [--json PATH] [--quick] [--frameworks torch,keras]
                            [--runtimes openvino,onnxruntime] [--max-drop 0.5] [--epochs 3]
                            [--samples 30000] [--ratios 0,0.2,0.3,0.4] [--cache DIR]
+                           [--network fashion_resnet20|fashion_resnet20_wide]
 
 Network: the zoo's ``fashion_resnet20`` (the harder data set's reference CNN, both frameworks, the same
-weights). For each target runtime, ``cl.optimize(model, validation, cl.Budget(max_drop=...),
+weights), or with ``--network`` its wide member, where convolutions dominate. For each target runtime, ``cl.optimize(model, validation, cl.Budget(max_drop=...),
 runtime=...)`` searches the grid (Structured pruning ratios, each distilled from the original; fp32 with
 BatchNorm folded and int8 with bias correction) and picks the fastest candidate whose accuracy drop on the
 validation images (the last 5,000 training images, held out of every fine-tune) is within the budget; the
@@ -76,6 +77,8 @@ def _extra(argv):
     p.add_argument("--samples", type=int, default=30000, help="training images per fine-tune")
     p.add_argument("--ratios", default="0,0.2,0.3,0.4", help="Structured pruning ratios searched")
     p.add_argument("--cache", default=None, help="where fine-tuned branches are kept (resumable)")
+    p.add_argument("--network", default=NETWORK, choices=("fashion_resnet20", "fashion_resnet20_wide"),
+                   help="the zoo's Fashion-MNIST network searched (the wide one: convolutions dominate)")
     known, rest = p.parse_known_args(argv)
     default = "onnxruntime" if known.quick else "openvino,onnxruntime"
     known.runtimes = [r for r in (known.runtimes or default).split(",") if r]
@@ -136,7 +139,7 @@ def _predict_correct(model, framework: str, x, y) -> np.ndarray:
 
 
 def target_row(framework: str, runtime: str, out, peer, twin, peer_bytes: int, original_correct, x, y,
-               pairs: int) -> dict:
+               pairs: int, network: str = NETWORK) -> dict:
     """One target's row: ours (the chosen candidate) against the peer, head to head, with the A/A control."""
     chosen = next(r for r in out.candidates if r["candidate"] == out.chosen)  # its figures: validation
     peer_correct = _predict_correct(peer, framework, x, y)
@@ -147,7 +150,7 @@ def target_row(framework: str, runtime: str, out, peer, twin, peer_bytes: int, o
     aa = paired_ratio(peer, twin, example, pairs=pairs)
     h2h = paired_ratio(peer, out.deployed, example, pairs=pairs)
     peer_ms, spread = h2h["a_ms"], h2h["a_spread_ms"]
-    return {"model": NETWORK, "framework": framework, "runtime": runtime, "ours": out.chosen,
+    return {"model": network, "framework": framework, "runtime": runtime, "ours": out.chosen,
             "within_budget": out.feasible, "message": out.message,
             "peer": PEERS.get(runtime, "compresslib FX int8"),
             "speedup_vs_peer": 1.0 / h2h["ratio"], "peer_over_itself": aa["ratio"], "pairs": h2h["pairs"],
@@ -183,7 +186,7 @@ def run_framework(framework: str, runtimes: list, known, args, cache: str, tmp: 
     n_train = 512 if known.quick else len(train.y) - VALIDATION
     tx, ty = train.x[:n_train], train.y[:n_train]
     cal = train.x[:CAL]
-    model = cl.zoo.pretrained(NETWORK, framework=framework)
+    model = cl.zoo.pretrained(known.network, framework=framework)
     original_correct = _predict_correct(model, framework, x, y)
     ratios = (0.0, 0.5) if known.quick else known.ratios
     kw = dict(train_data=(tx, ty), calibration_data=cal, prune=ratios,
@@ -209,7 +212,7 @@ def run_framework(framework: str, runtimes: list, known, args, cache: str, tmp: 
                   file=sys.stderr)
             continue
         rows.append(target_row(framework, runtime, out, peer, twin, nbytes, original_correct, x, y,
-                               10 if known.quick else 300))
+                               10 if known.quick else 300, network=known.network))
     return rows, cold
 
 
