@@ -234,6 +234,17 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     return config, example
 
 
+def _check_path(recipe: dict, q: nn.Module) -> None:
+    """``ValueError`` when the replay took another capture path (torch.fx or torch.export + PT2E) than the
+    saved model: their states differ (FX fuses BatchNorm into the convolutions, PT2E keeps it), so the file
+    cannot fill the replayed model; say so rather than list the state entries that do not match."""
+    saved, replayed = recipe.get("path", "fx"), getattr(q, "compresslib_recipe", {}).get("path", "fx")
+    if saved != replayed:
+        raise ValueError(f"file: the model was quantized through the {saved} path, and replaying its recipe on the "
+                         f"model given took the {replayed} path (torch.fx {'could' if replayed == 'fx' else 'could not'}"
+                         " trace it): load it onto an instance of the saved model's class, with the same torch")
+
+
 def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[dict] = None,
             max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None,
             convert: Optional[Callable[[nn.Module], nn.Module]] = None) -> nn.Module:
@@ -255,6 +266,7 @@ def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Opt
     if convert is None:
         raise TypeError("from_spec needs convert= (QAT's convert) to replay a recipe")
     q = replay(skeleton, config, example, convert)
+    _check_path(recipe, q)
     if spec.get("literals"):
         nodes = _qparam_nodes(q)
         if len(nodes) != len(spec["literals"]):
