@@ -48,6 +48,7 @@ def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -
                               "example": None if example is None else inputs.signature(example)}
     try:
         spec, tensors = tio.to_spec(float_model)
+        _refuse_parametrized(float_model)
     except (TypeError, ValueError) as exc:
         recipe["float_error"] = str(exc)
     else:
@@ -60,6 +61,21 @@ def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -
     q.compresslib_constants = {n: b.detach().cpu().clone() for n, b in float_model.named_buffers()
                                if n not in persistent}
     return q
+
+
+def _refuse_parametrized(float_model: nn.Module) -> None:
+    """``ValueError`` naming the layers that carry a parametrization (``weight_norm``…): the float architecture
+    is stored with the weights they compute (plain layers), and a recipe replayed on plain layers quantizes
+    another model than the one given (a parametrized layer is left float, or traced through its
+    parametrization), so the file would not load back."""
+    from torch.nn.utils import parametrize
+
+    found = [f"{name or 'the model'} ({', '.join(f'{t}: {type(p[0]).__name__}' for t, p in m.parametrizations.items())})"
+             for name, m in float_model.named_modules() if parametrize.is_parametrized(m)]
+    if found:
+        raise ValueError(f"{', '.join(found[:5])} carr{'ies' if len(found) == 1 else 'y'} a parametrization, "
+                         "which an int8 recipe cannot replay; remove it before quantizing, "
+                         "torch.nn.utils.parametrize.remove_parametrizations(layer, 'weight') (same outputs)")
 
 
 def carry(source: nn.Module, target: nn.Module) -> nn.Module:

@@ -85,3 +85,33 @@ def test_a_replay_that_takes_another_capture_path_is_refused_naming_both(tmp_pat
     with pytest.raises(ValueError, match=r"quantized through the fx path, and replaying its recipe on the model "
                                          r"given took the pt2e path \(torch.fx could not trace it\)"):
         _load(tmp_path / "q.clz", _fresh_resnet())
+
+
+# --------------------------------------------------------------------------- a weight-norm parametrization
+
+@pytest.mark.parametrize("cell", ["Int8Dynamic", "WeightOnly(8)"])
+def test_an_int8_model_with_a_weight_norm_layer_is_refused_at_save_naming_it(cell, tmp_path):
+    """The recipe's float architecture holds the weights weight_norm computes (plain layers): replayed on them,
+    the recipe would quantize another model, so save refuses naming the layer and the way out."""
+    case = torch_zoo.case("torch_weightnorm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch_cells.cells(case)[cell](case.make())
+    with pytest.raises(TypeError, match=r"pos_conv \(weight: _WeightNorm\) carries a parametrization, .*"
+                                        r"remove_parametrizations\(layer, 'weight'\)"):
+        cl.save(q, tmp_path / "q.clz")
+    assert not (tmp_path / "q.clz").exists()
+
+
+def test_a_bfloat16_weight_norm_layer_saves_its_computed_weight_as_bfloat16(tmp_path):
+    case = torch_zoo.case("torch_weightnorm")
+    model = case.make()
+    half = cl.quantize(model, cl.BFloat16())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "stored as the tensors they compute"
+        cl.save(half, tmp_path / "h.clz")
+    loaded = _load(tmp_path / "h.clz", case.make())
+    assert loaded.pos_conv.weight.dtype == torch.bfloat16
+    assert torch.equal(loaded.pos_conv.weight, half.pos_conv.weight)
+    outputs = torch_cells.outputs_of(case.example)
+    np.testing.assert_array_equal(outputs(loaded)[0], outputs(half)[0])
