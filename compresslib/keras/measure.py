@@ -49,6 +49,35 @@ def _flat_layers(model) -> list:
     return out
 
 
+def _counted_variables(model) -> tuple[list, int]:
+    """``[(layer, variables)]`` counting each variable once, at the first layer holding it, and how many
+    parameters a later layer holds too (tied weights: an output layer reusing the embedding matrix).
+    Each layer's variables are Keras's ``layer.weights``, which lists a variable once per layer.
+
+    Example:
+        >>> class Tied(keras.layers.Layer):
+        ...     def __init__(self, embedding, **kw):
+        ...         super().__init__(**kw)
+        ...         self.embedding = embedding
+        ...     def call(self, h):
+        ...         return h @ keras.ops.transpose(self.embedding.embeddings)
+        >>> i = keras.Input((3,), dtype="int32")
+        >>> emb = keras.layers.Embedding(10, 4)
+        >>> m = keras.Model(i, Tied(emb)(emb(i)))
+        >>> [len(v) for _, v, _ in _counted_variables(m)[0]], _counted_variables(m)[1]  # input, embedding, head
+        ([0, 1, 0], 40)
+    """
+    seen: set = set()
+    out, shared = [], 0
+    for layer in _flat_layers(model):
+        variables = _own_variables(layer)
+        fresh = [v for v in variables if id(v) not in seen]
+        shared += sum(int(np.prod(v.shape)) for v in variables if id(v) in seen)
+        seen.update(id(v) for v in variables)
+        out.append((layer, fresh, bool(variables)))
+    return out, shared
+
+
 def layer_stats(model, steps: Optional[int] = None, example: Any = None) -> list[LayerStats]:
     """Per-layer parameters, non-zeros and MACs of a built Keras model.
 
@@ -56,7 +85,8 @@ def layer_stats(model, steps: Optional[int] = None, example: Any = None) -> list
     every layer call, nested and subclassed models included); without an example, or when the
     model cannot run on it, from the shapes its graph recorded (``steps``: the length of a time
     axis built as ``None``). Layers that only a forward pass finds (inside a custom layer) get
-    their own row with 0 parameters (their weights are counted in their parent's row).
+    their own row with 0 parameters (their weights are counted in their parent's row). A variable
+    held by several layers (a tied output layer) is counted once, in the first layer's row.
     """
     if hasattr(model, "layer_stats"):
         return model.layer_stats()
@@ -67,11 +97,10 @@ def layer_stats(model, steps: Optional[int] = None, example: Any = None) -> list
         except Exception:  # noqa: BLE001 - fall back to the graph's recorded shapes
             counted = None
     stats = []
-    for layer in _flat_layers(model):
-        variables = _own_variables(layer)
+    for layer, variables, holds in _counted_variables(model)[0]:
         arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
         macs = counted.pop(id(layer), (layer, 0))[1] if counted is not None else symbolic_macs(layer, steps)
-        if arrays or macs:
+        if holds or macs:  # a layer holding only shared variables keeps its row (0 parameters)
             stats.append(LayerStats(layer.name, type(layer).__name__, sum(a.size for a in arrays),
                                     sum(int(np.count_nonzero(a)) for a in arrays), macs))
     for layer, macs in (counted or {}).values():
@@ -216,12 +245,18 @@ def measure(model, data: Any = None, example_input: Any = None, *, name: Optiona
     check_measure_args(batch_size)
     example = _example_from(model, data, example_input, batch_size)
     steps = int(example.shape[1]) if example.ndim >= 2 else None
-    return assemble(
+    report = assemble(
         Report,
         framework="keras", name=name or getattr(model, "name", type(model).__name__),
         layers=layer_stats(model, steps, example), native=native_file_bytes(model), device=_device(model),
         threads=_threads(), time=(lambda: time_model(model, example, runs=runs, warmup=warmup)) if latency else None,
-        batch_size=int(example.shape[0]), accuracy=(lambda: evaluate(model, data, per_sample=True)) if data is not None else None)
+        batch_size=int(example.shape[0]), accuracy=(lambda: evaluate(model, data, per_sample=True)) if data is not None else None,
+        shared_params=0 if hasattr(model, "layer_stats") else _counted_variables(model)[1])
+    # a layer whose variables are all counted at another layer (a tied output layer) still does work:
+    # listed when its MACs are not counted, as a layer with parameters of its own is
+    report.macs_not_counted += [f"{l.name} ({l.kind})" for l in report.layers
+                                if not l.params and not l.macs and "Embedding" not in l.kind]
+    return report
 
 
 def perplexity(model: Any, tokens: Any, batch_size: int = 16) -> float:

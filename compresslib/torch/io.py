@@ -328,7 +328,7 @@ def to_spec(model: nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
     ties = {k: v for k, v in _tied_names(model).items() if k in tensors and v in tensors}
     for name in ties:  # a tensor shared by several modules is stored once and tied again on load
         del tensors[name]
-    dtypes = {k: "bfloat16" for k in _bf16_names(model) if k not in ties}
+    dtypes = {k: "bfloat16" for k in _bf16_names(model) if k in tensors}  # not a tie, nor a parametrization's
     spec = {"root": root, "torch_dtypes": dtypes}
     if ties:
         spec["ties"] = ties
@@ -361,7 +361,12 @@ def _tied_names(model: nn.Module) -> dict[str, str]:
 
 
 def _bf16_names(model: nn.Module) -> dict[str, bool]:
+    """Names of the bfloat16 tensors the file holds: parameters and buffers, and for a parametrized layer
+    (stored as the tensors its parametrizations compute, see :func:`_computed_node`) those tensors."""
     named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
+    for prefix, module in model.named_modules():
+        if parametrize.is_parametrized(module):
+            named += [(f"{prefix}.{n}" if prefix else n, getattr(module, n)) for n in module.parametrizations]
     return {n: True for n, t in named if t is not None and t.dtype == torch.bfloat16}
 
 

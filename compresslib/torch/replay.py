@@ -48,9 +48,12 @@ def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -
                               "example": None if example is None else inputs.signature(example)}
     try:
         spec, tensors = tio.to_spec(float_model)
+        parametrized = _parametrizations(float_model)
     except (TypeError, ValueError) as exc:
         recipe["float_error"] = str(exc)
     else:
+        if parametrized:
+            recipe["parametrized"] = parametrized
         recipe["float_spec"] = spec
         recipe["shapes"] = {k: [list(v.shape), str(v.dtype)] for k, v in tensors.items()}
     q.compresslib_kind = KIND
@@ -60,6 +63,63 @@ def attach(q: nn.Module, float_model: nn.Module, config: Config, example: Any) -
     q.compresslib_constants = {n: b.detach().cpu().clone() for n, b in float_model.named_buffers()
                                if n not in persistent}
     return q
+
+
+def _parametrizations(float_model: nn.Module) -> list:
+    """``[[layer, tensor, "weight_norm", dim], ...]``: the parametrizations of ``float_model``, which its stored
+    architecture holds as the weights they compute (plain layers). Loading puts them back before replaying
+    the recipe, so it quantizes the same model (a parametrized layer is traced through its parametrization,
+    or left float). Only ``weight_norm`` is known; any other is refused naming the layer.
+
+    Example:
+        >>> conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(2, 3, 3), dim=2)
+        >>> _parametrizations(torch.nn.Sequential(conv))
+        [['0', 'weight', 'weight_norm', 2]]
+    """
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import _WeightNorm
+
+    out = []
+    for name, module in float_model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for tensor, plist in module.parametrizations.items():
+            if len(plist) != 1 or type(plist[0]) is not _WeightNorm:
+                kinds = ", ".join(type(p).__name__ for p in plist)
+                raise ValueError(f"{name or 'the model'} ({tensor}: {kinds}) carries a parametrization an int8 "
+                                 "recipe cannot replay (weight_norm only); remove it before quantizing, "
+                                 f"torch.nn.utils.parametrize.remove_parametrizations(layer, {tensor!r}) "
+                                 "(same outputs)")
+            out.append([name, tensor, "weight_norm", int(plist[0].dim)])
+    return out
+
+
+def _check_parametrized(parametrized: Any) -> list:
+    """The recipe's ``parametrized`` entries, checked for their form before anything is allocated."""
+    if not isinstance(parametrized, list):
+        raise ValueError("the recipe's parametrized must be a list")
+    for entry in parametrized:
+        if not (isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], str) and
+                isinstance(entry[1], str) and entry[2] == "weight_norm" and type(entry[3]) is int):
+            raise ValueError(f"the recipe's parametrized entry {str(entry)[:60]} is not [layer, tensor, "
+                             "'weight_norm', dim]")
+    return parametrized
+
+
+def _reparametrize(skeleton: nn.Module, parametrized: Any) -> None:
+    """Put the recipe's ``weight_norm`` parametrizations (:func:`_parametrizations`) back on the skeleton."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    for layer, tensor, _, dim in _check_parametrized(parametrized):
+        try:
+            module = skeleton.get_submodule(layer)
+        except AttributeError:
+            raise ValueError(f"the recipe's parametrized layer {layer[:60]!r} is not in its model") from None
+        weight = module._parameters.get(tensor)
+        if weight is None or not -weight.dim() <= dim < weight.dim():
+            raise ValueError(f"the recipe's parametrized layer {layer[:60]!r} has no parameter {tensor[:20]!r} "
+                             f"with a dimension {dim}")
+        weight_norm(module, tensor, dim)
 
 
 def carry(source: nn.Module, target: nn.Module) -> nn.Module:
@@ -196,7 +256,8 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     if not isinstance(recipe, dict):
         raise ValueError("the recipe must be an object")
     keys = set(recipe)
-    if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error", "float_output", "bias_correction"}:
+    if not _NEW_RECIPE <= keys <= _NEW_RECIPE | {"path", "float_error", "float_output", "bias_correction",
+                                                 "parametrized"}:
         raise ValueError(f"the recipe has keys {sorted(keys)[:8]}")
     kept = recipe.get("float_output", [])
     if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
@@ -206,6 +267,7 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
         check_note(recipe["bias_correction"])
     if recipe.get("path", "fx") not in ("fx", "pt2e"):
         raise ValueError(f"unknown quantization path {str(recipe.get('path'))[:20]!r}")
+    _check_parametrized(recipe.get("parametrized", []))
     config = Config.from_dict(recipe["config"])
     if config.verb not in ("quantize", "prepare_qat"):
         raise ValueError(f"the recipe's config {type(config).__name__} is not a quantization")
@@ -234,6 +296,17 @@ def check(spec: Any, tensors: dict, custom_objects: Optional[dict], max_bytes: O
     return config, example
 
 
+def _check_path(recipe: dict, q: nn.Module) -> None:
+    """``ValueError`` when the replay took another capture path (torch.fx or torch.export + PT2E) than the
+    saved model: their states differ (FX fuses BatchNorm into the convolutions, PT2E keeps it), so the file
+    cannot fill the replayed model; say so rather than list the state entries that do not match."""
+    saved, replayed = recipe.get("path", "fx"), getattr(q, "compresslib_recipe", {}).get("path", "fx")
+    if saved != replayed:
+        raise ValueError(f"file: the model was quantized through the {saved} path, and replaying its recipe on the "
+                         f"model given took the {replayed} path (torch.fx {'could' if replayed == 'fx' else 'could not'}"
+                         " trace it): load it onto an instance of the saved model's class, with the same torch")
+
+
 def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[dict] = None,
             max_bytes: Optional[int] = None, max_depth: int = 100, model: Optional[nn.Module] = None,
             convert: Optional[Callable[[nn.Module], nn.Module]] = None) -> nn.Module:
@@ -252,9 +325,11 @@ def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Opt
     recipe = spec["recipe"]
     skeleton = tio.build(recipe["float_spec"], _stand_ins(recipe["shapes"], spec.get("constants", []), tensors),
                          custom_objects, max_depth, model).eval()
+    _reparametrize(skeleton, recipe.get("parametrized", []))
     if convert is None:
         raise TypeError("from_spec needs convert= (QAT's convert) to replay a recipe")
     q = replay(skeleton, config, example, convert)
+    _check_path(recipe, q)
     if spec.get("literals"):
         nodes = _qparam_nodes(q)
         if len(nodes) != len(spec["literals"]):

@@ -235,6 +235,45 @@ def partial_config() -> keras.Model:
     return _built(PartialConfigNet(8, 10, name="partial_config"), (16, 16, 3))
 
 
+@register_class
+@keras.saving.register_keras_serializable(package="compresslib_tests")
+class TiedHead(keras.layers.Layer):
+    """Next-token logits from the embedding matrix, ``h @ E.T``: the layer holds the ``Embedding`` it reads,
+    so one variable belongs to two layers (the Keras form of a language model's tied output layer)."""
+
+    def __init__(self, embedding: keras.layers.Embedding, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def call(self, h):
+        return keras.ops.matmul(h, keras.ops.transpose(self.embedding.embeddings))
+
+
+@register_class
+@keras.saving.register_keras_serializable(package="compresslib_tests")
+class TiedLM(keras.Model):
+    """Embedding → Dense(ReLU) → :class:`TiedHead` over the same embedding matrix (100 × 32)."""
+
+    def __init__(self, vocab: int = 100, dim: int = 32, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocab, self.dim = vocab, dim
+        self.embed = keras.layers.Embedding(vocab, dim, name="embed")
+        self.mix = keras.layers.Dense(dim, activation="relu", name="mix")
+        self.head = TiedHead(self.embed, name="head")
+
+    def call(self, ids):
+        return self.head(self.mix(self.embed(ids)))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "vocab": self.vocab, "dim": self.dim}
+
+
+def tied_lm() -> keras.Model:
+    model = TiedLM(name="tied_lm")
+    model(np.zeros((1, 12), np.int32))
+    return model
+
+
 # --------------------------------------------------------------------------- the zoo
 
 _BUILDERS = {  # name: (builder, kind); "raw_image": 0..255 pixels (the model rescales them itself)
@@ -250,7 +289,7 @@ FULL = tuple(_BUILDERS)
 # issue 23's families, tested verb by verb in tests/foreign/test_round2_keras.py
 ROUND2 = {"keras_shared_layers": (shared_layers, "image16"), "keras_functional_lstm": (functional_lstm, "series"),
           "keras_separable_transposed": (separable_transposed, "image16"),
-          "keras_partial_config": (partial_config, "image16")}
+          "keras_partial_config": (partial_config, "image16"), "keras_tied_lm": (tied_lm, "text")}
 # What CI runs: one keras.applications network; each LiteRT conversion of one takes 15-25 CPU-seconds here
 NAMES = tuple(n for n in FULL if n not in ("keras_transfer_mobilenet_v2", "keras_efficientnet_b0"))
 
@@ -262,6 +301,8 @@ def case(name: str) -> Case:
         rng = np.random.default_rng(1)
         shape = (10, 6) if kind == "series" else (16, 16, 3)
         example, calibration = (rng.normal(size=(n,) + shape).astype(np.float32) for n in (4, 32))
+        if kind == "text":
+            example, calibration = _tokens(4), _tokens(32, seed=2)
         return Case(name, _seeded(builder, calibration), example, calibration, kind)
     if name not in _BUILDERS:
         raise ValueError(f"name must be one of {FULL + tuple(ROUND2)}, got {name!r}")

@@ -87,3 +87,38 @@ def test_measure_counts_a_shared_layer_at_each_call_and_its_weights_once():
     assert rows["shared_dense"].macs == 2 * 16 * 16
     assert report.params == sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     assert report.macs_not_counted == ["stem_bn (BatchNormalization)"]
+
+
+# --------------------------------------------------------------------------- a variable shared by two layers
+
+def test_measure_counts_a_tied_embedding_once_and_says_it_is_shared():
+    """The Keras twin of the PyTorch tied LM: the output layer holds the Embedding whose matrix it reads."""
+    case = keras_zoo.case("keras_tied_lm")
+    model = keras_cells.original(case.name)
+    assert model.head.embedding.embeddings is model.embed.embeddings
+    report = cl.measure(model, example_input=case.example, latency=False)
+    rows = {layer.name: layer.params for layer in report.layers}
+    assert rows == {"embed": 3200, "mix": 32 * 32 + 32, "head": 0}
+    assert report.params == sum(int(np.prod(v.shape)) for v in model.weights) == 4256
+    assert report.shared_params == 3200
+    assert "3,200 shared by several layers, counted once" in report.to_markdown()
+    # the head's matmul is an op inside a custom layer: its MACs are not counted, and the report says so
+    assert report.macs == 12 * 32 * 32 and report.macs_not_counted == ["head (TiedHead)"]
+
+
+@pytest.mark.parametrize("onto", [False, True])
+def test_save_stores_a_tied_embedding_once_and_load_ties_it_again(tmp_path, onto):
+    case = keras_zoo.case("keras_tied_lm")
+    model = case.make()
+    before = keras_cells.snapshot(model)
+    path = tmp_path / "tied.clz"
+    cl.save(model, path)
+    shapes = sorted(tuple(t["shape"]) for t in cl.io.read_manifest(path)["tensors"].values())
+    assert shapes == [(32,), (32, 32), (100, 32)]  # the embedding matrix once
+    loaded = cl.load(path, model=case.make()) if onto else cl.load(path)
+    assert keras_cells.changed(before, keras_cells.snapshot(model)) == ""
+    assert type(loaded).__name__ == "TiedLM" and loaded is not model
+    assert loaded.head.embedding.embeddings is loaded.embed.embeddings
+    assert len(loaded.weights) == len(model.weights) == 3
+    np.testing.assert_array_equal(keras_cells.outputs_of(case.example)(loaded)[0],
+                                  keras_cells.outputs_of(case.example)(model)[0])

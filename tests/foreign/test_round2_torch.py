@@ -237,3 +237,17 @@ def test_int8_static_bias_correction_reads_a_token_sequence_linear_on_its_featur
     q = _quiet(cl.quantize, case.make(), cl.Int8Static(), calibration_data=case.calibration)
     assert q.compresslib_recipe["bias_correction"]["layers"] == 2
     assert q.mix.bias().shape == (32,)
+
+
+@pytest.mark.parametrize("config, dtype", [(cl.Float16(), torch.float16), (cl.BFloat16(), torch.bfloat16)],
+                         ids=["Float16", "BFloat16"])
+def test_half_precision_runs_a_diffusion_unet_whose_timestep_embedding_is_float32(config, dtype):
+    """The UNet computes its sines in float32 and casts them to the sample's dtype (as diffusers does): the half
+    model runs end to end in half precision and tracks the float one."""
+    case = torch_zoo.case("torch_unet")
+    model = case.make()
+    half = cl.quantize(model, config)
+    assert {p.dtype for p in half.parameters()} == {dtype}
+    got, want = torch_cells.outputs_of(case.example)(half), torch_cells.outputs_of(case.example)(model)
+    assert got[0].shape == want[0].shape == (4, 3, 16, 16)
+    assert cosine(got[0], want[0]) > 0.999

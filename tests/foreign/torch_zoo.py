@@ -251,14 +251,16 @@ class TinyUNet(nn.Module):
         self.up1, self.dec1 = nn.ConvTranspose2d(base, base, 2, stride=2), _ResBlock(2 * base, base, t_dim)
         self.out = nn.Sequential(nn.GroupNorm(4, base), nn.SiLU(), nn.Conv2d(base, channels, 3, padding=1))
 
-    def embed_time(self, t: torch.Tensor) -> torch.Tensor:
+    def embed_time(self, t: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Sines and cosines computed in float32, cast to the sample's dtype before the MLP (as diffusers'
+        UNets do: a half-precision model would otherwise get a float32 embedding)."""
         half = self.t_dim // 2
         freqs = torch.exp(-torch.arange(half, dtype=torch.float32, device=t.device) * (9.21 / half))
         angles = t.float()[:, None] * freqs[None]
-        return self.time_mlp(torch.cat([angles.sin(), angles.cos()], dim=1))
+        return self.time_mlp(torch.cat([angles.sin(), angles.cos()], dim=1).to(dtype))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        e = self.embed_time(t)
+        e = self.embed_time(t, x.dtype)
         s1 = self.down1(self.stem(x), e)
         s2 = self.down2(self.pool1(s1), e)
         h = self.attn(self.mid(self.pool2(s2), e))
