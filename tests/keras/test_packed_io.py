@@ -1,0 +1,91 @@
+"""Keras GPTQ/AWQ models in .clz: kernels stored as packed codes + group scales, loaded back bit for bit."""
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch  # noqa: F401  (torch before tensorflow)
+import keras
+
+import compresslib as cl
+from compresslib.core import packing
+from compresslib.io import read_manifest
+from compresslib.keras import packed_io
+
+
+@pytest.fixture(scope="module")
+def block():
+    keras.utils.set_random_seed(0)
+    i = keras.Input((8, 32))
+    h = keras.layers.LayerNormalization(name="norm")(i)
+    a = keras.layers.MultiHeadAttention(2, 16, name="mha")(h, h)
+    x = keras.layers.Add()([i, a])
+    f = keras.layers.Dense(64, activation="gelu", name="fc1")(x)
+    m = keras.Model(i, keras.layers.Dense(8, name="head")(f))
+    cal = np.random.default_rng(1).normal(size=(64, 8, 32)).astype("float32")
+    return m, cal
+
+
+def _round_trip(model, tmp: str):
+    path = os.path.join(tmp, "m.clz")
+    size = cl.save(model, path)
+    return size, read_manifest(path), cl.load(path)
+
+
+@pytest.mark.parametrize("bits", [4, 3])
+def test_gptq_kernels_stored_as_bits_plus_scales(block, bits):
+    m, cal = block
+    q = cl.quantize(m, cl.GPTQ(bits=bits, group_size=16), calibration_data=cal)
+    with tempfile.TemporaryDirectory() as d:
+        size, man, back = _round_trip(q, d)
+        float_size = cl.save(m, os.path.join(d, "f.clz"))
+    packed = man["spec"]["packed"]
+    # q, k, v (32·32 each), attention output (32·32), fc1 (32·64), head (64·8): 6 kernels, 6,656 weights
+    assert len(packed) == 6 and {e["bits"] for e in packed.values()} == {bits}
+    n = sum(int(np.prod(e["shape"])) for e in packed.values())
+    assert n == 6656
+    stored = {k: sum(int(np.prod(p["shape"])) * np.dtype(p["dtype"]).itemsize for p in t["parts"].values())
+              for k, t in man["tensors"].items()}
+    assert sum(v for k, v in stored.items() if k.endswith("#codes")) == 6656 * bits // 8  # 3,328 / 2,496
+    assert sum(v for k, v in stored.items() if k.endswith("#scale")) == 4 * 6656 // 16  # 1,664: one float per 16
+    assert size < 0.3 * float_size
+    assert np.array_equal(np.asarray(q(cal)), np.asarray(back(cal)))  # identical outputs after reload
+    with tempfile.TemporaryDirectory() as d:  # loaded codes are kept: saving again stays packed
+        assert cl.save(back, os.path.join(d, "again.clz")) == size
+
+
+def test_awq_input_scales_and_8_bits_round_trip(block):
+    m, cal = block
+    for config in (cl.AWQ(bits=4, group_size=16), cl.GPTQ(bits=8, group_size=None)):
+        q = cl.quantize(m, config, calibration_data=cal)
+        with tempfile.TemporaryDirectory() as d:
+            _, man, back = _round_trip(q, d)
+        entries = man["spec"]["packed"]
+        assert len(entries) == 6
+        assert all(e["input_scale"] == isinstance(config, cl.AWQ) for e in entries.values())
+        assert np.array_equal(np.asarray(q(cal)), np.asarray(back(cal)))
+
+
+def test_a_kernel_changed_after_quantizing_is_stored_float(block):
+    m, cal = block
+    q = cl.quantize(m, cl.GPTQ(bits=4, group_size=16), calibration_data=cal)
+    head = q.get_layer("head")
+    head.kernel.assign(np.asarray(head.kernel.numpy()) + np.float32(1e-3))
+    with tempfile.TemporaryDirectory() as d:
+        _, man, back = _round_trip(q, d)
+    assert len(man["spec"]["packed"]) == 5
+    assert np.array_equal(np.asarray(q(cal)), np.asarray(back(cal)))
+
+
+def test_corrupt_entries_refused():
+    spec = {"packed": {"w000": {"bits": 4, "group_size": 4, "fan_in": 4, "shape": [4, 2],
+                                "input_scale": False}}}
+    good = {"w000#codes": packing.pack_codes(np.zeros(8, np.int8), 4), "w000#scale": np.ones(2, np.float32)}
+    assert packed_io.unpack(spec, good)[1]["w000"].shape == (4, 2)
+    with pytest.raises(ValueError, match="8 codes of 4 bits take 4 bytes, got 3"):
+        packed_io.unpack(spec, dict(good, **{"w000#codes": np.zeros(3, np.uint8)}))
+    with pytest.raises(ValueError, match="scale must hold 2 float32 values"):
+        packed_io.unpack(spec, dict(good, **{"w000#scale": np.ones(3, np.float32)}))
+    bad = {"packed": {"w000": dict(spec["packed"]["w000"], bits=5)}}
+    with pytest.raises(ValueError, match="bits must be one of"):
+        packed_io.unpack(bad, good)
