@@ -52,7 +52,7 @@ class _Stop(Exception):
     """Raised inside a layer's call once the step's layers have seen their inputs."""
 
 
-def _summed_axes(layer: Any) -> Optional[int]:
+def summed_axes(layer: Any) -> Optional[int]:
     """How many trailing input axes a layer sums against its kernel (None: not handled)."""
     if type(layer).__name__ == "Dense":
         return 1
@@ -69,7 +69,7 @@ def _summed_axes(layer: Any) -> Optional[int]:
 def linear_layers(model: Any) -> dict[str, Any]:
     """``{key: layer}`` of the Dense/EinsumDense layers handled, keyed as ``prunable_layers`` keys them."""
     return {k: l for k, l in prunable_layers(model, warn=False).items()
-            if type(l).__name__ in ("Dense", "EinsumDense") and _summed_axes(l) is not None}
+            if type(l).__name__ in ("Dense", "EinsumDense") and summed_axes(l) is not None}
 
 
 def _batches(data: Any) -> list:
@@ -116,7 +116,7 @@ class _Wrapped:
 
 def _rows(layer: Any, x: Any) -> np.ndarray:
     x = np.asarray(keras.ops.convert_to_numpy(x), np.float32)
-    n = _summed_axes(layer)
+    n = summed_axes(layer)
     return x.reshape(-1, int(np.prod(x.shape[-n:])))
 
 
@@ -268,4 +268,4 @@ def keep_zeros(model: Any, config: Any) -> Tuning:
     return Tuning(model, [callback], finish)
 
 
-__all__ = ["KeepZeros", "keep_zeros", "linear_layers", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]
+__all__ = ["KeepZeros", "keep_zeros", "linear_layers", "summed_axes", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]
