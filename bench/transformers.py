@@ -31,8 +31,12 @@ import tempfile
 import warnings
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(__file__))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 from common import emit, machine  # noqa: E402
+
+# this file shares its name with Hugging Face's package, which the MiniLM case study imports: bench/ leaves the path
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != HERE]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -18,7 +18,7 @@ Example:
     >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, use_bias=False)])
     >>> r = Result(q=np.array([[1, -2, 3, 0], [0, 1, -1, 2]], np.int8),
     ...            scale=np.array([[0.5], [0.25]], np.float32), bits=4, group_size=4)
-    >>> m.layers[0].kernel.assign(kernel_of(r, (4, 2))); remember(m.layers[0], r)
+    >>> _ = m.layers[0].kernel.assign(kernel_of(r, (4, 2))); remember(m.layers[0], r)
     >>> spec, tensors = {}, {"w000": np.asarray(m.layers[0].kernel.numpy())}
     >>> pack(m, spec, tensors)
     >>> sorted(tensors), spec["packed"]["w000"]["bits"]
