@@ -33,7 +33,7 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import emit, machine  # noqa: E402
+from common import emit, machine, write_json  # noqa: E402
 
 # this file shares its name with Hugging Face's package, which the MiniLM case study imports: bench/ leaves the path
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != HERE]
@@ -355,12 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows += minilm_rows()
     emit(rows, None, KEYS)
     doc = {"bench": "transformers", "quick": args.quick, "machine": machine(), "rows": rows}
-    if args.json:
-        import json
-
-        with open(args.json, "w") as fh:
-            json.dump(doc, fh, indent=2)
-        print(f"wrote {args.json}", file=sys.stderr)
+    write_json(doc, args.json)
     return doc
 
 

@@ -144,13 +144,7 @@ def _trace(model: nn.Module, example: Any) -> tuple[list, dict, Any]:
             reads.setdefault(id(args[0]), []).append((len(calls), name))
         calls.append((name, id(output)))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if _producers(m)]
-    try:
-        with torch.no_grad():
-            out = inputs.call(model, example)
-    finally:
-        for h in handles:
-            h.remove()
+    out = inputs.call_hooked(model, example, [(m, hook) for m in model.modules() if _producers(m)])
     return calls, reads, out
 
 

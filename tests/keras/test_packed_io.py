@@ -13,19 +13,6 @@ from compresslib.io import read_manifest
 from compresslib.keras import packed_io
 
 
-@pytest.fixture(scope="module")
-def block():
-    keras.utils.set_random_seed(0)
-    i = keras.Input((8, 32))
-    h = keras.layers.LayerNormalization(name="norm")(i)
-    a = keras.layers.MultiHeadAttention(2, 16, name="mha")(h, h)
-    x = keras.layers.Add()([i, a])
-    f = keras.layers.Dense(64, activation="gelu", name="fc1")(x)
-    m = keras.Model(i, keras.layers.Dense(8, name="head")(f))
-    cal = np.random.default_rng(1).normal(size=(64, 8, 32)).astype("float32")
-    return m, cal
-
-
 def _round_trip(model, tmp: str):
     path = os.path.join(tmp, "m.clz")
     size = cl.save(model, path)
@@ -33,47 +20,47 @@ def _round_trip(model, tmp: str):
 
 
 @pytest.mark.parametrize("bits", [4, 3])
-def test_gptq_kernels_stored_as_bits_plus_scales(block, bits):
-    m, cal = block
+def test_gptq_kernels_stored_as_bits_plus_scales(attention, bits):
+    m, cal, _ = attention
     q = cl.quantize(m, cl.GPTQ(bits=bits, group_size=16), calibration_data=cal)
     with tempfile.TemporaryDirectory() as d:
         size, man, back = _round_trip(q, d)
         float_size = cl.save(m, os.path.join(d, "f.clz"))
     packed = man["spec"]["packed"]
-    # q, k, v (32·32 each), attention output (32·32), fc1 (32·64), head (64·8): 6 kernels, 6,656 weights
-    assert len(packed) == 6 and {e["bits"] for e in packed.values()} == {bits}
+    # q, k, v, attention output (32·32 each), fc1 (32·64), fc2 (64·32), head (32·8): 7 kernels, 8,448 weights
+    assert len(packed) == 7 and {e["bits"] for e in packed.values()} == {bits}
     n = sum(int(np.prod(e["shape"])) for e in packed.values())
-    assert n == 6656
+    assert n == 8448
     stored = {k: sum(int(np.prod(p["shape"])) * np.dtype(p["dtype"]).itemsize for p in t["parts"].values())
               for k, t in man["tensors"].items()}
-    assert sum(v for k, v in stored.items() if k.endswith("#codes")) == 6656 * bits // 8  # 3,328 / 2,496
-    assert sum(v for k, v in stored.items() if k.endswith("#scale")) == 4 * 6656 // 16  # 1,664: one float per 16
+    assert sum(v for k, v in stored.items() if k.endswith("#codes")) == 8448 * bits // 8  # 4,224 / 3,168
+    assert sum(v for k, v in stored.items() if k.endswith("#scale")) == 4 * 8448 // 16  # 2,112: one float per 16
     assert size < 0.3 * float_size
     assert np.array_equal(np.asarray(q(cal)), np.asarray(back(cal)))  # identical outputs after reload
     with tempfile.TemporaryDirectory() as d:  # loaded codes are kept: saving again stays packed
         assert cl.save(back, os.path.join(d, "again.clz")) == size
 
 
-def test_awq_input_scales_and_8_bits_round_trip(block):
-    m, cal = block
+def test_awq_input_scales_and_8_bits_round_trip(attention):
+    m, cal, _ = attention
     for config in (cl.AWQ(bits=4, group_size=16), cl.GPTQ(bits=8, group_size=None)):
         q = cl.quantize(m, config, calibration_data=cal)
         with tempfile.TemporaryDirectory() as d:
             _, man, back = _round_trip(q, d)
         entries = man["spec"]["packed"]
-        assert len(entries) == 6
+        assert len(entries) == 7
         assert all(e["input_scale"] == isinstance(config, cl.AWQ) for e in entries.values())
         assert np.array_equal(np.asarray(q(cal)), np.asarray(back(cal)))
 
 
-def test_a_kernel_changed_after_quantizing_is_stored_float(block):
-    m, cal = block
+def test_a_kernel_changed_after_quantizing_is_stored_float(attention):
+    m, cal, _ = attention
     q = cl.quantize(m, cl.GPTQ(bits=4, group_size=16), calibration_data=cal)
     head = q.get_layer("head")
     head.kernel.assign(np.asarray(head.kernel.numpy()) + np.float32(1e-3))
     with tempfile.TemporaryDirectory() as d:
         _, man, back = _round_trip(q, d)
-    assert len(man["spec"]["packed"]) == 5
+    assert len(man["spec"]["packed"]) == 6
     assert np.array_equal(np.asarray(q(cal)), np.asarray(back(cal)))
 
 
