@@ -220,9 +220,9 @@ def keras_gptq_peer(model: Any, cal: np.ndarray, bits: int = 4, group_size: int 
     from compresslib.keras.rebuild import copy_model
 
     out = copy_model(model)
-    stream = [out.get_layer(index=i) for i in range(len(out.layers))]
+    stream = list(out.operations)  # layers and ops (``x + y`` is an op, keras.layers.Add a layer), graph order
     first = next(l for l in stream if isinstance(l, keras.layers.LayerNormalization))
-    cuts = [first.input] + [l.output for l in stream if isinstance(l, keras.layers.Add)]
+    cuts = [first.input] + [l.output for l in stream[stream.index(first):] if type(l).__name__ == "Add"]
     pre = keras.Model(out.inputs, cuts[0])
     blocks = [keras.Model(a, b) for a, b in zip(cuts, cuts[1:])] + [keras.Model(cuts[-1], out.outputs)]
 
