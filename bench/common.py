@@ -183,6 +183,14 @@ def emit(rows: list[dict], json_path: Optional[str], keys: Optional[list[str]] =
         print(f"wrote {json_path}", file=sys.stderr)
 
 
+def write_json(doc: dict, path: Optional[str]) -> None:
+    """Write a bench's whole document (rows, machine, targets...) to ``path`` when given, and say so on stderr."""
+    if path:
+        with open(path, "w") as fh:
+            json.dump(doc, fh, indent=2)
+        print(f"wrote {path}", file=sys.stderr)
+
+
 def ort_quantize_static(fp_onnx: str, path: str, cal: Any) -> None:
     """ONNX Runtime's own static int8 of ``fp_onnx`` written to ``path``: QDQ, per channel, uint8 activations,
     calibrated one image at a time on ``cal`` (the ORT peer of the deploy and Pareto benches)."""

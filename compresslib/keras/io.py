@@ -162,6 +162,9 @@ def to_spec(model) -> tuple[dict, dict[str, np.ndarray]]:
     bf16 = _bfloat16_to_bits(tensors)
     if bf16:
         spec["bfloat16"] = bf16
+    from compresslib.keras import packed_io
+
+    packed_io.pack(model, spec, tensors)  # GPTQ/AWQ kernels as codes + scales
     return spec, tensors
 
 
@@ -382,7 +385,19 @@ def _build(config: Any, allowed: dict[str, Any], tensors: dict[str, np.ndarray],
 
 def from_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[Mapping[str, Any]] = None,
             max_bytes: Optional[int] = None, max_depth: int = 100, model: Any = None):
-    """Inverse of :func:`to_spec`: a new Keras model with the saved weights.
+    """Inverse of :func:`to_spec`; packed GPTQ/AWQ kernels (:mod:`compresslib.keras.packed_io`) first
+    become float kernels again (checked), then :func:`from_plain_spec` builds the model."""
+    from compresslib.keras import packed_io
+
+    spec, tensors, codes = packed_io.unpack(spec, tensors)
+    built = from_plain_spec(spec, tensors, custom_objects=custom_objects, max_bytes=max_bytes,
+                            max_depth=max_depth, model=model)
+    return packed_io.attach(built, codes)
+
+
+def from_plain_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_objects: Optional[Mapping[str, Any]] = None,
+                    max_bytes: Optional[int] = None, max_depth: int = 100, model: Any = None):
+    """Inverse of :func:`to_spec` for a description without packed kernels: a new Keras model with the saved weights.
 
     ``custom_objects`` (registered name -> class or function) adds to compresslib's registry
     for this call; ``max_bytes`` and ``max_depth`` are accepted for symmetry with the torch

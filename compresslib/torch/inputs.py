@@ -114,6 +114,25 @@ def call(model: nn.Module, example: Example) -> Any:
     return model(*args, **kwargs)
 
 
+def call_hooked(model: nn.Module, example: Example, hooks: Iterable[tuple[nn.Module, Any]]) -> Any:
+    """``model``'s output for ``example`` under ``no_grad``, with forward hooks ``(module, hook)`` in place for
+    this one call (removed afterwards, also when the call fails).
+
+    Example:
+        >>> lin, seen = torch.nn.Linear(2, 3), []
+        >>> out = call_hooked(lin, torch.zeros(1, 2), [(lin, lambda m, a, o: seen.append(tuple(o.shape)))])
+        >>> seen, len(lin._forward_hooks)
+        ([(1, 3)], 0)
+    """
+    handles = [m.register_forward_hook(h) for m, h in hooks]
+    try:
+        with torch.no_grad():
+            return call(model, example)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _leaves(example: Example) -> list:
     if isinstance(example, Mapping):
         return [leaf for v in example.values() for leaf in _leaves(v)]

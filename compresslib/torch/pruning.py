@@ -321,13 +321,7 @@ def _output_layers(model: nn.Module, example: Any) -> set[str]:
                 produced[t.untyped_storage().data_ptr()] = name
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
-    try:
-        with torch.no_grad():
-            out = inputs.call(model, example)
-    finally:
-        for h in handles:
-            h.remove()
+    out = inputs.call_hooked(model, example, [(m, hook(n)) for n, m in model.named_modules() if isinstance(m, PRUNABLE)])
     return {produced[t.untyped_storage().data_ptr()] for t in inputs.flatten(out)
             if t.untyped_storage().data_ptr() in produced}
 

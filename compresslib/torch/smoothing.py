@@ -1,13 +1,22 @@
 """SmoothQuant (Xiao et al. 2023) for torch models: ``cl.transform(model, cl.SmoothQuant(alpha), calibration_data=x)``.
 
-The pairs are found in the module graph (``torch.fx``): a ``LayerNorm`` whose output is read
-only by ``Linear`` layers (a pre-LayerNorm transformer's attention and MLP inputs). A LayerNorm
-whose output also feeds anything else (a post-LayerNorm model's residual ``+``) is left alone:
-folding the scales into it would change the function. The activation maxima come from forward
-hooks on ``calibration_data``; the scales from :func:`compresslib.core.smoothing.smoothing_scales`.
-A model without such a pair comes back unchanged with one warning; a model ``torch.fx`` cannot
-trace is refused before any work, naming the reason (:func:`smooth_pairs` takes pairs found
-another way, as the MiniLM case study does).
+The pairs are found from the model's own forward, not from attribute names (:func:`find_pairs`):
+one call on a few calibration rows records, through forward hooks, which ``LayerNorm`` and
+``Linear`` modules run in which order and which tensor each ``Linear`` reads. Linear layers that
+read the same tensor form a group of readers; their producer is the LayerNorm or Linear whose
+output *is* that tensor (a pre-LayerNorm block's attention and MLP inputs) or, failing that, the
+last of them called before the group, with as many output channels as the readers have inputs
+(an attention block's value projection before its output projection: ``softmax(QKᵀ) V`` is linear
+in ``V``). Each candidate is then tested: its channels are scaled by random factors in [¼, 4]
+(producer ÷ s, readers' weight columns × s) and kept only if the model's outputs stay the same
+(relative change below :data:`EXACT`). So a post-LayerNorm model's LayerNorms (their output also
+feeds the residual ``+``, BERT's layout) and a Linear followed by GELU are rejected, whatever the
+model calls them. A model with no pair left is refused before anything is changed, naming each
+candidate and why. The scales come from :func:`compresslib.core.smoothing.smoothing_scales` on
+the readers' input maxima over ``calibration_data``.
+
+:func:`layernorm_pairs` reads the same LayerNorm → Linear pairs from a ``torch.fx`` graph, for
+models fx traces.
 
 Example:
     >>> import torch, compresslib as cl
@@ -19,8 +28,8 @@ Example:
     ...         return self.fc(self.norm(x))
     >>> m = Block().eval(); x = torch.randn(16, 8) * torch.tensor([20.0] + [1.0] * 7)
     >>> s = cl.transform(m, cl.SmoothQuant(alpha=0.5), calibration_data=x)
-    >>> bool(torch.allclose(s(x), m(x), atol=1e-5)), layernorm_pairs(m)
-    (True, {'norm': ['fc']})
+    >>> bool(torch.allclose(s(x), m(x), atol=1e-5)), find_pairs(m, x), layernorm_pairs(m)
+    (True, {'norm': ['fc']}, {'norm': ['fc']})
 """
 from __future__ import annotations
 
@@ -31,7 +40,7 @@ import torch
 from torch import nn
 
 from compresslib.configs import SmoothQuant
-from compresslib.core.smoothing import check_alpha, check_calibration, smoothing_scales, warn_no_pairs
+from compresslib.core.smoothing import check_alpha, check_calibration, smoothing_scales
 from compresslib.registry import register
 from compresslib.torch import inputs
 
@@ -103,18 +112,123 @@ def smooth_pairs(model: nn.Module, pairs: dict[str, Sequence[str]], calibration_
     return model
 
 
+EXACT = 1e-4  # a candidate pair is kept when random scales change the outputs by less than this (relative)
+PROBE_ROWS = 2  # calibration rows the pair search runs on (one forward per candidate)
+
+
+def _producers(module: nn.Module) -> bool:
+    return (isinstance(module, nn.LayerNorm) and module.elementwise_affine and module.bias is not None
+            and len(module.normalized_shape) == 1) or _is_linear(module)
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
+
+
+def _width(module: nn.Module) -> int:
+    return module.out_features if isinstance(module, nn.Linear) else module.normalized_shape[0]
+
+
+def _trace(model: nn.Module, example: Any) -> tuple[list, dict, Any]:
+    """One forward: ``[(name, output id)]`` of the producers in call order, ``{input id: [(order, reader)]}``
+    of the Linear layers, and the outputs. The tensors are held until the end (their ids stay unique)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    calls: list = []
+    reads: dict[int, list] = {}
+    held: list = []
+
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        name = names[id(module)]
+        held.extend([args[0] if args else None, output])
+        if _is_linear(module) and args and isinstance(args[0], torch.Tensor):
+            reads.setdefault(id(args[0]), []).append((len(calls), name))
+        calls.append((name, id(output)))
+
+    out = inputs.call_hooked(model, example, [(m, hook) for m in model.modules() if _producers(m)])
+    return calls, reads, out
+
+
+def _outputs(model: nn.Module, example: Any) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return [t.detach().float().clone() for t in inputs.flatten(inputs.call(model, example))
+                if t.is_floating_point()]
+
+
+def _change(ref: list[torch.Tensor], new: list[torch.Tensor]) -> float:
+    num = max((float((a - b).abs().max()) for a, b in zip(ref, new) if a.numel()), default=0.0)
+    den = max((float(a.abs().max()) for a in ref if a.numel()), default=1.0)
+    return num / max(den, 1e-12)
+
+
+def _scale_pair(model: nn.Module, producer: str, readers: list[str], scale: torch.Tensor) -> None:
+    """Producer's output channels ÷ ``scale``, readers' input columns × ``scale`` (in place)."""
+    p = model.get_submodule(producer)
+    with torch.no_grad():
+        s = scale.to(p.weight.device, p.weight.dtype)
+        p.weight.div_(s[:, None] if isinstance(p, nn.Linear) else s)
+        if p.bias is not None:
+            p.bias.div_(s)
+        for r in readers:
+            model.get_submodule(r).weight.mul_(s)
+
+
+def find_pairs(model: nn.Module, calibration_data: Any) -> dict[str, list[str]]:
+    """``{producer name: [reader names]}`` whose smoothing keeps ``model``'s function (see the module docstring).
+
+    ``model`` is only read (the tests run on a copy). ``ValueError`` naming every candidate, and why it
+    was rejected, when none is left.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    example = inputs.first_batch(calibration_data, PROBE_ROWS, model)
+    work = copy.deepcopy(model).eval()
+    calls, reads, _ = _trace(work, example)
+    ref = _outputs(work, example)
+    modules = dict(work.named_modules())
+    by_output = {out: name for name, out in calls}
+    found: dict[str, list[str]] = {}
+    rejected: list[str] = []
+    gen = torch.Generator().manual_seed(0)
+    for tensor, group in reads.items():
+        readers = list(dict.fromkeys(name for _, name in group))
+        width = modules[readers[0]].in_features
+        producer = by_output.get(tensor)
+        if producer is None:  # the last producer called before the group, of the readers' width
+            first = min(order for order, _ in group)
+            before = [n for n, _ in calls[:first] if n not in readers and _width(modules[n]) == width]
+            producer = before[-1] if before else None
+        if producer is None or producer in found or producer in readers:
+            continue
+        what = f"{type(modules[producer]).__name__} {producer!r} -> {', '.join(repr(r) for r in readers)}"
+        if _width(modules[producer]) != width or any(modules[r].in_features != width for r in readers):
+            rejected.append(f"{what} (widths differ)")
+            continue
+        scale = torch.exp(torch.empty(width).uniform_(-1.386, 1.386, generator=gen))  # [1/4, 4]
+        saved = {n: {k: v.detach().clone() for k, v in modules[n].state_dict().items()} for n in [producer, *readers]}
+        _scale_pair(work, producer, readers, scale)
+        change = _change(ref, _outputs(work, example))
+        for n, state in saved.items():
+            modules[n].load_state_dict(state)
+        if change < EXACT:
+            found[producer] = readers
+        else:
+            rejected.append(f"{what} (scaling its channels changes the outputs by {change:.2g}: its output "
+                            "feeds more than these layers, or passes a non-linearity)")
+    if not found:
+        seen = "; ".join(rejected[:8]) or "no LayerNorm or Linear output is read by a Linear layer"
+        raise ValueError(f"model: SmoothQuant found no pair it can smooth exactly in {type(model).__name__} "
+                         f"(a LayerNorm or Linear whose output channels only Linear layers read): {seen}")
+    return found
+
+
 @register("transform", "torch", SmoothQuant)
 def smooth_quant(model: nn.Module, config: SmoothQuant, *, calibration_data: Any = None) -> nn.Module:
     """A smoothed copy of ``model`` (see the module docstring); ``model`` is never changed."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_calibration(calibration_data)
-    pairs = layernorm_pairs(model)
-    out = copy.deepcopy(model).eval()
-    if pairs:
-        return smooth_pairs(out, pairs, calibration_data, config.alpha)
-    warn_no_pairs(type(model).__name__, "LayerNorm", "Linear")
-    return out
+    pairs = find_pairs(model, calibration_data)
+    return smooth_pairs(copy.deepcopy(model).eval(), pairs, calibration_data, config.alpha)
 
 
-__all__ = ["layernorm_pairs", "smooth_pairs", "smooth_quant"]
+__all__ = ["EXACT", "find_pairs", "layernorm_pairs", "smooth_pairs", "smooth_quant"]

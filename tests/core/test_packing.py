@@ -183,3 +183,14 @@ def test_constant_encoding():
 def test_decode_rejects_what_does_not_fit(meta, arrays, match):
     with pytest.raises(ValueError, match=match):
         packing.decode(meta, arrays)
+
+
+def test_weight_only_codes_round_trip_at_every_width():
+    from compresslib.core.packing import code_bytes, pack_codes, unpack_codes
+
+    rng = np.random.default_rng(0)
+    for bits in (2, 3, 4, 8):
+        q = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=101).astype(np.int8)
+        packed = pack_codes(q, bits)
+        assert packed.size == code_bytes(101, bits) == {2: 26, 3: 38, 4: 51, 8: 101}[bits]
+        assert np.array_equal(unpack_codes(packed, 101, bits), q)

@@ -15,20 +15,6 @@ from compresslib.keras.calibrated import linear_layers
 from compresslib.keras.pruning import kernel_layout, kernel_output_major
 
 
-@pytest.fixture(scope="module")
-def attention():
-    keras.utils.set_random_seed(0)
-    i = keras.Input((8, 32))
-    h = keras.layers.LayerNormalization(name="norm")(i)
-    a = keras.layers.MultiHeadAttention(2, 16, name="mha")(h, h)
-    x = keras.layers.Add()([i, a])
-    f = keras.layers.Dense(32, name="fc2")(keras.layers.Dense(64, activation="gelu", name="fc1")(x))
-    m = keras.Model(i, keras.layers.Dense(8, name="head")(keras.layers.Add()([x, f])))
-    rng = np.random.default_rng(1)
-    scale = np.r_[np.full(3, 6.0), np.ones(29)].astype("float32")
-    return m, rng.normal(size=(64, 8, 32)).astype("float32") * scale, rng.normal(size=(32, 8, 32)).astype("float32") * scale
-
-
 def _rel(a, b, x) -> float:
     ya, yb = np.asarray(a(x)), np.asarray(b(x))
     return float(np.linalg.norm(ya - yb) / np.linalg.norm(ya))

@@ -1,5 +1,5 @@
-"""SmoothQuant on Keras models: LayerNormalization -> Dense pairs found in the graph, the function kept."""
-import warnings
+"""SmoothQuant on Keras models: LayerNormalization -> Dense / EinsumDense / MultiHeadAttention pairs found in the
+graph, the function kept, models without a pair refused naming the LayerNorms."""
 
 import numpy as np
 import pytest
@@ -56,13 +56,32 @@ def test_smoothing_keeps_the_function_and_scales_the_columns():
                                rtol=1e-5)
 
 
-def test_a_model_without_pairs_comes_back_unchanged_with_one_warning():
+def test_a_model_without_pairs_is_refused_naming_the_layer():
     m = _post_norm()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        s = cl.transform(m, cl.SmoothQuant(), calibration_data=np.ones((4, 8), np.float32))
-    assert [str(w.message)[:55] for w in caught] == ["SmoothQuant: no LayerNormalization of post_norm is read"]
-    assert s is not m and all(np.array_equal(a, b) for a, b in zip(s.get_weights(), m.get_weights()))
+    with pytest.raises(ValueError, match=r"model: SmoothQuant found no LayerNormalization of post_norm read only by "
+                                         r".*'norm' \(also read by add"):
+        cl.transform(m, cl.SmoothQuant(), calibration_data=np.ones((4, 8), np.float32))
+
+
+def test_attention_and_einsum_readers():
+    """A pre-LN transformer block: the first norm feeds MultiHeadAttention (query = key = value), the second an
+    EinsumDense; both take the scales, the function is kept and the outlier channel's range shrinks."""
+    keras.utils.set_random_seed(0)
+    i = keras.Input((5, 8))
+    h = keras.layers.LayerNormalization(name="norm1")(i)
+    x = keras.layers.Add()([i, keras.layers.MultiHeadAttention(2, 4, name="mha")(h, h, use_causal_mask=True)])
+    h = keras.layers.LayerNormalization(name="norm2")(x)
+    f = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 16), name="up")(h)
+    m = keras.Model(i, keras.layers.Add()([x, keras.layers.Dense(8)(f)]))
+    assert layernorm_pairs(m) == {"norm1": ["mha"], "norm2": ["up"]}
+    x = _data()
+    s = cl.transform(m, cl.SmoothQuant(alpha=0.5), calibration_data=x)
+    np.testing.assert_allclose(np.asarray(s(x)), np.asarray(m(x)), rtol=1e-4, atol=1e-4)
+    before = np.abs(np.asarray(keras.Model(m.inputs, m.get_layer("norm1").output)(x))).reshape(-1, 8).max(0)
+    after = np.abs(np.asarray(keras.Model(s.inputs, s.get_layer("norm1").output)(x))).reshape(-1, 8).max(0)
+    assert after.max() / after.min() < before.max() / before.min()
+    q = s.get_layer("mha")._query_dense.kernel.numpy()
+    assert not np.array_equal(q, m.get_layer("mha")._query_dense.kernel.numpy())
 
 
 def test_refusals_name_the_argument():

@@ -31,6 +31,10 @@ def test_embeddings_smoothing_and_int8(encoder):
     smoothed = minilm.smooth(enc, tokens[:8], alpha=0.5)
     assert minilm.cosine(ref, minilm.embed(smoothed, tokens)).min() > 0.99999  # exact in float
     assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())  # input untouched
+    # the pairs the technique found from the forward: each layer's value -> attention output projection
+    changed = {k for k, v in smoothed.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == {f"transformer.encoder.layer.{i}.attention.{p}" for i in range(6)
+                       for p in ("self.value.weight", "self.value.bias", "output.dense.weight")}
     names = minilm.linear_names(enc)
     q = minilm.quantize(enc, keep=names[:2])
     kinds = {n: type(m).__module__ for n, m in q.named_modules() if n in names}

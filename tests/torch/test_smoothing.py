@@ -1,6 +1,5 @@
-"""SmoothQuant on torch models: pairs found in the fx graph, the function kept, outliers moved into the weights."""
-import warnings
-
+"""SmoothQuant on torch models: pairs found from the forward (and the fx graph), the function kept, outliers
+moved into the weights, models without a pair refused naming the layers."""
 import numpy as np
 import pytest
 import torch
@@ -8,7 +7,7 @@ from torch import nn
 
 import compresslib as cl
 from compresslib.core.smoothing import smoothing_scales
-from compresslib.torch.smoothing import layernorm_pairs
+from compresslib.torch.smoothing import find_pairs, layernorm_pairs
 
 
 class PreNorm(nn.Module):
@@ -42,9 +41,37 @@ def _data(n: int = 64, d: int = 8) -> torch.Tensor:
     return torch.randn(n, d, generator=g) * torch.tensor([30.0] + [1.0] * (d - 1)) + 2.0
 
 
+class Attention(nn.Module):
+    """Single-head attention behind a residual, post-LayerNorm like BERT; ``fc`` feeds a GELU."""
+
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.norm, self.fc, self.out = nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.Linear(2 * d, 3)
+
+    def forward(self, x):
+        a = torch.softmax(self.q(x) @ self.k(x).transpose(-1, -2), -1) @ self.v(x)
+        h = self.norm(x + self.o(a))
+        return self.out(torch.nn.functional.gelu(self.fc(h))) + h.sum(-1, keepdim=True)
+
+
 def test_pairs_come_from_the_graph():
     assert layernorm_pairs(PreNorm()) == {"norm1": ["q", "v"], "norm2": ["fc"]}
     assert layernorm_pairs(PostNorm()) == {}
+
+
+def test_pairs_found_from_the_forward_are_exact_and_named_by_role():
+    x = _data(16).reshape(2, 8, 8)
+    assert find_pairs(PreNorm().eval(), _data()) == {"norm1": ["q", "v"], "norm2": ["fc"]}
+    # value -> output projection is the one exact pair: the norm also feeds the residual sum, fc a GELU
+    assert find_pairs(Attention().eval(), x) == {"v": ["o"]}
+    m, x = Attention().eval(), _data(64).reshape(8, 8, 8)
+    s = cl.transform(m, cl.SmoothQuant(alpha=0.5), calibration_data=x)
+    with torch.no_grad():
+        assert torch.allclose(s(x), m(x), atol=1e-4) and not torch.equal(s.o.weight, m.o.weight)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, norm_first=True).eval()
+    # the attention runs fused (no hooks fire); ReLU commutes with positive scales, so linear1 -> linear2 is exact
+    assert find_pairs(layer, torch.randn(2, 5, 8)) == {"norm2": ["linear1"], "linear1": ["linear2"]}
 
 
 def test_smoothing_keeps_the_function_and_scales_the_columns():
@@ -70,13 +97,13 @@ def test_smoothing_keeps_the_function_and_scales_the_columns():
     assert float(hs.max() / hs.min()) < float(torch.from_numpy(amax).max() / torch.from_numpy(amax).min())
 
 
-def test_a_model_without_pairs_comes_back_unchanged_with_one_warning():
+def test_a_model_without_pairs_is_refused_naming_the_layers():
     m, x = PostNorm().eval(), _data()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        s = cl.transform(m, cl.SmoothQuant(), calibration_data=x)
-    assert [str(w.message)[:45] for w in caught] == ["SmoothQuant: no LayerNorm of PostNorm is read"]
-    assert s is not m and all(torch.equal(a, b) for a, b in zip(s.state_dict().values(), m.state_dict().values()))
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(ValueError, match=r"model: SmoothQuant found no pair it can smooth exactly in PostNorm .*"
+                                         r"LayerNorm 'norm' -> 'fc' \(scaling its channels changes the outputs"):
+        cl.transform(m, cl.SmoothQuant(), calibration_data=x)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
 def test_refusals_name_the_argument():
@@ -92,7 +119,8 @@ def test_refusals_name_the_argument():
         cl.transform(PreNorm(), cl.SmoothQuant())
     with pytest.raises(ValueError, match="model: SmoothQuant reads the module graph with torch.fx, which cannot "
                                          "trace Branchy"):
-        cl.transform(Branchy(), cl.SmoothQuant(), calibration_data=np.ones((2, 4), np.float32))
+        layernorm_pairs(Branchy())
+    assert find_pairs(Branchy(), np.ones((2, 4), np.float32)) == {"norm": ["fc"]}  # the forward is enough
     with pytest.raises(TypeError, match="config must be one of SmoothQuant"):
         cl.transform(PreNorm(), cl.Magnitude(0.5))
 
