@@ -56,17 +56,17 @@ class GPTSpec:
 CHAR_GPT = GPTSpec(vocab=80, context=128, d_model=128, layers=6, heads=4, name="char_gpt")
 
 
-def check_ids(shape: tuple, spec: GPTSpec) -> None:
-    """Refuse token batches that are not (batch, T) with 1 ≤ T ≤ ``spec.context``.
+def check_ids(shape: tuple, context: int) -> None:
+    """Refuse token batches that are not (batch, T) with 1 ≤ T ≤ ``context``.
 
     Example:
-        >>> check_ids((2, 200), CHAR_GPT)
+        >>> check_ids((2, 200), CHAR_GPT.context)
         Traceback (most recent call last):
         ...
         ValueError: ids must be (batch, T) token ids with 1 <= T <= 128, got shape (2, 200)
     """
-    if len(shape) != 2 or not 1 <= shape[1] <= spec.context:
-        raise ValueError(f"ids must be (batch, T) token ids with 1 <= T <= {spec.context}, "
+    if len(shape) != 2 or not 1 <= shape[1] <= context:
+        raise ValueError(f"ids must be (batch, T) token ids with 1 <= T <= {context}, "
                          f"got shape {tuple(shape)}")
 
 

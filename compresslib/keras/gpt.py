@@ -22,7 +22,7 @@ import math
 import keras
 from keras import layers, ops
 
-from compresslib.core.gpt import CHAR_GPT, LAYER_NORM_EPS, GPTSpec
+from compresslib.core.gpt import CHAR_GPT, LAYER_NORM_EPS, GPTSpec, check_ids
 from compresslib.keras.io import register as register_class
 
 
@@ -40,6 +40,8 @@ class PositionEmbedding(layers.Layer):
                                           initializer="random_normal", name="embeddings")
 
     def call(self, x):
+        if isinstance(x.shape[1], int):  # known when called eagerly or traced for one length
+            check_ids(tuple(x.shape[:2]), self.context)
         return x + self.embeddings[None, : ops.shape(x)[1]]
 
     def get_config(self) -> dict:

@@ -51,7 +51,7 @@ class GPT(nn.Module):
 
     def __init__(self, spec: GPTSpec = CHAR_GPT) -> None:
         super().__init__()
-        self.spec = spec
+        self.context = spec.context  # plain values only: cl.save stores attributes, not objects
         self.tok = nn.Embedding(spec.vocab, spec.d_model)
         self.pos = nn.Embedding(spec.context, spec.d_model)
         self.blocks = nn.ModuleList(Block(spec.d_model, spec.heads) for _ in range(spec.layers))
@@ -59,7 +59,7 @@ class GPT(nn.Module):
         self.head = nn.Linear(spec.d_model, spec.vocab)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        check_ids(tuple(ids.shape), self.spec)
+        check_ids(tuple(ids.shape), self.context)
         x = self.tok(ids) + self.pos(torch.arange(ids.shape[1], device=ids.device))
         for block in self.blocks:
             x = block(x)
