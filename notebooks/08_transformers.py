@@ -185,7 +185,8 @@ fig, ax = plt.subplots(1, 2, figsize=nb.figsize())
 ax[0].bar(range(len(peak[worst])), np.sort(peak[worst])[::-1], color=nb.NEUTRAL)
 ax[0].set(xlabel="input channel (sorted)", ylabel="max |x|", title=worst)
 names = list(ratio)
-ax[1].barh(range(len(names)), [ratio[n] for n in names], color=nb.OTHER_COLORS[0])
+ax[1].barh(range(len(names)), [ratio[n] for n in names],
+           color=nb.OTHER_COLORS[0])
 ax[1].set(yticks=range(len(names))[::6], yticklabels=names[::6],
           xlabel="largest / median channel peak", title="every linear layer")
 fig.tight_layout()
@@ -340,10 +341,12 @@ for key, (a, b) in {"v_gptq": ("GPTQ int4", "RTN int4"),
                     "v_awq": ("AWQ int4", "RTN int4"),
                     "v_wanda": ("Wanda 50 %", "magnitude 50 %"),
                     "v_sgpt": ("SparseGPT 50 %", "magnitude 50 %"),
-                    "v_sgpt24": ("SparseGPT 2:4", "magnitude 2:4")}.items():
+                    "v_sgpt24": ("SparseGPT 2:4", "magnitude 2:4"),
+                    "v_gptq3": ("GPTQ int3", "RTN int4")}.items():
     nb.glue(key, verdict(a, b))
     print(nb.GLUED[key])
-for key, n in {"i_rtn4": "RTN int4", "i_gptq4": "GPTQ int4", "i_awq4": "AWQ int4",
+for key, n in {"i_rtn4": "RTN int4", "i_gptq4": "GPTQ int4",
+               "i_awq4": "AWQ int4",
                "i_gptq3": "GPTQ int3", "i_rtn3": "RTN int3 (float)",
                "i_mag": "magnitude 50 %", "i_wanda": "Wanda 50 %",
                "i_sgpt": "SparseGPT 50 %", "i_mag24": "magnitude 2:4",
@@ -358,7 +361,8 @@ for key, n in {"i_rtn4": "RTN int4", "i_gptq4": "GPTQ int4", "i_awq4": "AWQ int4
 # +{glue:text}`i_mag:.3f`, Wanda +{glue:text}`i_wanda:.3f`, SparseGPT +{glue:text}`i_sgpt:.3f`;
 # at 2:4, +{glue:text}`i_mag24:.3f`, +{glue:text}`i_wanda24:.3f` and +{glue:text}`i_sgpt24:.3f`.
 # The paired intervals say: {glue:text}`v_gptq`; {glue:text}`v_awq`;
-# {glue:text}`v_wanda`; {glue:text}`v_sgpt`; {glue:text}`v_sgpt24`.
+# {glue:text}`v_wanda`; {glue:text}`v_sgpt`; {glue:text}`v_sgpt24`. Three bits with GPTQ
+# against four with RTN: {glue:text}`v_gptq3`.
 #
 # ## Keras: the same calls
 #
@@ -368,16 +372,17 @@ for key, n in {"i_rtn4": "RTN int4", "i_gptq4": "GPTQ int4", "i_awq4": "AWQ int4
 # `model.quantize`, which has no groups, so its RTN row is rounded in float.
 
 # %%
-KERAS_METHODS = [m for m in METHODS if m[0] in
-                 ("GPTQ int4", "AWQ int4", "magnitude 50 %", "Wanda 50 %", "SparseGPT 50 %")]
+KERAS_ROWS = ("GPTQ int4", "AWQ int4", "magnitude 50 %", "Wanda 50 %",
+              "SparseGPT 50 %")
+KERAS_METHODS = [m for m in METHODS if m[0] in KERAS_ROWS]
 out_k = {"fp32": lm_k}
 for name, verb, config, calibrated in KERAS_METHODS:
     out_k[name] = run(lm_k, name, verb, config, calibrated)
 ppl["keras"] = {n: cl.perplexity(m, HELD) for n, m in out_k.items()}
-ppl["keras"]["RTN int4 (float)"] = cl.perplexity(rtn_float(lm_k, 4), HELD)
+ppl["keras"]["RTN int4"] = cl.perplexity(rtn_float(lm_k, 4), HELD)  # in float
 gap = max(abs(ppl["keras"][n] - ppl["torch"][n]) for n in out_k)
 nb.glue("max_fw_gap", gap)
-nb.glue("k_rtn4_gap", abs(ppl["keras"]["RTN int4 (float)"] - ppl["torch"]["RTN int4"]))
+nb.glue("k_rtn4_gap", abs(ppl["keras"]["RTN int4"] - ppl["torch"]["RTN int4"]))
 for n in out_k:
     print(f"{n:18s} torch {ppl['torch'][n]:.4f}  keras {ppl['keras'][n]:.4f}")
 
@@ -385,7 +390,7 @@ for n in out_k:
 # Every method lands within {glue:text}`max_fw_gap:.4f` of the PyTorch perplexity: the same
 # algorithm on the same weights, with float32 round-off (and the order of summation) as the
 # only difference. Keras's float RTN int4 is {glue:text}`k_rtn4_gap:.1e` from PyTorch's
-# stored one.
+# stored one (its row in the table below has no file: nothing was stored).
 #
 # ## Side by side: perplexity and bytes on disk
 #
@@ -405,7 +410,8 @@ for fw, outs in (("torch", out_t), ("keras", out_k)):
         back = cl.load(path)
         if fw == "torch":
             with torch.no_grad():
-                same = torch.equal(m(torch.from_numpy(probe)), back(torch.from_numpy(probe)))
+                ids = torch.from_numpy(probe)
+                same = torch.equal(m(ids), back(ids))
         else:
             same = np.array_equal(np.asarray(m(probe)), np.asarray(back(probe)))
         identical &= bool(same)
@@ -421,7 +427,8 @@ def cell(fw, table, n, fmt):
 
 for n in out_t:
     lines.append(
-        f"| {n} | {cell('torch', ppl, n, '.3f')} | {cell('keras', ppl, n, '.3f')} |"
+        f"| {n} | {cell('torch', ppl, n, '.3f')} |"
+        f" {cell('keras', ppl, n, '.3f')} |"
         f" {size['torch'][n]:,.0f} | {cell('keras', size, n, ',.0f')} |"
     )
 Markdown("\n".join(lines))
@@ -431,7 +438,8 @@ fig, ax = plt.subplots(figsize=nb.figsize(height=3.2))
 for fw in ("torch", "keras"):
     st = nb.framework_style(fw)
     ax.scatter([size[fw][n] for n in size[fw]], [ppl[fw][n] for n in size[fw]],
-               color=st["color"], marker=st["marker"], label=st["label"], alpha=0.8)
+               color=st["color"], marker=st["marker"], label=st["label"],
+               alpha=0.8)
 for n in out_t:
     ax.annotate(n, (size["torch"][n], ppl["torch"][n]), fontsize=9,
                 xytext=(4, 2), textcoords="offset points")
@@ -509,7 +517,9 @@ q = np.empty_like(w)
 q[:, order] = gptq_scratch(w[:, order], x[:, order], 4)
 ours = G.output_error(x, w, q)
 lib = G.output_error(
-    x, w, G.gptq(w, G.hessian(x), bits=4, act_order=True, clip_search=False).dequantize()
+    x, w,
+    G.gptq(w, G.hessian(x), bits=4, act_order=True,
+           clip_search=False).dequantize(),
 )
 print(f"Exercise 1: int4 output error, activation order: scratch {ours:.4f},"
       f" library {lib:.4f} (natural order {nb.GLUED['scratch_gptq4']:.4f})")

@@ -138,7 +138,7 @@ def ship(model: nn.Module, record: dict) -> None:
     manifest["torch_char_gpt"] = record
     manifest["keras_char_gpt"] = dict(record, framework="keras",
                                       note="the torch weights through cl.transfer (equal logits)")
-    atomic_write(path, lambda tmp: open(tmp, "w").write(json.dumps(manifest, indent=1) + "\n"))
+    atomic_write(path, lambda tmp: open(tmp, "w").write(json.dumps(manifest, indent=2, sort_keys=True) + "\n"))
     print("shipped", record, flush=True)
 
 
