@@ -189,7 +189,6 @@ ax[1].barh(range(len(names)), [ratio[n] for n in names],
            color=nb.OTHER_COLORS[0])
 ax[1].set(yticks=range(len(names))[::6], yticklabels=names[::6],
           xlabel="largest / median channel peak", title="every linear layer")
-fig.tight_layout()
 
 # %% [markdown]
 # The input of `{glue:text}`worst_layer`` has one channel whose peak is
@@ -446,7 +445,6 @@ for n in out_t:
 ax.axhline(ppl_t, color=nb.NEUTRAL, lw=1, ls="--")
 ax.set(xlabel="bytes on disk (.clz, KB)", ylabel="held-out perplexity (slice)")
 ax.legend()
-fig.tight_layout()
 
 # %% [markdown]
 # Every compressed model, saved and loaded back, gave bit-identical logits in both
