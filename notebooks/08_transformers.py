@@ -444,7 +444,8 @@ for fw in ("torch", "keras"):
                color=st["color"], marker=st["marker"], label=st["label"],
                alpha=0.8)
 LABELS = {"fp32": "fp32", "GPTQ int3": "GPTQ int3",
-          "GPTQ int4": "int4: RTN, GPTQ, AWQ", "magnitude 2:4": "magnitude 2:4",
+          "GPTQ int4": "int4: RTN, GPTQ, AWQ",
+          "magnitude 2:4": "magnitude, Wanda 2:4",
           "SparseGPT 2:4": "SparseGPT 2:4", "magnitude 50 %": "magnitude 50 %",
           "SparseGPT 50 %": "SparseGPT 50 %"}
 for n, label in LABELS.items():
