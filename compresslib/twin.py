@@ -147,8 +147,7 @@ def _check_outputs(model: Any, target: Any, source: str, framework: str, rename:
     """Run both models on one batch; on a mismatch, name the first layer whose output differs."""
     io = {source: backend(source, "transfer"), framework: backend(framework, "transfer")}
     keras_model = model if source == "keras" else target
-    shape = io["keras"].input_shape(keras_model)
-    x = np.random.default_rng(0).random((2,) + tuple(shape), dtype=np.float32)  # NHWC, like the digits
+    x = io["keras"].check_batch(keras_model, np.random.default_rng(0))  # NHWC digits, or token ids
     outs = {f: io[f].outputs(m, x) for f, m in ((source, model), (framework, target))}
     scale = max(1.0, float(np.abs(outs[source]).max()))
     diff = float(np.abs(outs[source] - outs[framework]).max())

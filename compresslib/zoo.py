@@ -71,10 +71,14 @@ RECIPES = {
                                     dataset="fashion_mnist", arch="resnet20_w32"),
     "fashion_plain20": Recipe(epochs=15, batch_size=128, lr=0.1, lr_schedule="cosine",
                               dataset="fashion_mnist", arch="resnet20_w16_plain"),
+    # chapter 8: a character-level GPT (compresslib.core.gpt) trained by scripts/train_lm.py on the shipped
+    # Shakespeare corpus (AdamW, 900 steps of 32 windows; "epochs" is unused) and shipped
+    "char_gpt": Recipe(epochs=1, batch_size=32, lr=3e-3, lr_schedule="cosine", dataset="shakespeare"),
 }
-MODEL_NAMES = tuple(RECIPES)
+LANGUAGE_MODELS = tuple(n for n, r in RECIPES.items() if r.dataset == "shakespeare")
+MODEL_NAMES = tuple(n for n in RECIPES if n not in LANGUAGE_MODELS)  # the image classifiers
 FASHION = tuple(n for n, r in RECIPES.items() if r.dataset == "fashion_mnist")
-SHIPPED = ("lenet300_100", "lenet5", "resnet8", "lenet5_caffe")  # small enough to ship (lenet5_caffe: 1.7 MB); mlp_wide (7 MB) trains on first use
+SHIPPED = ("lenet300_100", "lenet5", "resnet8", "lenet5_caffe")  # by scripts/train_zoo.py  # small enough to ship (lenet5_caffe: 1.7 MB); mlp_wide (7 MB) trains on first use
 
 
 def cache_dir() -> Path:
@@ -89,7 +93,7 @@ def _filename(name: str, framework: str) -> str:
 def _check(name: str, framework: str) -> None:
     check_framework(framework)
     if name not in RECIPES:
-        raise ValueError(f"name must be one of {MODEL_NAMES}, got {name!r}")
+        raise ValueError(f"name must be one of {MODEL_NAMES + LANGUAGE_MODELS}, got {name!r}")
 
 
 def _shipped_path(name: str, framework: str):
@@ -100,8 +104,12 @@ def _shipped_path(name: str, framework: str):
 def pretrained(name: str, framework: str = "torch", *, train_if_missing: bool = True) -> Any:
     """A trained reference model ``name`` for ``framework`` ("torch" or "keras"), fresh each call.
 
+    ``"char_gpt"`` is the chapter-8 language model: token ids (batch, T ≤ 128) in, logits
+    (batch, T, 80) out (:mod:`compresslib.core.gpt`), trained on the shipped Shakespeare.
+
     Example:
         >>> m = pretrained("lenet5", framework="keras")   # doctest: +SKIP
+        >>> lm = pretrained("char_gpt", framework="torch")   # doctest: +SKIP
     """
     _check(name, framework)
     io = backend(framework, "zoo_io")
@@ -127,6 +135,9 @@ def train(name: str, framework: str, recipe: Recipe | None = None) -> tuple[Any,
     (seconds, test accuracy, the recipe)."""
     _check(name, framework)
     recipe = recipe or RECIPES[name]
+    if recipe.dataset == "shakespeare":
+        raise ValueError(f"{name!r} is trained by scripts/train_lm.py (tens of minutes on one core) and ships "
+                         "with the package; it is not trained on first use")
     if recipe.dataset != "mnist":
         raise ValueError(f"{name!r} is trained by scripts/train_fashion_zoo.py (SGD with augmentation, "
                          "tens of minutes on 2 cores) and ships with the package; it is not trained on first use")

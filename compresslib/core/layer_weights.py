@@ -18,7 +18,7 @@ import numpy as np
 
 from compresslib.core import architectures
 
-KINDS = ("conv", "linear", "batchnorm")
+KINDS = ("conv", "linear", "batchnorm", "embedding", "layernorm")
 
 
 @dataclass
@@ -26,9 +26,10 @@ class LayerWeights:
     """One weight layer in PyTorch's layout.
 
     ``kind``: "conv" (``weight`` O×I/groups×kh×kw, optional ``bias``), "linear" (``weight``
-    out×in with inputs in C·H·W order, optional ``bias``) or "batchnorm" (``weight``,
-    ``bias``, ``running_mean``, ``running_var``). ``attrs``: ``stride`` and ``groups``
-    (conv), ``eps`` (batchnorm).
+    out×in with inputs in C·H·W order, optional ``bias``), "batchnorm" (``weight``,
+    ``bias``, ``running_mean``, ``running_var``), "embedding" (``weight`` rows × width: a
+    token or position table) or "layernorm" (``weight``, ``bias``). ``attrs``: ``stride``
+    and ``groups`` (conv), ``eps`` (batchnorm, layernorm).
     """
 
     name: str
@@ -50,6 +51,7 @@ REFERENCE_NAMES: dict[str, Callable[[str], str]] = {
     "lenet5": lambda n: {"0": "conv1", "3": "conv2", "7": "fc1", "9": "fc2", "11": "fc3"}.get(n, n),
     "resnet8": resnet8_keras_name,
     "lenet5_caffe": lambda n: {"0": "conv1", "2": "conv2", "5": "fc1", "7": "fc2"}.get(n, n),
+    "char_gpt": lambda n: n,  # compresslib.core.gpt: the same names in both frameworks
 }
 
 

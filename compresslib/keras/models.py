@@ -24,6 +24,7 @@ import keras
 from keras import layers
 
 from compresslib.core import architectures as arch
+from compresslib.core.gpt import CHAR_GPT
 
 MODEL_NAMES = ("lenet300_100", "lenet5", "resnet8", "mlp_wide", "lenet5_caffe")
 INPUT_SHAPE = (28, 28, 1)
@@ -242,8 +243,14 @@ _BUILDERS = {"lenet300_100": lenet300_100, "lenet5": lenet5, "resnet8": resnet8,
 
 
 def build(name: str, num_classes: int = 10) -> keras.Model:
-    """A freshly initialised model by ``name``: a reference model (``MODEL_NAMES``) or a family member
-    (``"resnet20_w16"``, ``"invres_x0.5"``, ...; see :func:`compresslib.core.architectures.parse`)."""
+    """A freshly initialised model by ``name``: a reference model (``MODEL_NAMES``), a family member
+    (``"resnet20_w16"``, ``"invres_x0.5"``, ...; see :func:`compresslib.core.architectures.parse`) or
+    the language model ``"char_gpt"`` (``compresslib.keras.gpt``; ``num_classes`` is then its
+    vocabulary, 80, and the default 10 stands for it)."""
+    if name == CHAR_GPT.name:
+        from compresslib.keras.gpt import char_gpt
+
+        return char_gpt(CHAR_GPT.vocab if num_classes == 10 else num_classes)
     if name in _BUILDERS:
         return _BUILDERS[name](num_classes)
     try:

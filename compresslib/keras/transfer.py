@@ -49,7 +49,8 @@ def _a(v) -> np.ndarray:
 
 
 def read_layers(model) -> list[LayerWeights]:
-    """Every Conv2D, DepthwiseConv2D, Dense and BatchNormalization, in PyTorch's layout, in layer order."""
+    """Every Conv2D, DepthwiseConv2D, Dense, BatchNormalization, Embedding (and compresslib's
+    ``PositionEmbedding``) and LayerNormalization, in PyTorch's layout, in layer order."""
     out = []
     for layer in _flat_layers(model):
         kind = type(layer).__name__
@@ -76,6 +77,14 @@ def read_layers(model) -> list[LayerWeights]:
             if layer.use_bias:
                 arrays["bias"] = _a(layer.bias)
             out.append(LayerWeights(layer.name, "linear", arrays))
+        elif kind in ("Embedding", "PositionEmbedding"):
+            out.append(LayerWeights(layer.name, "embedding", {"weight": _a(layer.embeddings)}))
+        elif kind == "LayerNormalization":
+            if not (layer.scale and layer.center) or len(layer.gamma.shape) != 1:
+                raise ValueError(f"model: layer {layer.name!r} is a LayerNormalization without scale or centre "
+                                 "or over several axes; transfer moves the last-axis kind with both")
+            out.append(LayerWeights(layer.name, "layernorm", {"weight": _a(layer.gamma), "bias": _a(layer.beta)},
+                                    {"eps": float(layer.epsilon)}))
         elif kind == "BatchNormalization":
             n = int(layer.moving_mean.shape[0])
             arrays = {"weight": _a(layer.gamma) if layer.scale else np.ones(n, np.float32),
@@ -84,7 +93,7 @@ def read_layers(model) -> list[LayerWeights]:
             out.append(LayerWeights(layer.name, "batchnorm", arrays, {"eps": float(layer.epsilon)}))
         elif layer.weights:
             raise ValueError(f"model: layer {layer.name!r} ({kind}) holds weights transfer does not know "
-                             "(it moves Conv2D, DepthwiseConv2D, Dense and BatchNormalization)")
+                             "(it moves Conv2D, DepthwiseConv2D, Dense, BatchNormalization, Embedding and LayerNormalization)")
     return out
 
 
@@ -98,6 +107,9 @@ def write_layers(model, assignments: dict[str, LayerWeights]) -> None:
         if kind == "BatchNormalization":
             values = ([a["weight"]] if layer.scale else []) + ([a["bias"]] if layer.center else [])
             layer.set_weights(values + [a["running_mean"], a["running_var"]])
+            continue
+        if lw.kind in ("embedding", "layernorm"):
+            layer.set_weights([a["weight"]] + ([a["bias"]] if lw.kind == "layernorm" else []))
             continue
         w = a["weight"]
         if kind == "DepthwiseConv2D":
@@ -117,6 +129,18 @@ def write_layers(model, assignments: dict[str, LayerWeights]) -> None:
 def copy_model(model) -> keras.Model:
     """A copy of a functional or Sequential model with its weights (nothing shared)."""
     return rebuild(functional_of(model)) if not isinstance(model, keras.Sequential) else rebuild(model)
+
+
+def check_batch(model, rng: np.random.Generator) -> np.ndarray:
+    """Two samples for transfer's output check: random token ids for a model that reads integer ids
+    (through an ``Embedding``), else uniform floats of the input shape (H, W, C)."""
+    inp = model.inputs[0]
+    if "int" in str(inp.dtype):
+        emb = next(layer for layer in _flat_layers(model) if type(layer).__name__ == "Embedding")
+        length = next((int(layer.context) for layer in _flat_layers(model)
+                       if type(layer).__name__ == "PositionEmbedding"), 16)
+        return rng.integers(0, int(emb.input_dim), (2, length)).astype(np.int64)
+    return rng.random((2,) + tuple(input_shape(model)), dtype=np.float32)
 
 
 def input_shape(model) -> tuple:

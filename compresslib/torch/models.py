@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from compresslib.core import architectures as arch
+from compresslib.core.gpt import CHAR_GPT
 from compresslib.torch.io import register as register_class
 
 MODEL_NAMES = ("lenet300_100", "lenet5", "resnet8", "mlp_wide", "lenet5_caffe")
@@ -289,8 +290,14 @@ _BUILDERS = {"lenet300_100": lenet300_100, "lenet5": lenet5, "resnet8": resnet8,
 
 
 def build(name: str, num_classes: int = 10) -> nn.Module:
-    """A freshly initialised model by ``name``: a reference model (``MODEL_NAMES``) or a family member
-    (``"resnet20_w16"``, ``"invres_x0.5"``, ...; see :func:`compresslib.core.architectures.parse`)."""
+    """A freshly initialised model by ``name``: a reference model (``MODEL_NAMES``), a family member
+    (``"resnet20_w16"``, ``"invres_x0.5"``, ...; see :func:`compresslib.core.architectures.parse`) or
+    the language model ``"char_gpt"`` (``compresslib.torch.gpt``; ``num_classes`` is then its
+    vocabulary, 80, and the default 10 stands for it)."""
+    if name == CHAR_GPT.name:
+        from compresslib.torch.gpt import char_gpt
+
+        return char_gpt(CHAR_GPT.vocab if num_classes == 10 else num_classes)
     if name in _BUILDERS:
         model = _BUILDERS[name](num_classes)
         model.arch_name = name

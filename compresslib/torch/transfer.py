@@ -47,7 +47,7 @@ def arch_name(model: nn.Module) -> Optional[str]:
 
 
 def read_layers(model: nn.Module) -> list[LayerWeights]:
-    """Every Conv2d, Linear and BatchNorm of ``model`` in module order (``ValueError`` naming any other
+    """Every Conv2d, Linear, BatchNorm, Embedding and LayerNorm of ``model`` in module order (``ValueError`` naming any other
     module that owns weights)."""
     out = []
     for name, m in model.named_modules():
@@ -62,6 +62,14 @@ def read_layers(model: nn.Module) -> list[LayerWeights]:
             if m.bias is not None:
                 arrays["bias"] = _np(m.bias)
             out.append(LayerWeights(name, "linear", arrays))
+        elif isinstance(m, nn.Embedding):
+            out.append(LayerWeights(name, "embedding", {"weight": _np(m.weight)}))
+        elif isinstance(m, nn.LayerNorm):
+            if m.weight is None or m.bias is None:
+                raise ValueError(f"model: layer {name!r} is a LayerNorm without scale or bias; transfer "
+                                 "moves LayerNorms with both")
+            out.append(LayerWeights(name, "layernorm", {"weight": _np(m.weight), "bias": _np(m.bias)},
+                                    {"eps": float(m.eps)}))
         elif isinstance(m, _BN):
             if m.running_mean is None:
                 raise ValueError(f"model: layer {name!r} keeps no running statistics (track_running_stats=False)")
@@ -72,7 +80,7 @@ def read_layers(model: nn.Module) -> list[LayerWeights]:
             out.append(LayerWeights(name, "batchnorm", arrays, {"eps": float(m.eps)}))
         elif any(p is not None for p in m._parameters.values()):
             raise ValueError(f"model: layer {name!r} ({type(m).__name__}) holds weights transfer does not know "
-                             "(it moves Conv2d, Linear and BatchNorm)")
+                             "(it moves Conv2d, Linear, BatchNorm, Embedding and LayerNorm)")
     return out
 
 
@@ -107,12 +115,14 @@ def _nchw(x_nhwc: np.ndarray, model: nn.Module) -> torch.Tensor:
 
 
 def outputs(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """``model``'s outputs on an NHWC batch (given to it as NCHW), in eval mode; the model's mode is restored."""
+    """``model``'s outputs on an NHWC batch (given to it as NCHW; token ids as they are), in eval mode;
+    the model's mode is restored."""
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return model(_nchw(x, model)).float().cpu().numpy()
+            inp = _nchw(x, model) if x.ndim == 4 else torch.from_numpy(x).to(_device(model))
+            return model(inp).float().cpu().numpy()
     finally:
         model.train(was)
 
