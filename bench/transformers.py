@@ -72,7 +72,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def _has_char_gpt() -> bool:
     from compresslib import zoo
 
-    return "char_gpt" in zoo.MODEL_NAMES and hasattr(cl.datasets, "load_shakespeare")
+    return "char_gpt" in getattr(zoo, "LANGUAGE_MODELS", ()) and hasattr(cl.datasets, "load_shakespeare")
 
 
 class TinyGPT(nn.Module):
