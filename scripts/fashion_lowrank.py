@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -180,6 +181,9 @@ def run(energy: float, epochs: int) -> dict:
 
     orig_t, orig_k = correct(teacher, xt, yt), correct(keras_teacher, xk, yt)
     base_t = cl.measure(cl.fold_batchnorm(teacher), example_input=xt[:1], latency=False)
+    with tempfile.TemporaryDirectory() as tmp:  # the folded original's .clz, measured, not shipped
+        base_bytes = {fw: cl.save(cl.fold_batchnorm(m), os.path.join(tmp, f"{fw}.clz"))
+                      for fw, m in (("torch", teacher), ("keras", keras_teacher))}
     return {"energy": energy, "epochs": epochs, "teacher": TEACHER, "train_seconds": round(seconds, 1),
             "threads": 1, "cpu": cpu_model(), "bf16_autocast": has_bf16_units(),
             "configs": [cl.Tucker(energy=energy).to_dict(), cl.SVD(energy=energy).to_dict()],
@@ -189,7 +193,8 @@ def run(energy: float, epochs: int) -> dict:
                        "code": "scripts/fashion_prune.py fine_tune"},
             "original": {"torch": entry(teacher, orig_t, orig_t, None, xt[:1]),
                          "keras": entry(keras_teacher, orig_k, orig_k, None, xk[:1]),
-                         "folded_params": int(base_t.params), "folded_macs": int(base_t.macs)},
+                         "folded_params": int(base_t.params), "folded_macs": int(base_t.macs),
+                         "folded_clz_bytes": base_bytes},
             "before_finetune": {"torch": entry(student, before_t, orig_t, None, xt[:1]),
                                 "keras": entry(keras_decomposed, before_k, orig_k, None, xk[:1])},
             "torch": entry(cl.load(t_path), correct(cl.load(t_path), xt, yt), orig_t, t_path, xt[:1]),
