@@ -6,8 +6,8 @@ MACs and bytes = the shipped ``.clz`` files), re-derives one cached point from s
 of the zoo network before fine-tuning, image by image), checks the shipped fine-tuned files image by
 image in both frameworks, and that the Keras twin's filling refuses a decomposition of other ranks.
 """
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,8 @@ from compresslib.core import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "compresslib" / "data" / "results" / "fashion_lowrank"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("fashion_lowrank", ROOT / "scripts" / "fashion_lowrank.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(ROOT / "scripts"))
+import fashion_lowrank as s  # noqa: E402  (the script: its decompose, correct, ranks, carry_to_keras)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +58,6 @@ def test_the_record_is_consistent(record):
 
 def test_one_point_rederived_from_the_zoo(record, fashion):
     """The stronger cut right after decomposition, before fine-tuning: first 1,000 images, image by image."""
-    s = _script()
     x, _, y = fashion
     rec = record["e0.86"]
     torch.set_num_threads(2)
@@ -76,7 +70,6 @@ def test_one_point_rederived_from_the_zoo(record, fashion):
 
 
 def test_shipped_files_match_the_record(record, fashion):
-    s = _script()
     x, xk, y = fashion
     rec = record["e0.91"]
     t = cl.load(RESULTS / "torch_e0.91.clz")
@@ -91,7 +84,6 @@ def test_shipped_files_match_the_record(record, fashion):
 
 
 def test_filling_the_keras_twin_carries_the_factors_and_refuses_other_ranks():
-    s = _script()
     one = ["layer1.0.conv1"]  # one layer: the check is per layer, and Tucker of every layer takes time
     t = cl.decompose(cl.zoo.pretrained(s.TEACHER, framework="torch").eval(), cl.Tucker(energy=0.91), layers=one)
     keras_ref = cl.zoo.pretrained(s.TEACHER, framework="keras")
