@@ -721,8 +721,9 @@ nb.glue("lr_fc_even", f"{L.max_useful_svd_rank(*fc.shape)}")
 
 # %% [markdown]
 # Energy {glue:text}`lr_e_hi` takes on average {glue:text}`lr_share_s1` of the output rank in the first
-# stage's 32-channel kernels and {glue:text}`lr_share_s3` in the third stage's 128-channel ones: the wide
-# layers are the redundant ones, and an energy threshold gives them the smaller share. SVD applies to the
+# stage's 32-channel kernels and {glue:text}`lr_share_s3` in the third stage's 128-channel ones: as on
+# MNIST, no layer is sharply low-rank, and the energy threshold gives each layer the rank its own spectrum
+# asks for rather than one share for all. SVD applies to the
 # one Linear layer, the 10×128 classifier, whose break-even rank is {glue:text}`lr_fc_even`; it keeps
 # ranks {glue:text}`lr_fc_rank`, a few hundred weights.
 #
@@ -734,7 +735,8 @@ nb.glue("lr_fc_even", f"{L.max_useful_svd_rank(*fc.shape)}")
 # `cl.decompose` of the Keras reference (the same weights give the same ranks) filled factor by factor with
 # the fine-tuned weights. Every model was evaluated on all 10,000 test images and judged against the
 # original with McNemar's paired test; the table reads the script's record (a fine-tune takes longer than
-# a chapter may run).
+# a chapter may run). "as cut" is the decomposition before any fine-tuning (BatchNorm not yet folded);
+# sizes are of the folded networks, kB of their packed `.clz` files.
 
 # %%
 def lr_row(fw, label, e, drop=True, sizes=True):
@@ -751,18 +753,18 @@ def lr_row(fw, label, e, drop=True, sizes=True):
 
 
 lines = ["| fw | network | accuracy % (95 % CI) | drop pt (paired) | params"
-         " | MACs | .clz kB |", "|---|---|---:|---|---:|---:|---:|"]
+         " | MACs | kB |", "|---|---|---:|---|---:|---:|---:|"]
 for fw in ("torch", "keras"):
     o = LR_REC[LR_KEYS[0]]["original"]
     orig = dict(o[fw], macs=o["folded_macs"], params=o["folded_params"],
                 clz_bytes=o["folded_clz_bytes"][fw])
-    lines.append(lr_row(fw, "original, BN folded", orig, drop=False))
+    lines.append(lr_row(fw, "original (folded)", orig, drop=False))
     for k in LR_KEYS:
         rec = LR_REC[k]
-        lines.append(lr_row(fw, f"e={rec['energy']}, no fine-tune",
+        lines.append(lr_row(fw, f"e={rec['energy']} as cut",
                             rec["before_finetune"][fw], sizes=False))
         lines.append(lr_row(
-            fw, f"e={rec['energy']} + {rec['epochs']} ep, folded", rec[fw]))
+            fw, f"e={rec['energy']} + {rec['epochs']} ep", rec[fw]))
 Markdown("\n".join(lines))
 
 # %% [markdown]
