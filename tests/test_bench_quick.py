@@ -152,7 +152,7 @@ def test_fashion(tmp_path):
 
 
 def test_fashion_lowrank(tmp_path):
-    doc = run_bench("fashion", tmp_path, "--sections", "lowrank", "--frameworks", "torch,keras", timeout=600)
+    doc = run_bench("fashion", tmp_path, "--sections", "lowrank", timeout=600)
     rows, record = doc["rows"], json.load(open(os.path.join(ROOT, "compresslib", "data", "results",
                                                             "fashion_lowrank", "record.json")))
     for fw in ("torch", "keras"):
