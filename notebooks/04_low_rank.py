@@ -669,7 +669,7 @@ plt.show()
 # **Its spectra.** How low-rank are the kernels of a network trained on a harder task? For each
 # block-internal 3×3 convolution, the energy its output mode keeps against the share of the mode's rank:
 
-# %% mystnb={"figure": {"caption": "Wide ResNet-20 (Fashion-MNIST): energy kept by the output mode of each block-internal 3×3 convolution against the share of its rank, coloured by stage; dashed, the two energies the decompositions below keep."}, "image": {"alt": "Eighteen cumulative energy curves rising from near 0.1 to 1, green for stage 1, orange for stage 2, pink for stage 3; the wider stages need a smaller share of their rank for the same energy; two dashed horizontal lines at 0.91 and 0.86."}}
+# %% mystnb={"figure": {"caption": "Wide ResNet-20 (Fashion-MNIST): energy kept by the output mode of each block-internal 3\u00d73 convolution against the share of its rank, coloured by stage; dashed, the two energies the decompositions below keep."}, "image": {"alt": "Eighteen cumulative energy curves rising from near 0.1 to 1, green for stage 1, orange for stage 2, pink for stage 3; the wider stages need a smaller share of their rank for the same energy; two dashed horizontal lines at 0.91 and 0.86."}}
 import json
 from pathlib import Path
 
