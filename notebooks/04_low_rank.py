@@ -661,7 +661,7 @@ plt.show()
 # ## On a harder data set: the wide ResNet-20 on Fashion-MNIST
 #
 # On 2,000 MNIST digits one accuracy near 98 % has a standard error of about 0.3 pt, so the ResNet8
-# drops above are hard to tell from noise (the table's McNemar column says so row by row). Fashion-MNIST's
+# drops above are hard to tell from noise (the comparison tables above give McNemar's p row by row). Fashion-MNIST's
 # 10,000 test images (shipped with compresslib; see the introduction) and a network with room to lose make
 # trade-offs visible. The network is chapter 3's: the wide ResNet-20 (`fashion_resnet20_wide`,
 # 32/64/128 channels), where the 3×3 convolutions do almost all the work.
@@ -729,7 +729,7 @@ nb.glue("lr_fc_even", f"{L.max_useful_svd_rank(*fc.shape)}")
 #
 # **Decomposed, distilled, folded.** `scripts/fashion_lowrank.py` decomposes the network with
 # `cl.Tucker(energy=e)` on every block-internal 3×3 convolution and `cl.SVD(energy=e)` on the classifier,
-# for e = {glue:text}`lr_e_hi` and {glue:text}`lr_e_lo` (about 2× and 3× fewer MACs), fine-tunes each with
+# for e = {glue:text}`lr_e_hi` and {glue:text}`lr_e_lo` ({glue:text}`lr_hi_macs`× and {glue:text}`lr_lo_macs`× fewer MACs), fine-tunes each with
 # the original as teacher by chapter 3's recipe and code (`scripts/fashion_prune.py`'s distillation, one
 # thread), folds BatchNorm and ships the result in both frameworks: the Keras twin is Keras's own
 # `cl.decompose` of the Keras reference (the same weights give the same ranks) filled factor by factor with
