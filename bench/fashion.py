@@ -1,6 +1,6 @@
 """The harder data set's headline: int8 ResNet-20 on Fashion-MNIST, deployed, with error bars.
 
-    python bench/fashion.py [--json PATH] [--quick] [--frameworks torch,keras] [--runs N] [--sections int8,prune]
+    python bench/fashion.py [--json PATH] [--quick] [--frameworks torch,keras] [--runs N] [--sections int8,prune,lowrank]
 
 Network: the zoo's ``fashion_resnet20`` (He et al.'s ResNet-20, trained by
 ``scripts/train_fashion_zoo.py``, shipped in both frameworks with the same weights). Every row is
@@ -18,7 +18,11 @@ reported) and runs >= 3x faster than torch eager fp32 once deployed; structured 
 ResNet-20 (``--sections prune``: the networks ``scripts/fashion_prune.py`` pruned and fine-tuned with
 distillation, shipped in ``compresslib/data/results/fashion_prune``) runs >= 2x faster than the
 BN-folded original head to head, with the upper end of the drop's 95 % interval <= 1 pt, in both
-frameworks.
+frameworks. ``--sections lowrank`` does the same for the low-rank decompositions of the wide ResNet-20
+(Tucker-2 on the 3×3 convolutions + SVD on the classifier, distilled, BN folded: the networks
+``scripts/fashion_lowrank.py`` shipped in ``compresslib/data/results/fashion_lowrank``), with the target
+"faster than the folded original head to head, upper end of the drop's interval <= 1 pt"; chapter 4
+quotes no latency and points here.
 
 ``--quick``: 500 test images, a few rounds: a smoke run for CI, not figures.
 """
@@ -49,15 +53,18 @@ KEYS = ["framework", "runtime", "method", "bytes", "accuracy", "accuracy_ci", "a
         "p_value", "verdict", "latency_ms", "speedup", "speedup_vs_runtime_fp32"]
 
 
-SECTIONS = ("int8", "prune")
-PRUNED = Path(__file__).resolve().parents[1] / "compresslib" / "data" / "results" / "fashion_prune"
+SECTIONS = ("int8", "prune", "lowrank")
+RESULTS = Path(__file__).resolve().parents[1] / "compresslib" / "data" / "results"
+PRUNED = RESULTS / "fashion_prune"
+LOWRANK = RESULTS / "fashion_lowrank"
 
 
 def _extra(argv):
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--sections", default="int8,prune",
-                   help="int8: ResNet-20 deployed; prune: the wide ResNet-20 pruned by scripts/fashion_prune.py")
+    p.add_argument("--sections", default="int8,prune,lowrank",
+                   help="int8: ResNet-20 deployed; prune: the wide ResNet-20 pruned by scripts/fashion_prune.py; "
+                        "lowrank: the wide ResNet-20 decomposed by scripts/fashion_lowrank.py")
     known, rest = p.parse_known_args(argv)
     known.sections = [x for x in known.sections.split(",") if x]
     bad = [x for x in known.sections if x not in SECTIONS]
@@ -156,42 +163,68 @@ def keras_rows(args, tmp, x, y, cal) -> list[dict]:
     return T.rows(**_budget(args))
 
 
-def prune_rows(args, framework: str, x, y) -> tuple[list[dict], list[dict]]:
-    """The wide ResNet-20 against its Structured-pruned, distilled versions (BatchNorm folded in all of them),
-    timed in the framework itself; each pruned network head to head against the original."""
-    record_path = PRUNED / "record.json"
-    if not record_path.exists():
-        raise SystemExit(f"--sections prune: {record_path} is missing; run python scripts/fashion_prune.py first")
-    import json
-
-    record = json.loads(record_path.read_text())
+def _versus_folded(args, framework: str, x, y, entries: list[tuple[str, Path, float]],
+                   target: str, min_speedup: float) -> tuple[list[dict], list[dict]]:
+    """The wide ResNet-20, BN folded, against ``entries`` (label, shipped ``.clz``, MAC ratio; BN folded in all),
+    timed in the framework itself; each one then head to head against the original, judged by ``target``:
+    >= ``min_speedup`` head to head and the upper end of the drop's 95 % interval <= 1 pt."""
+    runtime = "torch eager" if framework == "torch" else "tf.function"
     wide = cl.fold_batchnorm(cl.zoo.pretrained("fashion_resnet20_wide", framework=framework))
     T = Table(framework, x, y, "wide, BN folded", network="fashion_resnet20_wide")
-    T.add("wide, BN folded", wide, "torch eager" if framework == "torch" else "tf.function", "wide, BN folded", 0)
-    pruned = {}
-    for key, rec in sorted(record.items()):
-        path = PRUNED / f"{framework}_r{rec['ratio']}.clz"
-        model = cl.fold_batchnorm(cl.load(path))
-        label = f"Structured({rec['ratio']}) + {rec['epochs']} ep distilled, BN folded"
-        T.add(label, model, "torch eager" if framework == "torch" else "tf.function", "wide, BN folded",
-              os.path.getsize(path))
-        pruned[label] = rec
+    T.add("wide, BN folded", wide, runtime, "wide, BN folded", 0)
+    macs = {}
+    for label, path, macs_ratio in entries:
+        with warnings.catch_warnings():  # files saved folded come back unchanged
+            warnings.filterwarnings("ignore", "fold_batchnorm: the model comes back unchanged")
+            model = cl.fold_batchnorm(cl.load(path))
+        T.add(label, model, runtime, "wide, BN folded", os.path.getsize(path))
+        macs[label] = macs_ratio
     rows = T.rows(**_budget(args))
     verdicts = []
     for row in rows:
-        if row["method"] not in pruned:
+        if row["method"] not in macs:
             continue
         h2h = paired_ratio(T.models["wide, BN folded"], T.models[row["method"]], x[:BATCH],
                            pairs=20 if args.quick else 300, max_seconds=10 if args.quick else 60)
         row["head_to_head_speedup"] = 1.0 / h2h["ratio"]
-        row["macs_ratio"] = pruned[row["method"]]["teacher_macs"] / pruned[row["method"]]["macs"]
-        ok = row["head_to_head_speedup"] >= 2.0 and row["drop_ci_pt"][1] <= 1.0
-        verdicts.append({"target": f"{framework}: structured pruning of the wide ResNet-20, >= 2x the folded "
-                                   "original head to head, upper end of the drop's 95 % interval <= 1 pt",
-                         "path": row["method"], "drop_pt": row["accuracy_drop_pt"], "drop_ci_pt": row["drop_ci_pt"],
-                         "p_value": row["p_value"], "verdict": row["verdict"],
+        row["macs_ratio"] = macs[row["method"]]
+        ok = row["head_to_head_speedup"] >= min_speedup and row["drop_ci_pt"][1] <= 1.0
+        verdicts.append({"target": f"{framework}: {target}", "path": row["method"], "drop_pt": row["accuracy_drop_pt"],
+                         "drop_ci_pt": row["drop_ci_pt"], "p_value": row["p_value"], "verdict": row["verdict"],
                          "speedup": row["head_to_head_speedup"], "status": "PASS" if ok else "FAIL"})
     return rows, verdicts
+
+
+def _record(directory: Path, section: str, script: str) -> dict:
+    import json
+
+    path = directory / "record.json"
+    if not path.exists():
+        raise SystemExit(f"--sections {section}: {path} is missing; run python scripts/{script} first")
+    return json.loads(path.read_text())
+
+
+def prune_rows(args, framework: str, x, y) -> tuple[list[dict], list[dict]]:
+    """The wide ResNet-20 against its Structured-pruned, distilled versions (BatchNorm folded in all of them),
+    timed in the framework itself; each pruned network head to head against the original."""
+    record = _record(PRUNED, "prune", "fashion_prune.py")
+    entries = [(f"Structured({rec['ratio']}) + {rec['epochs']} ep distilled, BN folded",
+                PRUNED / f"{framework}_r{rec['ratio']}.clz", rec["teacher_macs"] / rec["macs"])
+               for _, rec in sorted(record.items())]
+    return _versus_folded(args, framework, x, y, entries, "structured pruning of the wide ResNet-20, >= 2x the "
+                          "folded original head to head, upper end of the drop's 95 % interval <= 1 pt", 2.0)
+
+
+def lowrank_rows(args, framework: str, x, y) -> tuple[list[dict], list[dict]]:
+    """The wide ResNet-20 against its Tucker-2 + SVD decompositions, distilled and BN folded
+    (``scripts/fashion_lowrank.py``), timed in the framework itself and head to head against the original."""
+    record = _record(LOWRANK, "lowrank", "fashion_lowrank.py")
+    entries = [(f"Tucker+SVD(energy={rec['energy']}) + {rec['epochs']} ep distilled, BN folded",
+                LOWRANK / f"{framework}_e{rec['energy']}.clz",
+                rec["original"]["folded_macs"] / rec["torch"]["macs"])
+               for _, rec in sorted(record.items(), reverse=True)]
+    return _versus_folded(args, framework, x, y, entries, "low-rank decomposition of the wide ResNet-20, faster "
+                          "than the folded original head to head, upper end of the drop's 95 % interval <= 1 pt", 1.0)
 
 
 def _budget(args) -> dict:
@@ -261,10 +294,11 @@ def main(argv=None) -> dict:
                     h2h = head_to_head(new, table, args.quick)
                 else:
                     rows += keras_rows(args, tmp, x, y, cal)
-            if "prune" in known.sections:
-                new, verdicts = prune_rows(args, framework, x, y)
-                rows += new
-                prune_verdicts += verdicts
+            for section, fn in (("prune", prune_rows), ("lowrank", lowrank_rows)):
+                if section in known.sections:
+                    new, verdicts = fn(args, framework, x, y)
+                    rows += new
+                    prune_verdicts += verdicts
     verdicts = targets(rows, h2h) + prune_verdicts
     emit(rows, None, KEYS)
     for v in verdicts:

@@ -39,14 +39,20 @@ TEACHER = "fashion_resnet20_wide"
 BATCH, LR, ALPHA, T = 128, 0.02, 0.7, 4.0
 
 
-def fine_tune(student: torch.nn.Module, teacher: torch.nn.Module, ratio: float, epochs: int, seed: int = 0) -> float:
+def fine_tune(student: torch.nn.Module, teacher: torch.nn.Module, ratio: float, epochs: int, seed: int = 0,
+              ckpt: Path | None = None) -> float:
+    """Distil ``teacher`` into ``student`` in place for ``epochs``; the seconds spent training.
+
+    ``ckpt``: the resumable checkpoint file (default ``<cache>/fashion_prune/torch_r<ratio>.pt``);
+    ``scripts/fashion_lowrank.py`` passes its own to fine-tune decomposed networks with this recipe.
+    """
     x, y = cl.datasets.load_fashion_mnist("train", layout="torch")
     teacher.eval()
     opt = torch.optim.SGD(student.parameters(), lr=LR, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps = len(x) // BATCH
     bf16 = has_bf16_units()
-    CKPT.mkdir(parents=True, exist_ok=True)
-    ckpt = CKPT / f"torch_r{ratio}.pt"
+    ckpt = ckpt or CKPT / f"torch_r{ratio}.pt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
     start, seconds = resume(ckpt, student, opt)
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -69,7 +75,7 @@ def fine_tune(student: torch.nn.Module, teacher: torch.nn.Module, ratio: float, 
             opt.step()
         seconds += time.perf_counter() - t0
         checkpoint(ckpt, student, opt, epoch + 1, seconds)
-        print(f"r={ratio}: epoch {epoch + 1}/{epochs} ({seconds / 60:.1f} min)", flush=True)
+        print(f"{ckpt.stem}: epoch {epoch + 1}/{epochs} ({seconds / 60:.1f} min)", flush=True)
     student.eval()
     return seconds
 

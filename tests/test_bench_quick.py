@@ -151,6 +151,25 @@ def test_fashion(tmp_path):
     assert doc["machine"]["cpu_flags"] is not None and "commit" in doc["machine"]
 
 
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "compresslib", "data", "results", "fashion_lowrank",
+                                                   "record.json")), reason="run python scripts/fashion_lowrank.py")
+def test_fashion_lowrank(tmp_path):
+    doc = run_bench("fashion", tmp_path, "--sections", "lowrank", timeout=600)
+    rows, record = doc["rows"], json.load(open(os.path.join(ROOT, "compresslib", "data", "results",
+                                                            "fashion_lowrank", "record.json")))
+    for fw in ("torch", "keras"):
+        fw_rows = by_method(rows, fw, "fashion_resnet20_wide")
+        decomposed = {m: r for m, r in fw_rows.items() if m.startswith("Tucker+SVD")}
+        assert set(fw_rows) == {"wide, BN folded", *decomposed} and len(decomposed) == len(record)
+        for rec in record.values():  # the shipped files, their bytes, the MAC cut the script recorded
+            r = next(r for m, r in decomposed.items() if f"energy={rec['energy']})" in m)
+            assert r["bytes"] == rec[fw]["clz_bytes"]
+            assert r["macs_ratio"] == rec["original"]["folded_macs"] / rec["torch"]["macs"]
+            assert r["head_to_head_speedup"] > 0 and 0 <= r["p_value"] <= 1 and r["test_samples"] == 500
+        assert_timed(fw_rows.values())
+    assert {t["status"] for t in doc["targets"]} <= {"PASS", "FAIL"} and len(doc["targets"]) == 2 * len(record)
+
+
 def test_pareto(tmp_path):
     doc = run_bench("pareto", tmp_path, timeout=600)
     rows = {(r["framework"], r["runtime"]): r for r in doc["rows"]}
