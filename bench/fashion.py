@@ -219,7 +219,7 @@ def lowrank_rows(args, framework: str, x, y) -> tuple[list[dict], list[dict]]:
     """The wide ResNet-20 against its Tucker-2 + SVD decompositions, distilled and BN folded
     (``scripts/fashion_lowrank.py``), timed in the framework itself and head to head against the original."""
     record = _record(LOWRANK, "lowrank", "fashion_lowrank.py")
-    entries = [(f"Tucker+SVD(energy={rec['energy']}) + {rec['epochs']} ep distilled, BN folded",
+    entries = [(f"Tucker e={rec['energy']} + {rec['epochs']} ep distilled, BN folded",
                 LOWRANK / f"{framework}_e{rec['energy']}.clz",
                 rec["original"]["folded_macs"] / rec["torch"]["macs"])
                for _, rec in sorted(record.items(), reverse=True)]

@@ -105,7 +105,7 @@ def pretrained(name: str, framework: str = "torch", *, train_if_missing: bool = 
     """A trained reference model ``name`` for ``framework`` ("torch" or "keras"), fresh each call.
 
     ``"char_gpt"`` is the chapter-8 language model: token ids (batch, T ≤ 128) in, logits
-    (batch, T, 80) out (:mod:`compresslib.core.gpt`), trained on the shipped Shakespeare.
+    (batch, T, 80) out (``compresslib.core.gpt``), trained on the shipped Shakespeare.
 
     Example:
         >>> m = pretrained("lenet5", framework="keras")   # doctest: +SKIP

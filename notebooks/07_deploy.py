@@ -277,7 +277,7 @@ rows_t = side_by_side(
 
 
 def drop_cell(t):
-    """A drop (a loss is positive) with its 95 % interval; * when McNemar's test sees it."""
+    """A drop (a loss is positive) with its 95 % interval; * when significant."""
     if t.only_a == t.only_b == 0:
         return "same predictions"
     lo, hi = t.difference_interval_pt

@@ -154,7 +154,7 @@ print(f"perplexity on the slice: torch {ppl_t:.4f}, keras {ppl_k:.4f}")
 #
 # Hooks on every linear layer record what it reads on the calibration windows.
 
-# %%
+# %% mystnb={"figure": {"caption": "What char_gpt's linear layers read on the calibration windows. Left: the peak |x| of each input channel of the most uneven layer, sorted. Right: every linear layer's largest channel peak over its median channel's."}, "image": {"alt": "Two bar charts: a sorted channel-peak profile that falls smoothly, and horizontal bars of the peak ratio per layer, all small."}}
 inputs = {}
 hooks = [
     mod.register_forward_hook(
@@ -190,9 +190,10 @@ ax[1].barh(range(len(names)), [ratio[n] for n in names],
            color=nb.OTHER_COLORS[0])
 ax[1].set(yticks=range(len(names))[::6], yticklabels=names[::6],
           xlabel="largest / median channel peak", title="every linear layer")
+plt.show()
 
 # %% [markdown]
-# The most uneven input, that of `{glue:text}`worst_layer``, has a largest channel peak only
+# The most uneven input, that of {glue:text}`worst_layer`, has a largest channel peak only
 # {glue:text}`worst_ratio:.1f`× its median channel's (median over all layers:
 # {glue:text}`median_ratio:.1f`×). That is mild: the outliers of large language models, tens
 # to hundreds of times the typical channel, appear only at scale (Dettmers et al., 2022), and a
@@ -419,8 +420,9 @@ for fw, outs in (("torch", out_t), ("keras", out_k)):
             same = np.array_equal(np.asarray(m(probe)), np.asarray(back(probe)))
         identical &= bool(same)
 assert identical
-nb.glue("fp32_kb", size["torch"]["fp32"])
-nb.glue("gptq_kb", size["torch"]["GPTQ int4"])
+nb.glue("fp32_kb", f'{size["torch"]["fp32"]:,.0f}')
+nb.glue("gptq_kb", f'{size["torch"]["GPTQ int4"]:,.0f}')
+nb.glue("gptq_kb_k", f'{size["keras"]["GPTQ int4"]:,.0f}')
 nb.glue("gptq_ratio", size["torch"]["fp32"] / size["torch"]["GPTQ int4"])
 lines = ["| method | ppl PyTorch | ppl Keras | KB PyTorch | KB Keras |",
          "|---|---:|---:|---:|---:|"]
@@ -436,7 +438,7 @@ for n in out_t:
     )
 Markdown("\n".join(lines))
 
-# %%
+# %% mystnb={"figure": {"caption": "Held-out perplexity (the 32-window slice) against bytes on disk of every compressed char_gpt, PyTorch and Keras; the dashed line is fp32."}, "image": {"alt": "A scatter plot: the int4 and int3 files, under 1 MB, sit just above the fp32 line; the 50 % and 2:4 sparse files, about 2.6 MB, sit higher, magnitude and Wanda 2:4 highest."}}
 fig, ax = plt.subplots(figsize=nb.figsize(height=3.2))
 for fw in ("torch", "keras"):
     st = nb.framework_style(fw)
@@ -455,15 +457,15 @@ for n, label in LABELS.items():
 ax.axhline(ppl_t, color=nb.NEUTRAL, lw=1, ls="--")
 ax.set(xlabel="bytes on disk (.clz, KB)", ylabel="held-out perplexity (slice)")
 ax.legend()
+plt.show()
 
 # %% [markdown]
 # Every compressed model, saved and loaded back, gave bit-identical logits in both
-# frameworks. In PyTorch GPTQ int4 takes {glue:text}`gptq_kb:,.0f` KB against
-# {glue:text}`fp32_kb:,.0f` KB for fp32 ({glue:text}`gptq_ratio:.1f`× smaller: 4 bits and one
+# frameworks. In PyTorch GPTQ int4 takes {glue:text}`gptq_kb` KB against
+# {glue:text}`fp32_kb` KB for fp32 ({glue:text}`gptq_ratio:.1f`× smaller: 4 bits and one
 # float32 scale per 32 weights, with embeddings, LayerNorms and biases left in float32).
-# The Keras quantized models are stored as float32 kernels holding the dequantized values
-# (Keras 3 has no layer for these symmetric group codes yet), so their files stay near fp32
-# size; pruned weights are stored sparse in both.
+# Keras stores the same packed codes and scales ({glue:text}`gptq_kb_k` KB) and rebuilds
+# the float kernels on load; pruned weights are stored sparse in both.
 #
 # **What is not faster.** None of these models runs faster on a CPU here, and this chapter
 # times nothing. compresslib's int4 layers unpack their codes to float before each matrix

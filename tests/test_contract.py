@@ -23,6 +23,18 @@ FRAMEWORK_ONLY = {
     "calibrated": {
         "is_conv1d": "Hugging Face's Conv1D (GPT-2's projections) is a torch module",
         "KeepZeros": "Keras fine-tuning hooks are callbacks (torch's are functions of (model, step))",
+        "summed_axes": "EinsumDense's contracted axes: a Keras layer (torch's Linear always sums its last axis)",
+    },
+    "gpt": {
+        "GPT": "the torch model is an nn.Module class",
+        "Block": "the torch model's transformer block, an nn.Module",
+        "gpt": "the Keras model is built as a functional graph by a function",
+        "CausalAttention": "a weightless Keras layer for the functional graph (torch calls sdpa in forward)",
+        "PositionEmbedding": "a Keras layer for learned positions (torch uses an nn.Embedding in forward)",
+    },
+    "smoothing": {
+        "EXACT": "torch proves each smoothing pair on the forward with random scales",
+        "find_pairs": "torch finds LayerNorm/Linear pairs from a hooked forward; Keras reads its functional graph",
     },
     "bias_correction": {
         "float_means_hooks": "torch corrects the int8 model after convert_fx, from float means recorded in calibration",
@@ -33,6 +45,7 @@ FRAMEWORK_ONLY = {
         "int8_kernel": "LiteRT's weight rounding, reproduced for the Keras correction",
     },
     "io": {
+        "from_plain_spec": "Keras rebuilds a model from its stored config; torch replays onto the class or instance",
         "build": "torch rebuilds module trees node by node (Keras builds from its JSON config)",
         "check_spec": "the torch module tree is checked node by node before anything is built",
         "check_skeleton": "int8 torch models replay a recipe on a float skeleton",
@@ -60,6 +73,7 @@ FRAMEWORK_ONLY = {
         "residual_block": "the Keras functional block on a tensor (torch's blocks are the module classes)",
     },
     "transfer": {
+        "check_batch": "the Keras side makes the probe batch the twin check feeds both models",
         "input_shape": "a Keras model fixes its input shape; torch family models take any size",
     },
     "pruning": {

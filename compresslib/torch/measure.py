@@ -164,6 +164,20 @@ def native_file_bytes(model: nn.Module) -> tuple[int, int, str]:
     return size, gz, "state_dict .pt"
 
 
+def make_timer(model: nn.Module, example: Any):
+    """``timer(runs, warmup) -> milliseconds`` for one model and one batch (the Keras twin traces once).
+
+    Example:
+        >>> m = nn.Linear(4, 2)
+        >>> timer = make_timer(m, torch.zeros(1, 4))
+        >>> len(timer(3, 1))
+        3
+    """
+    def timer(runs: int, warmup: int, max_seconds: float = 10.0) -> list[float]:
+        return time_model(model, example, runs=runs, warmup=warmup, max_seconds=max_seconds)
+    return timer
+
+
 def time_model(model: nn.Module, example: Any, runs: int = 50, warmup: int = 10,
                max_seconds: float = 10.0) -> list[float]:
     """Wall-clock milliseconds of ``runs`` forward passes after ``warmup`` (CUDA synchronised).
