@@ -185,6 +185,15 @@ def test_pareto(tmp_path):
         assert 0.85 < r["peer_accuracy"] <= 1 and r["search_seconds"] > 0 and r["load_average"] is not None
     assert {t["status"] for t in doc["targets"]} <= {"PASS", "FAIL"} and len(doc["targets"]) == 3
     assert doc["machine"]["cpu_flags"] is not None
+    # --merge: two runs become one document, rows kept, targets re-derived, the cold searches summed
+    out = tmp_path / "merged.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, os.path.join(ROOT, "bench", "pareto.py"), "--merge", str(out),
+                    str(tmp_path / "pareto.json"), str(tmp_path / "pareto.json")], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    merged = json.loads(out.read_text())
+    assert merged["rows"] == doc["rows"] * 2 and merged["merged_from"] == 2
+    assert len(merged["targets"]) == 5 and merged["search_seconds_cold"] == 2 * doc["search_seconds_cold"]
 
 
 def test_transformers(tmp_path):
