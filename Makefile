@@ -28,7 +28,7 @@ $(STAMP): $(REQS)
 	rm -f $(VENV)/.installed-* && touch $@
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests notebooks --doctest-modules compresslib \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests notebooks --doctest-modules compresslib \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 book: $(STAMP)

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CI", "1")  # no progress bars
 import torch  # noqa: E402,F401  (torch before tensorflow)
 
+from compresslib.deploy.peers import nncf_int8, ort_quantize_static  # noqa: E402,F401  (the peers)
 from compresslib.report import Report  # noqa: E402
 
 # --quick: a smoke run that checks a bench still runs end to end (CI runs every bench so); its figures mean nothing
@@ -189,41 +190,3 @@ def write_json(doc: dict, path: Optional[str]) -> None:
         with open(path, "w") as fh:
             json.dump(doc, fh, indent=2)
         print(f"wrote {path}", file=sys.stderr)
-
-
-def ort_quantize_static(fp_onnx: str, path: str, cal: Any) -> None:
-    """ONNX Runtime's own static int8 of ``fp_onnx`` written to ``path``: QDQ, per channel, uint8 activations,
-    calibrated one image at a time on ``cal`` (the ORT peer of the deploy and Pareto benches)."""
-    import warnings
-
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            name_in = ort.InferenceSession(fp_onnx, providers=["CPUExecutionProvider"]).get_inputs()[0].name
-            self.it = iter([{name_in: cal[i:i + 1]} for i in range(len(cal))])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_static(fp_onnx, path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-
-
-def nncf_int8(fp_onnx: str, path: str, cal: Any) -> None:
-    """NNCF's int8 of ``fp_onnx`` (read by OpenVINO), calibrated on every image of ``cal``, saved as OpenVINO
-    IR at ``path`` (the OpenVINO peer of the deploy and Pareto benches)."""
-    import warnings
-
-    import nncf
-    import openvino as ov
-
-    ov_model = ov.Core().read_model(fp_onnx)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        qm = nncf.quantize(ov_model, nncf.Dataset([cal[i:i + 1] for i in range(len(cal))]),
-                           subset_size=len(cal))
-    ov.save_model(qm, path, compress_to_fp16=False)

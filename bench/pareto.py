@@ -118,17 +118,10 @@ def torch_peer(runtime: str, model, cal: np.ndarray, tmp: str):
 
 def litert_peer(model, cal: np.ndarray):
     """LiteRT's own full-integer int8 of the Keras original (float input/output), as documented."""
-    import tensorflow as tf
-
+    from compresslib.deploy.peers import litert_int8
     from compresslib.keras.quantization import LiteRTModel
 
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.export(tmp, format="tf_saved_model", verbose=False)
-        conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([cal[i:i + 1]] for i in range(len(cal)))
-        flat = conv.convert()
+    flat = litert_int8(model, cal)
     return LiteRTModel(flat, name="litert int8"), LiteRTModel(flat, name="litert int8 twin"), len(flat)
 
 

@@ -44,6 +44,12 @@ COLUMNS = [  # (key, header, format)
     ("latency_spread_ms", "± ms", lambda v: f"{v:.3f}"),
     ("speedup", "speedup ×", lambda v: f"{v:.2f}"),
     ("speedup_vs_runtime_fp32", "vs runtime fp32 ×", lambda v: f"{v:.2f}"),
+    # bench/pareto.py: the chosen model against the runtime's own int8 of the original
+    ("ours", "ours (chosen)", str),
+    ("peer", "peer", str),
+    ("speedup_vs_peer", "× peer", lambda v: f"{v:.2f}"),
+    ("peer_over_itself", "A/A", lambda v: f"{v:.3f}"),
+    ("size_ratio_vs_peer", "× smaller", lambda v: f"{v:.1f}"),
 ]
 
 
@@ -59,6 +65,8 @@ def _cell(fmt, value: Any) -> str:
 # the compact table a reader sees first (fits the page column); every column is under "all columns"
 COMPACT = ("tool", "model", "method", "accuracy", "drop_and_verdict", "bits_per_weight", "perplexity", "cosine",
            "speedup", "speedup_vs_runtime_fp32")
+# bench/pareto.py's rows are targets (a runtime each), not methods
+COMPACT_PARETO = ("runtime", "ours", "accuracy", "drop_and_verdict", "speedup_vs_peer", "size_ratio_vs_peer")
 
 
 def table(rows: list[dict], keys: Optional[tuple[str, ...]] = None) -> list[str]:

@@ -226,6 +226,19 @@ def _label(ratio: float, lowrank: Any, tuned: bool, int8: bool, epochs: int) -> 
     return " + ".join(parts)
 
 
+class _TeacherLogits:
+    """The original's logits on the fine-tuning inputs, computed on the first call and kept: a search
+    whose branches all come from the cache never pays for them."""
+
+    def __init__(self, model: Any, framework: str, x: np.ndarray) -> None:
+        self.model, self.framework, self.x, self.logits = model, framework, x, None
+
+    def __call__(self) -> np.ndarray:
+        if self.logits is None:
+            self.logits = np.asarray(backend(self.framework, "train").predict(self.model, self.x))
+        return self.logits
+
+
 def _settings(tune: Optional[dict]) -> dict:
     """The fine-tuning settings that name a result (not the data, the teacher's logits or the bar)."""
     return {k: v for k, v in (tune or {}).items() if k not in ("teacher", "data", "progress_bar")}
@@ -264,6 +277,7 @@ def _branch(model: Any, framework: str, ratio: float, lowrank: Any, tune: Option
     if tuned:
         kwargs = dict(tune)
         data = kwargs.pop("data")
+        kwargs["teacher"] = kwargs["teacher"]()
         backend(framework, "train").fit(m, data, **kwargs)
     if path is not None and m is not model:
         os.makedirs(cache, exist_ok=True)
@@ -404,10 +418,10 @@ def optimize(model: Any, data: Any, budget: Budget = Budget(), runtime: Optional
     tune = None
     if train is not None and epochs > 0:
         tx, ty = (train[0][:finetune_samples], train[1][:finetune_samples]) if finetune_samples else train
-        teacher = backend(framework, "train").predict(base, tx)  # the original's logits, once for all
         tune = {"data": (tx, ty), "epochs": epochs, "lr": float(lr), "lr_schedule": lr_schedule,
-                "batch_size": finetune_batch_size,
-                "seed": seed, "teacher": teacher, "progress_bar": False}
+                "batch_size": finetune_batch_size, "seed": seed, "progress_bar": False,
+                # the original's logits, computed once and only when a branch is not in the cache
+                "teacher": _TeacherLogits(base, framework, tx)}
     key = ""
     if cache_dir is not None:  # the original's bytes and the training samples name a branch's cached file
         digest = hashlib.sha256()

@@ -14,7 +14,7 @@ import glob
 import os
 import sys
 
-from compresslib.benchresults import COMPACT, load_results, provenance, table
+from compresslib.benchresults import COMPACT, COMPACT_PARETO, load_results, provenance, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -32,6 +32,8 @@ BENCHES = [
     ("deploy", "chapter 7: compresslib's exports against the runtimes' own quantizers"),
     ("transformers", "chapter 8: a causal LM's perplexity and MiniLM's cosine, ours beside Keras's and "
                      "torchao's quantizers"),
+    ("pareto", "chapter 9: cl.optimize for a budget against each runtime's own int8 (NNCF, ONNX Runtime, "
+               "LiteRT), head to head"),
 ]
 def render() -> str:
     out = ["# Results", "",
@@ -69,7 +71,7 @@ def render() -> str:
             # the section names the data set: the compact table drops it from the model names
             short = [dict(r, model=str(r.get("model", "")).removeprefix(f"{name}_")) for r in rows
                      if r.get("framework") == fw]
-            out += table(short, COMPACT) + [""]
+            out += table(short, COMPACT_PARETO if name == "pareto" else COMPACT) + [""]
         out += ["<details><summary>All columns: bytes, 95 % intervals, McNemar p, latency spread</summary>", "",
                 *table(rows), "", "</details>", ""]
         out += [f"Measured on: {provenance(doc, rows)}.", ""]

@@ -119,7 +119,14 @@ def test_cache_reuses_the_fine_tuned_branch(torch_case, tmp_path):
               cache_dir=tmp_path, finetune_samples=128)
     first = cl.optimize(m, test, cl.Budget(), **kw)
     assert len(list(tmp_path.glob("torch_*.clz"))) == 1
-    second = cl.optimize(m, test, cl.Budget(), **kw)
+    from compresslib import optimizer
+
+    calls = []
+    original = optimizer._TeacherLogits.__call__
+    with pytest.MonkeyPatch.context() as mp:  # a search served by the cache never runs the teacher
+        mp.setattr(optimizer._TeacherLogits, "__call__", lambda self: calls.append(1) or original(self))
+        second = cl.optimize(m, test, cl.Budget(), **kw)
+    assert calls == []
     a, b = first.candidates[0], second.candidates[0]
     assert (a["candidate"], a["accuracy"], a["bytes"]) == (b["candidate"], b["accuracy"], b["bytes"])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import time
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -39,6 +40,28 @@ def load_average() -> float | None:
         return float(os.getloadavg()[0])
     except (AttributeError, OSError):
         return None
+
+
+def time_calls(fn: Callable[[Any], Any], example: Any, runs: int = 50, warmup: int = 10,
+               max_seconds: float = 10.0) -> list[float]:
+    """Wall-clock milliseconds of ``runs`` calls ``fn(example)`` after ``warmup`` calls.
+
+    For runtime models and plain callables; stops early (after at least 5 runs) once
+    ``max_seconds`` have passed.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    for _ in range(warmup):
+        fn(example)
+    times: list[float] = []
+    end = time.perf_counter() + max_seconds
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn(example)
+        times.append(1000.0 * (time.perf_counter() - t0))
+        if time.perf_counter() > end and len(times) >= 5:
+            break
+    return times
 
 
 def conv_macs(out_elements_per_sample: int, in_channels_per_group: int, kernel_elements: int) -> int:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from typing import Any, Optional
 
 import keras
 import numpy as np
 
-from compresslib.core.measure import assemble, check_measure_args, file_sizes
+from compresslib.core.measure import assemble, check_measure_args, file_sizes, time_calls
 from compresslib.keras.macs import macs_by_call, symbolic_macs
 from compresslib.keras.train import evaluate
 from compresslib.report import LayerStats, Report
@@ -180,17 +179,7 @@ def make_timer(model, example: np.ndarray):
         example = keras.ops.convert_to_tensor(example)  # on Keras's torch device once, not a copy per call
 
     def timer(runs: int, warmup: int, max_seconds: float = 10.0) -> list[float]:
-        for _ in range(warmup):
-            call(example)
-        times: list[float] = []
-        budget_end = time.perf_counter() + max_seconds
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            call(example)
-            times.append(1000 * (time.perf_counter() - t0))
-            if time.perf_counter() > budget_end and len(times) >= 5:
-                break
-        return times
+        return time_calls(call, example, runs=runs, warmup=warmup, max_seconds=max_seconds)
     return timer
 
 
