@@ -12,7 +12,7 @@ method, ``bytes`` of the saved file (compresslib's ``.clz``; a peer's own format
 * ``fp32``; ``rtn-int4-g128`` (round to nearest, symmetric group scales);
 * ``gptq-int4-g128``, ``gptq-int3-g128``, ``gptq-int3-g64``, ``gptq-int3-g32``: ``GPTQ(act_order=True)``
   (the reference's recommended setting, static groups), 128 calibration windows of 128 characters; one more
-  torch row ``gptq-int3-g32`` on 512 windows (note says so). char_gpt's layers have fan-in 128 (512 for
+  torch row ``gptq-int3-g32-cal512`` on 512 windows. char_gpt's layers have fan-in 128 (512 for
   ``fc2``), so g128 is one scale per row for most layers;
 * ``awq-int4-g128``;
 * ``magnitude-50%`` (``cl.Magnitude``: the whole matrix compared, the Wanda paper's baseline),
@@ -356,7 +356,7 @@ def lm_rows(framework: str, quick: bool, tmp: str) -> list[dict]:
     if framework == "torch" and not quick:  # GPTQ int3 g32 with 4x the calibration text
         long_cal = windows(train, LONG_CAL, length, seed=0)
         out = cl.quantize(model, cl.GPTQ(3, 32, **AO), calibration_data=long_cal)
-        add("compresslib", "gptq-int3-g32", out, cl.save(out, path), f"{LONG_CAL} calibration windows")
+        add("compresslib", f"gptq-int3-g32-cal{LONG_CAL}", out, cl.save(out, path), f"{LONG_CAL} calibration windows")
     fp = rows[0]
     if framework == "keras" and not quick:  # Keras's GPTQ takes minutes even on the quick model
         peer = keras_gptq_peer(model, cal)

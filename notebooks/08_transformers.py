@@ -509,8 +509,8 @@ b_inc = {m: bench(m) - b_fp for m in (
     "sparsegpt-50%")}
 for m, v in b_inc.items():
     nb.glue("b_" + m.replace("-", "_").replace("%", ""), v)
-nb.glue("b_int3_long", bench("gptq-int3-g32", note="512 calibration windows")
-        - b_fp)
+nb.glue("b_int3_long", bench("gptq-int3-g32-cal512",
+                             note="512 calibration windows") - b_fp)
 nb.glue("b_bpw_rtn4", bench("rtn-int4-g128", key="bits_per_weight"))
 nb.glue("b_bpw_g32", bench("gptq-int3-g32", key="bits_per_weight"))
 nb.glue("b_bpw_g64", bench("gptq-int3-g64", key="bits_per_weight"))
