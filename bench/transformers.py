@@ -5,18 +5,34 @@
 ``lm``: the shipped character LM ``cl.zoo.pretrained("char_gpt")`` in both frameworks (same weights)
 with Shakespeare's held-out plays (``cl.datasets.load_shakespeare``); until those are in the package,
 a small GPT of this script's own (two blocks, d = 128, trained here for 400 steps on 80 % of the
-shipped sentences' characters, held out: the rest; with ``--quick``, one block with random weights). Each row: the method (``fp32``, ``rtn-int4-g128``, ``gptq-int4-g128``,
-``gptq-int3-g128``, ``awq-int4-g128``, ``magnitude-50%``, ``wanda-50%``, ``sparsegpt-50%``,
-``magnitude-2:4``, ``wanda-2:4``, ``sparsegpt-2:4``), ``bytes`` of the saved file (compresslib's
-``.clz``; a peer's own format) and ``perplexity`` on held-out windows. Peers beside ours: Keras 3's
+shipped sentences' characters, held out: the rest; with ``--quick``, one block with random weights). Each row: the
+method, ``bytes`` of the saved file (compresslib's ``.clz``; a peer's own format), ``bits_per_weight`` on disk
+(per compressed weight, beyond what fp32's file spends on the rest) and ``perplexity`` on held-out windows:
+
+* ``fp32``; ``rtn-int4-g128`` (round to nearest, symmetric group scales);
+* ``gptq-int4-g128``, ``gptq-int3-g128``, ``gptq-int3-g64``, ``gptq-int3-g32``: ``GPTQ(act_order=True)``
+  (the reference's recommended setting, static groups), 128 calibration windows of 128 characters; one more
+  torch row ``gptq-int3-g32-cal512`` on 512 windows. char_gpt's layers have fan-in 128 (512 for
+  ``fc2``), so g128 is one scale per row for most layers;
+* ``awq-int4-g128``;
+* ``magnitude-50%`` (``cl.Magnitude``: the whole matrix compared, the Wanda paper's baseline),
+  ``magnitude-row-50%`` (each output row compared, the comparison group Wanda uses: the fair baseline for
+  its score), ``wanda-50%``, ``sparsegpt-50%``; ``magnitude-2:4``, ``wanda-2:4``, ``sparsegpt-2:4``.
+
+Peers beside ours: Keras 3's
 ``model.quantize("gptq", config=keras.quantizers.GPTQConfig(...))`` (asymmetric, zero points,
 sequential over the model's residual blocks) and torchao's CPU int4 weight-only path
 (``IntxWeightOnlyConfig(int4, PerGroup(128))``: torchao's GPTQ runs on CUDA only, and its int4
 tensors need ``mslk`` or a GPU here).
 
 ``minilm`` (torch only: the case study's MiniLM is a PyTorch model): ``cosine`` of each sentence's
-embedding to fp32's on the shipped sentences not used for calibration, for W8A8 (``Int8Dynamic``:
-int8 weights, int8 activations per batch) with and without ``SmoothQuant(alpha=0.5)``.
+embedding to fp32's on the shipped sentences not used for calibration, W8A8 with two activation
+quantizers: ``Int8Dynamic`` (torch's int8 kernels: activations per tensor, per batch; weights per
+tensor or per channel) and torchao's ``Int8DynamicActivationInt8WeightConfig`` (activations per token,
+SmoothQuant's O1 setting; weights per channel), each plain and after ``SmoothQuant`` with ``alpha``
+chosen from :data:`ALPHAS` on the 64 calibration sentences. MiniLM is post-LayerNorm: the only pairs
+that can take the scales exactly are the six value → output projections (see
+``compresslib.casestudies.minilm.smooth``), which is why alpha barely matters here.
 
 No timing: this bench reports perplexity, cosine and bytes only. ``--quick``: a one-block model, four
 windows, no Keras GPTQ peer (it takes minutes) and no MiniLM: a smoke run for CI, not figures.
@@ -47,7 +63,7 @@ import compresslib as cl  # noqa: E402
 KEYS = ["framework", "tool", "model", "method", "bytes", "bits_per_weight", "perplexity", "cosine", "note"]
 SECTIONS = ("lm", "minilm")
 GROUP = 128
-ALPHA = 0.5
+ALPHAS = (0.3, 0.5, 0.7, 0.9)  # SmoothQuant's alpha grid, one chosen on calibration sentences
 FALLBACK_STEPS = 400  # training steps of the fallback LM (batch 16 x 128 characters) when char_gpt is missing
 
 
@@ -171,11 +187,48 @@ def windows(ids: np.ndarray, n: int, length: int, seed: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- methods
-OURS = [("rtn-int4-g128", "quantize", None, False), ("gptq-int4-g128", "quantize", cl.GPTQ(4, GROUP), True),
-        ("gptq-int3-g128", "quantize", cl.GPTQ(3, GROUP), True), ("awq-int4-g128", "quantize", cl.AWQ(4, GROUP), True),
-        ("magnitude-50%", "prune", cl.Magnitude(0.5), False), ("wanda-50%", "prune", cl.Wanda(0.5), True),
+AO = {"act_order": True}  # the reference's recommended setting (static groups): measured better at int4 and int3
+OURS = [("rtn-int4-g128", "quantize", None, False), ("gptq-int4-g128", "quantize", cl.GPTQ(4, GROUP, **AO), True),
+        ("gptq-int3-g128", "quantize", cl.GPTQ(3, GROUP, **AO), True),
+        ("gptq-int3-g64", "quantize", cl.GPTQ(3, 64, **AO), True),
+        ("gptq-int3-g32", "quantize", cl.GPTQ(3, 32, **AO), True), ("awq-int4-g128", "quantize", cl.AWQ(4, GROUP), True),
+        ("magnitude-50%", "prune", cl.Magnitude(0.5), False), ("magnitude-row-50%", "prune", None, False),
+        ("wanda-50%", "prune", cl.Wanda(0.5), True),
         ("sparsegpt-50%", "prune", cl.SparseGPT(0.5), True), ("magnitude-2:4", "prune", cl.NM(2, 4), False),
         ("wanda-2:4", "prune", cl.Wanda(n=2, m=4), True), ("sparsegpt-2:4", "prune", cl.SparseGPT(n=2, m=4), True)]
+CAL_WINDOWS = 128  # calibration windows of 128 characters for every calibrated row
+LONG_CAL = 512  # the extra torch row gptq-int3-g32 calibrated on 4x as many windows (64k characters)
+
+
+def per_layer(model: Any, framework: str, fn: Any) -> Any:
+    """A copy of ``model`` with ``fn(w)`` (``w``: a Linear/Dense kernel output-major, ``(out, in)``) applied to
+    every Linear/Dense layer; ``fn`` returns a :class:`compresslib.core.layerwise.Result` or ``None`` (the layer
+    left as it is). Keras keeps a quantized result's codes for packed storage; torch takes pruned weights only
+    (its round-to-nearest is ``WeightOnly``)."""
+    if framework == "torch":
+        from compresslib.torch.calibrated import linear_layers
+
+        out = copy.deepcopy(model)
+        for layer in linear_layers(out).values():
+            result = fn(layer.weight.detach().float().numpy())
+            if result is not None:
+                with torch.no_grad():
+                    layer.weight.copy_(torch.from_numpy(result.dequantize()))
+        return out
+    from compresslib.keras import packed_io
+    from compresslib.keras.calibrated import linear_layers
+    from compresslib.keras.pruning import kernel_layout, kernel_output_major
+    from compresslib.keras.rebuild import copy_model
+
+    out = copy_model(model)
+    for layer in linear_layers(out).values():
+        result = fn(kernel_output_major(layer))
+        if result is None:
+            continue
+        layer.kernel.assign(kernel_layout(layer, result.dequantize()).astype(np.float32))
+        if result.weight is None:
+            packed_io.remember(layer, result)
+    return out
 
 
 def rtn(model: Any, framework: str, bits: int = 4, group_size: int = GROUP) -> Any:
@@ -185,21 +238,27 @@ def rtn(model: Any, framework: str, bits: int = 4, group_size: int = GROUP) -> A
     if framework == "torch":
         return cl.quantize(model, cl.WeightOnly(bits=bits, group_size=group_size))
     from compresslib.core import gptq, layerwise
-    from compresslib.keras import packed_io
-    from compresslib.keras.calibrated import linear_layers
-    from compresslib.keras.pruning import kernel_layout, kernel_output_major
-    from compresslib.keras.rebuild import copy_model
 
-    out = copy_model(model)
-    for layer in linear_layers(out).values():
-        w = kernel_output_major(layer)
+    def one(w: np.ndarray) -> Any:
         if w.shape[1] % group_size:
-            continue
+            return None
         q = gptq.rtn(w, bits, group_size)
-        result = layerwise.Result(q.q, q.scale, q.bits, q.group_size)
-        layer.kernel.assign(kernel_layout(layer, result.dequantize()).astype(np.float32))
-        packed_io.remember(layer, result)
-    return out
+        return layerwise.Result(q.q, q.scale, q.bits, q.group_size)
+
+    return per_layer(model, framework, one)
+
+
+def magnitude_per_row(model: Any, framework: str, sparsity: float = 0.5) -> Any:
+    """Magnitude pruning compared within each output row (Wanda's comparison group with ``‖x‖ = 1``): the
+    fair baseline for Wanda's score. ``cl.Magnitude(scope="layer")`` compares the whole matrix (the
+    Wanda paper's magnitude baseline)."""
+    from compresslib.core import layerwise, sparsegpt
+
+    def one(w: np.ndarray) -> Any:
+        keep = sparsegpt.wanda_mask(w, np.ones(w.shape[1]), sparsity)
+        return layerwise.Result(weight=np.where(keep, w, np.float32(0)).astype(np.float32))
+
+    return per_layer(model, framework, one)
 
 
 def linear_weights(model: Any, framework: str) -> int:
@@ -268,7 +327,7 @@ def lm_rows(framework: str, quick: bool, tmp: str) -> list[dict]:
     vocab = int(max(train.max(), held.max())) + 1
     model = lm(framework, train, vocab, quick)
     length = 16 if quick else 128
-    cal = windows(train, 4 if quick else 128, length, seed=0)
+    cal = windows(train, 4 if quick else CAL_WINDOWS, length, seed=0)
     test = windows(held, 4 if quick else 256, length, seed=1)
     name = "char_gpt" if _has_char_gpt() and not quick else "tiny_gpt"
     n_linear = linear_weights(model, framework)
@@ -284,7 +343,9 @@ def lm_rows(framework: str, quick: bool, tmp: str) -> list[dict]:
     for method, verb, config, calibrated in OURS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if config is None:
+            if method == "magnitude-row-50%":
+                out = magnitude_per_row(model, framework)
+            elif config is None:
                 out = rtn(model, framework)
             else:
                 out = getattr(cl, verb)(model, config, **({"calibration_data": cal} if calibrated else {}))
@@ -292,6 +353,10 @@ def lm_rows(framework: str, quick: bool, tmp: str) -> list[dict]:
         back = cl.load(path, model=model if framework == "torch" else None)  # torch: the model class is code
         same = np.array_equal(_logits(out, test[:2]), _logits(back, test[:2]))
         add("compresslib", method, out, size, "" if same else "reloaded outputs differ")
+    if framework == "torch" and not quick:  # GPTQ int3 g32 with 4x the calibration text
+        long_cal = windows(train, LONG_CAL, length, seed=0)
+        out = cl.quantize(model, cl.GPTQ(3, 32, **AO), calibration_data=long_cal)
+        add("compresslib", f"gptq-int3-g32-cal{LONG_CAL}", out, cl.save(out, path), f"{LONG_CAL} calibration windows")
     fp = rows[0]
     if framework == "keras" and not quick:  # Keras's GPTQ takes minutes even on the quick model
         peer = keras_gptq_peer(model, cal)
@@ -334,13 +399,41 @@ def minilm_rows() -> list[dict]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        smooth = cl.transform(enc, cl.SmoothQuant(alpha=ALPHA), calibration_data=cal)
+        alpha, swept = best_alpha(enc, cal)
+        smooth = cl.transform(enc, cl.SmoothQuant(alpha=alpha), calibration_data=cal)
+        how = f"SmoothQuant(alpha={alpha}, chosen on the 64 calibration sentences from {swept})"
         for per_channel in (False, True):
             kind = "per-channel" if per_channel else "per-tensor"
-            add(f"w8a8-{kind}", cl.quantize(enc, cl.Int8Dynamic(per_channel=per_channel)), "Int8Dynamic")
+            add(f"w8a8-{kind}", cl.quantize(enc, cl.Int8Dynamic(per_channel=per_channel)),
+                f"Int8Dynamic: {kind} weights, activations per tensor per batch")
             add(f"smoothquant-w8a8-{kind}", cl.quantize(smooth, cl.Int8Dynamic(per_channel=per_channel)),
-                f"SmoothQuant(alpha={ALPHA}) then Int8Dynamic; calibrated on 64 other sentences")
+                f"{how} then Int8Dynamic")
+        add("w8a8-per-token", per_token_w8a8(enc), "torchao: per-channel weights, activations per token")
+        add("smoothquant-w8a8-per-token", per_token_w8a8(smooth), f"{how} then torchao per-token W8A8")
     return rows
+
+
+def per_token_w8a8(model: nn.Module) -> nn.Module:
+    """torchao's W8A8 with dynamic per-token activations (SmoothQuant's O1 quantizer), on a copy (CPU runs it)."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    out = copy.deepcopy(model)
+    quantize_(out, Int8DynamicActivationInt8WeightConfig())
+    return out
+
+
+def best_alpha(enc: nn.Module, cal: np.ndarray) -> tuple[float, tuple]:
+    """SmoothQuant's recipe: the ``alpha`` of :data:`ALPHAS` whose per-channel W8A8 embeddings of the
+    calibration sentences are closest (mean cosine) to fp32's; held-out sentences are not looked at."""
+    from compresslib.casestudies import minilm
+
+    ref = minilm.embed(enc, cal)
+
+    def score(a: float) -> float:
+        q = cl.quantize(cl.transform(enc, cl.SmoothQuant(alpha=a), calibration_data=cal), cl.Int8Dynamic())
+        return float(minilm.cosine(ref, minilm.embed(q, cal)).mean())
+
+    return max(ALPHAS, key=score), ALPHAS
 
 
 def main(argv: list[str] | None = None) -> dict:

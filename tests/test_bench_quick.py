@@ -198,8 +198,9 @@ def test_pareto(tmp_path):
 
 def test_transformers(tmp_path):
     rows = run_bench("transformers", tmp_path, timeout=600)["rows"]
-    ours = ["fp32", "rtn-int4-g128", "gptq-int4-g128", "gptq-int3-g128", "awq-int4-g128", "magnitude-50%",
-            "wanda-50%", "sparsegpt-50%", "magnitude-2:4", "wanda-2:4", "sparsegpt-2:4"]
+    ours = ["fp32", "rtn-int4-g128", "gptq-int4-g128", "gptq-int3-g128", "gptq-int3-g64", "gptq-int3-g32",
+            "awq-int4-g128", "magnitude-50%", "magnitude-row-50%", "wanda-50%", "sparsegpt-50%", "magnitude-2:4",
+            "wanda-2:4", "sparsegpt-2:4"]
     for framework in ("torch", "keras"):
         mine = {r["method"]: r for r in rows if r["framework"] == framework and r["tool"] == "compresslib"}
         assert list(mine) == ours
@@ -208,6 +209,10 @@ def test_transformers(tmp_path):
         # packed on disk: bits + one float32 scale per 128 weights (4.25, 3.25), the codes deflated where that pays
         assert 4.0 < mine["gptq-int4-g128"]["bits_per_weight"] < 4.4
         assert 3.0 < mine["gptq-int3-g128"]["bits_per_weight"] < 3.4
+        # smaller groups: one more float32 scale per 64 (3.5) or 32 weights (4.0), still under int4 g128's 4.25
+        assert 3.3 < mine["gptq-int3-g64"]["bits_per_weight"] < 3.6 < mine["gptq-int3-g32"]["bits_per_weight"] < 4.1
+        # per-row magnitude prunes exactly half of every row: the same zeros count, the same packed size
+        assert mine["magnitude-row-50%"]["bytes"] == mine["magnitude-50%"]["bytes"]
         assert mine["gptq-int3-g128"]["bytes"] < mine["gptq-int4-g128"]["bytes"] < mine["wanda-50%"]["bytes"] \
             < mine["fp32"]["bytes"]
     peers = {(r["tool"], r["method"]) for r in rows if r["tool"] != "compresslib"}
