@@ -13,7 +13,7 @@ schedule, batch 128, seed 0): alone, then distilled from the teacher (0.3 · cro
 framework and passed to ``fit`` as an array). The Keras runs distil from the Keras teacher.
 
 Budget (the machine: 2 CPU cores shared with other jobs, one thread per framework, the two
-frameworks in two processes side by side, about an hour in all): :data:`TRAIN_IMAGES` = 20,000
+frameworks in two processes side by side, about an hour in all): :data:`TRAIN_IMAGES` = 15,000
 training images (a fixed random subset, seed 0) for :data:`RECIPE` ``epochs`` = 4 epochs, no
 augmentation; the teacher saw all 60,000 for 15 epochs with augmentation. Every network is
 evaluated once, at the end, on all 10,000 test images.
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "compresslib" / "data" / "results" / "05_residual_fashion.json"
 TEACHER = "fashion_resnet20"
 STUDENTS = ("resnet8_w8", "resnet8_w16", "invres_x0.5")
-TRAIN_IMAGES = 20_000
+TRAIN_IMAGES = 15_000
 RECIPE = dict(FAMILY_RECIPE, epochs=4)
 
 
