@@ -1527,14 +1527,12 @@ def f_figure():
                    [100 * (p.interval_b[1] - p.accuracy_b) for p in res]]
             ax.errorbar(x, y, yerr=err, fmt="o", mfc=face, color=COLORS[fw],
                         capsize=3, label=mode)
-        for i, r in enumerate(sorted(f_tab[fw], key=lambda r: r["macs"])):
-            ends = [v for m in ("alone", "distilled") for v in r[m].interval_b]
-            below = i % 2 == 0  # alternate, so that neighbours never collide
-            ax.annotate(r["member"],
-                        (r["macs"], 100 * (min(ends) if below else max(ends))),
-                        xytext=(0, -4 if below else 4), ha="center",
-                        textcoords="offset points", fontsize=8,
-                        va="top" if below else "bottom")
+        for r in f_tab[fw]:  # each name above its upper interval bar
+            top = max(r[m].interval_b[1] for m in ("alone", "distilled"))
+            ax.annotate(r["member"], (r["macs"], 100 * top), xytext=(0, 4),
+                        textcoords="offset points", ha="center",
+                        va="bottom", fontsize=9)
+        ax.margins(y=0.1)
         ax.set(xscale="log", xlabel="MACs per image",
                title=nb.FRAMEWORK_LABELS[fw], xlim=(1.2e6, 6e7))
         ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
