@@ -1527,12 +1527,18 @@ def f_figure():
                    [100 * (p.interval_b[1] - p.accuracy_b) for p in res]]
             ax.errorbar(x, y, yerr=err, fmt="o", mfc=face, color=COLORS[fw],
                         capsize=3, label=mode)
-        for r in f_tab[fw]:  # each name above its upper interval bar
-            top = max(r[m].interval_b[1] for m in ("alone", "distilled"))
-            ax.annotate(r["member"], (r["macs"], 100 * top), xytext=(0, 4),
-                        textcoords="offset points", ha="center",
-                        va="bottom", fontsize=9)
-        ax.margins(y=0.1)
+        biggest = max(f_tab[fw], key=lambda r: r["macs"])
+        for r in f_tab[fw]:  # names under the bars; the biggest's to the right
+            low = min(r[m].interval_b[0] for m in ("alone", "distilled"))
+            mid = (r["alone"].accuracy_b + r["distilled"].accuracy_b) / 2
+            right = r is biggest
+            at = (r["macs"] * 1.15, 100 * mid) if right else (r["macs"], 100 * low)
+            ax.annotate(r["member"], at,
+                        xytext=(4, 0) if right else (0, -4),
+                        textcoords="offset points", fontsize=9,
+                        ha="left" if right else "center",
+                        va="center" if right else "top")
+        ax.margins(y=0.12)
         ax.set(xscale="log", xlabel="MACs per image",
                title=nb.FRAMEWORK_LABELS[fw], xlim=(1.2e6, 6e7))
         ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
