@@ -44,6 +44,7 @@ import torch  # noqa: E402  (torch before tensorflow)
 
 import compresslib as cl  # noqa: E402
 from compresslib._dispatch import backend  # noqa: E402
+from compresslib.core.stats import pack_correctness  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "compresslib" / "data" / "results" / "05_residual.json"
@@ -126,9 +127,12 @@ def _epoch_callback_keras(test, out: list):
 
 
 def train(framework: str, name: str, train_data, test_data, recipe: Optional[dict] = None,
-          teacher_model: Any = None) -> tuple[Any, dict]:
+          teacher_model: Any = None, per_epoch: bool = True) -> tuple[Any, dict]:
     """Build family member ``name`` and train it with ``recipe`` (distilled when ``teacher_model``
-    is given); return the model and a record with the per-epoch loss and test accuracy."""
+    is given: a model, or its logits on ``train_data``); return the model and a record with the
+    per-epoch loss and test accuracy (``per_epoch=False``: the final accuracy only) and the
+    per-image correctness on ``test_data`` (``correct``, packed by
+    :func:`compresslib.core.stats.pack_correctness`)."""
     recipe = dict(RECIPE, **(recipe or {}))
     models, trainer = backend(framework, "models"), backend(framework, "train")
     backend(framework, "zoo_io").seed_everything(recipe["seed"])
@@ -137,18 +141,19 @@ def train(framework: str, name: str, train_data, test_data, recipe: Optional[dic
     kwargs: dict = dict(recipe)
     if teacher_model is not None:
         kwargs.update(DISTILL, teacher=teacher_model)
-    if framework == "torch":
+    if per_epoch and framework == "torch":
         steps = -(-len(train_data[0]) // recipe["batch_size"])
         kwargs["on_step"] = _epoch_hook_torch(test_data, steps, accuracies)
-    else:
+    elif per_epoch:
         kwargs["callbacks"] = [_epoch_callback_keras(test_data, accuracies)]
     t0 = time.perf_counter()
     losses = trainer.fit(model, train_data, **kwargs)
     seconds = time.perf_counter() - t0
+    correct = trainer.evaluate(model, test_data, per_sample=True)
     record = {"framework": framework, "model": name, "mode": "distilled" if teacher_model is not None else "alone",
               "loss": [round(v, 6) for v in losses], "test_accuracy": accuracies,
-              "accuracy": trainer.evaluate(model, test_data), "train_seconds": round(seconds, 1),
-              "threads": torch.get_num_threads(), **size(framework, model)}
+              "accuracy": float(correct.mean()), "correct": pack_correctness(correct),
+              "train_seconds": round(seconds, 1), "threads": torch.get_num_threads(), **size(framework, model)}
     return model, record
 
 
