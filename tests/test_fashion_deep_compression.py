@@ -6,10 +6,6 @@ shipped ``.clz`` files; sizes fall with fewer bits and more zeros), re-derives t
 the zoo image by image, and checks two shipped files image by image in both frameworks, their codebooks
 included.
 """
-import json
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,25 +13,20 @@ import torch
 import compresslib as cl
 from compresslib.core import stats
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "compresslib" / "data" / "results" / "fashion_dc"
-sys.path.insert(0, str(ROOT / "scripts"))
+from tests.cached_results import RESULTS as ALL_RESULTS, fashion_test, read_record  # noqa: E402
+
+RESULTS = ALL_RESULTS / "fashion_dc"
 import fashion_deep_compression as s  # noqa: E402  (the script: its one_shot, correct, settings)
 
 
 @pytest.fixture(scope="module")
 def record():
-    path = RESULTS / "record.json"
-    if not path.exists():  # a fresh checkout ships it; only a branch that has not run the script lacks it
-        pytest.skip(f"{path} is missing: run python scripts/fashion_deep_compression.py")
-    return json.loads(path.read_text())
+    return read_record("fashion_dc", "fashion_deep_compression")
 
 
 @pytest.fixture(scope="module")
 def fashion():
-    x, y = cl.datasets.load_fashion_mnist("test", layout="torch")
-    xk, _ = cl.datasets.load_fashion_mnist("test", layout="keras")
-    return x, xk, y
+    return fashion_test()
 
 
 def check_entry(e: dict, original: np.ndarray) -> np.ndarray:

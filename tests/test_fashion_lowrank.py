@@ -6,10 +6,6 @@ MACs and bytes = the shipped ``.clz`` files), re-derives one cached point from s
 of the zoo network before fine-tuning, image by image), checks the shipped fine-tuned files image by
 image in both frameworks, and that the Keras twin's filling refuses a decomposition of other ranks.
 """
-import json
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,25 +13,20 @@ import torch
 import compresslib as cl
 from compresslib.core import stats
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "compresslib" / "data" / "results" / "fashion_lowrank"
-sys.path.insert(0, str(ROOT / "scripts"))
+from tests.cached_results import RESULTS as ALL_RESULTS, fashion_test, read_record  # noqa: E402
+
+RESULTS = ALL_RESULTS / "fashion_lowrank"
 import fashion_lowrank as s  # noqa: E402  (the script: its decompose, correct, ranks)
 
 
 @pytest.fixture(scope="module")
 def record():
-    path = RESULTS / "record.json"
-    if not path.exists():  # a fresh checkout ships it; only a branch that has not run the script lacks it
-        pytest.skip(f"{path} is missing: run python scripts/fashion_lowrank.py")
-    return json.loads(path.read_text())
+    return read_record("fashion_lowrank", "fashion_lowrank")
 
 
 @pytest.fixture(scope="module")
 def fashion():
-    x, y = cl.datasets.load_fashion_mnist("test", layout="torch")
-    xk, _ = cl.datasets.load_fashion_mnist("test", layout="keras")
-    return x, xk, y
+    return fashion_test()
 
 
 def test_the_record_is_consistent(record):
