@@ -11,12 +11,11 @@ file. Rows: ``fp32`` (the native file: state_dict ``.pt`` / ``.keras``),
 (the ``.clz`` as saved). ``size_ratio`` is bytes of the fp32 native file over
 bytes on disk; accuracy is always that of the model loaded back from its file.
 Every row carries its accuracy's 95 % (Wilson) interval over the test images
-(``accuracy_low``/``accuracy_high``), and every compressed row the paired
-comparison with the fp32 row on the same images (``compresslib.core.stats``
-through ``cl.compare``): the drop's 95 % interval in points (``drop_interval_pt``),
-McNemar's exact p (``mcnemar_p``) and the verdict ("within noise", "lower",
-"higher"); a target counts as met only when the size holds and the drop is
-within the budget.
+(``accuracy_ci``), and every compressed row the paired comparison with the fp32
+row on the same images (``compresslib.core.stats`` through ``cl.compare``): the
+drop's 95 % interval in points (``drop_ci_pt``), McNemar's exact p (``p_value``)
+and the verdict ("within noise", "lower", "higher"), the bench schema of
+``compresslib.benchresults``.
 The ``+ coded`` rows also give ``encode_s`` and ``decode_s`` (median of 5
 ``cl.save``/``cl.load`` of that model) and, for LeNet-300-100 and the Caffe
 LeNet-5, whether the issue's target is met (≥ 50× / ≥ 45× at ≤ 0.5 pt drop).
@@ -54,9 +53,9 @@ from compresslib.core.encodings import entropy  # noqa: E402
 TARGETS = {"lenet300_100": 50.0, "lenet5_caffe": 45.0}
 MAX_DROP_PT = 0.5
 MODELS = ("lenet300_100", "lenet5_caffe", "lenet5", "resnet8")
-KEYS = ["framework", "model", "method", "params", "nonzero_params", "bytes", "accuracy", "accuracy_low",
-        "accuracy_high", "size_ratio", "accuracy_drop_pt", "drop_interval_pt", "mcnemar_p", "verdict", "encode_s",
-        "decode_s", "target", "seconds"]
+KEYS = ["framework", "model", "method", "params", "nonzero_params", "bytes", "accuracy", "accuracy_ci",
+        "size_ratio", "accuracy_drop_pt", "drop_ci_pt", "p_value", "verdict", "encode_s", "decode_s", "target",
+        "seconds"]
 STAGES = {"input": "fp32", "+ Magnitude": "pruned", "+ WeightSharing": "+ shared", "+ entropy coding": "+ coded"}
 
 
@@ -94,16 +93,14 @@ def paired_columns(row: dict, base: dict) -> dict:
     >>> paired_columns({"accuracy_low": 0.97, "accuracy_high": 0.98, "test_samples": 2000,
     ...                 "drop_interval_pt": (-0.1, 0.3), "paired_p": 0.5, "paired_verdict": "within noise"}, {})
     ... # doctest: +NORMALIZE_WHITESPACE
-    {'accuracy_low': 0.97, 'accuracy_high': 0.98, 'test_images': 2000, 'drop_interval_pt': [-0.1, 0.3],
-     'mcnemar_p': 0.5, 'verdict': 'within noise'}
+    {'accuracy_ci': [0.97, 0.98], 'test_samples': 2000, 'drop_ci_pt': [-0.1, 0.3], 'p_value': 0.5,
+     'verdict': 'within noise'}
     """
-    out = {"accuracy_low": row["accuracy_low"], "accuracy_high": row["accuracy_high"],
-           "test_images": row["test_samples"]}
+    out = {"accuracy_ci": [row["accuracy_low"], row["accuracy_high"]], "test_samples": row["test_samples"]}
     if row is base or row.get("paired_p") is None:
-        return {**out, "drop_interval_pt": None, "mcnemar_p": None, "verdict": "baseline" if row is base else None}
+        return {**out, "drop_ci_pt": None, "p_value": None, "verdict": None}
     lo, hi = row["drop_interval_pt"]
-    return {**out, "drop_interval_pt": [round(lo, 4), round(hi, 4)], "mcnemar_p": row["paired_p"],
-            "verdict": row["paired_verdict"]}
+    return {**out, "drop_ci_pt": [lo, hi], "p_value": row["paired_p"], "verdict": row["paired_verdict"]}
 
 
 def model_rows(name: str, framework: str, quick: bool) -> list[dict]:
