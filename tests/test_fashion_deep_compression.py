@@ -13,20 +13,11 @@ import torch
 import compresslib as cl
 from compresslib.core import stats
 
-from tests.cached_results import RESULTS as ALL_RESULTS, fashion_test, read_record  # noqa: E402
+from tests.cached_results import RESULTS as ALL_RESULTS  # noqa: E402  (puts scripts/ on the path)
 
 RESULTS = ALL_RESULTS / "fashion_dc"
+RECORD = ("fashion_dc", "fashion_deep_compression")  # the conftest's record fixture reads it
 import fashion_deep_compression as s  # noqa: E402  (the script: its one_shot, correct, settings)
-
-
-@pytest.fixture(scope="module")
-def record():
-    return read_record("fashion_dc", "fashion_deep_compression")
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    return fashion_test()
 
 
 def check_entry(e: dict, original: np.ndarray) -> np.ndarray:

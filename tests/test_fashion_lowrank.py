@@ -13,20 +13,11 @@ import torch
 import compresslib as cl
 from compresslib.core import stats
 
-from tests.cached_results import RESULTS as ALL_RESULTS, fashion_test, read_record  # noqa: E402
+from tests.cached_results import RESULTS as ALL_RESULTS  # noqa: E402  (puts scripts/ on the path)
 
 RESULTS = ALL_RESULTS / "fashion_lowrank"
+RECORD = ("fashion_lowrank", "fashion_lowrank")  # the conftest's record fixture reads it
 import fashion_lowrank as s  # noqa: E402  (the script: its decompose, correct, ranks)
-
-
-@pytest.fixture(scope="module")
-def record():
-    return read_record("fashion_lowrank", "fashion_lowrank")
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    return fashion_test()
 
 
 def test_the_record_is_consistent(record):
