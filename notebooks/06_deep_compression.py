@@ -659,11 +659,14 @@ for sp in sorted({p["sparsity"] for p in POINTS}):
             f" {fdc_drop(t)} | {100 * k['accuracy']:.2f} |")
 Markdown("\n".join(lines))
 
-# %% mystnb={"figure": {"caption": "Fashion-MNIST ResNet-20: test accuracy (all 10,000 images, 95 % intervals) of each file read back, against the size of the file, for 70 % and 90 % zeros shared at 2 to 5 bits with centroid fine-tuning; small filled markers PyTorch, large open markers its Keras twin; the grey band is the original's interval."}, "image": {"alt": "Two lines of accuracy against file size on a log axis, one per sparsity, each with four points labelled 2 to 5 bits from left to right; the line for 70 % zeros lies at the lower edge of the grey band of the original from 3 to 5 bits and below it at 2 bits; the line for 90 % zeros lies below the band at smaller sizes, lowest at 2 bits; each open Keras marker sits on its filled PyTorch point."}}
-fig, ax = plt.subplots(figsize=nb.figsize(height=3.4))
+# %% mystnb={"figure": {"caption": "Fashion-MNIST ResNet-20: test accuracy (all 10,000 images, 95 % intervals) of each file read back against the size of the file, for 70 % zeros (left) and 90 % zeros (right) shared at 2 to 5 bits with centroid fine-tuning; small filled markers PyTorch, large open markers its Keras twin; the grey band is the original's interval."}, "image": {"alt": "Two panels of accuracy against file size, 70 % zeros on the left and 90 % zeros on the right, each with four points labelled 2 to 5 bits from left to right; on the left the points from 3 to 5 bits lie at the lower edge of the grey band of the original and the 2-bit point below it; on the right every point lies below the band, lowest at 2 bits; each open Keras marker sits just right of its filled PyTorch point (the Keras file is slightly larger)."}}
+SPARS = sorted({p["sparsity"] for p in POINTS})
+fig, axes = plt.subplots(1, len(SPARS), figsize=nb.figsize(height=3.4),
+                         sharey=True)
 lo, hi = o["torch"]["interval"]
-ax.axhspan(100 * lo, 100 * hi, color="0.85", lw=0, label="original (95 % CI)")
-for sp, color in zip(sorted({p["sparsity"] for p in POINTS}), nb.OTHER_COLORS):
+for ax, sp in zip(axes, SPARS):
+    ax.axhspan(100 * lo, 100 * hi, color="0.85", lw=0,
+               label="original (95 % CI)")
     pts = [p for p in POINTS if p["sparsity"] == sp]
     for fw in ("torch", "keras"):
         xs = [p[fw]["clz_bytes"] / 1e3 for p in pts]
@@ -672,17 +675,18 @@ for sp, color in zip(sorted({p["sparsity"] for p in POINTS}), nb.OTHER_COLORS):
                [100 * p[fw]["interval"][1] - y for y, p in zip(ys, pts)]]
         torch_fw = fw == "torch"
         ax.errorbar(xs, ys, yerr=err, fmt="o-" if torch_fw else "o",
-                    color=color, mfc=color if torch_fw else "none",
+                    color=COLORS[fw], mfc=COLORS[fw] if torch_fw else "none",
                     ms=5 if torch_fw else 10, capsize=2, lw=1,
-                    label=f"{100 * sp:.0f} % zeros" if torch_fw else None)
+                    label="PyTorch" if torch_fw else "Keras")
     for p in pts:
         ax.annotate(f"{p['bits']} bit", (p["torch"]["clz_bytes"] / 1e3,
                                         100 * p["torch"]["accuracy"]),
-                    textcoords="offset points", xytext=(7, 2),
-                    fontsize=9, color=color)
-ax.set_xscale("log")
-ax.set(xlabel=".clz file (kB, log scale)", ylabel="test accuracy (%)")
-ax.legend(fontsize=9, loc="lower right")
+                    textcoords="offset points", xytext=(-5, 5), ha="right",
+                    fontsize=9)
+    ax.set(title=f"{100 * sp:.0f} % zeros", xlabel=".clz file (kB)")
+    ax.margins(x=0.2)
+axes[0].set_ylabel("test accuracy (%)")
+axes[0].legend(fontsize=9, loc="lower right")
 plt.tight_layout()
 plt.show()
 
