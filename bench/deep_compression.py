@@ -10,6 +10,12 @@ file. Rows: ``fp32`` (the native file: state_dict ``.pt`` / ``.keras``),
 ``pruned`` and ``+ shared`` (their ``.clz`` without entropy coding), ``+ coded``
 (the ``.clz`` as saved). ``size_ratio`` is bytes of the fp32 native file over
 bytes on disk; accuracy is always that of the model loaded back from its file.
+Every row carries its accuracy's 95 % (Wilson) interval over the test images
+(``accuracy_ci``), and every compressed row the paired comparison with the fp32
+row on the same images (``compresslib.core.stats`` through ``cl.compare``): the
+drop's 95 % interval in points (``drop_ci_pt``), McNemar's exact p (``p_value``)
+and the verdict ("within noise", "lower", "higher"), the bench schema of
+``compresslib.benchresults``.
 The ``+ coded`` rows also give ``encode_s`` and ``decode_s`` (median of 5
 ``cl.save``/``cl.load`` of that model) and, for LeNet-300-100 and the Caffe
 LeNet-5, whether the issue's target is met (≥ 50× / ≥ 45× at ≤ 0.5 pt drop).
@@ -47,8 +53,9 @@ from compresslib.core.encodings import entropy  # noqa: E402
 TARGETS = {"lenet300_100": 50.0, "lenet5_caffe": 45.0}
 MAX_DROP_PT = 0.5
 MODELS = ("lenet300_100", "lenet5_caffe", "lenet5", "resnet8")
-KEYS = ["framework", "model", "method", "params", "nonzero_params", "bytes", "accuracy", "size_ratio",
-        "accuracy_drop_pt", "encode_s", "decode_s", "target", "seconds"]
+KEYS = ["framework", "model", "method", "params", "nonzero_params", "bytes", "accuracy", "accuracy_ci",
+        "size_ratio", "accuracy_drop_pt", "drop_ci_pt", "p_value", "verdict", "encode_s", "decode_s", "target",
+        "seconds"]
 STAGES = {"input": "fp32", "+ Magnitude": "pruned", "+ WeightSharing": "+ shared", "+ entropy coding": "+ coded"}
 
 
@@ -79,6 +86,23 @@ def _timed(fn, repeats=5):
     return out, statistics.median(times)
 
 
+def paired_columns(row: dict, base: dict) -> dict:
+    """The accuracy's 95 % interval and, against ``base`` (the fp32 row, same test images), the drop's 95 %
+    interval in points, McNemar's p and the verdict, from a ``cl.compare`` row (``compresslib.core.stats``).
+
+    >>> paired_columns({"accuracy_low": 0.97, "accuracy_high": 0.98, "test_samples": 2000,
+    ...                 "drop_interval_pt": (-0.1, 0.3), "paired_p": 0.5, "paired_verdict": "within noise"}, {})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'accuracy_ci': [0.97, 0.98], 'test_samples': 2000, 'drop_ci_pt': [-0.1, 0.3], 'p_value': 0.5,
+     'verdict': 'within noise'}
+    """
+    out = {"accuracy_ci": [row["accuracy_low"], row["accuracy_high"]], "test_samples": row["test_samples"]}
+    if row is base or row.get("paired_p") is None:
+        return {**out, "drop_ci_pt": None, "p_value": None, "verdict": None}
+    lo, hi = row["drop_interval_pt"]
+    return {**out, "drop_ci_pt": [lo, hi], "p_value": row["paired_p"], "verdict": row["paired_verdict"]}
+
+
 def model_rows(name: str, framework: str, quick: bool) -> list[dict]:
     train, test = mnist(framework, quick)
     recipe = pipeline.load_recipe("deep_compression")
@@ -100,7 +124,8 @@ def model_rows(name: str, framework: str, quick: bool) -> list[dict]:
         r = reports[stage]
         size = r["packed_bytes"] if r["packed_bytes"] is not None else r["file_bytes"]
         extra = {"nonzero_params": r["nonzero_params"], "bytes": size,
-                 "size_ratio": base["file_bytes"] / size, "accuracy_drop_pt": r["accuracy_drop_pt"]}
+                 "size_ratio": base["file_bytes"] / size, "accuracy_drop_pt": r["accuracy_drop_pt"],
+                 **paired_columns(r, base)}
         if stage == "+ entropy coding":
             extra.update(encode_s=round(encode_s, 4), decode_s=round(decode_s, 4), seconds=round(seconds, 1))
             if name in TARGETS:

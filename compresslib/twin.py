@@ -18,6 +18,14 @@ agree, or a ``ValueError`` names the first layer that differs. With
 difference above ``tolerance`` is reported with the first layer whose *output*
 differs (padding or activations that the weights do not show).
 
+A decomposed model (``cl.decompose``: Tucker-2, CP, SVD) transfers too: PyTorch keeps the factors as
+the children of a ``FactoredConv2d``/``FactoredLinear`` (``conv1.0``, ``conv1.1``, …), Keras as
+layers ``conv1_tucker0..2``/``_cp0..3``/``fc_svd0..1``; both list them as
+:class:`~compresslib.core.layer_weights.Factored` (the backends' ``factored``). The built twin is
+decomposed to the same ranks (``Tucker(ranks=…)``, ``SVD(rank=…)``, ``CP(rank=…)`` on those layers)
+and factor ``i`` goes to factor ``i``; with ``like=``, ``like`` must be decomposed the same way, or
+the first factor whose shape differs is named.
+
 The module is ``compresslib.twin`` rather than ``compresslib.transfer``: importing a
 submodule binds its name on the package, which would shadow the function
 ``compresslib.transfer``.
@@ -38,12 +46,16 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from compresslib import configs
+
 from compresslib._dispatch import backend, check_framework, framework_of
-from compresslib.core.layer_weights import KINDS, REFERENCE_NAMES, LayerWeights, keras_name_fn, known_architecture
+from compresslib.core.layer_weights import (KINDS, REFERENCE_NAMES, Factored, LayerWeights, keras_name_fn,
+                                            known_architecture)
 
 
 def _check_pair(src: LayerWeights, dst: Optional[LayerWeights], dst_name: str, framework: str) -> Optional[str]:
@@ -87,6 +99,46 @@ def _target(model: Any, source: str, framework: str, like: Any) -> tuple[Any, Op
     return backend(framework, "models").build(arch_name, num_classes=num_classes), arch_name
 
 
+def _config(f: Factored) -> configs.LowRankConfig:
+    """The config that factors a dense layer into exactly the shapes of ``f``."""
+    if f.kind == "tucker":
+        return configs.Tucker(ranks=tuple(int(r) for r in f.rank))
+    return configs.SVD(rank=int(f.rank)) if f.kind == "svd" else configs.CP(rank=int(f.rank))
+
+
+def _decomposed_like(target: Any, factored: dict[str, Factored], parent: Callable[[str], str],
+                     framework: str) -> Any:
+    """``target`` (a dense twin) with the layers of ``factored`` (source names; ``parent`` gives the
+    target's) decomposed to the same ranks, one ``decompose`` per config."""
+    names = {lw.name for lw in backend(framework, "transfer").read_layers(target)}
+    groups: dict[configs.LowRankConfig, list[str]] = {}
+    for name, f in factored.items():
+        if parent(name) not in names:
+            raise ValueError(f"model: layer {name!r} is decomposed ({f.kind}) and the {framework} twin has no "
+                             f"layer {parent(name)!r} to decompose the same way")
+        groups.setdefault(_config(f), []).append(parent(name))
+    decompose = backend(framework, "lowrank").decompose
+    with warnings.catch_warnings():  # the layers are named, their ranks valid: nothing to warn about
+        warnings.simplefilter("ignore", UserWarning)
+        for config, layers in groups.items():
+            target = decompose(target, config, layers=layers)
+    return target
+
+
+def _factor_names(src: dict[str, Factored], dst: dict[str, Factored], parent: Callable[[str], str],
+                  framework: str) -> dict[str, str]:
+    """``{source factor layer: target factor layer}``; a ``ValueError`` names a layer decomposed differently."""
+    out = {}
+    for name, f in src.items():
+        g = dst.get(parent(name))
+        if g is None or g.kind != f.kind or set(g.factors) != set(f.factors):
+            theirs = "not decomposed" if g is None else f"{g.kind} with factors {sorted(g.factors)}"
+            raise ValueError(f"model: layer {name!r} is decomposed ({f.kind}, factors {sorted(f.factors)}); "
+                             f"{parent(name)!r} in the {framework} twin is {theirs}")
+        out.update({f.factors[i]: g.factors[i] for i in f.factors})
+    return out
+
+
 def transfer(model: Any, framework: str, *, like: Any = None, check: bool = True, tolerance: float = 1e-4) -> Any:
     """The twin of ``model`` in ``framework`` ("torch" or "keras") with the same weights and BN statistics.
 
@@ -116,14 +168,24 @@ def transfer(model: Any, framework: str, *, like: Any = None, check: bool = True
         raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
     target, arch_name = _target(model, source, framework, like)
     src_io, dst_io = backend(source, "transfer"), backend(framework, "transfer")
+    to_keras = keras_name_fn(arch_name)
+
+    def parent_names(torch_model: Any) -> Callable[[str], str]:
+        if source == "torch":
+            return to_keras
+        # keras -> torch: invert the table over the torch model's names (decomposed layers included)
+        names = [lw.name for lw in dst_io.read_layers(torch_model)] + list(dst_io.factored(torch_model))
+        inverse = {to_keras(n): n for n in names}
+        return lambda n: inverse.get(n, n)
+
+    src_factored = src_io.factored(model)
+    if src_factored and like is None:
+        target = _decomposed_like(target, src_factored, parent_names(target), framework)
+    parent = parent_names(target)
+    factors = _factor_names(src_factored, dst_io.factored(target), parent, framework)
+    rename = lambda n: factors.get(n) or parent(n)  # noqa: E731
     src_layers = src_io.read_layers(model)
     dst_layers = {lw.name: lw for lw in dst_io.read_layers(target)}
-    to_keras = keras_name_fn(arch_name)
-    if source == "torch":
-        rename = to_keras
-    else:  # keras -> torch: invert the table over the target's torch names
-        inverse = {to_keras(n): n for n in dst_layers}
-        rename = lambda n: inverse.get(n, n)  # noqa: E731
     assignments, used = {}, set()
     for lw in src_layers:
         dst_name = rename(lw.name)

@@ -9,7 +9,8 @@ T = 4, SGD Nesterov, cosine from lr 0.02, shifts and flips, bf16 autocast where 
 units, one thread), BatchNorm is folded (``cl.fold_batchnorm``) and the result is saved as
 ``compresslib/data/results/fashion_lowrank/torch_e<e>.clz`` (packed, no pickle). The Keras twin is
 Keras's own ``cl.decompose`` + ``cl.fold_batchnorm`` of the Keras reference (the same ranks: the
-weights are the same) carrying the fine-tuned weights through ``cl.transfer``, saved as
+weights are the same) carrying the fine-tuned weights through ``cl.transfer`` (``like=`` that
+folded Keras decomposition: factor ``i`` of each layer to factor ``i``), saved as
 ``keras_e<e>.clz``. ``record.json`` holds, per setting and framework: accuracy on all 10,000 test
 images with its 95 % interval, the paired comparison with the original (McNemar p, verdict), the
 accuracy right after decomposition (before fine-tuning), params, MACs, .clz bytes and the
@@ -70,40 +71,6 @@ def decompose(model, energy: float):
         warnings.simplefilter("ignore", UserWarning)
         d = cl.decompose(model, cl.Tucker(energy=energy), layers=is_3x3)
         return cl.decompose(d, cl.SVD(energy=energy))
-
-
-def carry_to_keras(model: torch.nn.Module, like) -> "keras.Model":
-    """A copy of ``like`` (the Keras decomposition of the same network) holding ``model``'s weights.
-
-    ``cl.transfer`` pairs layers by name and reads a torch ``FactoredConv2d``/``FactoredLinear`` as one
-    layer (its ``.weight`` is the product of the factors) while Keras's ``cl.decompose`` names the factors
-    ``<layer>_tucker0..2`` / ``<layer>_svd0..1``: this pairs factor ``<layer>.<i>`` with ``<layer>_<kind><i>``
-    and moves the weights with the two backends' ``read_layers``/``write_layers``, checked pair by pair
-    as ``cl.transfer`` checks them; the caller compares the outputs.
-    """
-    from compresslib import twin
-    from compresslib.keras import transfer as keras_io
-    from compresslib.torch import transfer as torch_io
-    from compresslib.torch.layers import FactoredConv2d, FactoredLinear
-
-    kinds = {n: "tucker" if isinstance(m, FactoredConv2d) else "svd" for n, m in model.named_modules()
-             if isinstance(m, (FactoredConv2d, FactoredLinear))}
-
-    def rename(name: str) -> str:
-        parent, _, i = name.rpartition(".")
-        return f"{parent}_{kinds[parent]}{i}" if parent in kinds else name
-
-    target = keras_io.copy_model(like)
-    dst = {lw.name: lw for lw in keras_io.read_layers(target)}
-    src = {rename(lw.name): lw for lw in torch_io.read_layers(model) if lw.name not in kinds}
-    if set(src) != set(dst):
-        raise ValueError(f"model: layers differ from the Keras twin's: {sorted(set(src) ^ set(dst))[:4]}")
-    for name, lw in src.items():
-        why = twin._check_pair(lw, dst[name], name, "keras")
-        if why:
-            raise ValueError(f"model: layer {lw.name!r} differs from the Keras twin: {why}")
-    keras_io.write_layers(target, src)
-    return target
 
 
 def correct(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -187,7 +154,7 @@ def run(energy: float, epochs: int) -> dict:
     keras_decomposed = decompose(keras_teacher, energy)
     before_k = correct(keras_decomposed, xk, yt)
     # the same ranks from the same weights, so the same factor shapes (checked layer by layer)
-    keras_student = carry_to_keras(folded, cl.fold_batchnorm(keras_decomposed))
+    keras_student = cl.transfer(folded, framework="keras", like=cl.fold_batchnorm(keras_decomposed))
     k_path = OUT / f"keras_{tag}.clz"
     atomic_write(str(k_path), lambda tmp: cl.save(keras_student, tmp))
 

@@ -56,3 +56,20 @@ def mnist_test():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def record(request):
+    """The cached results record the test module names in ``RECORD = (results folder, script)``
+    (``tests/cached_results.py``); the module is skipped when the record is missing."""
+    from tests.cached_results import read_record
+
+    return read_record(*request.module.RECORD)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    """``(x NCHW, x NHWC, y)``: the 10,000 Fashion-MNIST test images in both layouts."""
+    from tests.cached_results import fashion_test
+
+    return fashion_test()

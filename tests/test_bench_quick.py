@@ -98,6 +98,17 @@ def test_deep_compression(tmp_path):
     stages = by_method(data["rows"], "torch", "lenet300_100")
     assert list(stages) == ["fp32", "pruned", "+ shared", "+ coded"]
     assert stages["+ coded"]["bytes"] < stages["+ shared"]["bytes"] < stages["fp32"]["bytes"]
+    from compresslib.core import stats
+    base = stages["fp32"]
+    assert base["verdict"] is None and base["drop_ci_pt"] is None
+    for r in stages.values():  # every row: its accuracy's Wilson interval on the quick run's 256 images
+        k = round(r["accuracy"] * 256)
+        assert r["test_samples"] == 256
+        assert r["accuracy_ci"] == pytest.approx(list(stats.wilson_interval(k, 256)))
+    for r in list(stages.values())[1:]:  # and the paired test against fp32 on the same images
+        lo, hi = r["drop_ci_pt"]
+        assert lo <= r["accuracy_drop_pt"] <= hi and 0 <= r["p_value"] <= 1
+        assert r["verdict"] in ("within noise", "lower", "higher")
     coders = {c["coder"] for c in data["coders"]}
     assert "ANS (constriction, .clz)" in coders and "fixed 5-bit" in coders
 

@@ -6,10 +6,6 @@ MACs and bytes = the shipped ``.clz`` files), re-derives one cached point from s
 of the zoo network before fine-tuning, image by image), checks the shipped fine-tuned files image by
 image in both frameworks, and that the Keras twin's filling refuses a decomposition of other ranks.
 """
-import json
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,25 +13,11 @@ import torch
 import compresslib as cl
 from compresslib.core import stats
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "compresslib" / "data" / "results" / "fashion_lowrank"
-sys.path.insert(0, str(ROOT / "scripts"))
-import fashion_lowrank as s  # noqa: E402  (the script: its decompose, correct, ranks, carry_to_keras)
+from tests.cached_results import RESULTS as ALL_RESULTS  # noqa: E402  (puts scripts/ on the path)
 
-
-@pytest.fixture(scope="module")
-def record():
-    path = RESULTS / "record.json"
-    if not path.exists():  # a fresh checkout ships it; only a branch that has not run the script lacks it
-        pytest.skip(f"{path} is missing: run python scripts/fashion_lowrank.py")
-    return json.loads(path.read_text())
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    x, y = cl.datasets.load_fashion_mnist("test", layout="torch")
-    xk, _ = cl.datasets.load_fashion_mnist("test", layout="keras")
-    return x, xk, y
+RESULTS = ALL_RESULTS / "fashion_lowrank"
+RECORD = ("fashion_lowrank", "fashion_lowrank")  # the conftest's record fixture reads it
+import fashion_lowrank as s  # noqa: E402  (the script: its decompose, correct, ranks)
 
 
 def test_the_record_is_consistent(record):
@@ -86,16 +68,27 @@ def test_shipped_files_match_the_record(record, fashion):
     np.testing.assert_allclose(np.asarray(k(xk[:64])), logits_t, atol=1e-4)
 
 
+def test_transfer_reproduces_the_shipped_keras_file(record, fashion):
+    """The script's path (``cl.transfer(..., like=<folded Keras decomposition>)``) on the shipped torch file
+    gives exactly the shipped Keras file's logits."""
+    _, xk, _ = fashion
+    t = cl.load(RESULTS / "torch_e0.86.clz")
+    like = cl.fold_batchnorm(s.decompose(cl.zoo.pretrained(s.TEACHER, framework="keras"), 0.86))
+    new = cl.transfer(t, framework="keras", like=like)
+    shipped = cl.load(RESULTS / "keras_e0.86.clz")
+    np.testing.assert_array_equal(np.asarray(new(xk[:64])), np.asarray(shipped(xk[:64])))
+
+
 def test_filling_the_keras_twin_carries_the_factors_and_refuses_other_ranks():
     one = ["layer1.0.conv1"]  # one layer: the check is per layer, and Tucker of every layer takes time
     t = cl.decompose(cl.zoo.pretrained(s.TEACHER, framework="torch").eval(), cl.Tucker(energy=0.91), layers=one)
     keras_ref = cl.zoo.pretrained(s.TEACHER, framework="keras")
     same = cl.decompose(keras_ref, cl.Tucker(energy=0.91), layers=one)
-    filled = s.carry_to_keras(t, same)
+    filled = cl.transfer(t, framework="keras", like=same)
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     with torch.no_grad():
         ref = t.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
     np.testing.assert_allclose(np.asarray(filled(x)), ref, atol=1e-4)
     other = cl.decompose(keras_ref, cl.Tucker(energy=0.86), layers=one)
     with pytest.raises(ValueError, match="layer 'layer1.0.conv1.0'.*shape"):
-        s.carry_to_keras(t, other)
+        cl.transfer(t, framework="keras", like=other)

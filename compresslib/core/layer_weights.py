@@ -38,6 +38,26 @@ class LayerWeights:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Factored:
+    """A layer that ``decompose`` replaced by factor layers, as one backend holds it.
+
+    ``kind``: "tucker", "svd" or "cp"; ``rank``: Tucker's ``(R1, R2)`` (the k×k core's input and
+    output channels), SVD's or CP's ``r``; ``factors``: ``{canonical index: layer name}`` — Tucker
+    0 (1×1 in), 1 (k×k core), 2 (1×1 out), a full-rank 1×1 absorbed and absent; SVD 0, 1; CP 0..3.
+    Keras names factor ``i`` ``<layer>_<kind><i>``; PyTorch keeps the factors as the children of a
+    ``FactoredConv2d``/``FactoredLinear`` in that order.
+
+    Example:
+        >>> Factored("svd", 8, {0: "fc1.0", 1: "fc1.1"}).factors[1]
+        'fc1.1'
+    """
+
+    kind: str
+    rank: Any
+    factors: dict[int, str]
+
+
 def resnet8_keras_name(torch_name: str) -> str:
     return (torch_name.replace("shortcut.0", "sc_conv").replace("shortcut.1", "sc_bn")
             .replace("stem.0", "stem_conv").replace("stem.1", "stem_bn").replace(".", "_"))
@@ -65,4 +85,4 @@ def keras_name_fn(arch_name: Optional[str]) -> Callable[[str], str]:
     return REFERENCE_NAMES.get(arch_name or "", lambda n: n)
 
 
-__all__ = ["KINDS", "LayerWeights", "REFERENCE_NAMES", "known_architecture", "keras_name_fn", "resnet8_keras_name"]
+__all__ = ["KINDS", "Factored", "LayerWeights", "REFERENCE_NAMES", "known_architecture", "keras_name_fn", "resnet8_keras_name"]

@@ -12,13 +12,14 @@ Example:
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import keras
 import numpy as np
 
 from compresslib.keras.rebuild import functional_of, producer, rebuild
-from compresslib.core.layer_weights import LayerWeights, known_architecture
+from compresslib.core.layer_weights import Factored, LayerWeights, known_architecture
 
 
 def arch_name(model) -> Optional[str]:
@@ -30,6 +31,39 @@ def _flat_layers(model) -> list:
     out = []
     for layer in model.layers:
         out.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
+_FACTOR = re.compile(r"^(.+)_(tucker|svd|cp)([0-3])$")
+
+
+def factored(model) -> dict[str, Factored]:
+    """``{decomposed layer's name: Factored}`` from the factor layers ``cl.decompose`` names
+    ``<layer>_tucker0..2``, ``<layer>_svd0..1``, ``<layer>_cp0..3``.
+
+    Example:
+        >>> import compresslib as cl
+        >>> from compresslib.keras.models import build
+        >>> d = cl.decompose(build("lenet5"), cl.SVD(rank=8), layers=["fc1"])
+        >>> factored(d)
+        {'fc1': Factored(kind='svd', rank=8, factors={0: 'fc1_svd0', 1: 'fc1_svd1'})}
+    """
+    groups: dict[str, tuple[str, dict]] = {}
+    layers = {layer.name: layer for layer in _flat_layers(model)}
+    for name in layers:
+        match = _FACTOR.match(name)
+        if match:
+            base, kind, i = match.groups()
+            groups.setdefault(base, (kind, {}))[1][int(i)] = name
+    out = {}
+    for base, (kind, factors) in groups.items():
+        if kind == "tucker":
+            kernel = layers[factors[1]].kernel.shape  # the k×k core: kh, kw, R1, R2
+            rank = (int(kernel[2]), int(kernel[3]))
+        else:
+            first = layers[factors[0]]
+            rank = int(first.units if kind == "svd" else first.filters)
+        out[base] = Factored(kind, rank, dict(sorted(factors.items())))
     return out
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compresslib.core.layer_weights import LayerWeights
+from compresslib.core.layer_weights import Factored, LayerWeights
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -46,11 +46,42 @@ def arch_name(model: nn.Module) -> Optional[str]:
     return None
 
 
+def factored(model: nn.Module) -> dict[str, Factored]:
+    """``{module name: Factored}`` for each ``FactoredConv2d``/``FactoredLinear`` (``cl.decompose``'s layers).
+
+    Example:
+        >>> import compresslib as cl
+        >>> from compresslib.torch.models import build
+        >>> d = cl.decompose(build("lenet5"), cl.SVD(rank=8), layers=["7"])
+        >>> factored(d)
+        {'7': Factored(kind='svd', rank=8, factors={0: '7.0', 1: '7.1'})}
+    """
+    from compresslib.torch.layers import FactoredConv2d, FactoredLinear
+
+    out = {}
+    for name, m in model.named_modules():
+        children = [f"{name}.{c}" for c in m._modules]
+        if isinstance(m, FactoredLinear):
+            out[name] = Factored("svd", int(m.rank), dict(enumerate(children)))
+        elif isinstance(m, FactoredConv2d) and m.kind == "cp":
+            out[name] = Factored("cp", int(m[0].out_channels), dict(enumerate(children)))
+        elif isinstance(m, FactoredConv2d):
+            idx = [0] * m.has_first + [1] + [2] * m.has_last
+            core = m[1 if m.has_first else 0]
+            out[name] = Factored("tucker", (int(core.in_channels), int(core.out_channels)),
+                                 dict(zip(idx, children)))
+    return out
+
+
 def read_layers(model: nn.Module) -> list[LayerWeights]:
     """Every Conv2d, Linear, BatchNorm, Embedding and LayerNorm of ``model`` in module order (``ValueError`` naming any other
-    module that owns weights)."""
+    module that owns weights). A decomposed layer is listed as its factor layers (see :func:`factored`)."""
+    from compresslib.torch.layers import FactoredConv2d, FactoredLinear
+
     out = []
     for name, m in model.named_modules():
+        if isinstance(m, (FactoredConv2d, FactoredLinear)):
+            continue  # its factors, its children, are listed next
         if isinstance(m, nn.Conv2d):
             arrays = {"weight": _np(m.weight)}
             if m.bias is not None:
