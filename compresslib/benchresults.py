@@ -66,7 +66,7 @@ def _cell(fmt, value: Any) -> str:
 COMPACT = ("tool", "model", "method", "accuracy", "drop_and_verdict", "bits_per_weight", "perplexity", "cosine",
            "speedup", "speedup_vs_runtime_fp32")
 # bench/pareto.py's rows are targets (a runtime each), not methods
-COMPACT_PARETO = ("runtime", "ours", "accuracy", "drop_and_verdict", "speedup_vs_peer", "size_ratio_vs_peer")
+COMPACT_PARETO = ("model", "runtime", "ours", "accuracy", "drop_and_verdict", "speedup_vs_peer", "size_ratio_vs_peer")
 
 
 def table(rows: list[dict], keys: Optional[tuple[str, ...]] = None) -> list[str]:
@@ -77,7 +77,8 @@ def table(rows: list[dict], keys: Optional[tuple[str, ...]] = None) -> list[str]
             if r.get("accuracy_drop_pt") is not None else r for r in rows]
     cols = [c for c in COLUMNS if c[0] in keys and any(r.get(c[0]) is not None for r in rows)]
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |",
-             "|" + "".join("---|" if k in ("framework", "tool", "model", "method", "runtime", "verdict") else "---:|"
+             "|" + "".join("---|" if k in ("framework", "tool", "model", "method", "runtime", "verdict", "ours", "peer")
+                           else "---:|"
                            for k, _, _ in cols)]
     # a bench that kept no file for a row writes bytes 0: say so rather than print a size of zero
     lines += ["| " + " | ".join("not saved" if k == "bytes" and r.get(k) == 0 else _cell(f, r.get(k))

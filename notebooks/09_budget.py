@@ -56,7 +56,7 @@ if "google.colab" in sys.modules:
     )
 
 # %% tags=["hide-input"]
-import os, shutil, tempfile, warnings
+import json, os, shutil, tempfile, warnings
 from importlib import resources
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -218,7 +218,8 @@ example = np.ascontiguousarray(val_t[0][:32])
 peer_ms = paired_ratio(peer_t, out_t.deployed, example, pairs=100)["a_ms"]
 
 fig, ax = plt.subplots(figsize=nb.figsize(height=3.6))
-out_t.plot(ax=ax, peers={"ORT quantize_static int8": (peer_ms, peer_val.mean())})
+peer_point = {"ORT quantize_static int8": (peer_ms, peer_val.mean())}
+out_t.plot(ax=ax, peers=peer_point)
 ax.set_ylabel("validation accuracy, %")
 plt.show()
 
@@ -251,7 +252,7 @@ rows = [
     ("ORT int8 (peer)", peer_ok, peer_vs, h2h["a_ms"]),
 ]
 lines = [
-    "| model | test accuracy % | drop pt (95 % CI) | McNemar p | ms / batch 32 |",
+    "| model | test acc. % | drop pt (95 % CI) | McNemar p | ms / batch 32 |",
     "|---|---:|---:|---:|---:|",
 ]
 for name, ok, vs, ms in rows:
@@ -265,7 +266,7 @@ for name, ok, vs, ms in rows:
     t = "" if ms is None else f"{ms:.3f}"
     lines.append(f"| {name} | {100 * ok.mean():.2f} | {drop} | {p} | {t} |")
 load = os.getloadavg()[0]
-lines += ["", f"load average {load:.1f}, {aa['pairs']} pairs, A/A {aa['ratio']:.3f}"]
+lines += ["", f"load average {load:.1f}, A/A {aa['ratio']:.3f}"]
 Markdown("\n".join(lines))
 
 # %% tags=["remove-cell"]
@@ -375,7 +376,8 @@ nb.glue("k_size", len(flat) / chosen_k["bytes"])
 doc = load_results("pareto")
 NET = {"fashion_resnet20": "ResNet-20", "fashion_resnet20_wide": "wide"}
 cols = [
-    "| network → runtime | ours (chosen) | drop pt (95 % CI) | × peer | A/A | × smaller |",
+    "| network → runtime | ours (chosen) | drop pt (95 % CI) | × peer | A/A"
+    " | × smaller |",
     "|---|---|---:|---:|---:|---:|",
 ]
 for r in doc["rows"]:
@@ -429,6 +431,21 @@ for r in doc["rows"]:
     nb.glue(f"{key}_x", r["speedup_vs_peer"])
     nb.glue(f"{key}_drop", r["accuracy_drop_pt"])
     nb.glue(f"{key}_ours", nb.Text(r["ours"]))
+wide = next(
+    r for r in doc["rows"]
+    if r["model"] == "fashion_resnet20_wide" and r["runtime"] == "openvino"
+)
+cand = {(c["prune"], c["int8"]): c for c in wide["candidates"]}
+cut, alone = cand[(0.5, True)], cand[(0.0, True)]
+nb.glue("w_cut_x", cut["speedup"] / alone["speedup"])
+nb.glue("w_cut_drop", cut["drop_pt"])
+nb.glue("w_epochs", wide["candidates"][-1]["candidate"].split("distilled ")[1][0])
+ch3 = json.loads(
+    (resources.files("compresslib") / "data" / "results" / "fashion_prune"
+     / "record.json").read_text()
+)["r0.5"]
+acc = ch3["test_accuracy"]
+nb.glue("ch3_drop", 100 * (acc["teacher_torch"] - acc["torch"]))
 passes = [t for t in doc["targets"] if t["status"] == "PASS"]
 nb.glue("b_pass", len(passes))
 nb.glue("b_targets", len(doc["targets"]))
@@ -445,6 +462,18 @@ nb.glue("b_cold_min", doc["search_seconds_cold"] / 60)
 # {glue:text}`b_targets` targets pass; the list above says which and by how much. The
 # ResNet-20's first searches, fine-tunes included, took {glue:text}`b_cold_min:.1f` min in
 # all (both frameworks, on a loaded machine: see the load average).
+#
+# Neither network gets ahead of the peers in this run, and the reason is in the candidates,
+# not in the timer. On the wide member, `Structured(0.5)` + int8 runs
+# {glue:text}`w_cut_x:.2f`× as fast as int8 alone in OpenVINO (the same search, the same
+# reference), but after the search's fine-tune — Adam, {glue:text}`w_epochs` epochs on 30,000
+# images, no augmentation — it is {glue:text}`w_cut_drop:+.2f` pt below the original on the
+# validation images: outside the budget. Chapter 3 distilled the same pruned network with
+# SGD, a cosine schedule and shifted and flipped images, all 60,000 of them, for 4 epochs,
+# and ended {glue:text}`ch3_drop:+.2f` pt from the original on the test set, within noise.
+# The fine-tune recipe, not the pruning, is what keeps `cl.optimize` level with the
+# peers here; giving it chapter 3's recipe is the next step. Until then, for a half-point
+# budget on these networks, its honest answer is int8 — and it says so.
 #
 # ## What the search does not do
 #

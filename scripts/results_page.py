@@ -56,7 +56,8 @@ def render() -> str:
         if doc.get("quick"):
             out += ["```{warning}", "These results come from a `--quick` smoke run: not figures to quote.", "```", ""]
         for t in doc.get("targets") or []:
-            out.append(f"- **{t['status']}** — {t['target']}" + (f" ({t['path']})" if t.get("path") else ""))
+            out.append(f"- **{t['status']}** — {t['target']}" + (f" ({t['path']})" if t.get("path") else "")
+                       + (f": {t['figures']}" if t.get("figures") else ""))
         if doc.get("targets"):
             out.append("")
         h2h = doc.get("head_to_head")
