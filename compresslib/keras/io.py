@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -155,6 +156,12 @@ def to_spec(model) -> tuple[dict, dict[str, np.ndarray]]:
         raise TypeError(f"model: cannot save the subclassed model {type(model).__name__}: Keras cannot describe it "
                         f"without get_config(); give it get_config()/from_config() (and register it with "
                         f"keras.saving.register_keras_serializable) or build it as a functional model") from exc
+    compile_config = config.get("compile_config") if isinstance(config, dict) else None
+    if compile_config:  # a loss or metric that is a local function (e.g. a distillation loss) cannot be
+        try:            # restored safely: the file keeps the model and leaves it uncompiled
+            check_config(compile_config, _REGISTRY)
+        except ValueError:
+            config = {k: v for k, v in config.items() if k != "compile_config"}
     spec = {"kind": "keras_model", "config": config}
     quantized = _quantized_sublayers(model)
     if quantized:
@@ -425,8 +432,16 @@ def from_plain_spec(spec: dict, tensors: dict[str, np.ndarray], *, custom_object
     if not isinstance(bfloat16, list) or not all(
             isinstance(k, str) and k in tensors and np.asarray(tensors[k]).dtype == np.uint16 for k in bfloat16):
         raise ValueError("bfloat16 must list uint16 weight tensors of the file")
-    check_config(spec["config"], allowed)
-    return _build(spec["config"], allowed, tensors, bfloat16, quantized)
+    config = spec["config"]
+    compile_config = config.get("compile_config") if isinstance(config, dict) else None
+    if compile_config:
+        try:
+            check_config(compile_config, allowed)
+        except ValueError as exc:  # written before to_spec dropped such configs: the model loads uncompiled
+            warnings.warn(f"the model's compile state is not restored ({exc})", UserWarning, stacklevel=3)
+            config = {k: v for k, v in config.items() if k != "compile_config"}
+    check_config(config, allowed)
+    return _build(config, allowed, tensors, bfloat16, quantized)
 
 
 def _onto(model: Any, spec: dict, tensors: dict[str, np.ndarray]):
