@@ -166,7 +166,7 @@ class Optimized:
             ax.scatter([ms], [100 * acc], marker="s", s=50, c=f"C{i + 1}", label=name)
         ax.set_xlabel(f"latency, ms (batch {self.setting['batch_size']}, {self.setting['runtime']})")
         ax.set_ylabel("accuracy, %")
-        ax.legend(fontsize="small")
+        ax.legend()
         return ax
 
     def _repr_html_(self) -> str:
