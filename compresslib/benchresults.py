@@ -66,7 +66,7 @@ def _cell(fmt, value: Any) -> str:
 COMPACT = ("tool", "model", "method", "accuracy", "drop_and_verdict", "bits_per_weight", "perplexity", "cosine",
            "speedup", "speedup_vs_runtime_fp32")
 # bench/pareto.py's rows are targets (a runtime each), not methods
-COMPACT_PARETO = ("model", "runtime", "ours", "accuracy", "drop_and_verdict", "speedup_vs_peer", "size_ratio_vs_peer")
+COMPACT_PARETO = ("model", "runtime", "ours", "drop_and_verdict", "speedup_vs_peer", "size_ratio_vs_peer")
 
 
 def table(rows: list[dict], keys: Optional[tuple[str, ...]] = None) -> list[str]:

@@ -70,7 +70,8 @@ def render() -> str:
             if len(frameworks) > 1:
                 out += [f"**{ {'torch': 'PyTorch', 'keras': 'Keras'}.get(fw, fw) }**", ""]
             # the section names the data set: the compact table drops it from the model names
-            short = [dict(r, model=str(r.get("model", "")).removeprefix(f"{name}_")) for r in rows
+            short = [dict(r, model=str(r.get("model", "")).removeprefix(f"{name}_").removeprefix(
+                "fashion_" if name == "pareto" else "")) for r in rows
                      if r.get("framework") == fw]
             out += table(short, COMPACT_PARETO if name == "pareto" else COMPACT) + [""]
         out += ["<details><summary>All columns: bytes, 95 % intervals, McNemar p, latency spread</summary>", "",
