@@ -200,8 +200,8 @@ nb.glue("why_t", why(out_t, rows_t))
 
 # %% [markdown]
 # Each row is one candidate, measured in ONNX Runtime on the 2,000 validation images: its
-# accuracy with a 95 % interval, its drop against the original with the paired (McNemar)
-# test on the same images, the latency of one batch of 32 from the paired timer — single
+# accuracy, its drop against the original with a 95 % interval and the paired (McNemar)
+# test's p on the same images, the latency of one batch of 32 from the paired timer — single
 # calls of the candidate and of the original fp32 file alternated, so a shared machine's
 # drift falls on both — with its spread, and the bytes of the file. The A/A control, the
 # original timed against a copy of itself, read {glue:text}`aa_t:.3f`: ratios closer to
